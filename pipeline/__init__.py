@@ -1,0 +1,1 @@
+"""Image decoding and feature extraction: everything that turns pixels into representations."""

@@ -1,0 +1,51 @@
+"""Bilinear spatial voting of per-pixel values into square cells, as VLFeat's HOG and LBP do it.
+
+A pixel at coordinate ``x`` (interior pixels only, 1 .. n-2) votes into the cells whose centres surround it,
+with weights ``1 - frac`` and ``frac`` of ``h = (x + 0.5) / cell - 0.5``. Votes outside the cell grid are
+dropped, exactly as in ``vl_hog_put_image`` and ``vl_lbp_process``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def voting_matrix(n: int, cell: int, cells: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Dense (n, cells) matrix of the bilinear weights with which each pixel coordinate votes into cells."""
+    x = torch.arange(1, n - 1, dtype=torch.float64)
+    h = (x + 0.5) / cell - 0.5
+    left = torch.floor(h).long()
+    frac = h - left
+    weights = torch.zeros(n, cells + 2, dtype=torch.float64)
+    # column 0 of `weights` stands for cell -1, so cell c lives in column c + 1
+    weights[x.long(), left + 1] = 1.0 - frac
+    weights[x.long(), left + 2] = frac
+    return weights[:, 1 : cells + 1].to(dtype=dtype, device=device)
+
+
+def cell_histogram(
+    values: torch.Tensor, bins: torch.Tensor, num_bins: int, cell: int, cells_h: int, cells_w: int
+) -> torch.Tensor:
+    """Vote ``values`` (N, H, W) into bin ``bins`` (N, H, W) of their cells: returns (N, cells_h, cells_w, num_bins).
+
+    Horizontal votes go through one ``index_add`` (no one-hot tensor of all bins is ever built); vertical
+    votes are one batched matrix product. Differentiable with respect to ``values``.
+    """
+    n, h, w = values.shape
+    wx = voting_matrix(w, cell, cells_w, values.dtype, values.device)  # (W, cw)
+    wy = voting_matrix(h, cell, cells_h, values.dtype, values.device)  # (H, ch)
+    # each column votes into at most two cells: its left and right neighbours
+    left = torch.argmax((wx > 0).to(torch.int8), dim=1)  # first cell with a non-zero weight
+    w_left = wx.gather(1, left[:, None]).squeeze(1)
+    right = torch.clamp(left + 1, max=cells_w - 1)
+    w_right = torch.where(right > left, wx.gather(1, right[:, None]).squeeze(1), torch.zeros_like(w_left))
+    rows = torch.arange(n * h, device=values.device)[:, None] * cells_w  # (N*H, 1)
+    b = bins.reshape(n * h, w)
+    v = values.reshape(n * h, w)
+    index = torch.cat([(rows + left) * num_bins + b, (rows + right) * num_bins + b], dim=1)
+    source = torch.cat([v * w_left, v * w_right], dim=1)
+    row_hist = torch.zeros(n * h * cells_w * num_bins, dtype=values.dtype, device=values.device)
+    row_hist = row_hist.index_add(0, index.reshape(-1), source.reshape(-1))
+    row_hist = row_hist.view(n, h, cells_w * num_bins)
+    out = torch.matmul(wy.t(), row_hist)  # (N, ch, cw * bins)
+    return out.view(n, cells_h, cells_w, num_bins)

@@ -1,0 +1,97 @@
+"""Uniform local binary patterns, VLFeat's ``vl_lbp``: 58 quantised patterns per cell, batched in torch.
+
+Each interior pixel compares its 8 neighbours with itself (bit set when the neighbour is strictly
+brighter, scanned E, SE, S, SW, W, NW, N, NE), the 8-bit string is quantised to 58 patterns (56 with two
+transitions, one for the two constant strings, one for the rest), patterns vote bilinearly into cells of
+16 pixels, and each cell histogram becomes ``sqrt(h) / (sqrt(sum h) + 1e-10)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checks import check_gray_batch
+from .cells import cell_histogram
+
+NUM_PATTERNS = 58
+
+
+def uniform_mapping() -> np.ndarray:
+    """The 256 -> 58 table of ``_vl_lbp_init_uniform`` (untransposed, row-major images)."""
+    mapping = np.full(256, 57, dtype=np.int64)  # strings with more than two transitions
+    mapping[0x00] = mapping[0xFF] = 56
+    for i in range(8):  # position of the first one
+        for j in range(1, 8):  # length of the run of ones
+            string = ((1 << j) - 1) << i
+            string = (string | (string >> 8)) & 0xFF
+            mapping[string] = i * 7 + (j - 1)
+    return mapping
+
+
+_MAPPING = torch.from_numpy(uniform_mapping())
+# (dy, dx) of the neighbour behind each bit, bit 0 first
+_NEIGHBOURS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))
+
+
+@dataclass(frozen=True)
+class LbpParams:
+    """Parameters of VLFeat's uniform LBP."""
+
+    cell_size: int = 16
+
+    @property
+    def channels(self) -> int:
+        return NUM_PATTERNS
+
+    @property
+    def min_size(self) -> int:
+        return self.cell_size
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        return (height // self.cell_size, width // self.cell_size, NUM_PATTERNS)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def lbp_codes(images: torch.Tensor) -> torch.Tensor:
+    """Quantised pattern (0..57) of every interior pixel of (N, H, W): returns (N, H-2, W-2) int64."""
+    h, w = images.shape[-2:]
+    centre = images[:, 1:-1, 1:-1]
+    string = torch.zeros(centre.shape, dtype=torch.int64, device=images.device)
+    for bit, (dy, dx) in enumerate(_NEIGHBOURS):
+        neighbour = images[:, 1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx]
+        string |= (neighbour > centre).long() << bit
+    return _MAPPING.to(images.device)[string]
+
+
+def lbp(images: torch.Tensor | np.ndarray, params: LbpParams = LbpParams()) -> torch.Tensor:
+    """Uniform LBP of grayscale images (N, H, W): returns (N, H // cell, W // cell, 58), as ``vl_lbp``."""
+    x = check_gray_batch(images, "lbp", params.min_size, params.min_size)
+    if x.dtype != torch.float32:
+        x = x.float()  # comparisons in single precision, as the C code
+    codes = nn.functional.pad(lbp_codes(x), (1, 1, 1, 1))
+    weights = torch.ones(codes.shape, dtype=torch.float32, device=x.device)
+    weights[:, 0, :] = weights[:, -1, :] = 0  # border pixels have no pattern
+    weights[:, :, 0] = weights[:, :, -1] = 0
+    ch, cw = x.shape[1] // params.cell_size, x.shape[2] // params.cell_size
+    hist = cell_histogram(weights, codes, NUM_PATTERNS, params.cell_size, ch, cw)
+    return torch.sqrt(hist) / (torch.sqrt(hist.sum(-1, keepdim=True)) + 1e-10)
+
+
+class LBP(nn.Module):
+    """Module form of :func:`lbp` holding its parameters."""
+
+    def __init__(self, params: LbpParams = LbpParams()) -> None:
+        super().__init__()
+        self.params = params
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return lbp(images, self.params)
+
+    def extra_repr(self) -> str:
+        return f"cell_size={self.params.cell_size}"
