@@ -23,6 +23,12 @@ def voting_matrix(n: int, cell: int, cells: int, dtype: torch.dtype, device: tor
     return weights[:, 1 : cells + 1].to(dtype=dtype, device=device)
 
 
+def chunks(n: int, height: int, width: int, pixels: int = 1 << 18) -> list[slice]:
+    """Slices of a batch of ``n`` images holding about ``pixels`` pixels each, so intermediates stay in cache."""
+    step = max(1, pixels // (height * width))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
 def cell_histogram(
     values: torch.Tensor, bins: torch.Tensor, num_bins: int, cell: int, cells_h: int, cells_w: int
 ) -> torch.Tensor:
@@ -39,8 +45,10 @@ def cell_histogram(
     w_left = wx.gather(1, left[:, None]).squeeze(1)
     right = torch.clamp(left + 1, max=cells_w - 1)
     w_right = torch.where(right > left, wx.gather(1, right[:, None]).squeeze(1), torch.zeros_like(w_left))
-    rows = torch.arange(n * h, device=values.device)[:, None] * cells_w  # (N*H, 1)
-    b = bins.reshape(n * h, w)
+    index_dtype = torch.int32 if n * h * cells_w * num_bins < 2**31 else torch.int64
+    rows = torch.arange(n * h, device=values.device, dtype=index_dtype)[:, None] * cells_w  # (N*H, 1)
+    left, right = left.to(index_dtype), right.to(index_dtype)
+    b = bins.reshape(n * h, w).to(index_dtype)
     v = values.reshape(n * h, w)
     index = torch.cat([(rows + left) * num_bins + b, (rows + right) * num_bins + b], dim=1)
     source = torch.cat([v * w_left, v * w_right], dim=1)
