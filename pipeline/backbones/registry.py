@@ -1,0 +1,134 @@
+"""Registry of pretrained backbones: each entry is one :class:`BackboneConfig`, registered where it is defined.
+
+A config carries everything a call site needs: the network (torchvision/lukemelas state_dict key names), its
+named layers in forward order, its preprocessing, and the weight sources tried in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a network expects its input: images in [0, 1] RGB are mapped to ``(x * range - mean) / std``."""
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    pixel_range: float = 1.0
+    channel_order: str = "RGB"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalise a batch (N, 3, H, W) of RGB images in [0, 1]."""
+        if self.channel_order == "BGR":
+            images = images.flip(1)
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        return (images * self.pixel_range - mean) / std
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One way to obtain a state_dict: ``load()`` returns it or raises :class:`WeightsUnavailable`."""
+
+    name: str
+    load: Callable[[], dict[str, torch.Tensor]]
+    layers: tuple[str, ...] | None = None  # layers these weights cover; None: all
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """A registered backbone: network builder, layers in forward order, preprocessing and weight sources."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    layers: tuple[str, ...]
+    preprocess: Preprocess
+    sources: tuple[WeightSource, ...]
+    description: str = ""
+    class_score_layer: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, BackboneConfig] = {}
+
+
+def register_backbone(config: BackboneConfig) -> BackboneConfig:
+    """Add a backbone to the registry (names are unique)."""
+    if config.name in _REGISTRY:
+        raise ValueError(f"backbone {config.name!r} is registered twice")
+    _REGISTRY[config.name] = config
+    return config
+
+
+def list_backbones() -> list[str]:
+    """Names of all registered backbones."""
+    return sorted(_REGISTRY)
+
+
+def get_config(name: str) -> BackboneConfig:
+    """The config of a registered backbone, or a clear error listing the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}") from None
+
+
+def parse_layers(config: BackboneConfig, spec: str | Sequence[str]) -> tuple[str, ...]:
+    """Layers named by ``spec``: 'conv3', 'conv1-conv5' (a range in forward order), 'conv1+fc6', or a list."""
+    parts = spec.split("+") if isinstance(spec, str) else list(spec)
+    chosen: list[str] = []
+    for part in parts:
+        ends = part.split("-")
+        for end in ends:
+            if end not in config.layers:
+                raise ValueError(
+                    f"{config.name} has no layer {end!r}; its layers are {', '.join(config.layers)}"
+                )
+        if len(ends) == 1:
+            chosen.append(ends[0])
+        elif len(ends) == 2:
+            lo, hi = config.layers.index(ends[0]), config.layers.index(ends[1])
+            if lo > hi:
+                raise ValueError(f"layer range {part!r} runs backwards; {config.name} layers go {config.layers}")
+            chosen.extend(config.layers[lo : hi + 1])
+        else:
+            raise ValueError(f"cannot read layer range {part!r}; write FIRST-LAST, e.g. conv1-conv5")
+    return tuple(dict.fromkeys(chosen))
+
+
+class TappedSequence(nn.Module):
+    """Base for networks run as a flat sequence of steps, some of which are named layers (taps).
+
+    Subclasses build their modules with the reference key names and return the steps from ``steps()``;
+    ``forward_layers`` runs them and stops as soon as every requested layer has been produced.
+    """
+
+    def steps(self) -> list[tuple[str | None, Callable[[torch.Tensor], torch.Tensor]]]:
+        raise NotImplementedError
+
+    def forward_layers(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        wanted = set(layers)
+        out: dict[str, torch.Tensor] = {}
+        for tap, step in self._steps():
+            x = step(x)
+            if tap in wanted:
+                out[tap] = x
+                if len(out) == len(wanted):
+                    break
+        return out
+
+    def _steps(self):
+        if not hasattr(self, "_cached_steps"):
+            object.__setattr__(self, "_cached_steps", self.steps())
+        return self._cached_steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _, step in self._steps():
+            x = step(x)
+        return x
