@@ -144,3 +144,26 @@ class HOG(nn.Module):
 
     def extra_repr(self) -> str:
         return f"cell_size={self.params.cell_size}, num_orientations={self.params.num_orientations}"
+
+
+def render_glyphs(features: torch.Tensor | np.ndarray, glyph_size: int = 21) -> np.ndarray:
+    """Picture of one HOG array (Hc, Wc, 3*O+4) as oriented bars, as ``vl_hog('render', ...)`` draws it.
+
+    Each cell shows a bar perpendicular to each gradient orientation (i.e. along the edge), weighted by the
+    sum of its directed and undirected channels; returns a float image (Hc*g, Wc*g) scaled to [0, 1].
+    """
+    f = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, np.float32)
+    o = (f.shape[-1] - 4) // 3
+    weights = f[..., :o] + f[..., o : 2 * o] + f[..., 2 * o : 3 * o]  # (Hc, Wc, O)
+    glyphs = np.zeros((o, glyph_size, glyph_size), np.float32)
+    centre = (glyph_size - 1) / 2
+    t = np.linspace(-centre, centre, 4 * glyph_size)
+    for k in range(o):
+        angle = k * math.pi / o + math.pi / 2
+        xs = np.round(centre + t * math.cos(angle)).astype(int)
+        ys = np.round(centre + t * math.sin(angle)).astype(int)
+        glyphs[k, ys, xs] = 1.0
+    cells = np.einsum("hwk,kyx->hwyx", weights, glyphs)
+    cells = np.clip(cells, weights.min(-1)[..., None, None], weights.max(-1)[..., None, None])
+    image = cells.transpose(0, 2, 1, 3).reshape(f.shape[0] * glyph_size, f.shape[1] * glyph_size)
+    return image / max(float(image.max()), 1e-12)

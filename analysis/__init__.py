@@ -1,0 +1,1 @@
+"""Studies on stores and decoders: error per layer, perturbation, interpolation, sampling, ablation."""

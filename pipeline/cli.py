@@ -1,0 +1,50 @@
+"""The ``preimage`` command: the root group assembles the subcommands that live with their packages."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from ..analysis.cli import analyze
+from ..train.cli import train
+from .demo import demo
+
+
+@click.group()
+@click.version_option(package_name="preimage")
+@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+def main(verbose: int) -> None:
+    """preimage: reconstruct images from their features (HOG, LBP, SIFT, CNN layers)."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--size", default=224, show_default=True, help="Square image size for the output shapes.")
+def features(size: int) -> None:
+    """List every representation this install can compute, with parameters and output shape."""
+    from ..pipeline.backbones import get_config, list_backbones
+    from .features import get_representation, list_representations
+
+    click.echo(f"{'representation':28} {'input':5} {'grad':4} {'output at ' + str(size) + 'x' + str(size):18} parameters")
+    for name in list_representations():
+        rep = get_representation(name)
+        shape = "x".join(map(str, rep.output_shape(size, size)))
+        params = ", ".join(f"{k}={v}" for k, v in rep.params.items())
+        click.echo(f"{name:28} {rep.input:5} {'yes' if rep.differentiable else 'no':4} {shape:18} {params}")
+    click.echo("\nweights, tried in order (an explicit --weights FILE always comes first):")
+    for backbone in list_backbones():
+        config = get_config(backbone)
+        click.echo(f"  {backbone}: " + "; ".join(s.name for s in config.sources))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def extract() -> None:
+    """Compute features for a collection of images into a zarr store (not yet available: issue #3)."""
+    raise click.ClickException("`preimage extract` is not available yet: it arrives with issue #3 (feature store)")
+
+
+main.add_command(train)
+main.add_command(analyze)
+main.add_command(demo)

@@ -1,0 +1,1 @@
+"""Decoders (up-convolutional networks) and the streaming trainer that fits them to stored features."""
