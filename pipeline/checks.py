@@ -19,12 +19,10 @@ def as_tensor(images: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     raise ImageInputError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
 
 
-def check_gray_batch(
-    images: torch.Tensor | np.ndarray, name: str, min_height: int, min_width: int
-) -> torch.Tensor:
+def check_gray_batch(images: torch.Tensor | np.ndarray, name: str, min_height: int, min_width: int) -> torch.Tensor:
     """Check a grayscale float batch (N, H, W) with values in [0, 1] and return it as a tensor."""
     x = as_tensor(images, name)
-    if x.ndim == 4 and x.shape[-1] in (3, 4) or x.ndim == 4 and x.shape[1] in (3, 4):
+    if (x.ndim == 4 and x.shape[-1] in (3, 4)) or (x.ndim == 4 and x.shape[1] in (3, 4)):
         raise ImageInputError(
             f"{name}: expected grayscale images (N, H, W), got shape {tuple(x.shape)} that looks like colour; "
             "convert first with preimage.pipeline.images.rgb_to_gray"
@@ -42,7 +40,7 @@ def check_gray_batch(
         )
     if x.numel() == 0:
         raise ImageInputError(f"{name}: empty batch of shape {tuple(x.shape)}")
-    n, h, w = x.shape
+    _, h, w = x.shape
     if h < min_height or w < min_width:
         raise ImageInputError(
             f"{name}: images of {h}x{w} pixels are too small; at least {min_height}x{min_width} are needed"

@@ -27,7 +27,9 @@ def features(size: int) -> None:
     from ..pipeline.backbones import get_config, list_backbones
     from .features import get_representation, list_representations
 
-    click.echo(f"{'representation':28} {'input':5} {'grad':4} {'output at ' + str(size) + 'x' + str(size):18} parameters")
+    click.echo(
+        f"{'representation':28} {'input':5} {'grad':4} {'output at ' + str(size) + 'x' + str(size):18} parameters"
+    )
     for name in list_representations():
         rep = get_representation(name)
         shape = "x".join(map(str, rep.output_shape(size, size)))
@@ -48,3 +50,7 @@ def extract() -> None:
 main.add_command(train)
 main.add_command(analyze)
 main.add_command(demo)
+
+
+if __name__ == "__main__":
+    main()

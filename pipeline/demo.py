@@ -41,7 +41,11 @@ def demo(out: Path) -> None:
     hogs = timed("hog", lambda: hog(gray))
     timed("lbp", lambda: lbp(gray))
     timed("sift", lambda: sift(gray))
-    for backbone, layers in (("alexnet", "conv1-conv5"), ("vgg16", "conv5_3"), ("efficientnet_lite0", "logits")):
+    for backbone, layers in (
+        ("alexnet", "conv1-conv5"),
+        ("vgg16", "conv5_3"),
+        ("efficientnet_lite0", "logits"),
+    ):
         net = create_backbone(backbone)
         size = net.config.preprocess.input_size
         rgb = to_float(np.stack([center_square(photos[n], size) for n in names]))

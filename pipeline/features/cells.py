@@ -16,8 +16,8 @@ def voting_matrix(n: int, cell: int, cells: int, dtype: torch.dtype, device: tor
     h = (x + 0.5) / cell - 0.5
     left = torch.floor(h).long()
     frac = h - left
-    weights = torch.zeros(n, cells + 2, dtype=torch.float64)
-    # column 0 of `weights` stands for cell -1, so cell c lives in column c + 1
+    # column 0 stands for cell -1, so cell c lives in column c + 1; columns past the grid are dropped below
+    weights = torch.zeros(n, max(cells, int(left.max()) + 1 if len(left) else 0) + 2, dtype=torch.float64)
     weights[x.long(), left + 1] = 1.0 - frac
     weights[x.long(), left + 2] = frac
     return weights[:, 1 : cells + 1].to(dtype=dtype, device=device)

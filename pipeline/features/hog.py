@@ -20,6 +20,7 @@ from .cells import cell_histogram, chunks
 
 CLIP = 0.2
 BLOCK_EPSILON = 1e-4
+TEXTURE_SCALE = 1.0 / math.sqrt(18.0)  # VLFeat's constant, whatever the number of orientations
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def hog(images: torch.Tensor | np.ndarray, params: HogParams = HogParams()) -> t
 
 def _hog(x: torch.Tensor, params: HogParams) -> torch.Tensor:
     """HOG of a checked batch small enough for its intermediates to stay in cache."""
-    n, h, w = x.shape
+    _, h, w = x.shape
     o = params.num_orientations
     ch, cw = params.cells(h), params.cells(w)
 
@@ -128,7 +129,7 @@ def _hog(x: torch.Tensor, params: HogParams) -> torch.Tensor:
     directed = torch.clamp(hist.unsqueeze(-1) * f, max=CLIP).sum(-1) * 0.5
     clipped_undirected = torch.clamp(undirected.unsqueeze(-1) * f, max=CLIP)  # (N, ch, cw, O, 4)
     undirected_out = clipped_undirected.sum(-1) * 0.5
-    texture = clipped_undirected.sum(-2) * (1.0 / math.sqrt(2 * o))
+    texture = clipped_undirected.sum(-2) * TEXTURE_SCALE
     return torch.cat([directed, undirected_out, texture], dim=-1)
 
 

@@ -62,7 +62,11 @@ def vl_hog(image: np.ndarray, cell_size: int = 8, num_orientations: int = 9) -> 
     handle = lib.vl_hog_new(_VL_HOG_UOCTTI, num_orientations, 0)
     try:
         lib.vl_hog_put_image(handle, image.ctypes.data_as(_floats), w, h, 1, cell_size)
-        hc, wc, dim = lib.vl_hog_get_height(handle), lib.vl_hog_get_width(handle), lib.vl_hog_get_dimension(handle)
+        hc, wc, dim = (
+            lib.vl_hog_get_height(handle),
+            lib.vl_hog_get_width(handle),
+            lib.vl_hog_get_dimension(handle),
+        )
         out = np.zeros((dim, hc, wc), dtype=np.float32)
         lib.vl_hog_extract(handle, out.ctypes.data_as(_floats))
     finally:

@@ -1,0 +1,66 @@
+"""Shared fixtures: real photographs from scikit-image (always) and ../shared/data/photos (when present)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from preimage.pipeline.images import sample_photos
+
+SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
+
+
+def shared_photo_paths(limit: int | None = None, step: int = 1) -> list[Path]:
+    """JPEGs of the shared photo collection in a fixed order (empty when the folder is absent)."""
+    if not SHARED_PHOTOS.is_dir():
+        return []
+    paths = sorted(p for p in SHARED_PHOTOS.rglob("*.jpg"))
+    return paths[::step][:limit]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert image is not None, f"cannot read {path}"
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    return sample_photos()
+
+
+@pytest.fixture(scope="session")
+def gray_photos(photos) -> list[np.ndarray]:
+    """At least 20 real grayscale photos in [0, 1] of assorted sizes: odd, non-multiples of 8, tiny."""
+    from preimage.pipeline.images import GRAY_WEIGHTS
+
+    sources = list(photos.values()) + [read_rgb(p) for p in shared_photo_paths(limit=16, step=577)]
+    sizes = [
+        (None, None),
+        (227, 227),
+        (131, 97),
+        (97, 131),
+        (64, 64),
+        (65, 63),
+        (33, 47),
+        (17, 19),
+        (12, 12),
+        (7, 9),
+        (5, 30),
+        (128, 128),
+        (255, 201),
+        (40, 16),
+        (300, 300),
+    ]
+    out = []
+    for i, rgb in enumerate(sources):
+        gray = (rgb.astype(np.float32) / 255) @ np.array(GRAY_WEIGHTS, np.float32)
+        for j in range(3):
+            h, w = sizes[(3 * i + j) % len(sizes)]
+            top, left = (7 * i + 3 * j) % 11, (5 * i + 2 * j) % 13
+            crop = gray[top:, left:] if h is None else gray[top : top + h, left : left + w]
+            out.append(np.ascontiguousarray(crop))
+    assert len(out) >= 20
+    return out

@@ -1,0 +1,101 @@
+"""HOG against VLFeat's vl_hog (libvl.so.1 through ctypes), its gradient, and its errors on bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from preimage.pipeline.checks import ImageInputError
+from preimage.pipeline.features import HOG, HogParams, hog
+from preimage.pipeline.features.hog import _exact_orientation_bins, orientation_bins, render_glyphs
+from preimage.pipeline.features.vlfeat import VlfeatUnavailable, vl_hog
+
+
+@pytest.fixture(scope="module")
+def vlfeat():
+    try:
+        from preimage.pipeline.features.vlfeat import library
+
+        return library()
+    except VlfeatUnavailable as err:
+        pytest.skip(str(err))
+
+
+def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos):
+    sizes = set()
+    for image in gray_photos:
+        reference = vl_hog(image)
+        ours = hog(torch.from_numpy(image)[None])[0].numpy()
+        assert ours.shape == reference.shape == HogParams().output_shape(*image.shape)
+        np.testing.assert_allclose(ours, reference, atol=1e-4, rtol=0, err_msg=f"image {image.shape}")
+        sizes.add(image.shape)
+    assert any(h % 8 and w % 8 for h, w in sizes), "no size that is not a multiple of 8"
+    assert any(h % 2 and w % 2 for h, w in sizes), "no odd size"
+    assert any(h < 16 and w < 16 for h, w in sizes), "no image smaller than two cells"
+
+
+def test_batch_equals_images_one_by_one(gray_photos):
+    same = [im[:64, :64] for im in gray_photos if min(im.shape) >= 64][:6]
+    batch = hog(torch.from_numpy(np.stack(same)))
+    for i, image in enumerate(same):
+        torch.testing.assert_close(batch[i], hog(torch.from_numpy(image)[None])[0])
+
+
+@pytest.mark.parametrize("cell_size, orientations", [(4, 9), (6, 7), (16, 12)])
+def test_other_parameters_match_vlfeat(vlfeat, gray_photos, cell_size, orientations):
+    params = HogParams(cell_size, orientations)
+    for image in gray_photos[:5]:
+        ours = hog(torch.from_numpy(image)[None], params)[0].numpy()
+        np.testing.assert_allclose(ours, vl_hog(image, cell_size, orientations), atol=1e-4, rtol=0)
+
+
+def test_fast_orientation_bins_equal_exact_scoring():
+    # integer gradients as from 8-bit images, including exact ties (vertical gradients) and zero gradients
+    g = torch.arange(-40, 41, dtype=torch.float32) / 255
+    gx, gy = torch.meshgrid(g, g, indexing="ij")
+    grad = torch.sqrt(gx * gx + gy * gy)
+    fast = orientation_bins(gx, gy, grad, 9)
+    exact = _exact_orientation_bins(gx, gy, grad, 9)
+    moving = grad > 0
+    assert torch.equal(fast[moving], exact[moving])
+
+
+def test_gradient_float64():
+    torch.manual_seed(0)
+    image = torch.rand(2, 13, 17, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: hog(x, HogParams(cell_size=4)), (image,), eps=1e-7, atol=1e-5)
+
+
+def test_gradient_is_finite_on_flat_regions():
+    image = torch.zeros(1, 24, 24, dtype=torch.float64)
+    image[0, 8:16, 8:16] = 1.0
+    image.requires_grad_(True)
+    hog(image).sum().backward()
+    assert torch.isfinite(image.grad).all() and image.grad.abs().sum() > 0
+
+
+def test_module_equals_function(gray_photos):
+    x = torch.from_numpy(gray_photos[0])[None]
+    torch.testing.assert_close(HOG(HogParams(8, 9))(x), hog(x))
+
+
+def test_glyph_picture_has_cells_of_glyph_size(gray_photos):
+    picture = render_glyphs(hog(torch.from_numpy(gray_photos[0][:64, :80])[None])[0])
+    assert picture.shape == (8 * 21, 10 * 21) and picture.max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.zeros(0, 32, 32), "empty"),
+        (torch.full((1, 32, 32), float("nan")), "NaN"),
+        (torch.zeros(1, 32, 32, dtype=torch.uint8), "floating-point"),
+        (torch.zeros(1, 1, 1), "too small"),
+        (torch.zeros(2, 32, 32, 3), "colour"),
+        (torch.zeros(32, 32), "batch"),
+        ([[0.0]], "numpy"),
+    ],
+)
+def test_bad_input_is_a_clear_error(bad, message):
+    with pytest.raises(ImageInputError, match=message):
+        hog(bad)

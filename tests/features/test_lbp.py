@@ -1,0 +1,74 @@
+"""LBP against VLFeat's vl_lbp, and its errors on bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from preimage.pipeline.checks import ImageInputError
+from preimage.pipeline.features import LBP, LbpParams, lbp
+from preimage.pipeline.features.lbp import uniform_mapping
+from preimage.pipeline.features.vlfeat import VlfeatUnavailable, vl_lbp
+
+
+@pytest.fixture(scope="module")
+def vlfeat():
+    try:
+        from preimage.pipeline.features.vlfeat import library
+
+        return library()
+    except VlfeatUnavailable as err:
+        pytest.skip(str(err))
+
+
+def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos):
+    checked = 0
+    for image in gray_photos:
+        if min(image.shape) < 16:
+            continue
+        reference = vl_lbp(image)
+        ours = lbp(torch.from_numpy(image)[None])[0].numpy()
+        assert ours.shape == reference.shape == LbpParams().output_shape(*image.shape)
+        np.testing.assert_allclose(ours, reference, atol=1e-5, rtol=0, err_msg=f"image {image.shape}")
+        checked += 1
+    assert checked >= 20
+
+
+def test_matches_vlfeat_with_ties_of_8bit_pixels(vlfeat, gray_photos):
+    image = np.round(gray_photos[0] * 255).astype(np.float32) / 255  # many equal neighbours
+    np.testing.assert_allclose(lbp(torch.from_numpy(image)[None])[0].numpy(), vl_lbp(image), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell_size", [8, 20])
+def test_other_cell_sizes_match_vlfeat(vlfeat, gray_photos, cell_size):
+    image = gray_photos[1]
+    ours = lbp(torch.from_numpy(image)[None], LbpParams(cell_size))[0].numpy()
+    np.testing.assert_allclose(ours, vl_lbp(image, cell_size), atol=1e-5, rtol=0)
+
+
+def test_uniform_mapping_has_58_patterns():
+    mapping = uniform_mapping()
+    assert sorted(set(mapping.tolist())) == list(range(58))
+    assert mapping[0] == mapping[255] == 56
+    assert (mapping == 57).sum() == 256 - 58
+
+
+def test_cells_are_unit_norm_histograms(gray_photos):
+    features = LBP()(torch.from_numpy(gray_photos[0])[None])
+    torch.testing.assert_close((features**2).sum(-1), torch.ones(features.shape[:-1]))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.zeros(0, 32, 32), "empty"),
+        (torch.tensor([[[float("inf")] * 32] * 32]), "NaN or infinite"),
+        (torch.zeros(1, 32, 32, dtype=torch.int32), "floating-point"),
+        (torch.zeros(1, 1, 1), "too small"),
+        (torch.zeros(1, 15, 40), "too small"),
+        (torch.zeros(1, 3, 32, 32), "colour"),
+    ],
+)
+def test_bad_input_is_a_clear_error(bad, message):
+    with pytest.raises(ImageInputError, match=message):
+        lbp(bad)

