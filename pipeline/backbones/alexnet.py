@@ -53,17 +53,12 @@ class AlexNet(TappedSequence):
         )
 
     def steps(self):
-        # the ReLUs run out of place so that a tapped output is never overwritten by the next step
-        steps = [(self.FEATURE_TAPS.get(i), _out_of_place(m)) for i, m in enumerate(self.features)]
+        # every tap follows a ReLU or a pool and feeds a conv or linear layer, so torchvision's in-place ReLUs
+        # (which overwrite conv outputs, never taps) are kept: a tapped tensor is never modified afterwards
+        steps = [(self.FEATURE_TAPS.get(i), m) for i, m in enumerate(self.features)]
         steps += [(None, self.avgpool), (None, lambda x: torch.flatten(x, 1))]
-        steps += [(self.CLASSIFIER_TAPS.get(i), _out_of_place(m)) for i, m in enumerate(self.classifier)]
+        steps += [(self.CLASSIFIER_TAPS.get(i), m) for i, m in enumerate(self.classifier)]
         return steps
-
-
-def _out_of_place(module: nn.Module):
-    if isinstance(module, nn.ReLU):
-        return torch.relu
-    return module
 
 
 def _lpips_alexnet() -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .alexnet import IMAGENET, _out_of_place
+from .alexnet import IMAGENET
 from .registry import BackboneConfig, TappedSequence, WeightSource, register_backbone
 from .weights import download, hub_file, lpips_weights
 
@@ -55,9 +55,9 @@ class VGG16(TappedSequence):
         )
 
     def steps(self):
-        steps = [(FEATURE_TAPS.get(i), _out_of_place(m)) for i, m in enumerate(self.features)]
+        steps = [(FEATURE_TAPS.get(i), m) for i, m in enumerate(self.features)]
         steps += [(None, self.avgpool), (None, lambda x: torch.flatten(x, 1))]
-        steps += [(self.CLASSIFIER_TAPS.get(i), _out_of_place(m)) for i, m in enumerate(self.classifier)]
+        steps += [(self.CLASSIFIER_TAPS.get(i), m) for i, m in enumerate(self.classifier)]
         return steps
 
 
