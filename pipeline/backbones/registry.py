@@ -39,6 +39,7 @@ class WeightSource:
     name: str
     load: Callable[[], dict[str, torch.Tensor]]
     layers: tuple[str, ...] | None = None  # layers these weights cover; None: all
+    present: Callable[[], bool | None] = lambda: None  # cheap check: True/False, None when unknown (download)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class BackboneConfig:
 
 
 _REGISTRY: dict[str, BackboneConfig] = {}
+
+
+def computable_layers(config: BackboneConfig) -> tuple[tuple[str, ...], str]:
+    """Layers the first locally present weight source covers, and its name (empty when none is present)."""
+    for source in config.sources:
+        if source.present():
+            return (source.layers or config.layers), source.name
+    return (), ""
 
 
 def register_backbone(config: BackboneConfig) -> BackboneConfig:

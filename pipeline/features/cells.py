@@ -7,9 +7,12 @@ dropped, exactly as in ``vl_hog_put_image`` and ``vl_lbp_process``.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 
+@lru_cache(maxsize=64)
 def voting_matrix(n: int, cell: int, cells: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """Dense (n, cells) matrix of the bilinear weights with which each pixel coordinate votes into cells."""
     x = torch.arange(1, n - 1, dtype=torch.float64)
@@ -21,6 +24,17 @@ def voting_matrix(n: int, cell: int, cells: int, dtype: torch.dtype, device: tor
     weights[x.long(), left + 1] = 1.0 - frac
     weights[x.long(), left + 2] = frac
     return weights[:, 1 : cells + 1].to(dtype=dtype, device=device)
+
+
+@lru_cache(maxsize=64)
+def _column_votes(w: int, cell: int, cells_w: int, dtype: torch.dtype, device: torch.device):
+    """Left and right cell of each column and the weights of its two votes (zero where a vote is dropped)."""
+    wx = voting_matrix(w, cell, cells_w, dtype, device)  # (W, cw)
+    left = torch.argmax((wx > 0).to(torch.int8), dim=1)  # first cell with a non-zero weight
+    w_left = wx.gather(1, left[:, None]).squeeze(1)
+    right = torch.clamp(left + 1, max=cells_w - 1)
+    w_right = torch.where(right > left, wx.gather(1, right[:, None]).squeeze(1), torch.zeros_like(w_left))
+    return left, right, w_left, w_right
 
 
 def chunks(n: int, height: int, width: int, pixels: int = 1 << 18) -> list[slice]:
@@ -38,13 +52,8 @@ def cell_histogram(
     votes are one batched matrix product. Differentiable with respect to ``values``.
     """
     n, h, w = values.shape
-    wx = voting_matrix(w, cell, cells_w, values.dtype, values.device)  # (W, cw)
-    wy = voting_matrix(h, cell, cells_h, values.dtype, values.device)  # (H, ch)
-    # each column votes into at most two cells: its left and right neighbours
-    left = torch.argmax((wx > 0).to(torch.int8), dim=1)  # first cell with a non-zero weight
-    w_left = wx.gather(1, left[:, None]).squeeze(1)
-    right = torch.clamp(left + 1, max=cells_w - 1)
-    w_right = torch.where(right > left, wx.gather(1, right[:, None]).squeeze(1), torch.zeros_like(w_left))
+    left, right, w_left, w_right = _column_votes(w, cell, cells_w, values.dtype, values.device)
+    wy_t = voting_matrix(h, cell, cells_h, values.dtype, values.device).t()  # (ch, H)
     index_dtype = torch.int32 if n * h * cells_w * num_bins < 2**31 else torch.int64
     rows = torch.arange(n * h, device=values.device, dtype=index_dtype)[:, None] * cells_w  # (N*H, 1)
     left, right = left.to(index_dtype), right.to(index_dtype)
@@ -55,5 +64,5 @@ def cell_histogram(
     row_hist = torch.zeros(n * h * cells_w * num_bins, dtype=values.dtype, device=values.device)
     row_hist = row_hist.index_add(0, index.reshape(-1), source.reshape(-1))
     row_hist = row_hist.view(n, h, cells_w * num_bins)
-    out = torch.matmul(wy.t(), row_hist)  # (N, ch, cw * bins)
+    out = torch.matmul(wy_t, row_hist)  # (N, ch, cw * bins)
     return out.view(n, cells_h, cells_w, num_bins)
