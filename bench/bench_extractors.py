@@ -33,6 +33,18 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+def interleaved(first, second, repeats: int) -> tuple[float, float]:
+    """Best times of two contenders timed alternately, so that drift of the machine hits both alike."""
+    first(), second()
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, times in ((first, a), (second, b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return min(a), min(b)
+
+
 def gray_photos(count: int, size: int) -> np.ndarray:
     """``count`` real grayscale photos in [0, 1] at ``size`` x ``size`` (shared photos, else scikit-image crops)."""
     import cv2
@@ -93,8 +105,7 @@ def main() -> None:
     normalised = net.config.preprocess(x)
     features = net.network.features
     with torch.inference_mode():
-        t_ours = best_time(lambda: net(x, "conv1-conv5"), args.repeats)
-        t_bare = best_time(lambda: features(normalised), args.repeats)
+        t_ours, t_bare = interleaved(lambda: net(x, "conv1-conv5"), lambda: features(normalised), args.repeats)
     print(
         "alexnet conv1-conv5, batch 64 (img/s)".ljust(38)
         + f"{64 / t_ours:12.1f} {64 / t_bare:12.1f} {t_bare / t_ours:14.2f}  (bare features(x); overhead "
