@@ -65,3 +65,14 @@ def gray_photos(photos) -> list[np.ndarray]:
             out.append(np.ascontiguousarray(crop))
     assert len(out) >= 20
     return out
+
+
+@pytest.fixture(scope="session")
+def vlfeat():
+    """VLFeat's C library, the oracle; tests that need it skip with the reason when it is not installed."""
+    from preimage.pipeline.features.vlfeat import VlfeatUnavailable, library
+
+    try:
+        return library()
+    except VlfeatUnavailable as err:
+        pytest.skip(str(err))

@@ -38,6 +38,7 @@ def test_features_says_which_layers_lack_weights_here(monkeypatch):
     here = {line.split()[0]: line.split()[3] for line in result.output.splitlines()[1:] if len(line.split()) > 4}
     assert here["hog"] == "yes" and here["efficientnet_lite0:logits"] == "yes"
     assert here["alexnet:conv5"] == "yes" and here["alexnet:fc6"] == "no*"
+    assert here["vgg16:pool5"] == "yes" and here["vgg16:fc8"] == "no*"  # pools need no weights
 
 
 def test_commands_of_later_issues_say_not_yet():

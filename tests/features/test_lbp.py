@@ -8,17 +8,7 @@ import torch
 from preimage.pipeline.checks import ImageInputError
 from preimage.pipeline.features import LBP, LbpParams, lbp
 from preimage.pipeline.features.lbp import uniform_mapping
-from preimage.pipeline.features.vlfeat import VlfeatUnavailable, vl_lbp
-
-
-@pytest.fixture(scope="module")
-def vlfeat():
-    try:
-        from preimage.pipeline.features.vlfeat import library
-
-        return library()
-    except VlfeatUnavailable as err:
-        pytest.skip(str(err))
+from preimage.pipeline.features.vlfeat import vl_lbp
 
 
 def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos):
