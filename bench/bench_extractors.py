@@ -49,9 +49,8 @@ def gray_photos(count: int, size: int) -> np.ndarray:
     """``count`` real grayscale photos in [0, 1] at ``size`` x ``size`` (shared photos, else scikit-image crops)."""
     import cv2
 
-    paths = (
-        sorted(SHARED.rglob("*.jpg"))[:: max(1, len(list(SHARED.rglob("*.jpg"))) // count)] if SHARED.is_dir() else []
-    )
+    paths = sorted(SHARED.rglob("*.jpg")) if SHARED.is_dir() else []
+    paths = paths[:: max(1, len(paths) // count)]
     images = []
     for path in paths[:count]:
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)

@@ -22,7 +22,7 @@ def as_tensor(images: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
 def check_gray_batch(images: torch.Tensor | np.ndarray, name: str, min_height: int, min_width: int) -> torch.Tensor:
     """Check a grayscale float batch (N, H, W) with values in [0, 1] and return it as a tensor."""
     x = as_tensor(images, name)
-    if (x.ndim == 4 and x.shape[-1] in (3, 4)) or (x.ndim == 4 and x.shape[1] in (3, 4)):
+    if x.ndim == 4 and (x.shape[-1] in (3, 4) or x.shape[1] in (3, 4)):
         raise ImageInputError(
             f"{name}: expected grayscale images (N, H, W), got shape {tuple(x.shape)} that looks like colour; "
             "convert first with preimage.pipeline.images.rgb_to_gray"

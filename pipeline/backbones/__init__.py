@@ -73,10 +73,10 @@ def create_backbone(name: str, weights: str | Path | None = None, random_init: b
     registry packages). ``random_init=True`` keeps the random initialisation (a control for probes).
     """
     config = get_config(name)
-    network = config.build()
     if random_init:
         torch.manual_seed(0)
-        network = config.build()
+    network = config.build()
+    if random_init:
         loaded = LoadedWeights("random initialisation", config.layers, state_dict_digest(network.state_dict()), ())
         return Backbone(config, network, loaded)
     tried: list[str] = []

@@ -6,17 +6,16 @@ FC6 and FC7 after their ReLU; FC8 the class scores before the softmax (Dosovitsk
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .registry import BackboneConfig, Preprocess, TappedSequence, register_backbone
+from .registry import BackboneConfig, Preprocess, TorchvisionClassifier, register_backbone
 from .weights import torchvision_sources
 
 IMAGENET = Preprocess(input_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
 
-class AlexNet(TappedSequence):
+class AlexNet(TorchvisionClassifier):
     """torchvision's AlexNet, run step by step so that any set of layers comes out of one pass."""
 
     FEATURE_TAPS = {2: "conv1", 5: "conv2", 7: "conv3", 9: "conv4", 12: "conv5"}
@@ -49,14 +48,6 @@ class AlexNet(TappedSequence):
             nn.ReLU(inplace=True),
             nn.Linear(4096, num_classes),
         )
-
-    def steps(self):
-        # every tap follows a ReLU or a pool and feeds a conv or linear layer, so torchvision's in-place ReLUs
-        # (which overwrite conv outputs, never taps) are kept: a tapped tensor is never modified afterwards
-        steps = [(self.FEATURE_TAPS.get(i), m) for i, m in enumerate(self.features)]
-        steps += [(None, self.avgpool), (None, lambda x: torch.flatten(x, 1))]
-        steps += [(self.CLASSIFIER_TAPS.get(i), m) for i, m in enumerate(self.classifier)]
-        return steps
 
 
 register_backbone(

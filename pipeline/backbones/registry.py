@@ -7,7 +7,7 @@ named layers in forward order, its preprocessing, and the weight sources tried i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -53,7 +53,6 @@ class BackboneConfig:
     sources: tuple[WeightSource, ...]
     description: str = ""
     class_score_layer: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, BackboneConfig] = {}
@@ -131,11 +130,28 @@ class TappedSequence(nn.Module):
         return out
 
     def _steps(self):
-        if not hasattr(self, "_cached_steps"):
-            object.__setattr__(self, "_cached_steps", self.steps())
+        if "_cached_steps" not in self.__dict__:
+            self._cached_steps = self.steps()  # a plain list: nn.Module stores it as an ordinary attribute
         return self._cached_steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _, step in self._steps():
             x = step(x)
         return x
+
+
+class TorchvisionClassifier(TappedSequence):
+    """torchvision's ``features`` / ``avgpool`` / ``classifier`` layout; subclasses name the taps by index.
+
+    Every tap follows a ReLU or a pool and feeds a conv or linear layer, so torchvision's in-place ReLUs (which
+    overwrite conv outputs, never taps) are kept: a tapped tensor is never modified afterwards.
+    """
+
+    FEATURE_TAPS: dict[int, str] = {}
+    CLASSIFIER_TAPS: dict[int, str] = {}
+
+    def steps(self):
+        steps = [(self.FEATURE_TAPS.get(i), m) for i, m in enumerate(self.features)]
+        steps += [(None, self.avgpool), (None, lambda x: torch.flatten(x, 1))]
+        steps += [(self.CLASSIFIER_TAPS.get(i), m) for i, m in enumerate(self.classifier)]
+        return steps

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .alexnet import IMAGENET
-from .registry import BackboneConfig, TappedSequence, register_backbone
+from .registry import BackboneConfig, TorchvisionClassifier, register_backbone
 from .weights import torchvision_sources
 
 PLAN = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -33,9 +32,10 @@ _, FEATURE_TAPS, CONV_INDICES = _feature_layers()
 CONV_LAYERS = tuple(FEATURE_TAPS[i] for i in sorted(FEATURE_TAPS))
 
 
-class VGG16(TappedSequence):
+class VGG16(TorchvisionClassifier):
     """torchvision's VGG16 (without batch norm)."""
 
+    FEATURE_TAPS = FEATURE_TAPS
     CLASSIFIER_TAPS = {1: "fc6", 4: "fc7", 6: "fc8"}
 
     def __init__(self, num_classes: int = 1000) -> None:
@@ -51,12 +51,6 @@ class VGG16(TappedSequence):
             nn.Dropout(),
             nn.Linear(4096, num_classes),
         )
-
-    def steps(self):
-        steps = [(FEATURE_TAPS.get(i), m) for i, m in enumerate(self.features)]
-        steps += [(None, self.avgpool), (None, lambda x: torch.flatten(x, 1))]
-        steps += [(self.CLASSIFIER_TAPS.get(i), m) for i, m in enumerate(self.classifier)]
-        return steps
 
 
 register_backbone(

@@ -44,24 +44,37 @@ def chunks(n: int, height: int, width: int, pixels: int = 1 << 18) -> list[slice
 
 
 def cell_histogram(
-    values: torch.Tensor, bins: torch.Tensor, num_bins: int, cell: int, cells_h: int, cells_w: int
+    values: torch.Tensor | None,
+    bins: torch.Tensor,
+    num_bins: int,
+    cell: int,
+    cells_h: int,
+    cells_w: int,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Vote ``values`` (N, H, W) into bin ``bins`` (N, H, W) of their cells: returns (N, cells_h, cells_w, num_bins).
+
+    ``values=None`` gives every pixel one vote (as LBP does), in ``dtype``; border pixels vote nothing either way.
 
     Horizontal votes go through one ``index_add`` (no one-hot tensor of all bins is ever built); vertical
     votes are one batched matrix product. Differentiable with respect to ``values``.
     """
-    n, h, w = values.shape
-    left, right, w_left, w_right = _column_votes(w, cell, cells_w, values.dtype, values.device)
-    wy_t = voting_matrix(h, cell, cells_h, values.dtype, values.device).t()  # (ch, H)
+    n, h, w = bins.shape
+    device = bins.device
+    dtype = values.dtype if values is not None else dtype
+    left, right, w_left, w_right = _column_votes(w, cell, cells_w, dtype, device)
+    wy_t = voting_matrix(h, cell, cells_h, dtype, device).t()  # (ch, H)
     index_dtype = torch.int32 if n * h * cells_w * num_bins < 2**31 else torch.int64
-    rows = torch.arange(n * h, device=values.device, dtype=index_dtype)[:, None] * cells_w  # (N*H, 1)
+    rows = torch.arange(n * h, device=device, dtype=index_dtype)[:, None] * cells_w  # (N*H, 1)
     left, right = left.to(index_dtype), right.to(index_dtype)
     b = bins.reshape(n * h, w).to(index_dtype)
-    v = values.reshape(n * h, w)
     index = torch.cat([(rows + left) * num_bins + b, (rows + right) * num_bins + b], dim=1)
-    source = torch.cat([v * w_left, v * w_right], dim=1)
-    row_hist = torch.zeros(n * h * cells_w * num_bins, dtype=values.dtype, device=values.device)
+    if values is None:
+        source = torch.cat([w_left, w_right]).expand(n * h, 2 * w)
+    else:
+        v = values.reshape(n * h, w)
+        source = torch.cat([v * w_left, v * w_right], dim=1)
+    row_hist = torch.zeros(n * h * cells_w * num_bins, dtype=dtype, device=device)
     row_hist = row_hist.index_add(0, index.reshape(-1), source.reshape(-1))
     row_hist = row_hist.view(n, h, cells_w * num_bins)
     out = torch.matmul(wy_t, row_hist)  # (N, ch, cw * bins)

@@ -79,12 +79,9 @@ def lbp(images: torch.Tensor | np.ndarray, params: LbpParams = LbpParams()) -> t
 
 def _lbp(x: torch.Tensor, params: LbpParams) -> torch.Tensor:
     """LBP of a checked float32 batch small enough for its intermediates to stay in cache."""
-    codes = nn.functional.pad(lbp_codes(x), (1, 1, 1, 1))
-    weights = torch.ones(codes.shape, dtype=torch.float32, device=x.device)
-    weights[:, 0, :] = weights[:, -1, :] = 0  # border pixels have no pattern
-    weights[:, :, 0] = weights[:, :, -1] = 0
+    codes = nn.functional.pad(lbp_codes(x), (1, 1, 1, 1))  # border pixels have no pattern and vote nothing
     ch, cw = x.shape[1] // params.cell_size, x.shape[2] // params.cell_size
-    hist = cell_histogram(weights, codes, NUM_PATTERNS, params.cell_size, ch, cw)
+    hist = cell_histogram(None, codes, NUM_PATTERNS, params.cell_size, ch, cw)
     return torch.sqrt(hist) / (torch.sqrt(hist.sum(-1, keepdim=True)) + 1e-10)
 
 
