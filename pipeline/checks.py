@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -17,6 +19,13 @@ def as_tensor(images: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     if isinstance(images, torch.Tensor):
         return images
     raise ImageInputError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
+
+
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether no pixel is NaN or infinite; on CPU one float64 sum (it cannot overflow for image values)."""
+    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16, torch.float32):
+        return math.isfinite(x.sum(dtype=torch.float64))
+    return bool(torch.isfinite(x).all())
 
 
 def check_gray_batch(images: torch.Tensor | np.ndarray, name: str, min_height: int, min_width: int) -> torch.Tensor:
@@ -45,7 +54,7 @@ def check_gray_batch(images: torch.Tensor | np.ndarray, name: str, min_height: i
         raise ImageInputError(
             f"{name}: images of {h}x{w} pixels are too small; at least {min_height}x{min_width} are needed"
         )
-    if not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
         raise ImageInputError(f"{name}: images {bad[:10]} contain NaN or infinite pixels")
     return x

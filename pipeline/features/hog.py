@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..checks import check_gray_batch
+from . import native
 from .cells import cell_histogram, chunks
 
 CLIP = 0.2
@@ -91,8 +92,18 @@ def hog(images: torch.Tensor | np.ndarray, params: HogParams = HogParams()) -> t
 
     Matches VLFeat's ``vl_hog(im2single(gray))`` to float precision and is differentiable with respect to the
     pixels (autograd; gradients flow through magnitudes, the orientation assignment is piecewise constant).
+    Float32 CPU batches that need no gradient run the compiled kernel; the rest runs :func:`hog_torch`.
     """
     x = check_gray_batch(images, "hog", params.min_size, params.min_size)
+    needs_graph = x.requires_grad and torch.is_grad_enabled()
+    if x.device.type == "cpu" and x.dtype == torch.float32 and not needs_graph and native.library() is not None:
+        array = np.ascontiguousarray(x.detach().numpy())  # the compiled kernel: same numbers, no graph
+        return torch.from_numpy(native.hog_uoctti(array, params.cell_size, params.num_orientations))
+    return hog_torch(x, params)
+
+
+def hog_torch(x: torch.Tensor, params: HogParams = HogParams()) -> torch.Tensor:
+    """:func:`hog` in torch ops on a checked batch: any device and dtype, differentiable."""
     return torch.cat([_hog(x[part], params) for part in chunks(*x.shape)])
 
 

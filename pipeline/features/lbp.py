@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..checks import check_gray_batch
+from . import native
 from .cells import cell_histogram, chunks
 
 NUM_PATTERNS = 58
@@ -33,6 +34,7 @@ def uniform_mapping() -> np.ndarray:
 
 
 _MAPPING = torch.from_numpy(uniform_mapping()).int()
+_MAPPING_BYTES = uniform_mapping().astype(np.uint8)
 # (dy, dx) of the neighbour behind each bit, bit 0 first
 _NEIGHBOURS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))
 
@@ -70,10 +72,22 @@ def lbp_codes(images: torch.Tensor) -> torch.Tensor:
 
 
 def lbp(images: torch.Tensor | np.ndarray, params: LbpParams = LbpParams()) -> torch.Tensor:
-    """Uniform LBP of grayscale images (N, H, W): returns (N, H // cell, W // cell, 58), as ``vl_lbp``."""
+    """Uniform LBP of grayscale images (N, H, W): returns (N, H // cell, W // cell, 58), as ``vl_lbp``.
+
+    CPU batches run the compiled kernel (bit-identical to VLFeat, threads over the batch); other devices, or an
+    install built without a compiler, run :func:`lbp_torch`.
+    """
     x = check_gray_batch(images, "lbp", params.min_size, params.min_size)
     if x.dtype != torch.float32:
         x = x.float()  # comparisons in single precision, as the C code
+    if x.device.type == "cpu" and native.library() is not None:
+        array = np.ascontiguousarray(x.detach().numpy())
+        return torch.from_numpy(native.lbp_uniform(array, params.cell_size, _MAPPING_BYTES))
+    return lbp_torch(x, params)
+
+
+def lbp_torch(x: torch.Tensor, params: LbpParams = LbpParams()) -> torch.Tensor:
+    """:func:`lbp` in torch ops on a checked float32 batch, for any device."""
     return torch.cat([_lbp(x[part], params) for part in chunks(*x.shape)])
 
 

@@ -7,11 +7,15 @@ import pytest
 import torch
 from preimage.pipeline.checks import ImageInputError
 from preimage.pipeline.features import HOG, HogParams, hog
-from preimage.pipeline.features.hog import _exact_orientation_bins, orientation_bins, render_glyphs
+from preimage.pipeline.features.hog import _exact_orientation_bins, hog_torch, orientation_bins, render_glyphs
 from preimage.pipeline.features.vlfeat import vl_hog
 
+# the compiled kernel (CPU, no gradient) and the torch ops (autograd, other devices) must both be VLFeat
+IMPLEMENTATIONS = pytest.mark.parametrize("hog", [hog, hog_torch], ids=["kernel", "torch"])
 
-def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos):
+
+@IMPLEMENTATIONS
+def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos, hog):
     sizes = set()
     for image in gray_photos:
         reference = vl_hog(image)
@@ -24,7 +28,8 @@ def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos):
     assert any(h < 16 and w < 16 for h, w in sizes), "no image smaller than two cells"
 
 
-def test_batch_equals_images_one_by_one(gray_photos):
+@IMPLEMENTATIONS
+def test_batch_equals_images_one_by_one(gray_photos, hog):
     same = [im[:64, :64] for im in gray_photos if min(im.shape) >= 64][:6]
     batch = hog(torch.from_numpy(np.stack(same)))
     for i, image in enumerate(same):
@@ -32,7 +37,8 @@ def test_batch_equals_images_one_by_one(gray_photos):
 
 
 @pytest.mark.parametrize("cell_size, orientations", [(4, 9), (6, 7), (16, 12)])
-def test_other_parameters_match_vlfeat(vlfeat, gray_photos, cell_size, orientations):
+@IMPLEMENTATIONS
+def test_other_parameters_match_vlfeat(vlfeat, gray_photos, cell_size, orientations, hog):
     params = HogParams(cell_size, orientations)
     for image in gray_photos[:5]:
         ours = hog(torch.from_numpy(image)[None], params)[0].numpy()

@@ -6,12 +6,20 @@ import numpy as np
 import pytest
 import torch
 from preimage.pipeline.checks import ImageInputError
-from preimage.pipeline.features import LBP, LbpParams, lbp
-from preimage.pipeline.features.lbp import uniform_mapping
+from preimage.pipeline.features import LBP, LbpParams, lbp, native
+from preimage.pipeline.features.lbp import lbp_torch, uniform_mapping
 from preimage.pipeline.features.vlfeat import vl_lbp
 
+# the compiled kernel (what CPU batches run) and the torch ops (other devices) must both be VLFeat
+IMPLEMENTATIONS = pytest.mark.parametrize("lbp", [lbp, lbp_torch], ids=["kernel", "torch"])
 
-def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos):
+
+def test_the_compiled_kernel_is_built():
+    assert native.library() is not None, "pip install -e . should have compiled pipeline/features/*_kernel.c"
+
+
+@IMPLEMENTATIONS
+def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos, lbp):
     checked = 0
     for image in gray_photos:
         if min(image.shape) < 16:
@@ -24,16 +32,31 @@ def test_matches_vlfeat_on_real_photos(vlfeat, gray_photos):
     assert checked >= 20
 
 
-def test_matches_vlfeat_with_ties_of_8bit_pixels(vlfeat, gray_photos):
+@IMPLEMENTATIONS
+def test_matches_vlfeat_with_ties_of_8bit_pixels(vlfeat, gray_photos, lbp):
     image = np.round(gray_photos[0] * 255).astype(np.float32) / 255  # many equal neighbours
     np.testing.assert_allclose(lbp(torch.from_numpy(image)[None])[0].numpy(), vl_lbp(image), atol=1e-5, rtol=0)
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize("cell_size", [8, 20])
-def test_other_cell_sizes_match_vlfeat(vlfeat, gray_photos, cell_size):
+def test_other_cell_sizes_match_vlfeat(vlfeat, gray_photos, cell_size, lbp):
     image = gray_photos[1]
     ours = lbp(torch.from_numpy(image)[None], LbpParams(cell_size))[0].numpy()
     np.testing.assert_allclose(ours, vl_lbp(image, cell_size), atol=1e-5, rtol=0)
+
+
+def test_a_batch_split_over_threads_equals_images_one_by_one(gray_photos):
+    crops = np.stack([image[:48, :64] for image in gray_photos if min(image.shape) >= 64][:9])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)  # three parts of three images, whatever the machine
+    try:
+        batch = lbp(crops)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(crops) == 9
+    for image, features in zip(crops, batch, strict=True):
+        torch.testing.assert_close(features, lbp(image[None])[0], rtol=0, atol=0)
 
 
 def test_uniform_mapping_has_58_patterns():
