@@ -7,8 +7,10 @@ import logging
 import click
 
 from ..analysis.cli import analyze
+from ..cache.cli import export, info
 from ..train.cli import train
 from .demo import demo
+from .extract_cli import extract
 
 
 @click.group()
@@ -47,12 +49,9 @@ def features(size: int) -> None:
     click.echo("* no weights for this layer are present here: supply a file with --weights or go online")
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def extract() -> None:
-    """Compute features for a collection of images into a zarr store (not yet available: issue #3)."""
-    raise click.ClickException("`preimage extract` is not available yet: it arrives with issue #3 (feature store)")
-
-
+main.add_command(extract)
+main.add_command(info)
+main.add_command(export)
 main.add_command(train)
 main.add_command(analyze)
 main.add_command(demo)

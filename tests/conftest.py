@@ -76,3 +76,26 @@ def vlfeat():
         return library()
     except VlfeatUnavailable as err:
         pytest.skip(str(err))
+
+
+@pytest.fixture(scope="session")
+def awkward_photo(photos) -> np.ndarray:
+    """A real, non-square RGB photo (100 x 128) for building awkward files."""
+    return np.ascontiguousarray(photos["astronaut"][::4, ::4][:100, :128])
+
+
+@pytest.fixture(scope="session")
+def bad_folder(tmp_path_factory, awkward_photo) -> Path:
+    """A folder with every awkward input (see tests/bad_images.py), built once."""
+    from .bad_images import build
+
+    return build(tmp_path_factory.mktemp("awkward"), awkward_photo)
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """An in-process dask cluster (threads): the real scheduler without the start-up of worker processes."""
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        yield client

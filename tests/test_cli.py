@@ -42,8 +42,13 @@ def test_features_says_which_layers_lack_weights_here(monkeypatch):
 
 
 def test_commands_of_later_issues_say_not_yet():
-    result = CliRunner().invoke(main, ["extract", "--images", "x"])
-    assert result.exit_code != 0 and "issue #3" in result.output
+    result = CliRunner().invoke(main, ["train"])
+    assert result.exit_code != 0 and "issue #4" in result.output
+
+
+def test_extract_names_a_missing_source_clearly(tmp_path):
+    result = CliRunner().invoke(main, ["extract", "--images", str(tmp_path / "nowhere"), "--store", "s.zarr"])
+    assert result.exit_code != 0 and "no such folder, list file or HDF5 file" in result.output
 
 
 def test_console_script_runs():

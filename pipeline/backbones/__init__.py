@@ -52,6 +52,13 @@ class Backbone(nn.Module):
 
     def forward(self, images: torch.Tensor, layers: str | Sequence[str]) -> dict[str, torch.Tensor]:
         """Outputs of ``layers`` (e.g. 'conv1-conv5') for RGB images (N, 3, H, W) in [0, 1], in one pass."""
+        names = self.check_layers(layers)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"{self.config.name}: expected RGB images (N, 3, H, W), got {tuple(images.shape)}")
+        return self.network.forward_layers(self.config.preprocess(images), names)
+
+    def check_layers(self, layers: str | Sequence[str]) -> list[str]:
+        """The layer names ``layers`` stands for; an error saying how to get weights for any not covered."""
         names = parse_layers(self.config, layers)
         missing = [name for name in names if name not in self.weights.layers]
         if missing:
@@ -61,9 +68,7 @@ class Backbone(nn.Module):
                 f"torchvision file with --weights FILE (or create_backbone(..., weights=FILE)), or put it in "
                 f"{Path(torch.hub.get_dir()) / 'checkpoints'}"
             )
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"{self.config.name}: expected RGB images (N, 3, H, W), got {tuple(images.shape)}")
-        return self.network.forward_layers(self.config.preprocess(images), names)
+        return names
 
 
 def create_backbone(name: str, weights: str | Path | None = None, random_init: bool = False) -> Backbone:

@@ -1,0 +1,93 @@
+"""``preimage info`` and ``preimage export``: what a store holds, and an HDF5 copy of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+
+def _open(store: Path):
+    from .store import FeatureStore, StoreError
+
+    try:
+        return FeatureStore.open(store)
+    except (FileNotFoundError, StoreError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+@click.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--failures", "all_failures", is_flag=True, help="List every unreadable file, not the first 10.")
+def info(store: Path, all_failures: bool) -> None:
+    """Print what a feature store holds: rows, arrays, sizes on disk, extractor parameters, failures."""
+    from .store import PENDING, READ, UNREADABLE
+
+    s = _open(store)
+    meta = s.meta
+    status = s.status()
+    click.echo(f"{store}: preimage store, schema {meta['schema_version']}, created {meta.get('created', '?')}")
+    source = meta["source"]
+    click.echo(f"source: {source['kind']} {source['location']} ({source['rows']} rows, {source['classes']} classes)")
+    recipe = meta["recipe"]
+    click.echo(f"images: {recipe['crop']}, {recipe['image_size']}x{recipe['image_size']} ({recipe['resize']})")
+    click.echo(
+        f"rows: {len(status)}: {(status == READ).sum()} read, {(status == UNREADABLE).sum()} unreadable, "
+        f"{(status == PENDING).sum()} not yet read; {len(s.partitions())} partitions of {s.shard_rows} rows"
+    )
+    click.echo(f"\n{'array':26} {'shape':22} {'dtype':8} {'chunk':>6} {'shard':>6} {'on disk':>10} {'raw':>10} done")
+    total = 0
+    for path in s.array_paths():
+        if path.startswith("progress/"):
+            continue
+        a = s.array(path)
+        disk = s.bytes_on_disk(path)
+        total += disk
+        itemsize = a.dtype.itemsize if hasattr(a.dtype, "itemsize") and a.dtype.kind not in "TUO" else 0
+        raw = _size(int(np.prod(a.shape)) * itemsize) if itemsize else "-"
+        shards = a.shards[0] if a.shards else "-"
+        name = path.removeprefix("features/")
+        what = "images" if path == "images" else name.replace("/", ":") if path.startswith("features/") else None
+        done = f"{s.done(what).sum()}/{len(s.partitions())}" if what else ""
+        shape = "x".join(map(str, a.shape))
+        dtype = "str" if "String" in str(a.dtype) else str(a.dtype)
+        click.echo(f"{path:26} {shape:22} {dtype:8} {a.chunks[0]:>6} {shards!s:>6} {_size(disk):>10} {raw:>10} {done}")
+    click.echo(f"{'total':26} {'':22} {'':8} {'':>6} {'':>6} {_size(total):>10}")
+    click.echo("")
+    for name in s.feature_names():
+        attrs = dict(s.features(name).attrs)
+        params = json.dumps(attrs.get("params", {}), sort_keys=True)
+        weights = attrs.get("weights_sha256")
+        click.echo(
+            f"{name}: input {attrs['input']['color']} {attrs['input']['size']}x{attrs['input']['size']}, "
+            f"extractor v{attrs['extractor_version']}, params {params}"
+            + (f", weights sha256 {weights[:16]}" if weights else "")
+        )
+    failures = s.failures()
+    if failures:
+        click.echo(f"\nunreadable ({len(failures)}):")
+        for _, ident, reason in failures if all_failures else failures[:10]:
+            click.echo(f"  {ident}: {reason}")
+        if len(failures) > 10 and not all_failures:
+            click.echo(f"  ... {len(failures) - 10} more (--failures lists them all)")
+
+
+@click.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--h5", "h5_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="HDF5 file.")
+def export(store: Path, h5_path: Path) -> None:
+    """Copy every array of a store to an HDF5 file (same paths; attributes as JSON)."""
+    from .export import export_h5
+
+    written = export_h5(_open(store), h5_path)
+    click.echo(f"wrote {h5_path}: {len(written)} arrays ({_size(h5_path.stat().st_size)})")

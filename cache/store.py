@@ -1,0 +1,360 @@
+"""The feature store: one zarr v3 group per image collection, written once by ``preimage extract``, read by all.
+
+Layout (row ``i`` of every array is source item ``i``; sample axis first)::
+
+    zarr.json           attrs["preimage"]: schema version, source, crop/resize recipe, shard rows
+    ids                 str (N,): the item's path or key, so rows map back to files
+    labels              int32 (N,): class index (-1: none); attrs["class_names"]
+    status              uint8 (N,): 0 not yet read, 1 read, 2 unreadable
+    failures            str (N,): why a row could not be read ("" when it was)
+    images              uint8 (N, S, S, 3): the reconstruction targets (zeros for unreadable rows)
+    features/<name>     float32 or float16 (N, ...): one array per representation (``alexnet:conv3`` lives at
+                        ``features/alexnet/conv3``); attrs: representation, parameters, input, weights hash
+    progress/<name>     uint8 (P,): partition p of that array is complete (one chunk per partition)
+
+Every array is sharded along rows, ``shard_rows`` rows per shard, one row per chunk (random access for
+training, few files on disk). A partition of ``shard_rows`` rows is written by one task as whole shards, so no
+two tasks ever write the same file; zarr's local store renames each file into place, so a killed run leaves
+whole shards, and only ``progress`` says which are complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+SCHEMA_VERSION = 1
+PENDING, READ, UNREADABLE = 0, 1, 2
+LOCK_FILE = ".extract.lock"
+
+
+class StoreError(ValueError):
+    """A store that cannot be used as asked (other parameters, other source, not a preimage store)."""
+
+
+class StoreLocked(RuntimeError):
+    """Another process is writing the store."""
+
+
+def feature_path(name: str) -> str:
+    """Array path of a representation: ``hog`` -> ``features/hog``, ``alexnet:conv3`` -> ``features/alexnet/conv3``."""
+    return "features/" + name.replace(":", "/")
+
+
+def progress_path(what: str) -> str:
+    """Path of the completion markers of ``images`` or of a representation."""
+    return "progress/" + what.replace(":", "/")
+
+
+def _canonical(value) -> object:
+    """JSON round trip, so that tuples and lists, ints and floats compare as stored attributes do."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def _compressors(dtype: np.dtype) -> tuple:
+    if np.dtype(dtype).itemsize > 1:  # byte shuffle groups exponents of floats: about 2x smaller than plain zstd
+        return (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=np.dtype(dtype).itemsize),)
+    return (ZstdCodec(level=3),)
+
+
+def differences(stored: dict, asked: dict, prefix: str = "") -> list[str]:
+    """Human-readable list of the keys where two attribute dicts differ."""
+    out = []
+    for key in sorted(set(stored) | set(asked)):
+        a, b = stored.get(key, "<absent>"), asked.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: store has {a!r}, asked {b!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class StoreHeader:
+    """What fixes a store's rows: its source, the crop/resize recipe and the shard size."""
+
+    source: dict
+    recipe: dict
+    shard_rows: int
+
+    def attrs(self) -> dict:
+        return _canonical(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "source": self.source,
+                "recipe": self.recipe,
+                "shard_rows": self.shard_rows,
+            }
+        )
+
+
+class FeatureStore:
+    """A preimage store on disk (see the module docstring for the layout)."""
+
+    def __init__(self, path: str | os.PathLike, group: zarr.Group) -> None:
+        self.path = Path(path)
+        self.group = group
+        meta = dict(group.attrs).get("preimage")
+        if not isinstance(meta, dict):
+            raise StoreError(f"{self.path} is a zarr group but not a preimage store (no 'preimage' attributes)")
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has store schema {meta.get('schema_version')}; this preimage reads {SCHEMA_VERSION}"
+            )
+        self.meta = meta
+        self._arrays: dict[str, zarr.Array] = {}  # opened once: each open reads metadata from disk
+
+    # -- opening and creating -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r") -> FeatureStore:
+        """Open an existing store (``mode='r'`` to read, ``'r+'`` to add to it)."""
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no store at {path}")
+        try:
+            group = zarr.open_group(str(path), mode=mode)
+        except Exception as err:
+            raise StoreError(f"{path} is not a readable zarr v3 store: {err}") from None
+        return cls(path, group)
+
+    @classmethod
+    def create_or_open(
+        cls,
+        path: str | os.PathLike,
+        header: StoreHeader,
+        ids: list[str],
+        labels: list[int],
+        class_names: list[str],
+        image_size: int,
+    ) -> FeatureStore:
+        """Open the store at ``path`` for extraction, creating it when new; refuse one made differently.
+
+        The root attributes are written last, so a run killed while creating leaves a store without them,
+        which the next run simply creates again.
+        """
+        path = Path(path)
+        if _state(path) == "store":
+            store = cls.open(path, "r+")
+            problems = differences({k: v for k, v in store.meta.items() if k != "created"}, header.attrs(), "store.")
+            if problems:
+                raise StoreError(
+                    f"{path} was made with other settings; use another --store or the same settings:\n  "
+                    + "\n  ".join(problems)
+                )
+            stored_ids = [str(v) for v in store.group["ids"][:].tolist()]
+            if stored_ids != list(ids):
+                changed = sum(a != b for a, b in zip(stored_ids, ids, strict=False))
+                raise StoreError(
+                    f"{path} lists {len(stored_ids)} items but the source now lists {len(ids)} "
+                    f"({changed} of the common rows differ): the source changed; write a new store"
+                )
+            return store
+        if _state(path) == "foreign":
+            raise StoreError(f"{path} exists and is not a preimage store; refusing to write into it")
+        for child in path.iterdir() if path.exists() else []:  # an interrupted creation: start again
+            if child.name != LOCK_FILE:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        group = zarr.open_group(str(path), mode="a")
+        group.attrs["preimage_incomplete"] = True
+        n, rows = len(ids), header.shard_rows
+        group.create_array("ids", shape=(n,), chunks=(rows,), dtype=str)[:] = np.asarray(ids, dtype=str)
+        labels_array = group.create_array("labels", shape=(n,), chunks=(rows,), dtype="int32")
+        labels_array[:] = np.asarray(labels, dtype=np.int32)
+        labels_array.attrs["class_names"] = class_names
+        group.create_array("status", shape=(n,), chunks=(rows,), dtype="uint8", fill_value=PENDING)
+        group.create_array("failures", shape=(n,), chunks=(rows,), dtype=str)
+        images = _create_rows(group, "images", n, (image_size, image_size, 3), np.uint8, rows)
+        images.attrs.update({"layout": "N, H, W, RGB", "size": image_size})
+        group.create_array(progress_path("images"), shape=(_count(n, rows),), chunks=(1,), dtype="uint8")
+        group.attrs.put({"preimage": {**header.attrs(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
+        return cls(path, group)
+
+    # -- rows and partitions --------------------------------------------------------------------------------
+
+    @property
+    def rows(self) -> int:
+        return int(self.group["ids"].shape[0])
+
+    @property
+    def shard_rows(self) -> int:
+        return int(self.meta["shard_rows"])
+
+    def partitions(self) -> list[tuple[int, int]]:
+        """Row ranges written by one task each: exactly the shards of every array."""
+        step = self.shard_rows
+        return [(start, min(start + step, self.rows)) for start in range(0, self.rows, step)]
+
+    def feature_names(self) -> list[str]:
+        """Representations the store has arrays for (complete or not)."""
+        if "features" not in self.group:
+            return []
+        names = []
+
+        def visit(group: zarr.Group, prefix: str) -> None:
+            for key, member in sorted(group.members()):
+                if isinstance(member, zarr.Array):
+                    names.append(prefix + key)
+                else:
+                    visit(member, f"{prefix}{key}:")
+
+        visit(self.group["features"], "")
+        return names
+
+    def ensure_feature(self, name: str, row_shape: tuple[int, ...], dtype: str, attrs: dict) -> zarr.Array:
+        """The array of representation ``name``, created if new; an error naming any parameter that differs."""
+        path = feature_path(name)
+        asked = _canonical({**attrs, "dtype": str(np.dtype(dtype)), "row_shape": list(row_shape)})
+        if path in self.group:
+            array = self.group[path]
+            stored = _canonical(dict(array.attrs))
+            problems = differences(stored, asked, f"{name}: ")
+            if problems:
+                raise StoreError(
+                    f"{self.path} already holds {name} computed differently; use another --store, or the stored "
+                    "settings:\n  " + "\n  ".join(problems)
+                )
+            return array
+        array = _create_rows(self.group, path, self.rows, row_shape, np.dtype(dtype), self.shard_rows)
+        array.attrs.update(asked)
+        self.group.create_array(progress_path(name), shape=(len(self.partitions()),), chunks=(1,), dtype="uint8")
+        return array
+
+    def done(self, what: str) -> np.ndarray:
+        """Boolean per partition: is ``images`` (or representation ``what``) complete there."""
+        path = progress_path(what)
+        if path not in self.group:
+            return np.zeros(len(self.partitions()), bool)
+        return self.group[path][:] == 1
+
+    def mark_done(self, what: str, partition: int) -> None:
+        self.array(progress_path(what))[partition] = 1
+
+    def write_rows(self, path: str, start: int, values: np.ndarray) -> None:
+        """Write rows ``start:start+len(values)`` of array ``path`` (whole shards when start is a partition's)."""
+        self.array(path)[start : start + len(values)] = values
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def array(self, path: str) -> zarr.Array:
+        if path not in self._arrays:
+            self._arrays[path] = self.group[path]
+        return self._arrays[path]
+
+    def features(self, name: str) -> zarr.Array:
+        return self.array(feature_path(name))
+
+    def status(self) -> np.ndarray:
+        return self.group["status"][:]
+
+    def failures(self) -> list[tuple[int, str, str]]:
+        """(row, id, reason) of every unreadable row."""
+        status = self.status()
+        rows = np.flatnonzero(status == UNREADABLE)
+        if len(rows) == 0:
+            return []
+        ids, reasons = self.group["ids"][:], self.group["failures"][:]
+        return [(int(r), str(ids[r]), str(reasons[r])) for r in rows]
+
+    def array_paths(self) -> list[str]:
+        """Every array of the store, as paths."""
+        paths = []
+
+        def visit(group: zarr.Group, prefix: str) -> None:
+            for key, member in sorted(group.members()):
+                if isinstance(member, zarr.Array):
+                    paths.append(prefix + key)
+                else:
+                    visit(member, f"{prefix}{key}/")
+
+        visit(self.group, "")
+        return paths
+
+    def bytes_on_disk(self, path: str) -> int:
+        folder = self.path / path
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+    # -- writing safely ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    @contextlib.contextmanager
+    def lock(path: str | os.PathLike, wait: bool = False) -> Iterator[None]:
+        """Hold the store's write lock (an ``flock`` on ``.extract.lock``); a second writer waits or is refused.
+
+        The file is removed on release (plain zarr listings would warn about it), so a waiter that wakes on
+        a removed file tries again on the new one.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        lock_file = path / LOCK_FILE
+        while True:
+            handle = open(lock_file, "a+")  # noqa: SIM115 - closed below or on release
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise StoreLocked(
+                    f"{path} is being written by {holder}; wait for it to finish, or pass --wait to queue behind it"
+                ) from None
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(lock_file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"`preimage extract` (pid {os.getpid()} on {socket.gethostname()})")
+            handle.flush()
+            yield
+        finally:
+            lock_file.unlink(missing_ok=True)
+            handle.close()  # releases the flock
+
+
+def _state(path: Path) -> str:
+    """'store' (a preimage store), 'new' (absent, empty, or our own interrupted creation) or 'foreign'."""
+    if not path.exists():
+        return "new"
+    if not path.is_dir():
+        return "foreign"
+    if (path / "zarr.json").is_file():
+        try:
+            attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+        except (OSError, ValueError):
+            return "foreign"
+        return "store" if "preimage" in attrs else "new" if "preimage_incomplete" in attrs else "foreign"
+    return "new" if all(child.name == LOCK_FILE for child in path.iterdir()) else "foreign"
+
+
+def _count(n: int, step: int) -> int:
+    return max(1, -(-n // step))
+
+
+def _create_rows(group: zarr.Group, path: str, n: int, row_shape: tuple[int, ...], dtype, rows: int) -> zarr.Array:
+    """A row-major array sharded by ``rows`` rows, one row per chunk."""
+    row_shape = tuple(int(v) for v in row_shape)
+    return group.create_array(
+        path,
+        shape=(n, *row_shape),
+        chunks=(1, *row_shape),
+        shards=(rows, *row_shape),
+        dtype=dtype,
+        compressors=_compressors(dtype),
+        fill_value=0,
+    )

@@ -1,0 +1,402 @@
+"""Feature extraction as a dask graph: one task per store partition, each writing its own whole shards.
+
+The client plans (which partitions still lack which arrays), the tasks decode, crop, extract in batches and
+write, and only then mark their partition complete; so a killed run is finished by running it again, and a
+complete store costs nothing to re-run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+import torch
+
+from ..cache.store import READ, UNREADABLE, FeatureStore, StoreHeader, feature_path
+from .decode import DECODE_RECIPE, ImageReadError
+from .features import expand_specs, get_representation
+from .images import center_square, rgb_to_gray, to_float
+from .sources import Source
+
+EXTRACTOR_VERSION = 1  # bump when an extractor's output changes, so old stores are refused, not mixed
+DRAFT_MIN_SIDE = 1024  # big JPEGs decode at a reduced scale, never below this side (same for every feature)
+
+
+@dataclass(frozen=True)
+class FeatureJob:
+    """One representation to compute: where it goes and what input it takes."""
+
+    name: str  # 'hog', 'alexnet:conv3'
+    input: str  # 'gray' | 'rgb'
+    input_size: int
+    params: dict
+    weights: str | None = None  # an explicit weights file for a backbone
+    weights_sha256: str | None = None
+
+    @property
+    def backbone(self) -> str | None:
+        return self.params.get("backbone")
+
+    def attrs(self) -> dict:
+        """What the store records with the array, and what must match to add to it."""
+        return {
+            "representation": self.name,
+            "extractor_version": EXTRACTOR_VERSION,
+            "input": {"color": self.input, "size": self.input_size, "range": "[0, 1]"},
+            "params": self.params,
+            "weights_sha256": self.weights_sha256,
+        }
+
+
+@dataclass
+class PartitionTask:
+    """All one task needs: the store, its rows and their source items, and what to compute."""
+
+    store: str
+    index: int
+    start: int
+    source: Source  # only this partition's rows
+    image_size: int
+    write_images: bool
+    features: list[FeatureJob]
+    dtype: str
+    threads: int
+
+
+@dataclass
+class PartitionResult:
+    index: int
+    rows: int
+    read: int
+    unreadable: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def plan_jobs(specs: str, image_size: int, weights: str | None = None, dtype: str = "float32") -> list[FeatureJob]:
+    """Feature jobs for a comma-separated spec list; backbones are loaded once here to fix their weights hash."""
+    from .backbones import create_backbone
+
+    jobs = []
+    nets: dict = {}
+    hashes: dict[str, str] = {}
+    for name in expand_specs(specs):
+        rep = get_representation(name)
+        if rep.input == "gray":
+            jobs.append(FeatureJob(name, "gray", image_size, rep.params))
+            continue
+        backbone = rep.params["backbone"]
+        if backbone not in nets:
+            nets[backbone] = create_backbone(backbone, weights)
+        nets[backbone].check_layers(rep.params["layer"])  # fails here, not on the workers, when weights lack it
+        hashes[backbone] = nets[backbone].weights.sha256
+        jobs.append(FeatureJob(name, "rgb", rep.params["input_size"], rep.params, weights, hashes[backbone]))
+    if not jobs:
+        raise ValueError("no representation asked for; e.g. --features hog,lbp,sift,alexnet:conv1-conv5")
+    if np.dtype(dtype) not in (np.float32, np.float16):
+        raise ValueError(f"features are stored as float32 or float16, not {dtype}")
+    return jobs
+
+
+def recipe(image_size: int) -> dict:
+    """The crop/resize recipe recorded in a store."""
+    return {
+        "crop": "centre square (the shorter side)",
+        "resize": "cv2 INTER_AREA when shrinking, INTER_CUBIC when enlarging",
+        "image_size": image_size,
+        "gray": "MATLAB rgb2gray weights (0.2989, 0.5870, 0.1140) on [0, 1] floats",
+        "draft_min_side": DRAFT_MIN_SIDE,
+        "decode": DECODE_RECIPE,
+    }
+
+
+def open_store(path: str, source: Source, image_size: int, shard_rows: int, jobs: list[FeatureJob], dtype: str):
+    """Create or reopen the store and its feature arrays; an error when anything was made differently."""
+    header = StoreHeader(source.describe(), recipe(image_size), shard_rows)
+    store = FeatureStore.create_or_open(path, header, source.ids, source.labels, source.class_names, image_size)
+    for job in jobs:
+        shape = get_representation(job.name).output_shape(job.input_size, job.input_size)
+        if job.input == "rgb" and len(shape) == 3:
+            shape = (shape[2], shape[0], shape[1])  # CNN maps are stored as torch gives them: (C, H, W)
+        store.ensure_feature(job.name, shape, dtype, job.attrs())
+    return store
+
+
+def pending_tasks(
+    store: FeatureStore, source: Source, jobs: list[FeatureJob], dtype: str, threads: int
+) -> list[PartitionTask]:
+    """One task per partition that lacks its images or any asked feature, carrying only what is missing."""
+    images_done = store.done("images")
+    features_done = {job.name: store.done(job.name) for job in jobs}
+    tasks = []
+    for index, (start, stop) in enumerate(store.partitions()):
+        missing = [job for job in jobs if not features_done[job.name][index]]
+        if images_done[index] and not missing:
+            continue
+        tasks.append(
+            PartitionTask(
+                str(store.path),
+                index,
+                start,
+                source.part(start, stop),
+                int(store.group["images"].shape[1]),
+                not images_done[index],
+                missing,
+                dtype,
+                threads,
+            )
+        )
+    return tasks
+
+
+@cache
+def _backbone(name: str, weights: str | None, sha256: str | None):
+    """One loaded backbone per worker process; the weights must be those the client planned with."""
+    from .backbones import create_backbone
+
+    net = create_backbone(name, weights).eval()
+    if sha256 is not None and net.weights.sha256 != sha256:
+        raise RuntimeError(
+            f"{name}: this worker found other weights ({net.weights.source}, sha256 {net.weights.sha256[:12]}) "
+            f"than the client ({sha256[:12]}); give every machine the same file with --weights"
+        )
+    return net
+
+
+def run_partition(task: PartitionTask) -> PartitionResult:
+    """Decode, extract and write one partition; marks it complete only after every write has landed."""
+    torch.set_num_threads(task.threads)
+    timer = _Timer()
+    store = FeatureStore.open(task.store, "r+")
+    n = len(task.source)
+    sizes = {task.image_size} | {job.input_size for job in task.features}
+    crops: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
+    reasons = [""] * n
+    with timer("decode"):
+        for row, image in enumerate(task.source.read(DRAFT_MIN_SIDE)):
+            if isinstance(image, ImageReadError):
+                reasons[row] = str(image)
+                continue
+            for size in sizes:
+                crops[size].append(center_square(image, size))
+    ok = np.array([not r for r in reasons])
+    if not task.write_images:
+        _check_same_rows(store, task, ok, reasons)
+
+    with timer("write"):
+        if task.write_images:
+            images = np.zeros((n, task.image_size, task.image_size, 3), np.uint8)
+            if ok.any():
+                images[ok] = np.stack(crops[task.image_size])
+            store.write_rows("images", task.start, images)
+            store.write_rows("failures", task.start, np.asarray(reasons, dtype=str))
+            store.write_rows("status", task.start, np.where(ok, READ, UNREADABLE).astype(np.uint8))
+
+    computed = _compute(task.features, {size: np.stack(c) for size, c in crops.items()}, timer) if ok.any() else {}
+    for job in task.features:
+        with timer("write"):
+            out = np.zeros(store.features(job.name).shape[1:], task.dtype)[None].repeat(n, axis=0)
+            if job.name in computed:
+                out[ok] = computed[job.name]
+            store.write_rows(feature_path(job.name), task.start, out)
+    if task.write_images:
+        store.mark_done("images", task.index)
+    for job in task.features:
+        store.mark_done(job.name, task.index)
+    return PartitionResult(task.index, n, int(ok.sum()), int((~ok).sum()), timer.seconds)
+
+
+def _check_same_rows(store: FeatureStore, task: PartitionTask, ok: np.ndarray, reasons: list[str]) -> None:
+    """Adding a feature re-reads the source: a row read before must still read (else the source changed)."""
+    stop = task.start + len(ok)
+    was_read = store.array("status")[task.start : stop] == READ
+    changed = np.flatnonzero(was_read != ok)
+    if len(changed):
+        row = int(changed[0])
+        now = reasons[row] or "readable now"
+        raise RuntimeError(
+            f"{task.source.ids[row]}: its read status changed since the store was written ({now}); "
+            "the source changed under the store, so write a new store"
+        )
+
+
+def _compute(jobs: list[FeatureJob], batches: dict[int, np.ndarray], timer) -> dict[str, np.ndarray]:
+    """Values of each job on the readable rows; one forward pass per backbone for all of its layers."""
+    results = {}
+    by_backbone: dict[tuple, list[FeatureJob]] = {}
+    for job in jobs:
+        if job.backbone is None:
+            with timer(job.name), torch.inference_mode():
+                gray = rgb_to_gray(to_float(batches[job.input_size]))
+                results[job.name] = _handcrafted(job.name)(gray, job.params).numpy()
+        else:
+            by_backbone.setdefault((job.backbone, job.weights, job.weights_sha256, job.input_size), []).append(job)
+    for (backbone, weights, sha256, size), group in by_backbone.items():
+        with timer(backbone), torch.inference_mode():
+            net = _backbone(backbone, weights, sha256)
+            outputs = net(to_float(batches[size]), [job.params["layer"] for job in group])
+        results.update({job.name: outputs[job.params["layer"]].numpy() for job in group})
+    return results
+
+
+def _handcrafted(name: str):
+    """The function computing a hand-crafted representation from gray images and its parameter dict."""
+    from .features import HANDCRAFTED
+
+    params_cls, function, _, _ = HANDCRAFTED[name]
+    return lambda gray, params: function(gray, params_cls(**params))
+
+
+class _Timer:
+    """Seconds spent per named step, summed."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - self.start
+
+        return _Span()
+
+
+def default_workers() -> int:
+    """Worker processes for a local cluster: one per core (each runs torch on one thread)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@dataclass
+class ExtractSummary:
+    """What one ``extract`` run did, for the command's report."""
+
+    store: str
+    rows: int
+    read: int
+    unreadable: int
+    partitions_run: int
+    images_run: int
+    seconds: float
+    step_seconds: dict[str, float]
+    failures: list[tuple[int, str, str]]
+
+
+def extract(
+    store_path: str | os.PathLike,
+    source: Source,
+    specs: str,
+    image_size: int = 128,
+    shard_rows: int = 64,
+    client_factory=None,
+    dtype: str = "float32",
+    weights: str | None = None,
+    wait: bool = False,
+    show_progress: bool = True,
+) -> ExtractSummary:
+    """Compute ``specs`` for every row of ``source`` into the store, doing only what is not there yet.
+
+    ``client_factory()`` is a context manager giving ``(client, torch threads per task)``, entered only when
+    there is work, so a complete store costs no cluster start-up (default: :func:`local_cluster`). Holds the
+    store's lock throughout.
+    """
+    from ..cache.store import FeatureStore
+
+    if len(source) == 0:
+        raise ValueError(f"{source.location}: no files to read")
+    jobs = plan_jobs(specs, image_size, weights, dtype)
+    begin = time.perf_counter()
+    steps: dict[str, float] = {}
+    tasks: list[PartitionTask] = []
+    with FeatureStore.lock(store_path, wait):
+        store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
+        tasks = pending_tasks(store, source, jobs, dtype, threads=1)
+        if tasks:
+            with (client_factory or local_cluster)() as (client, threads):
+                for task in tasks:
+                    task.threads = threads
+                _run(client, tasks, steps, show_progress)
+        status = store.status()
+        failures = store.failures()
+    return ExtractSummary(
+        str(store_path),
+        len(status),
+        int((status == READ).sum()),
+        int((status == UNREADABLE).sum()),
+        len(tasks),
+        sum(len(t.source) for t in tasks),
+        time.perf_counter() - begin,
+        steps,
+        failures,
+    )
+
+
+def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progress: bool) -> None:
+    """Submit every task, follow them with a progress line, stop at the first failure."""
+    from distributed import as_completed
+
+    from .progress import Progress
+
+    progress = Progress(sum(len(t.source) for t in tasks)) if show_progress else None
+    futures = [client.submit(run_partition, task, pure=False, key=f"partition-{task.index}") for task in tasks]
+    try:
+        for future in as_completed(futures):
+            result = future.result()  # re-raises a task's error here
+            for step, seconds in result.seconds.items():
+                steps[step] = steps.get(step, 0.0) + seconds
+            if progress:
+                progress.update(result.rows)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        if progress:
+            progress.close()
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int | None = None, announce=None) -> Iterator[tuple[object, int]]:
+    """A ``distributed.LocalCluster`` of single-threaded worker processes, its client and torch threads per task.
+
+    ``announce(client)`` is called once it is up (the CLI prints the dashboard address there).
+    """
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    cores = default_workers()
+    workers = workers or cores
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # the scheduler runs in this process: keep it quiet
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":8787",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        if announce:
+            announce(client)
+        yield client, max(1, cores // workers)
+
+
+@contextlib.contextmanager
+def remote_cluster(address: str, announce=None) -> Iterator[tuple[object, int]]:
+    """A client of an existing dask scheduler (its workers must see the store's path); one torch thread per task."""
+    from distributed import Client
+
+    with Client(address) as client:
+        if announce:
+            announce(client)
+        yield client, 1

@@ -1,0 +1,79 @@
+"""``preimage extract``: a folder, list or HDF5 file of images (or scikit-image's photos) into a feature store."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import click
+
+DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
+
+
+@click.command()
+@click.option(
+    "--images",
+    default=None,
+    help="A folder (walked recursively; class sub-folders become labels), a .txt list of paths, or FILE.h5[:DATASET]. "
+    "Default: the colour photos that ship with scikit-image.",
+)
+@click.option("--store", type=click.Path(path_type=Path), required=True, help="The zarr store to write or add to.")
+@click.option("--features", "specs", default=DEFAULT_FEATURES, show_default=True, help="Comma-separated specs.")
+@click.option("--size", default=128, show_default=True, help="Side of the stored images and hand-crafted inputs.")
+@click.option("--shard-rows", default=64, show_default=True, help="Rows per shard (and per task).")
+@click.option("--scheduler", default=None, help="Address of an existing dask scheduler (tcp://host:8786).")
+@click.option("--workers", type=int, default=None, help="Worker processes of the local cluster [one per core].")
+@click.option("--float16", is_flag=True, help="Store features as float16 (half the bytes; see README for the error).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option("--strict", is_flag=True, help="Exit non-zero when any image could not be read.")
+@click.option("--wait", is_flag=True, help="If another extract holds the store, wait for it instead of stopping.")
+def extract(images, store, specs, size, shard_rows, scheduler, workers, float16, weights, strict, wait) -> None:
+    """Compute features for a collection of images into a sharded zarr store, resumably.
+
+    Only what the store lacks is computed: run the same command again after a crash to finish, or with more
+    --features to add them. Unreadable files are recorded with their reason in the store's `failures`.
+    """
+    from ..cache.store import StoreError, StoreLocked
+    from .backbones import WeightsUnavailable
+    from .extract import extract as run_extract
+    from .extract import local_cluster, remote_cluster
+    from .sources import open_source
+
+    if size < 16 or shard_rows < 1:
+        raise click.BadParameter("--size must be at least 16 and --shard-rows at least 1")
+    try:
+        source = open_source(images)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    label = source.location if source.kind != "sample-photos" else "scikit-image's sample photos (no --images given)"
+    click.echo(f"source: {label}: {len(source)} files, {len(source.class_names)} classes")
+
+    def announce(client) -> None:
+        workers_info = client.scheduler_info().get("workers", {})
+        threads = sum(w.get("nthreads", 0) for w in workers_info.values())
+        click.echo(f"dask: {len(workers_info)} workers, {threads} threads; dashboard {client.dashboard_link}")
+
+    factory = partial(remote_cluster, scheduler, announce) if scheduler else partial(local_cluster, workers, announce)
+    try:
+        summary = run_extract(
+            store, source, specs, size, shard_rows, factory, "float16" if float16 else "float32", weights, wait
+        )
+    except (StoreError, StoreLocked, WeightsUnavailable, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    if summary.partitions_run == 0:
+        click.echo(f"{store}: complete already, nothing to do ({summary.rows} rows)")
+    else:
+        rate = summary.images_run / summary.seconds if summary.seconds else 0.0
+        click.echo(
+            f"{store}: {summary.images_run} rows in {summary.partitions_run} partitions, {summary.seconds:.1f} s "
+            f"({rate:.1f} images/s)"
+        )
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(summary.step_seconds.items(), key=lambda kv: -kv[1]))
+        click.echo(f"  time per step, summed over workers: {steps}")
+    click.echo(f"rows: {summary.rows}: {summary.read} read, {summary.unreadable} unreadable")
+    for _, ident, reason in summary.failures[:20]:
+        click.echo(f"  unreadable: {ident}: {reason}")
+    if len(summary.failures) > 20:
+        click.echo(f"  ... and {len(summary.failures) - 20} more (preimage info {store})")
+    if strict and summary.unreadable:
+        raise click.ClickException(f"--strict: {summary.unreadable} file(s) could not be read")

@@ -1,0 +1,50 @@
+"""A progress line for long jobs: done/total, rate and time left, redrawn in place on a terminal, logged otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """``update(n)`` as work completes; on a terminal the line is redrawn, elsewhere printed every ``every`` s."""
+
+    def __init__(self, total: int, unit: str = "images", stream: TextIO | None = None, every: float = 10.0) -> None:
+        self.total, self.unit = total, unit
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+        self.every = every
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        rate = self.rate()
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "--:--:--"
+        return (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.unit}  "
+            f"{rate:.1f} {self.unit}/s  left {eta}"
+        )
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.tty:
+            self.stream.write("\r" + self.line())
+            self.stream.flush()
+        elif now - self.last >= self.every or self.done >= self.total:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+            self.last = now
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

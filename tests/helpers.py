@@ -1,0 +1,36 @@
+"""Small helpers shared by the store and pipeline tests."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+
+import zarr
+
+
+def run_extract(store, source, specs, client, **kwargs):
+    """``extract`` on an existing in-process dask client, without a progress line."""
+    from preimage.pipeline.extract import extract
+
+    kwargs.setdefault("shard_rows", 4)
+    return extract(
+        store, source, specs, client_factory=lambda: contextlib.nullcontext((client, 1)), show_progress=False, **kwargs
+    )
+
+
+def checksums(path) -> dict[str, str]:
+    """sha256 of the contents of every array of a zarr store, read with plain zarr."""
+    out = {}
+
+    def visit(group, prefix):
+        for key, member in sorted(group.members()):
+            if isinstance(member, zarr.Array):
+                data = member[...]
+                text = data.dtype.kind in "TUO" or "String" in str(data.dtype)
+                raw = "\0".join(map(str, data.tolist())).encode("utf-8", "surrogatepass") if text else data.tobytes()
+                out[prefix + key] = hashlib.sha256(raw).hexdigest()
+            else:
+                visit(member, f"{prefix}{key}/")
+
+    visit(zarr.open_group(str(path), mode="r"), "")
+    return out
