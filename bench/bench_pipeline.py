@@ -1,0 +1,176 @@
+"""The extraction pipeline against its peers, measured in the same run.
+
+    python bench/bench_pipeline.py [--images DIR] [--limit N] [--features SPECS] [--workers W]
+
+1. Throughput: ``extract`` (local dask cluster, decode + crop + extract + compress + write) against the sum of
+   the bare extractor calls on the same images, decoded and cropped beforehand, in batches of 64 on all cores.
+2. Size: bytes on disk per image per feature against raw float32, and what float16 storage would save and cost.
+3. Reading: a random batch of 64 rows of each feature, and one whole shard of 64 rows, from the store against
+   the same rows of a memory-resident numpy array.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from preimage.cache.store import READ, FeatureStore, compressors
+from preimage.pipeline.extract import DRAFT_MIN_SIDE, _backbone, _handcrafted, extract, local_cluster, plan_jobs
+from preimage.pipeline.images import center_square, rgb_to_gray, to_float
+from preimage.pipeline.sources import Source, open_source
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
+
+
+def subset(source: Source, limit: int | None) -> Source:
+    """Every ``len/limit``-th row, so a subset spans all classes."""
+    if not limit or limit >= len(source):
+        return source
+    rows = np.linspace(0, len(source) - 1, limit).round().astype(int)
+    return Source(
+        source.kind,
+        source.location,
+        [source.ids[i] for i in rows],
+        [source.labels[i] for i in rows],
+        source.class_names,
+        [source.keys[i] for i in rows],
+    )
+
+
+def bare_seconds(source: Source, specs: str, size: int) -> tuple[dict[str, float], int]:
+    """Seconds of each bare extractor on the readable images of ``source`` (decoded and cropped first)."""
+    jobs = plan_jobs(specs, size)
+    sizes = {size} | {job.input_size for job in jobs}
+    crops: dict[int, list[np.ndarray]] = {s: [] for s in sizes}
+    for image in source.read(DRAFT_MIN_SIDE):
+        if isinstance(image, np.ndarray):
+            for s in sizes:
+                crops[s].append(center_square(image, s))
+    batches = {s: np.stack(c) for s, c in crops.items()}
+    n = len(batches[size])
+    seconds: dict[str, float] = {}
+    by_backbone: dict[str, list] = {}
+    with torch.inference_mode():
+        for job in jobs:
+            if job.backbone:
+                by_backbone.setdefault(job.backbone, []).append(job)
+                continue
+            function = _handcrafted(job.name)
+            start = time.perf_counter()
+            for i in range(0, n, 64):
+                function(rgb_to_gray(to_float(batches[job.input_size][i : i + 64])), job.params)
+            seconds[job.name] = time.perf_counter() - start
+        for backbone, group in by_backbone.items():
+            net = _backbone(backbone, None, group[0].weights_sha256)
+            layers = [job.params["layer"] for job in group]
+            start = time.perf_counter()
+            for i in range(0, n, 64):
+                net(to_float(batches[group[0].input_size][i : i + 64]), layers)
+            seconds[backbone] = time.perf_counter() - start
+    return seconds, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default=str(SHARED) if SHARED.is_dir() else None)
+    parser.add_argument("--limit", type=int, default=1024, help="rows of the source to use (0: all)")
+    parser.add_argument("--features", default="hog,lbp,sift,alexnet:conv1-conv5")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
+    args = parser.parse_args()
+
+    source = subset(open_source(args.images), args.limit)
+    folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    store_path = args.keep or folder / "store.zarr"
+    print(f"source: {source.location}, {len(source)} rows; features {args.features}; torch {torch.__version__}")
+
+    up: list[float] = []
+
+    @contextlib.contextmanager
+    def cluster():
+        with local_cluster(args.workers) as (client, threads):
+            up.append(time.perf_counter())
+            yield client, threads
+
+    begin = time.perf_counter()
+    summary = extract(store_path, source, args.features, args.size, 64, cluster, show_progress=False)
+    total = time.perf_counter() - begin
+    work = time.perf_counter() - up[0] if up else total
+    print(f"pipeline: {summary.read} images read, {summary.unreadable} unreadable")
+    print(f"  wall {total:.1f} s in all, {work:.1f} s after the cluster was up ({summary.read / work:.1f} images/s)")
+    print("  summed over workers: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(summary.step_seconds.items())))
+
+    bare, n = bare_seconds(source, args.features, args.size)
+    bare_total = sum(bare.values())
+    print(f"bare extractors on the same {n} decoded images, batches of 64, {torch.get_num_threads()} threads:")
+    print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in bare.items()) + f"; sum {bare_total:.1f} s")
+    print(
+        f"  pipeline / bare = {work / bare_total:.3f} (overhead {(work / bare_total - 1) * 100:+.1f}%); "
+        f"with cluster start-up {total / bare_total:.3f}"
+    )
+
+    store = FeatureStore.open(store_path)
+    read = store.status() == READ
+    rows = store.rows
+    header = f"{'feature':18} {'raw f32/img':>12} {'disk/img':>10} {'ratio':>6} {'f16 disk/img':>13} {'f16 err':>12}"
+    print("\n" + header)
+    scratch = zarr.open_group(str(folder / "f16.zarr"), mode="w")
+    sample = min(rows, 1024)  # rows read into memory for the float16 and reading figures
+    for name in store.feature_names():
+        array = store.features(name)
+        values = array[:sample]
+        raw = values[0].nbytes
+        disk = store.bytes_on_disk(f"features/{name.replace(':', '/')}") / rows
+        half = values.astype(np.float16)
+        copy = scratch.create_array(
+            name.replace(":", "_"),
+            shape=half.shape,
+            chunks=array.chunks,
+            shards=array.shards,
+            dtype="float16",
+            compressors=compressors(np.float16),
+        )
+        copy[:] = half
+        disk16 = sum(f.stat().st_size for f in (folder / "f16.zarr" / name.replace(":", "_")).rglob("*")) / sample
+        err = np.abs(half[read[:sample]].astype(np.float32) - values[read[:sample]]).max()
+        scale = np.abs(values[read[:sample]]).max()
+        print(
+            f"{name:18} {raw / 1024:10.1f}KB {disk / 1024:8.1f}KB {raw / disk:6.1f} {disk16 / 1024:11.1f}KB "
+            f"{err:12.2e} (of max {scale:.3g})"
+        )
+
+    print(f"\nbatches of 64 of the first {sample} rows: random rows, and one whole shard (what a trainer reads)")
+    print(f"{'feature':18} {'random: zarr':>13} {'numpy':>8} {'ratio':>6} {'shard: zarr':>12} {'numpy':>8} ratio")
+    rng = np.random.default_rng(0)
+    for name in store.feature_names():
+        array = store.features(name)
+        memory = array[:sample]
+        batches = [np.sort(rng.choice(sample, size=min(64, sample), replace=False)) for _ in range(20)]
+        t_zarr = min(_timed(lambda b=b, a=array: a.oindex[b]) for b in batches)
+        t_numpy = min(_timed(lambda b=b, m=memory: m[b]) for b in batches)
+        starts = [int(i) * store.shard_rows for i in rng.integers(0, max(1, sample // store.shard_rows), 10)]
+        s_zarr = min(_timed(lambda s=s, a=array: a[s : s + store.shard_rows]) for s in starts)
+        s_numpy = min(_timed(lambda s=s, m=memory: m[s : s + store.shard_rows].copy()) for s in starts)
+        print(
+            f"{name:18} {t_zarr * 1e3:10.1f} ms {t_numpy * 1e3:8.2f} {t_zarr / t_numpy:6.0f} "
+            f"{s_zarr * 1e3:9.1f} ms {s_numpy * 1e3:8.2f} {s_zarr / s_numpy:6.0f}"
+        )
+    shutil.rmtree(folder)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
