@@ -98,3 +98,14 @@ def test_strict_makes_unreadable_files_an_error_after_recording_them(bad_folder,
     assert "--strict: 6 file(s) could not be read" in result.stderr
     assert "unreadable: bad/truncated.jpg: corrupt or truncated image data" in result.stdout
     assert FeatureStore.open(tmp_path / "b.zarr").done("hog").all()  # the readable ones are all in
+
+
+def test_scheduler_runs_the_graph_on_an_existing_cluster(photo_folder, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None) as c:
+        command = [*extract_command(photo_folder, tmp_path / "s.zarr"), "--features", "hog,lbp"]
+        result = subprocess.run([*command, "--scheduler", c.scheduler_address], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "dask: 1 workers, 1 threads" in result.stdout and "24 read, 0 unreadable" in result.stdout
+    assert FeatureStore.open(tmp_path / "s.zarr").done("lbp").all()

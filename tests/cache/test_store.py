@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import cv2
 import h5py
@@ -81,3 +82,24 @@ def test_a_folder_that_is_not_a_store_is_never_written_into(tmp_path, dask_clien
     with pytest.raises(StoreError, match="not a preimage store"):
         run_extract(tmp_path / "mine", sample_photos_source(), "hog", dask_client)
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_wait_queues_behind_the_holder(tmp_path):
+    import threading
+
+    order = []
+    held = threading.Event()
+
+    def holder():
+        with FeatureStore.lock(tmp_path / "s.zarr"):
+            held.set()
+            time.sleep(0.3)
+            order.append("first done")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait()
+    with FeatureStore.lock(tmp_path / "s.zarr", wait=True):
+        order.append("second in")
+    thread.join()
+    assert order == ["first done", "second in"]
