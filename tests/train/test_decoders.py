@@ -1,0 +1,68 @@
+"""Decoders: the paper's up-convolution, every kind built from real feature shapes, float64 gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from preimage.pipeline.features import get_representation
+from preimage.train.decoders import DecoderConfig, create_decoder, list_decoders, up_conv, zero_fill_upsample
+
+
+def test_zero_fill_puts_each_value_at_the_top_left_of_its_block():
+    x = torch.arange(1.0, 5.0).view(1, 1, 2, 2)
+    expected = torch.tensor([[1, 0, 2, 0], [0, 0, 0, 0], [3, 0, 4, 0], [0, 0, 0, 0]], dtype=torch.float32)
+    torch.testing.assert_close(zero_fill_upsample(x)[0, 0], expected)
+
+
+def test_up_convolution_is_zero_fill_then_a_5x5_convolution():
+    layer = up_conv(2, 3)
+    x = torch.randn(1, 2, 4, 4)
+    conv = layer[1]
+    expected = torch.nn.functional.leaky_relu(conv(zero_fill_upsample(x)), 0.2)
+    torch.testing.assert_close(layer(x), expected)
+    assert conv.kernel_size == (5, 5) and layer(x).shape == (1, 3, 8, 8)
+
+
+def row_shape(spec: str, size: int) -> tuple[int, ...]:
+    rep = get_representation(spec)
+    shape = rep.output_shape(size, size)
+    return (shape[2], shape[0], shape[1]) if rep.input == "rgb" and len(shape) == 3 else shape
+
+
+@pytest.mark.parametrize(
+    "spec, size",
+    [("hog", 128), ("lbp", 128), ("sift", 128), ("hog", 100), *[(f"alexnet:conv{i}", 224) for i in range(1, 6)]],
+)
+@pytest.mark.parametrize("target", [64, 128])
+def test_every_kind_reconstructs_at_the_target_size(spec, size, target):
+    kind = get_representation(spec).kind
+    decoder = create_decoder(DecoderConfig(kind, row_shape(spec, size), target, width=32))
+    out = decoder(torch.rand(2, *row_shape(spec, size)))
+    assert out.shape == (2, 3, target, target)
+
+
+def test_vector_decoder_follows_table_1():
+    decoder = create_decoder(DecoderConfig("vector", (1000,), 64))
+    linear = [m for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [4096, 4096, 4096]
+    assert decoder(torch.rand(2, 1000)).shape == (2, 3, 64, 64)
+
+
+def test_registry_and_errors():
+    assert set(list_decoders()) == {"conv", "hog", "lbp", "sift", "vector"}
+    with pytest.raises(ValueError, match="no decoder for representations of kind 'pixels'"):
+        create_decoder(DecoderConfig("pixels", (3, 8, 8)))
+    decoder = create_decoder(DecoderConfig("hog", (16, 16, 31), 64, width=32))
+    with pytest.raises(ValueError, match=r"got features of shape \(8, 8, 31\)"):
+        decoder(torch.rand(1, 8, 8, 31))
+
+
+def test_gradients_in_float64():
+    decoder = create_decoder(DecoderConfig("lbp", (4, 4, 58), 8, width=8)).double()
+    x = torch.rand(1, 4, 4, 58, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(decoder, (x,), eps=1e-6, atol=1e-5)
+
+
+def test_config_round_trips_through_a_dict():
+    config = DecoderConfig("conv", (256, 6, 6), 64, 128)
+    assert DecoderConfig.from_dict(config.as_dict()) == config

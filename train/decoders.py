@@ -1,0 +1,178 @@
+"""Up-convolutional decoders of Dosovitskiy & Brox (2016), one architecture per kind of representation.
+
+A registry keyed by the representation's kind (``hog``, ``lbp``, ``sift``, ``conv``, ``vector``) builds a decoder
+from the shape of one stored feature row and the target resolution. Every layer but the last is followed by a
+leaky ReLU (0.2); an up-convolution is the paper's: each value placed at the top-left of a 2x2 block of zeros,
+then a 5x5 convolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+SLOPE = 0.2
+
+
+def zero_fill_upsample(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, 2H, 2W) with each value at the top-left of its 2x2 block and zeros elsewhere."""
+    n, c, h, w = x.shape
+    out = x.new_zeros(n, c, h, 2, w, 2)
+    out[:, :, :, 0, :, 0] = x
+    return out.view(n, c, 2 * h, 2 * w)
+
+
+class ZeroFillUpsample(nn.Module):
+    """Module form of :func:`zero_fill_upsample`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return zero_fill_upsample(x)
+
+
+def up_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    """The paper's up-convolution: zero-fill 2x upsampling, 5x5 convolution, leaky ReLU."""
+    return nn.Sequential(ZeroFillUpsample(), nn.Conv2d(in_channels, out_channels, 5, padding=2), nn.LeakyReLU(SLOPE))
+
+
+def conv(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2), nn.LeakyReLU(SLOPE)
+    )
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """What builds a decoder: the representation kind, one feature row's shape as stored, the target and width."""
+
+    kind: str
+    input_shape: tuple[int, ...]
+    target_size: int = 64
+    width: int = 256  # channels at the bottleneck; halved at each up-convolution, never below 32
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DecoderConfig:
+        return cls(d["kind"], tuple(d["input_shape"]), int(d["target_size"]), int(d["width"]))
+
+
+_DECODERS: dict[str, Callable[[DecoderConfig], nn.Module]] = {}
+CHANNELS_LAST = ("hog", "lbp", "sift")  # stored (H, W, C); the decoder permutes them to (C, H, W)
+
+
+def register_decoder(kind: str):
+    """Decorator: ``builder(config) -> nn.Module`` becomes the decoder of representations of ``kind``."""
+
+    def wrap(builder: Callable[[DecoderConfig], nn.Module]):
+        _DECODERS[kind] = builder
+        return builder
+
+    return wrap
+
+
+def list_decoders() -> list[str]:
+    return sorted(_DECODERS)
+
+
+def create_decoder(config: DecoderConfig) -> Decoder:
+    """The decoder for ``config``; an error naming the known kinds for an unknown one."""
+    if config.kind not in _DECODERS:
+        raise ValueError(f"no decoder for representations of kind {config.kind!r}; known: {', '.join(list_decoders())}")
+    if config.target_size < 8 or config.target_size & (config.target_size - 1):
+        raise ValueError(f"target size must be a power of two of at least 8, got {config.target_size}")
+    return Decoder(config, _DECODERS[config.kind](config))
+
+
+class Decoder(nn.Module):
+    """Stored features (N, *input_shape) in, images (N, 3, target, target) out (pixel range as trained)."""
+
+    def __init__(self, config: DecoderConfig, body: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.body = body
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        expected = tuple(self.config.input_shape)
+        if tuple(features.shape[1:]) != expected:
+            raise ValueError(
+                f"decoder for {self.config.kind} {expected} got features of shape {tuple(features.shape[1:])}"
+            )
+        if self.config.kind in CHANNELS_LAST:
+            features = features.permute(0, 3, 1, 2)
+        return self.body(features.contiguous())
+
+
+def _expanding(channels: int, size: int, target: int, out_channels: int = 3) -> list[nn.Module]:
+    """Up-convolutions from ``size`` to ``target`` (halving channels, at least 32), then a 5x5 conv to RGB."""
+    layers: list[nn.Module] = []
+    while size < target:
+        layers.append(up_conv(channels, max(32, channels // 2)))
+        channels, size = max(32, channels // 2), size * 2
+    layers.append(nn.Conv2d(channels, out_channels, 5, padding=2))
+    return layers
+
+
+@register_decoder("hog")
+@register_decoder("lbp")
+@register_decoder("sift")
+def spatial_grid_decoder(config: DecoderConfig) -> nn.Module:
+    """Hand-crafted grids (H, W, C): stride-2 5x5 convolutions down to 1/8 of the target side (1/64 of its
+    area), two 3x3 convolutions there, then up-convolutions back to the target. A grid whose side is not a
+    power of two is first resized bilinearly to the next one."""
+    h, w, c = config.input_shape
+    size = 1 << (max(h, w) - 1).bit_length()  # the next power of two
+    layers: list[nn.Module] = []
+    if (h, w) != (size, size):
+        layers.append(nn.Upsample(size=(size, size), mode="bilinear", align_corners=False))
+    channels = c
+    while size > config.target_size // 8:
+        out = config.width // 2 if channels == c else config.width
+        layers.append(conv(channels, out, 5, stride=2))
+        channels, size = out, size // 2
+    layers += [conv(channels, config.width), conv(config.width, config.width)]
+    layers += _expanding(config.width, size, config.target_size)
+    return nn.Sequential(*layers)
+
+
+@register_decoder("conv")
+def conv_map_decoder(config: DecoderConfig) -> nn.Module:
+    """CNN feature maps (C, H, W): resized bilinearly up to the next side ``target / 2^k`` (6 -> 8, 13 -> 16,
+    27 -> 32 for a 64 target), three 3x3 convolutions, then up-convolutions to the target."""
+    c, h, w = config.input_shape
+    start = config.target_size
+    while start // 2 >= max(h, w):
+        start //= 2
+    layers: list[nn.Module] = []
+    if (h, w) != (start, start):
+        layers.append(nn.Upsample(size=(start, start), mode="bilinear", align_corners=False))
+    layers += [conv(c, config.width), conv(config.width, config.width), conv(config.width, config.width)]
+    layers += _expanding(config.width, start, config.target_size)
+    return nn.Sequential(*layers)
+
+
+class _Reshape(nn.Module):
+    def __init__(self, *shape: int) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], *self.shape)
+
+
+@register_decoder("vector")
+def vector_decoder(config: DecoderConfig) -> nn.Module:
+    """Vectors (fully connected layers, class scores): three fully connected layers of 4096, reshaped to
+    4x4x256, then up-convolutions to the target (Table 1 of the paper)."""
+    (d,) = config.input_shape
+    layers: list[nn.Module] = []
+    for i in range(3):
+        layers += [nn.Linear(d if i == 0 else 4096, 4096), nn.LeakyReLU(SLOPE)]
+    layers.append(_Reshape(256, 4, 4))
+    layers += _expanding(256, 4, config.target_size)
+    return nn.Sequential(*layers)
