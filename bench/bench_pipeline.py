@@ -96,9 +96,9 @@ def main() -> None:
 
     @contextlib.contextmanager
     def cluster():
-        with local_cluster(args.workers) as (client, threads):
+        with local_cluster(args.workers) as client:
             up.append(time.perf_counter())
-            yield client, threads
+            yield client
 
     begin = time.perf_counter()
     summary = extract(store_path, source, args.features, args.size, 64, cluster, show_progress=False)

@@ -65,7 +65,6 @@ class PartitionTask:
     write_images: bool
     features: list[FeatureJob]
     dtype: str
-    threads: int
 
 
 @dataclass
@@ -126,9 +125,7 @@ def open_store(path: str, source: Source, image_size: int, shard_rows: int, jobs
     return store
 
 
-def pending_tasks(
-    store: FeatureStore, source: Source, jobs: list[FeatureJob], dtype: str, threads: int
-) -> list[PartitionTask]:
+def pending_tasks(store: FeatureStore, source: Source, jobs: list[FeatureJob], dtype: str) -> list[PartitionTask]:
     """One task per partition that lacks its images or any asked feature, carrying only what is missing."""
     images_done = store.done("images")
     features_done = {job.name: store.done(job.name) for job in jobs}
@@ -147,7 +144,6 @@ def pending_tasks(
                 not images_done[index],
                 missing,
                 dtype,
-                threads,
             )
         )
     return tasks
@@ -168,8 +164,11 @@ def _backbone(name: str, weights: str | None, sha256: str | None):
 
 
 def run_partition(task: PartitionTask) -> PartitionResult:
-    """Decode, extract and write one partition; marks it complete only after every write has landed."""
-    torch.set_num_threads(task.threads)
+    """Decode, extract and write one partition; marks it complete only after every write has landed.
+
+    Torch's thread count is the worker process's (``local_cluster`` starts its workers with
+    ``OMP_NUM_THREADS``); a task never changes it, since the setting is partly per thread and partly global.
+    """
     timer = _Timer()
     store = FeatureStore.open(task.store, "r+")
     n = len(task.source)
@@ -304,7 +303,7 @@ def extract(
 ) -> ExtractSummary:
     """Compute ``specs`` for every row of ``source`` into the store, doing only what is not there yet.
 
-    ``client_factory()`` is a context manager giving ``(client, torch threads per task)``, entered only when
+    ``client_factory()`` is a context manager giving a dask client, entered only when
     there is work, so a complete store costs no cluster start-up (default: :func:`local_cluster`). Holds the
     store's lock throughout.
     """
@@ -318,11 +317,9 @@ def extract(
     tasks: list[PartitionTask] = []
     with FeatureStore.lock(store_path, wait):
         store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
-        tasks = pending_tasks(store, source, jobs, dtype, threads=1)
+        tasks = pending_tasks(store, source, jobs, dtype)
         if tasks:
-            with (client_factory or local_cluster)() as (client, threads):
-                for task in tasks:
-                    task.threads = threads
+            with (client_factory or local_cluster)() as client:
                 _run(client, tasks, steps, show_progress)
         status = store.status()
         failures = store.failures()
@@ -363,8 +360,9 @@ def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progr
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int | None = None, announce=None) -> Iterator[tuple[object, int]]:
-    """A ``distributed.LocalCluster`` of single-threaded worker processes, its client and torch threads per task.
+def local_cluster(workers: int | None = None, announce=None) -> Iterator[object]:
+    """A client of a ``distributed.LocalCluster``: one single-threaded worker process per core (by default), each
+    running torch on ``cores // workers`` threads.
 
     ``announce(client)`` is called once it is up (the CLI prints the dashboard address there).
     """
@@ -383,20 +381,21 @@ def local_cluster(workers: int | None = None, announce=None) -> Iterator[tuple[o
             processes=True,
             dashboard_address=":8787",
             silence_logs=logging.ERROR,
+            env={"OMP_NUM_THREADS": str(max(1, cores // workers))},  # torch threads in each worker process
         ) as cluster,
         Client(cluster) as client,
     ):
         if announce:
             announce(client)
-        yield client, max(1, cores // workers)
+        yield client
 
 
 @contextlib.contextmanager
-def remote_cluster(address: str, announce=None) -> Iterator[tuple[object, int]]:
-    """A client of an existing dask scheduler (its workers must see the store's path); one torch thread per task."""
+def remote_cluster(address: str, announce=None) -> Iterator[object]:
+    """A client of an existing dask scheduler (its workers must see the store's path and set their threads)."""
     from distributed import Client
 
     with Client(address) as client:
         if announce:
             announce(client)
-        yield client, 1
+        yield client

@@ -14,6 +14,7 @@ class Progress:
         self.total, self.unit = total, unit
         self.stream = stream or sys.stderr
         self.done = 0
+        self.extra = ""  # appended to the line, e.g. the current loss
         self.start = self.last = time.perf_counter()
         self.every = every
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -30,7 +31,7 @@ class Progress:
         eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "--:--:--"
         return (
             f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.unit}  "
-            f"{rate:.1f} {self.unit}/s  left {eta}"
+            f"{rate:.1f} {self.unit}/s  left {eta}" + (f"  {self.extra}" if self.extra else "")
         )
 
     def update(self, n: int) -> None:

@@ -14,7 +14,7 @@ def run_extract(store, source, specs, client, **kwargs):
 
     kwargs.setdefault("shard_rows", 4)
     return extract(
-        store, source, specs, client_factory=lambda: contextlib.nullcontext((client, 1)), show_progress=False, **kwargs
+        store, source, specs, client_factory=lambda: contextlib.nullcontext(client), show_progress=False, **kwargs
     )
 
 

@@ -41,9 +41,9 @@ def test_features_says_which_layers_lack_weights_here(monkeypatch):
     assert here["vgg16:pool5"] == "yes" and here["vgg16:fc8"] == "no*"  # pools need no weights
 
 
-def test_commands_of_later_issues_say_not_yet():
-    result = CliRunner().invoke(main, ["train"])
-    assert result.exit_code != 0 and "issue #4" in result.output
+def test_train_names_a_missing_store_clearly(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--store", str(tmp_path / "no.zarr"), "--feature", "hog", "--out", "r"])
+    assert result.exit_code != 0 and "does not exist" in result.output
 
 
 def test_extract_names_a_missing_source_clearly(tmp_path):

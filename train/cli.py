@@ -1,9 +1,48 @@
-"""``preimage train``: fit a decoder to a feature store."""
+"""``preimage train``: fit a decoder to a stored representation (recipe in :mod:`preimage.train.trainer`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def train() -> None:
-    """Train an up-convolutional decoder on a feature store (not yet available: issue #4)."""
-    raise click.ClickException("`preimage train` is not available yet: it arrives with issue #4 (decoders)")
+@click.command()
+@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--feature", required=True, help="A representation in the store, e.g. hog or alexnet:conv3.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The run folder.")
+@click.option("--target-size", default=64, show_default=True, help="Side of the reconstructed images.")
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="Adam's rate (0.9, 0.999), decayed at the end.")
+@click.option("--width", default=256, show_default=True, help="Channels at the decoder's bottleneck.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--held-out", default=0.1, show_default=True, help="Fraction of ids (by path hash) kept for tests.")
+@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (a budget).")
+@click.option("--checkpoint-every", default=100, show_default=True, help="Steps between checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+def train(store, feature, out, target_size, epochs, batch_size, lr, width, seed, held_out, workers, max_steps,
+          checkpoint_every, resume) -> None:  # fmt: skip
+    """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
+
+    With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPU):
+    torchrun --nproc-per-node 2 -m preimage.pipeline.cli train ...
+    """
+    from .trainer import TrainConfig
+    from .trainer import train as run
+
+    config = TrainConfig(
+        str(store), feature, str(out), target_size, epochs, batch_size, lr, width=width, seed=seed,
+        held_out=held_out, workers=workers, checkpoint_every=checkpoint_every, max_steps=max_steps,
+    )  # fmt: skip
+    try:
+        result = run(config, resume=resume)
+    except (FileExistsError, ValueError, KeyError) as err:
+        raise click.ClickException(str(err).strip("'\"")) from None
+    if result:
+        click.echo(
+            f"held-out ({result['heldout_rows']} images): normalised error {result['normalised_error']:.3f}, "
+            f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}"
+        )
+    click.echo(f"run folder: {out} (checkpoint.safetensors, metrics.jsonl, preview-eNNN.png)")

@@ -85,11 +85,30 @@ class ShardStream(IterableDataset):
 
     def my_shards(self) -> list[int]:
         """This worker's shards, in this epoch's order: the epoch's permutation dealt over ranks, then workers."""
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.partitions))
         rank, world = _distributed()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        return self._shards(rank, world, worker, workers)
+
+    def _shards(self, rank: int, world: int, worker: int, workers: int) -> list[int]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.partitions))
         return [int(i) for i in order[rank::world][worker::workers]]
+
+    def full_batches(self, workers: int) -> int:
+        """Full batches every rank yields this epoch (the least over ranks): the steps distributed ranks can
+        all take, so that none waits for a gradient that never comes."""
+        _, world = _distributed()
+        counts = []
+        for rank in range(world):
+            total = 0
+            for worker in range(max(1, workers)):
+                rows = sum(
+                    int(self._mask[slice(*self.partitions[i])].sum())
+                    for i in self._shards(rank, world, worker, max(1, workers))
+                )
+                total += rows // self.batch_size
+            counts.append(total)
+        return min(counts)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         store = FeatureStore.open(self.store_path)

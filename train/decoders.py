@@ -96,6 +96,9 @@ class Decoder(nn.Module):
         super().__init__()
         self.config = config
         self.body = body
+        # features are multiplied by this first (the trainer sets 1 / their std), so that every representation
+        # reaches the first layer at a similar scale; saved with the weights
+        self.register_buffer("input_scale", torch.ones(()))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         expected = tuple(self.config.input_shape)
@@ -103,6 +106,7 @@ class Decoder(nn.Module):
             raise ValueError(
                 f"decoder for {self.config.kind} {expected} got features of shape {tuple(features.shape[1:])}"
             )
+        features = features * self.input_scale
         if self.config.kind in CHANNELS_LAST:
             features = features.permute(0, 3, 1, 2)
         return self.body(features.contiguous())

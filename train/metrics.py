@@ -1,0 +1,78 @@
+"""Reconstruction quality: the paper's normalised error, PSNR and SSIM; and a smoothed value for logs."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+
+def upsample_to(recon: torch.Tensor, size: int) -> torch.Tensor:
+    """Reconstructions (N, 3, t, t) bilinearly up-sampled to the input size, as the paper compares them."""
+    if recon.shape[-1] == size:
+        return recon
+    return torch.nn.functional.interpolate(recon, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def mean_pairwise_distance(images: torch.Tensor) -> float:
+    """Mean Euclidean distance between all pairs of distinct images (N, ...): the paper's normaliser."""
+    flat = images.reshape(len(images), -1).double()
+    if len(flat) < 2:
+        raise ValueError("the normalised error needs at least two test images")
+    d = torch.cdist(flat[None], flat[None])[0]
+    n = len(flat)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def normalised_error(recon: torch.Tensor, images: torch.Tensor) -> float:
+    """Dosovitskiy & Brox's error: mean ||x_i - f(phi(x_i))||_2 over test images, divided by the mean distance
+    between pairs of test images. ``recon`` is up-sampled to the images' size first; both in the same range."""
+    recon = upsample_to(recon, images.shape[-1])
+    distances = (recon.double() - images.double()).reshape(len(images), -1).norm(dim=1)
+    return float(distances.mean()) / mean_pairwise_distance(images)
+
+
+def psnr(recon: torch.Tensor, images: torch.Tensor) -> float:
+    """Mean PSNR in dB of images in [0, 1] (reconstructions clipped to that range, up-sampled first)."""
+    recon = upsample_to(recon, images.shape[-1]).clamp(0, 1)
+    mse = ((recon.double() - images.double()) ** 2).flatten(1).mean(1).clamp(min=1e-12)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+def ssim(recon: torch.Tensor, images: torch.Tensor) -> float:
+    """Mean SSIM (scikit-image, Gaussian window, colour) of images in [0, 1], reconstructions up-sampled first."""
+    from skimage.metrics import structural_similarity
+
+    recon = upsample_to(recon, images.shape[-1]).clamp(0, 1)
+    values = [
+        structural_similarity(
+            a.permute(1, 2, 0).double().numpy(),
+            b.permute(1, 2, 0).double().numpy(),
+            channel_axis=2,
+            data_range=1.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+        for a, b in zip(recon, images, strict=True)
+    ]
+    return float(np.mean(values))
+
+
+class Smoothed:
+    """A running value over the last ``window`` updates (median and mean), as torchvision's metric logger."""
+
+    def __init__(self, window: int = 50) -> None:
+        self.values: deque[float] = deque(maxlen=window)
+
+    def update(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.values)) if self.values else float("nan")
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else float("nan")
