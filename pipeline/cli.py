@@ -9,6 +9,7 @@ import click
 from ..analysis.cli import analyze
 from ..cache.cli import export, info
 from ..train.cli import train
+from ..train.invert_cli import invert
 from .demo import demo
 from .extract_cli import extract
 
@@ -53,6 +54,7 @@ main.add_command(extract)
 main.add_command(info)
 main.add_command(export)
 main.add_command(train)
+main.add_command(invert)
 main.add_command(analyze)
 main.add_command(demo)
 

@@ -42,6 +42,18 @@ class FeatureJob:
     def backbone(self) -> str | None:
         return self.params.get("backbone")
 
+    @classmethod
+    def from_attrs(cls, attrs: dict, weights: str | None = None) -> FeatureJob:
+        """The job that computed a stored feature, from the array's attributes (to compute it again)."""
+        if attrs.get("extractor_version") != EXTRACTOR_VERSION:
+            raise ValueError(
+                f"{attrs.get('representation')} was computed by extractor version {attrs.get('extractor_version')}; "
+                f"this preimage computes version {EXTRACTOR_VERSION}"
+            )
+        source = attrs["input"]
+        return cls(attrs["representation"], source["color"], source["size"], attrs["params"], weights,
+                   attrs.get("weights_sha256"))  # fmt: skip
+
     def attrs(self) -> dict:
         """What the store records with the array, and what must match to add to it."""
         return {
@@ -195,7 +207,8 @@ def run_partition(task: PartitionTask) -> PartitionResult:
             store.write_rows("failures", task.start, np.asarray(reasons, dtype=str))
             store.write_rows("status", task.start, np.where(ok, READ, UNREADABLE).astype(np.uint8))
 
-    computed = _compute(task.features, {size: np.stack(c) for size, c in crops.items()}, timer) if ok.any() else {}
+    batches = {size: np.stack(c) for size, c in crops.items()} if ok.any() else {}
+    computed = compute_features(task.features, batches, timer) if ok.any() else {}
     for job in task.features:
         with timer("write"):
             out = np.zeros(store.features(job.name).shape[1:], task.dtype)[None].repeat(n, axis=0)
@@ -223,8 +236,10 @@ def _check_same_rows(store: FeatureStore, task: PartitionTask, ok: np.ndarray, r
         )
 
 
-def _compute(jobs: list[FeatureJob], batches: dict[int, np.ndarray], timer) -> dict[str, np.ndarray]:
-    """Values of each job on the readable rows; one forward pass per backbone for all of its layers."""
+def compute_features(jobs: list[FeatureJob], batches: dict[int, np.ndarray], timer=None) -> dict[str, np.ndarray]:
+    """Each job's values on uint8 RGB crops (``batches[input_size]``, (N, S, S, 3)), exactly as a store holds
+    them; one forward pass per backbone for all of its layers."""
+    timer = timer or _Timer()
     results = {}
     by_backbone: dict[tuple, list[FeatureJob]] = {}
     for job in jobs:

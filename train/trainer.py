@@ -256,7 +256,8 @@ def _loop(
             _save(config, model, optimizer, state, fingerprint, rank)
             break
         state.update(epoch=epoch + 1, batch=0)
-        evaluation = evaluate(model, store, config, preview=Path(config.out) / f"preview-e{epoch + 1:03d}.png")
+        preview = Path(config.out) / f"preview-e{epoch + 1:03d}.png"
+        evaluation = evaluate(model, store, config.feature, config.held_out, config.eval_rows, preview=preview)
         _log(metrics_file, rank, {"event": "eval", "epoch": epoch + 1, "step": state["step"], **evaluation})
         _save(config, model, optimizer, state, fingerprint, rank)
         if state["step"] >= last:
@@ -292,13 +293,23 @@ def check_fingerprint(header: dict, fingerprint: dict, where: str) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: Decoder, store: FeatureStore, config: TrainConfig, preview: Path | None = None) -> dict:
-    """Held-out metrics (the paper's normalised error, PSNR, SSIM) on up to ``eval_rows`` rows; a preview PNG."""
+def evaluate(
+    model: Decoder,
+    store: FeatureStore,
+    feature: str,
+    held_out: float = 0.1,
+    max_rows: int = 256,
+    split: str = "heldout",
+    preview: Path | None = None,
+) -> dict:
+    """Quality on up to ``max_rows`` rows of a split: the paper's normalised error, PSNR, SSIM (on up to 64
+    images), each reconstruction up-sampled to the stored image size; optionally a preview PNG of 8."""
+    was_training = model.training
     model.eval()
-    rows = np.flatnonzero(split_rows(store, "heldout", config.held_out))[: config.eval_rows]
+    rows = np.flatnonzero(split_rows(store, split, held_out))[:max_rows]
     if len(rows) < 2:
         return {}
-    features, images = store.features(config.feature), store.array("images")
+    features, images = store.features(feature), store.array("images")
     recon, targets = [], []
     for start, stop in store.partitions():
         picked = rows[(rows >= start) & (rows < stop)] - start
@@ -307,14 +318,14 @@ def evaluate(model: Decoder, store: FeatureStore, config: TrainConfig, preview: 
             targets.append(torch.from_numpy(images[start:stop][picked]).permute(0, 3, 1, 2).float() / 255)
     recon_t, target_t = torch.cat(recon), torch.cat(targets)
     result = {
-        "heldout_rows": len(rows),
+        f"{split}_rows": len(rows),
         "normalised_error": normalised_error(recon_t, target_t),
         "psnr": psnr(recon_t, target_t),
         "ssim": ssim(recon_t[:64], target_t[:64]),
     }
     if preview is not None:
         write_preview(preview, target_t[:8], recon_t[:8])
-    model.train()
+    model.train(was_training)
     return result
 
 
