@@ -12,6 +12,7 @@ from ..train.cli import train
 from ..train.invert_cli import invert
 from .demo import demo
 from .extract_cli import extract
+from .tour import tour
 
 
 @click.group()
@@ -57,6 +58,7 @@ main.add_command(train)
 main.add_command(invert)
 main.add_command(analyze)
 main.add_command(demo)
+main.add_command(tour)
 
 
 if __name__ == "__main__":

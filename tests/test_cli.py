@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import cv2
 from click.testing import CliRunner
 from preimage.pipeline.cli import main
 
@@ -56,8 +57,18 @@ def test_console_script_runs():
     assert out.returncode == 0 and "extract" in out.stdout
 
 
-def test_demo_writes_the_picture(tmp_path):
-    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
+def test_tour_computes_every_representation(tmp_path):
+    result = CliRunner().invoke(main, ["tour", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "hog.png").stat().st_size > 10_000
     assert "ImageNet class 967" in result.output  # the coffee photo is an espresso
+
+
+def test_demo_extracts_trains_and_draws(tmp_path):
+    result = CliRunner().invoke(
+        main, ["demo", "--out", str(tmp_path), "--crops", "96", "--steps", "3", "--workers", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "normalised error" in result.output
+    picture = cv2.imread(str(tmp_path / "hog.png"))
+    assert picture.shape[1] == 3 * 128 and picture.shape[0] % 128 == 0  # original | glyphs | reconstruction

@@ -1,0 +1,77 @@
+"""``preimage tour``: every representation of the paper on the photos that ship with scikit-image."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import torch
+
+from .images import center_square, rgb_to_gray, sample_photos, to_float
+
+HANDCRAFTED_SIZE = 128
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("tour-out"), show_default=True)
+def tour(out: Path) -> None:
+    """Compute HOG, LBP, SIFT and CNN layers on scikit-image's photos; write a picture of what HOG keeps."""
+    from .backbones import create_backbone
+    from .features import hog, lbp, sift
+    from .features.hog import render_glyphs
+
+    photos = sample_photos()
+    if not photos:
+        raise click.ClickException("scikit-image ships no colour photos in this install")
+    names = list(photos)
+    small = np.stack([center_square(photos[n], HANDCRAFTED_SIZE) for n in names])
+    gray = rgb_to_gray(to_float(small))
+    rows: list[tuple[str, tuple[int, ...], float]] = []
+
+    def timed(label: str, fn):
+        start = time.perf_counter()
+        with torch.no_grad():
+            result = fn()
+        rows.append((label, tuple(result.shape[1:]), (time.perf_counter() - start) / len(names) * 1e3))
+        return result
+
+    hogs = timed("hog", lambda: hog(gray))
+    timed("lbp", lambda: lbp(gray))
+    timed("sift", lambda: sift(gray))
+    for backbone, layers in (
+        ("alexnet", "conv1-conv5"),
+        ("vgg16", "conv5_3"),
+        ("efficientnet_lite0", "logits"),
+    ):
+        net = create_backbone(backbone)
+        size = net.config.preprocess.input_size
+        rgb = to_float(np.stack([center_square(photos[n], size) for n in names]))
+        click.echo(f"{backbone}: weights from {net.weights.source}")
+        with torch.no_grad():
+            start = time.perf_counter()
+            outputs = net(rgb, layers)
+            per_image = (time.perf_counter() - start) / len(names) * 1e3
+        for layer, value in outputs.items():
+            rows.append((f"{backbone}:{layer}", tuple(value.shape[1:]), per_image))
+        if backbone == "efficientnet_lite0":
+            top = outputs["logits"].softmax(-1).max(-1)
+            for name, p, c in zip(names, top.values.tolist(), top.indices.tolist(), strict=True):
+                click.echo(f"  {name}: ImageNet class {c} with p={p:.2f}")
+
+    click.echo(f"\n{'representation':28} {'shape':16} ms/image")
+    for label, shape, ms in rows:
+        click.echo(f"{label:28} {'x'.join(map(str, shape)):16} {ms:8.2f}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    tiles = []
+    for i in range(len(names)):
+        glyph = cv2.resize(render_glyphs(hogs[i]), (256, 256), interpolation=cv2.INTER_AREA)
+        photo = cv2.resize(small[i], (256, 256), interpolation=cv2.INTER_CUBIC)
+        glyph_rgb = np.repeat((glyph * 255).astype(np.uint8)[..., None], 3, axis=-1)
+        tiles.append(np.concatenate([photo, glyph_rgb], axis=1))
+    picture = out / "hog.png"
+    cv2.imwrite(str(picture), cv2.cvtColor(np.concatenate(tiles, axis=0), cv2.COLOR_RGB2BGR))
+    click.echo(f"\nwrote {picture} (photo | HOG glyphs)")
