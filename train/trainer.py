@@ -82,11 +82,17 @@ def learning_rate(config: TrainConfig, step: int, total: int, scale: float) -> f
 
 
 def feature_scale(store: FeatureStore, feature: str, mask: np.ndarray, rows: int = 512) -> float:
-    """1 / std of the feature over up to ``rows`` training rows (spread over the store)."""
+    """1 / std of the feature over up to ``rows`` training rows spread over the store (read 32 at a time)."""
     chosen = np.flatnonzero(mask)
-    chosen = chosen[np.linspace(0, len(chosen) - 1, min(rows, len(chosen))).astype(int)]
-    values = store.features(feature).oindex[np.unique(chosen)]
-    std = float(np.asarray(values, np.float64).std())
+    chosen = np.unique(chosen[np.linspace(0, len(chosen) - 1, min(rows, len(chosen))).astype(int)])
+    array = store.features(feature)
+    total = total_sq = count = 0.0
+    for i in range(0, len(chosen), 32):
+        values = array.oindex[chosen[i : i + 32]]
+        total += float(values.sum(dtype=np.float64))
+        total_sq += float(np.square(values, dtype=np.float64).sum())  # one row group at a time: bounded memory
+        count += values.size
+    std = math.sqrt(max(total_sq / count - (total / count) ** 2, 0.0)) if count else 0.0
     return 1.0 / std if std > 0 else 1.0
 
 
