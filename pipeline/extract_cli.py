@@ -42,7 +42,8 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, float16,
     if size < 16 or shard_rows < 1:
         raise click.BadParameter("--size must be at least 16 and --shard-rows at least 1")
     try:
-        source = open_source(images)
+        store.mkdir(parents=True, exist_ok=True)  # so that a store inside the image folder is recognised and skipped
+        source = open_source(images, exclude=store)
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     label = source.location if source.kind != "sample-photos" else "scikit-image's sample photos (no --images given)"

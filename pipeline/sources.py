@@ -82,14 +82,17 @@ def _attempt(read, *args) -> np.ndarray | ImageReadError:
         return err
 
 
-def open_source(images: str | os.PathLike | None) -> Source:
-    """The source named on the command line: a folder, a ``.txt`` list, ``FILE.h5[:DATASET]``, or None."""
+def open_source(images: str | os.PathLike | None, exclude: str | os.PathLike | None = None) -> Source:
+    """The source named on the command line: a folder, a ``.txt`` list, ``FILE.h5[:DATASET]``, or None.
+
+    ``exclude`` (the store being written) is skipped when it lies inside the folder.
+    """
     if images is None:
         return sample_photos_source()
     text = os.fspath(images)
     path = Path(text)
     if path.is_dir():
-        return folder_source(path)
+        return folder_source(path, exclude)
     named = re.fullmatch(r"(.*\.(?:h5|hdf5|he5)):(.+)", text, flags=re.IGNORECASE)
     h5_file, dataset = (named.group(1), named.group(2)) if named and not path.exists() else (text, None)
     if Path(h5_file).suffix.lower() in (".h5", ".hdf5", ".he5") and Path(h5_file).is_file():
@@ -107,7 +110,7 @@ def sample_photos_source() -> Source:
     return Source("sample-photos", "skimage.data", names, [-1] * len(names), [], names)
 
 
-def folder_source(root: Path) -> Source:
+def folder_source(root: Path, exclude: str | os.PathLike | None = None) -> Source:
     """Every file under ``root`` (hidden ones aside), sorted; the folder holding a file names its class.
 
     Symbolic links are followed, but a directory reached twice (a link loop) is walked once; files that
@@ -115,6 +118,9 @@ def folder_source(root: Path) -> Source:
     """
     root = Path(root)
     seen: set[tuple[int, int]] = set()
+    if exclude is not None and Path(exclude).exists():
+        stat = os.stat(exclude)
+        seen.add((stat.st_dev, stat.st_ino))  # walked "already": never listed
     rows: list[tuple[str, str]] = []  # (path relative to root, parent folder relative to root)
     for folder, dirs, files in os.walk(root, followlinks=True):
         try:

@@ -116,3 +116,11 @@ def test_list_and_hdf5_sources(tmp_path, dask_client, photos):
     summary = run_extract(tmp_path / "l.zarr", list_source(tmp_path / "list.txt"), "hog", dask_client, image_size=96)
     assert (summary.read, summary.unreadable) == (3, 1)
     np.testing.assert_array_equal(FeatureStore.open(tmp_path / "l.zarr").array("images")[:3], stack)
+
+
+def test_a_store_inside_the_image_folder_is_not_listed(tmp_path, photos):
+    cv2.imwrite(str(tmp_path / "a.png"), next(iter(photos.values())))
+    (tmp_path / "s.zarr" / "features").mkdir(parents=True)
+    (tmp_path / "s.zarr" / "zarr.json").write_text("{}")
+    assert folder_source(tmp_path, exclude=tmp_path / "s.zarr").ids == ["a.png"]
+    assert len(folder_source(tmp_path).ids) == 2
