@@ -229,7 +229,10 @@ def _loop(
             value = float(loss.detach())
             window = loss_window.values
             reference = loss_window.median if len(window) >= 5 else window[0] if window else math.inf
-            if not math.isfinite(value) or value > 10 * reference:
+            bad = torch.tensor(float(not math.isfinite(value) or value > 10 * reference))
+            if torch.distributed.is_initialized():
+                torch.distributed.all_reduce(bad, torch.distributed.ReduceOp.MAX)  # all ranks roll back together
+            if bad.item():
                 raise Diverged(f"loss {value:.4g} at step {state['step']} (recent median {reference:.4g})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
