@@ -22,8 +22,15 @@ import numpy as np
 import torch
 import zarr
 from preimage.cache.store import READ, FeatureStore, compressors
-from preimage.pipeline.extract import DRAFT_MIN_SIDE, _backbone, _handcrafted, extract, local_cluster, plan_jobs
-from preimage.pipeline.images import center_square, rgb_to_gray, to_float
+from preimage.pipeline.extract import (
+    DRAFT_MIN_SIDE,
+    StepTimer,
+    compute_features,
+    extract,
+    local_cluster,
+    plan_jobs,
+)
+from preimage.pipeline.images import center_square
 from preimage.pipeline.sources import Source, open_source
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
@@ -55,26 +62,11 @@ def bare_seconds(source: Source, specs: str, size: int) -> tuple[dict[str, float
                 crops[s].append(center_square(image, s))
     batches = {s: np.stack(c) for s, c in crops.items()}
     n = len(batches[size])
-    seconds: dict[str, float] = {}
-    by_backbone: dict[str, list] = {}
-    with torch.inference_mode():
-        for job in jobs:
-            if job.backbone:
-                by_backbone.setdefault(job.backbone, []).append(job)
-                continue
-            function = _handcrafted(job.name)
-            start = time.perf_counter()
-            for i in range(0, n, 64):
-                function(rgb_to_gray(to_float(batches[job.input_size][i : i + 64])), job.params)
-            seconds[job.name] = time.perf_counter() - start
-        for backbone, group in by_backbone.items():
-            net = _backbone(backbone, None, group[0].weights_sha256)
-            layers = [job.params["layer"] for job in group]
-            start = time.perf_counter()
-            for i in range(0, n, 64):
-                net(to_float(batches[group[0].input_size][i : i + 64]), layers)
-            seconds[backbone] = time.perf_counter() - start
-    return seconds, n
+    compute_features(jobs, {s: b[:1] for s, b in batches.items()})  # loads the backbones outside the timing
+    timer = StepTimer()  # the very function the pipeline's tasks call, per extractor
+    for i in range(0, n, 64):
+        compute_features(jobs, {s: b[i : i + 64] for s, b in batches.items()}, timer)
+    return timer.seconds, n
 
 
 def main() -> None:

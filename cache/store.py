@@ -203,19 +203,7 @@ class FeatureStore:
 
     def feature_names(self) -> list[str]:
         """Representations the store has arrays for (complete or not)."""
-        if "features" not in self.group:
-            return []
-        names = []
-
-        def visit(group: zarr.Group, prefix: str) -> None:
-            for key, member in sorted(group.members()):
-                if isinstance(member, zarr.Array):
-                    names.append(prefix + key)
-                else:
-                    visit(member, f"{prefix}{key}:")
-
-        visit(self.group["features"], "")
-        return names
+        return [p.removeprefix("features/").replace("/", ":") for p in self.array_paths() if p.startswith("features/")]
 
     def ensure_feature(self, name: str, row_shape: tuple[int, ...], dtype: str, attrs: dict) -> zarr.Array:
         """The array of representation ``name``, created if new; an error naming any parameter that differs."""

@@ -94,7 +94,6 @@ def plan_jobs(specs: str, image_size: int, weights: str | None = None, dtype: st
 
     jobs = []
     nets: dict = {}
-    hashes: dict[str, str] = {}
     for name in expand_specs(specs):
         rep = get_representation(name)
         if rep.input == "gray":
@@ -104,8 +103,8 @@ def plan_jobs(specs: str, image_size: int, weights: str | None = None, dtype: st
         if backbone not in nets:
             nets[backbone] = create_backbone(backbone, weights)
         nets[backbone].check_layers(rep.params["layer"])  # fails here, not on the workers, when weights lack it
-        hashes[backbone] = nets[backbone].weights.sha256
-        jobs.append(FeatureJob(name, "rgb", rep.params["input_size"], rep.params, weights, hashes[backbone]))
+        sha256 = nets[backbone].weights.sha256
+        jobs.append(FeatureJob(name, "rgb", rep.params["input_size"], rep.params, weights, sha256))
     if not jobs:
         raise ValueError("no representation asked for; e.g. --features hog,lbp,sift,alexnet:conv1-conv5")
     if np.dtype(dtype) not in (np.float32, np.float16):
@@ -130,11 +129,15 @@ def open_store(path: str, source: Source, image_size: int, shard_rows: int, jobs
     header = StoreHeader(source.describe(), recipe(image_size), shard_rows)
     store = FeatureStore.create_or_open(path, header, source.ids, source.labels, source.class_names, image_size)
     for job in jobs:
-        shape = get_representation(job.name).output_shape(job.input_size, job.input_size)
-        if job.input == "rgb" and len(shape) == 3:
-            shape = (shape[2], shape[0], shape[1])  # CNN maps are stored as torch gives them: (C, H, W)
-        store.ensure_feature(job.name, shape, dtype, job.attrs())
+        store.ensure_feature(job.name, stored_row_shape(job.name, job.input_size), dtype, job.attrs())
     return store
+
+
+def stored_row_shape(name: str, input_size: int) -> tuple[int, ...]:
+    """One row of a representation as stored: CNN maps as torch gives them (C, H, W), grids as (H, W, C)."""
+    rep = get_representation(name)
+    shape = rep.output_shape(input_size, input_size)
+    return (shape[2], shape[0], shape[1]) if rep.input == "rgb" and len(shape) == 3 else shape
 
 
 def pending_tasks(store: FeatureStore, source: Source, jobs: list[FeatureJob], dtype: str) -> list[PartitionTask]:
@@ -181,7 +184,7 @@ def run_partition(task: PartitionTask) -> PartitionResult:
     Torch's thread count is the worker process's (``local_cluster`` starts its workers with
     ``OMP_NUM_THREADS``); a task never changes it, since the setting is partly per thread and partly global.
     """
-    timer = _Timer()
+    timer = StepTimer()
     store = FeatureStore.open(task.store, "r+")
     n = len(task.source)
     sizes = {task.image_size} | {job.input_size for job in task.features}
@@ -236,10 +239,12 @@ def _check_same_rows(store: FeatureStore, task: PartitionTask, ok: np.ndarray, r
         )
 
 
-def compute_features(jobs: list[FeatureJob], batches: dict[int, np.ndarray], timer=None) -> dict[str, np.ndarray]:
+def compute_features(
+    jobs: list[FeatureJob], batches: dict[int, np.ndarray], timer: StepTimer | None = None
+) -> dict[str, np.ndarray]:
     """Each job's values on uint8 RGB crops (``batches[input_size]``, (N, S, S, 3)), exactly as a store holds
     them; one forward pass per backbone for all of its layers."""
-    timer = timer or _Timer()
+    timer = timer or StepTimer()
     results = {}
     by_backbone: dict[tuple, list[FeatureJob]] = {}
     for job in jobs:
@@ -265,27 +270,23 @@ def _handcrafted(name: str):
     return lambda gray, params: function(gray, params_cls(**params))
 
 
-class _Timer:
-    """Seconds spent per named step, summed."""
+class StepTimer:
+    """Seconds spent per named step, summed: ``with timer("decode"): ...``."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
-    def __call__(self, name: str):
-        timer = self
-
-        class _Span:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - self.start
-
-        return _Span()
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
-def default_workers() -> int:
-    """Worker processes for a local cluster: one per core (each runs torch on one thread)."""
+def available_cores() -> int:
+    """Cores this process may run on: the local cluster's default number of worker processes."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
@@ -385,7 +386,7 @@ def local_cluster(workers: int | None = None, announce=None) -> Iterator[object]
 
     from distributed import Client, LocalCluster
 
-    cores = default_workers()
+    cores = available_cores()
     workers = workers or cores
     if not logging.getLogger().isEnabledFor(logging.INFO):  # the scheduler runs in this process: keep it quiet
         logging.getLogger("distributed").setLevel(logging.ERROR)

@@ -136,7 +136,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             out.mkdir(parents=True, exist_ok=True)
             run = {"config": config.fixed(), "decoder": model.config.as_dict(), "fingerprint": fingerprint}
             run_file.write_text(json.dumps(run, indent=2, sort_keys=True))
-        _save(config, model, optimizer, state, fingerprint, rank)  # step 0: what a rollback returns to at worst
+        save_checkpoint(config, model, optimizer, state, fingerprint, rank)  # step 0: what a rollback returns to
     network = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
     stream = ShardStream(
@@ -155,27 +155,13 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     progress = Progress(last * config.batch_size * world, "samples") if show_progress and rank == 0 else None
     if progress:
         progress.update(state["step"] * config.batch_size * world)
-    metrics_file = out / "metrics.jsonl"
+    run = _Run(config, model, network, optimizer, stream, steps_per_epoch, total, last, progress, fingerprint,
+               store, rank, world)  # fmt: skip
     evaluation: dict = {}
     rollbacks = 0
     while True:
         try:
-            evaluation = _loop(
-                config,
-                network,
-                model,
-                optimizer,
-                stream,
-                steps_per_epoch,
-                total,
-                last,
-                state,
-                progress,
-                metrics_file,
-                fingerprint,
-                store,
-                rank,
-            )
+            evaluation = run.loop(state)
             break
         except Diverged as err:
             rollbacks += 1
@@ -183,7 +169,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                 raise RuntimeError(f"training diverged {rollbacks} times; last: {err}; try a lower --lr") from None
             previous = checkpoint.load(out / CHECKPOINT, model, optimizer)["state"]
             state = {**previous, "lr_scale": state["lr_scale"] * 0.5}
-            _log(metrics_file, rank, {"event": "rollback", "reason": str(err), **state})
+            run.log({"event": "rollback", "reason": str(err), **state})
     if progress:
         progress.close()
     return evaluation
@@ -194,96 +180,95 @@ def _steps(stream: ShardStream, epoch: int, workers: int) -> int:
     return stream.full_batches(workers)
 
 
-def _loop(
-    config,
-    network,
-    model,
-    optimizer,
-    stream,
-    steps_per_epoch,
-    total,
-    last,
-    state,
-    progress,
-    metrics_file,
-    fingerprint,
-    store,
-    rank,
-) -> dict:
-    """Epochs from ``state`` on; raises :class:`Diverged` for a rollback."""
-    loss_window = Smoothed(50)
-    evaluation: dict = {}
-    start_time, samples = time.perf_counter(), 0
-    for epoch in range(state["epoch"], config.epochs):
-        stream.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.workers)
-        network.train()
-        for index, (x, y) in enumerate(loader):
-            if index >= steps_per_epoch[epoch] or state["step"] >= last:
+@dataclass
+class _Run:
+    """What the epoch loop works with, gathered once by :func:`train`."""
+
+    config: TrainConfig
+    model: Decoder
+    network: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    stream: ShardStream
+    steps_per_epoch: list[int]
+    total: int  # steps the schedule spans
+    last: int  # steps this run stops after
+    progress: Progress | None
+    fingerprint: dict
+    store: FeatureStore
+    rank: int
+    world: int
+
+    def loop(self, state: dict) -> dict:
+        """Epochs from ``state`` on (updated in place); raises :class:`Diverged` for a rollback."""
+        config, optimizer = self.config, self.optimizer
+        loss_window = Smoothed(50)
+        evaluation: dict = {}
+        start_time, samples = time.perf_counter(), 0
+        for epoch in range(state["epoch"], config.epochs):
+            self.stream.set_epoch(epoch)
+            loader = torch.utils.data.DataLoader(self.stream, batch_size=None, num_workers=config.workers)
+            self.network.train()
+            for index, (x, y) in enumerate(loader):
+                if index >= self.steps_per_epoch[epoch] or state["step"] >= self.last:
+                    break
+                if index < state["batch"]:
+                    continue  # replaying the epoch up to where the checkpoint stopped
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(config, state["step"], self.total, state["lr_scale"])
+                loss = torch.nn.functional.mse_loss(self.network(x), y)
+                value = float(loss.detach())
+                window = loss_window.values
+                reference = loss_window.median if len(window) >= 5 else window[0] if window else math.inf
+                bad = torch.tensor(float(not math.isfinite(value) or value > 10 * reference))
+                if self.world > 1:
+                    torch.distributed.all_reduce(bad, torch.distributed.ReduceOp.MAX)  # all ranks roll back together
+                if bad.item():
+                    raise Diverged(f"loss {value:.4g} at step {state['step']} (recent median {reference:.4g})")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_window.update(value)
+                state.update(batch=index + 1, step=state["step"] + 1)
+                samples += len(x)
+                if self.progress:
+                    self.progress.extra = f"loss {loss_window.median:.4f}"
+                    self.progress.update(len(x) * self.world)
+                if state["step"] % config.log_every == 0:
+                    rate = samples / (time.perf_counter() - start_time)
+                    median, lr = loss_window.median, optimizer.param_groups[0]["lr"]
+                    self.log({"step": state["step"], "epoch": epoch, "loss": value, "loss_median": median, "lr": lr,
+                              "samples_per_s": rate})  # fmt: skip
+                if state["step"] % config.checkpoint_every == 0:
+                    self.save(state)
+            if state["step"] >= self.last and state["batch"] < self.steps_per_epoch[epoch]:
+                self.save(state)
                 break
-            if index < state["batch"]:
-                continue  # replaying the epoch up to where the checkpoint stopped
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, state["step"], total, state["lr_scale"])
-            loss = torch.nn.functional.mse_loss(network(x), y)
-            value = float(loss.detach())
-            window = loss_window.values
-            reference = loss_window.median if len(window) >= 5 else window[0] if window else math.inf
-            bad = torch.tensor(float(not math.isfinite(value) or value > 10 * reference))
-            if torch.distributed.is_initialized():
-                torch.distributed.all_reduce(bad, torch.distributed.ReduceOp.MAX)  # all ranks roll back together
-            if bad.item():
-                raise Diverged(f"loss {value:.4g} at step {state['step']} (recent median {reference:.4g})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_window.update(value)
-            state.update(batch=index + 1, step=state["step"] + 1)
-            samples += len(x)
-            if progress:
-                progress.extra = f"loss {loss_window.median:.4f}"
-                progress.update(
-                    len(x) * (torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
-                )
-            if state["step"] % config.log_every == 0:
-                rate = samples / (time.perf_counter() - start_time)
-                _log(
-                    metrics_file,
-                    rank,
-                    {
-                        "step": state["step"],
-                        "epoch": epoch,
-                        "loss": value,
-                        "loss_median": loss_window.median,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "samples_per_s": rate,
-                    },
-                )
-            if state["step"] % config.checkpoint_every == 0:
-                _save(config, model, optimizer, state, fingerprint, rank)
-        if state["step"] >= last and state["batch"] < steps_per_epoch[epoch]:
-            _save(config, model, optimizer, state, fingerprint, rank)
-            break
-        state.update(epoch=epoch + 1, batch=0)
-        preview = Path(config.out) / f"preview-e{epoch + 1:03d}.png"
-        evaluation = evaluate(model, store, config.feature, config.held_out, config.eval_rows, preview=preview)
-        _log(metrics_file, rank, {"event": "eval", "epoch": epoch + 1, "step": state["step"], **evaluation})
-        _save(config, model, optimizer, state, fingerprint, rank)
-        if state["step"] >= last:
-            break
-    return evaluation
+            state.update(epoch=epoch + 1, batch=0)
+            preview = Path(config.out) / f"preview-e{epoch + 1:03d}.png"
+            evaluation = evaluate(
+                self.model, self.store, config.feature, config.held_out, config.eval_rows, preview=preview
+            )
+            self.log({"event": "eval", "epoch": epoch + 1, "step": state["step"], **evaluation})
+            self.save(state)
+            if state["step"] >= self.last:
+                break
+        return evaluation
+
+    def save(self, state: dict) -> None:
+        save_checkpoint(self.config, self.model, self.optimizer, state, self.fingerprint, self.rank)
+
+    def log(self, record: dict) -> None:
+        """One line of ``metrics.jsonl`` (rank 0 only)."""
+        if self.rank == 0:
+            with open(Path(self.config.out) / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
 
 
-def _save(config, model, optimizer, state, fingerprint, rank) -> None:
+def save_checkpoint(config: TrainConfig, model: Decoder, optimizer, state: dict, fingerprint: dict, rank: int) -> None:
+    """The run's checkpoint at ``state`` (rank 0 only)."""
     if rank == 0:
         header = {"state": dict(state), "fingerprint": fingerprint, "decoder": model.config.as_dict()}
         checkpoint.save(Path(config.out) / CHECKPOINT, model, optimizer, header)
-
-
-def _log(path: Path, rank: int, record: dict) -> None:
-    if rank == 0:
-        with open(path, "a") as f:
-            f.write(json.dumps(record) + "\n")
 
 
 def check_fingerprint(header: dict, fingerprint: dict, where: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from preimage.pipeline.extract import stored_row_shape
 from preimage.pipeline.features import get_representation
 from preimage.train.decoders import DecoderConfig, create_decoder, list_decoders, up_conv, zero_fill_upsample
 
@@ -23,12 +24,6 @@ def test_up_convolution_is_zero_fill_then_a_5x5_convolution():
     assert conv.kernel_size == (5, 5) and layer(x).shape == (1, 3, 8, 8)
 
 
-def row_shape(spec: str, size: int) -> tuple[int, ...]:
-    rep = get_representation(spec)
-    shape = rep.output_shape(size, size)
-    return (shape[2], shape[0], shape[1]) if rep.input == "rgb" and len(shape) == 3 else shape
-
-
 @pytest.mark.parametrize(
     "spec, size",
     [("hog", 128), ("lbp", 128), ("sift", 128), ("hog", 100), *[(f"alexnet:conv{i}", 224) for i in range(1, 6)]],
@@ -36,8 +31,8 @@ def row_shape(spec: str, size: int) -> tuple[int, ...]:
 @pytest.mark.parametrize("target", [64, 128])
 def test_every_kind_reconstructs_at_the_target_size(spec, size, target):
     kind = get_representation(spec).kind
-    decoder = create_decoder(DecoderConfig(kind, row_shape(spec, size), target, width=32))
-    out = decoder(torch.rand(2, *row_shape(spec, size)))
+    decoder = create_decoder(DecoderConfig(kind, stored_row_shape(spec, size), target, width=32))
+    out = decoder(torch.rand(2, *stored_row_shape(spec, size)))
     assert out.shape == (2, 3, target, target)
 
 
