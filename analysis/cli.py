@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import click
 
 @click.group()
 def analyze() -> None:
-    """Analyses of stores and decoders (more arrive with issues #5 and #6)."""
+    """Studies on feature stores and trained decoders; each writes numbers and figures to --out."""
 
 
 @analyze.command()
@@ -20,14 +21,12 @@ def analyze() -> None:
 @click.option("--rows", default=1000, show_default=True, help="At most this many rows of the split.")
 def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     """The paper's normalised reconstruction error, PSNR and SSIM of a decoder on a split of a store."""
-    from ..cache.store import FeatureStore, StoreError
+    from ..cache.store import FeatureStore
     from ..train.trainer import evaluate, load_decoder
 
-    try:
+    with user_errors():
         opened = FeatureStore.open(store)
         model = load_decoder(decoder, opened)
-    except (StoreError, ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
     run = json.loads((decoder / "run.json").read_text()) if (decoder / "run.json").exists() else {}
     held_out = run.get("config", {}).get("held_out", 0.1)
     feature = run.get("config", {}).get("feature") or model.config.kind
@@ -38,3 +37,240 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     click.echo(f"  normalised error (Dosovitskiy & Brox, image space): {result['normalised_error']:.4f}")
     click.echo(f"  PSNR: {result['psnr']:.2f} dB")
     click.echo(f"  SSIM (first 64 images): {result['ssim']:.4f}")
+
+
+def _optimize_options(command):
+    """The optimisation settings shared by ``invert --method optimize`` and ``analyze compare``."""
+    options = [
+        click.option("--steps", type=int, default=None, help="Gradient steps [default: 400 CNN, 800 HOG]."),
+        click.option("--lr", type=float, default=None, help="Initial rate of the step decay [default: 0.004]."),
+        click.option("--lambda-tv", type=float, default=None, help="TV weight [default: by depth, the paper's]."),
+        click.option("--restarts", type=int, default=1, show_default=True, help="Pre-images per image."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--window", type=int, default=None, help="Keep only the central WxW cells of the feature."),
+        click.option("--channels", default=None, help="Keep only channels START:STOP of the feature."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def optimize_config(steps, lr, lambda_tv, restarts, seed, window, channels):
+    """An :class:`OptimizeConfig` from the command-line options (errors as click errors)."""
+    from .optimize import OptimizeConfig, with_defaults
+
+    parsed = None
+    if channels:
+        try:
+            start, stop = (int(v) for v in channels.split(":"))
+        except ValueError:
+            raise click.BadParameter(
+                f"write START:STOP, e.g. 0:32; got {channels!r}", param_hint="--channels"
+            ) from None
+        parsed = (start, stop)
+    if restarts < 1:
+        raise click.BadParameter("needs at least 1", param_hint="--restarts")
+    return with_defaults(
+        OptimizeConfig(), steps=steps, lr=lr, lambda_tv=lambda_tv, restarts=restarts, seed=seed, window=window,
+        channels=parsed,
+    )  # fmt: skip
+
+
+@analyze.command()
+@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--decoders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="A folder of run folders (or one run); each feature's decoder is found from run.json.")  # fmt: skip
+@click.option("--feature", "features", default="hog,alexnet:conv1-conv5", show_default=True)
+@click.option("--n", default=50, show_default=True, help="Held-out images compared.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True)
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option("--columns", default=8, show_default=True, help="Images shown in the figure.")
+@_optimize_options
+def compare(store, decoders, features, n, out, weights, columns, **options) -> None:
+    """Decoder against Mahendran & Vedaldi's optimisation on the same held-out images: one table, one figure."""
+    from ..cache.store import FeatureStore
+    from ..pipeline.progress import StepProgress
+    from .compare import COLUMNS, KEYS, compare_feature, write_report
+    from .report import markdown_table, update_index
+    from .runs import trained_runs
+
+    config = optimize_config(**options)
+    table, pictures = [], {}
+    with user_errors():
+        opened = FeatureStore.open(store)
+        for run in trained_runs(decoders, features):
+            click.echo(f"{run.feature}: decoder {run.path}, optimisation of {n} held-out images")
+            bar = StepProgress()
+            rows, images = compare_feature(opened, run, n, config, weights, bar)
+            bar.close()
+            table += rows
+            pictures[run.feature] = images
+    files = write_report(out, table, pictures, columns)
+    summary = f"Decoder against Mahendran & Vedaldi's optimisation on {n} held-out images of `{store}`."
+    index = update_index(out, "compare", summary, files)
+    click.echo(markdown_table(table, COLUMNS, KEYS))
+    click.echo(f"wrote {', '.join(str(f) for f in files)} and {index}")
+
+
+def _study_options(command):
+    """Options every decoder study shares: the store, the decoders, which features, how many images, where."""
+    options = [
+        click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True),
+        click.option("--decoders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+                     help="A folder of run folders (or one run); each feature's decoder is found from run.json."),
+        click.option("--features", default=None, help="Which decoders, e.g. hog,alexnet:conv1-conv5 [default: all]."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("analysis"),
+                     show_default=True, help="The study folder (index.md shows every study run into it)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Errors that bad input causes (a missing decoder, a foreign store, a wrong option) as click errors."""
+    from ..cache.store import StoreError
+
+    try:
+        yield
+    except (StoreError, FileNotFoundError, KeyError, ValueError) as err:
+        raise click.ClickException(str(err).strip("'\"")) from None
+
+
+def _open(store: Path, decoders: Path, features: str | None):
+    """The opened store and the trained runs."""
+    from ..cache.store import FeatureStore
+    from .runs import trained_runs
+
+    return FeatureStore.open(store), trained_runs(decoders, features)
+
+
+@analyze.command()
+@_study_options
+@click.option("--n", default=1000, show_default=True, help="Held-out images per decoder.")
+@click.option("--autoencoder", is_flag=True, help="Also the runs trained with --autoencoder (encoder fine-tuned).")
+def layers(store, decoders, features, out, n, autoencoder) -> None:
+    """Normalised error per representation or layer (the paper's Figure 7), beside the mean-image baseline and
+    the paper's figures, and a grid of reconstructions (one row per representation)."""
+    from .layers import COLUMNS, layer_errors, write_layers
+    from .report import markdown_table, update_index
+    from .runs import trained_runs
+
+    with user_errors():
+        opened, runs = _open(store, decoders, features)
+        if autoencoder:
+            runs += trained_runs(decoders, None, autoencoder=True)
+        table, pictures = layer_errors(opened, runs, n)
+    files = write_layers(out, table, pictures)
+    summary = f"Each decoder on up to {n} held-out images of `{store}`; baseline: the training split's mean image."
+    index = update_index(out, "layers", summary, files)
+    click.echo(markdown_table(table, COLUMNS))
+    click.echo(f"wrote {', '.join(str(f) for f in files)} and {index}")
+
+
+def _finish(out: Path, study: str, summary: str, files: list[Path]) -> None:
+    from .report import update_index
+
+    index = update_index(out, study, summary, files)
+    for path in files:
+        if path.suffix == ".md":
+            click.echo(path.read_text().split("\n", 2)[-1])
+    click.echo(f"wrote {', '.join(str(f) for f in files)} and {index}")
+
+
+@analyze.command()
+@_study_options
+@click.option("--n", default=1000, show_default=True, help="Held-out images per decoder.")
+def perturb(store, decoders, features, out, n) -> None:
+    """Error per layer with binarised, dropped-out and sparsified features (the paper's Figures 7 and 9)."""
+    from .studies import perturbation_study
+
+    with user_errors():
+        opened, runs = _open(store, decoders, features)
+        files = perturbation_study(opened, runs, n, out)
+    summary = (
+        f"Each decoder on up to {n} held-out images with its features perturbed at test time (the decoders were "
+        "trained on clean features)."
+    )
+    _finish(out, "perturb", summary, files)
+
+
+@analyze.command()
+@_study_options
+@click.option("--pair", default="0,1", show_default=True, help="Which two held-out images (their order).")
+@click.option("--steps", default=8, show_default=True, help="Points on the line, ends included.")
+def interpolate(store, decoders, features, out, pair, steps) -> None:
+    """Reconstructions along the straight line between two images' features, per layer (Figure 10)."""
+    from .studies import interpolation_study
+
+    try:
+        a, b = (int(v) for v in pair.split(","))
+    except ValueError:
+        raise click.BadParameter(f"write two indices, e.g. 0,1; got {pair!r}", param_hint="--pair") from None
+    with user_errors():
+        opened, runs = _open(store, decoders, features)
+        files = interpolation_study(opened, runs, (a, b), steps, out)
+    _finish(out, "interpolate", f"Held-out images {a} and {b} of `{store}`, {steps} points.", files)
+
+
+@analyze.command()
+@_study_options
+@click.option("--vectors", default=4096, show_default=True, help="Stored vectors the histograms are built from.")
+@click.option("--samples", default=8, show_default=True, help="Random vectors drawn per feature and method.")
+@click.option("--alpha", default=2.0, show_default=True, help="Scale of the histogram samples (the paper's 2).")
+@click.option("--seed", default=0, show_default=True)
+def sample(store, decoders, features, out, vectors, samples, alpha, seed) -> None:
+    """Reconstructions of random feature vectors drawn from per-dimension histograms and from one truncated
+    Gaussian (Figure 11); the histograms are computed with dask from the store."""
+    from .studies import sampling_study
+
+    with user_errors():
+        opened, runs = _open(store, decoders, features)
+        files = sampling_study(opened, runs, vectors, samples, alpha, seed, out)
+    _finish(out, "sample", f"Histograms over the first {vectors} stored vectors; alpha {alpha}; seed {seed}.", files)
+
+
+@analyze.command()
+@_study_options
+@click.option("--n", default=8, show_default=True, help="Held-out images.")
+@click.option("--k", default=5, show_default=True, help="How many of the largest scores are kept or zeroed.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+def ablate(store, decoders, features, out, n, k, weights) -> None:
+    """Reconstructions from all class scores, the top-k only and the top-k zeroed, each named by the classifier
+    (the paper's coloured-apple study); --features picks the class-score decoder (default: the first found)."""
+    from .studies import ablation_study
+
+    with user_errors():
+        opened, runs = _open(store, decoders, features or None)
+        scores = [run for run in runs if run.feature.endswith((":logits", ":fc8"))]
+        if not scores:
+            raise click.ClickException(f"no decoder of class scores under {decoders}; train one on e.g. "
+                                       "efficientnet_lite0:logits")  # fmt: skip
+        files = ablation_study(opened, scores[0], n, k, weights, out)
+    _finish(out, "ablate", f"{scores[0].feature}: {n} held-out images, k = {k}.", files)
+
+
+def _mask_command(name: str, help_text: str):
+    @analyze.command(name=name, help=help_text)
+    @_study_options
+    @click.option("--n", default=256, show_default=True, help="Held-out images per decoder.")
+    @click.option("--window", type=int, default=None, help="Keep the central WxW cells of the feature map.")
+    @click.option("--channels", default=None, help="Keep channels START:STOP.")
+    def command(store, decoders, features, out, n, window, channels) -> None:
+        from .studies import mask_study
+
+        parsed = optimize_config(None, None, None, 1, 0, window, channels).channels
+        if window is None and parsed is None:
+            raise click.UsageError("give --window W and/or --channels START:STOP")
+        with user_errors():
+            opened, runs = _open(store, decoders, features)
+            files = mask_study(opened, runs, n, window, parsed, out)
+        summary = "Features outside the kept part set to zero and decoded by the decoder trained on whole features."
+        _finish(out, "mask", summary, files)
+
+    return command
+
+
+channels = _mask_command("channels", "Reconstructions from a subset of a layer's channels (features masked).")
+window = _mask_command("window", "Reconstructions from a spatial window of a layer (features masked).")

@@ -49,3 +49,23 @@ class Progress:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class StepProgress:
+    """A callback ``(step, total, value)`` for iterative work (an optimisation) that draws a :class:`Progress`
+    over its steps, showing the current value."""
+
+    def __init__(self, label: str = "objective", stream: TextIO | None = None) -> None:
+        self.label, self.stream = label, stream
+        self.bar: Progress | None = None
+
+    def __call__(self, step: int, total: int, value: float) -> None:
+        if self.bar is None:
+            self.bar = Progress(total, "steps", self.stream)
+        self.bar.extra = f"{self.label} {value:.4g}"
+        self.bar.update(step - self.bar.done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

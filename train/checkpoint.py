@@ -69,7 +69,13 @@ def load(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim
             elif key.startswith("optimizer."):
                 _, index, name = key.split(".", 2)
                 optim_state.setdefault(int(index), {})[name] = f.get_tensor(key)
-    model.load_state_dict(model_state)
+    try:
+        model.load_state_dict(model_state)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{path} does not fit the {type(model).__name__} its header describes (saved by another version of "
+            f"preimage?): {str(err).splitlines()[1].strip()}"
+        ) from None
     if optimizer is not None:
         groups = json.loads(meta["optimizer_groups"])
         if groups is None:

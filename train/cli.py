@@ -22,8 +22,10 @@ import click
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (a budget).")
 @click.option("--checkpoint-every", default=100, show_default=True, help="Steps between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--autoencoder", is_flag=True, help="Fine-tune the CNN up to --feature's layer with the decoder, "
+              "from the stored images (the upper bound of the fixed-feature decoder).")  # fmt: skip
 def train(store, feature, out, target_size, epochs, batch_size, lr, width, seed, held_out, workers, max_steps,
-          checkpoint_every, resume) -> None:  # fmt: skip
+          checkpoint_every, resume, autoencoder) -> None:  # fmt: skip
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPU):
@@ -35,6 +37,7 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, width, seed,
     config = TrainConfig(
         str(store), feature, str(out), target_size, epochs, batch_size, lr, width=width, seed=seed,
         held_out=held_out, workers=workers, checkpoint_every=checkpoint_every, max_steps=max_steps,
+        autoencoder=autoencoder,
     )  # fmt: skip
     try:
         result = run(config, resume=resume)

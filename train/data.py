@@ -46,7 +46,8 @@ def downsample(images: np.ndarray, size: int) -> torch.Tensor:
 
 
 class ShardStream(IterableDataset):
-    """Batches ``(features (B, *row), targets (B, 3, T, T))`` of one split, shuffled within a buffer of shards.
+    """Batches ``(features (B, *row), targets (B, 3, T, T))`` of one split, shuffled within a buffer of shards
+    (with ``inputs="images"``: the stored images (B, 3, S, S) in [0, 1] in place of the features).
 
     Use with ``DataLoader(stream, batch_size=None, num_workers=k)``; call :meth:`set_epoch` before each epoch
     for a new order (the same for a given seed and epoch, whatever the number of workers).
@@ -63,8 +64,12 @@ class ShardStream(IterableDataset):
         seed: int = 0,
         held_out: float = 0.1,
         drop_last: bool = True,
+        inputs: str = "features",
     ) -> None:
         super().__init__()
+        if inputs not in ("features", "images"):
+            raise ValueError(f"inputs must be 'features' or 'images' (the autoencoder's), got {inputs!r}")
+        self.inputs = inputs
         self.store_path, self.feature, self.split = str(store), feature, split
         self.target_size, self.batch_size, self.buffer_shards = target_size, batch_size, buffer_shards
         self.seed, self.epoch, self.held_out, self.drop_last = seed, 0, held_out, drop_last
@@ -121,8 +126,9 @@ class ShardStream(IterableDataset):
             start, stop = self.partitions[index]
             keep = self._mask[start:stop]
             if keep.any():
-                buffer_x.append(features[start:stop][keep])
-                buffer_y.append(downsample(images[start:stop][keep], self.target_size))
+                stored = images[start:stop][keep]
+                buffer_x.append(features[start:stop][keep] if self.inputs == "features" else stored)
+                buffer_y.append(downsample(stored, self.target_size))
             if len(buffer_x) >= self.buffer_shards or n == len(shards) - 1:
                 x, y = np.concatenate(buffer_x) if buffer_x else None, torch.cat(buffer_y) if buffer_y else None
                 buffer_x, buffer_y = [], []
@@ -132,10 +138,15 @@ class ShardStream(IterableDataset):
                 last = len(x) if (n == len(shards) - 1 and not self.drop_last) else len(x) - len(x) % self.batch_size
                 for i in range(0, last, self.batch_size):
                     pick = order[i : i + self.batch_size]
-                    yield torch.from_numpy(x[pick]).float(), y[pick]
+                    yield self._input(x[pick]), y[pick]
                 if last < len(x):  # the remainder waits for the next buffer
                     buffer_x.append(x[order[last:]])
                     buffer_y.append(y[order[last:]])
+
+    def _input(self, rows: np.ndarray) -> torch.Tensor:
+        if self.inputs == "images":
+            return torch.from_numpy(rows).permute(0, 3, 1, 2).float().div_(255.0)
+        return torch.from_numpy(rows).float()
 
 
 def _distributed() -> tuple[int, int]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SLOPE = 0.2
@@ -25,16 +26,29 @@ def zero_fill_upsample(x: torch.Tensor) -> torch.Tensor:
     return out.view(n, c, 2 * h, 2 * w)
 
 
-class ZeroFillUpsample(nn.Module):
-    """Module form of :func:`zero_fill_upsample`."""
+def up_convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv2d(zero_fill_upsample(x), weight, bias, padding=2)`` for a 5x5 ``weight``, computed as a stride-2
+    transposed convolution with the kernel flipped: the same function without the 3/4 of products that hit the
+    zeros (about 3x faster on CPU)."""
+    flipped = weight.transpose(0, 1).flip(2, 3)
+    return F.conv_transpose2d(x, flipped, bias, stride=2, padding=2, output_padding=1)
+
+
+class UpConvolution(nn.Module):
+    """Module form of :func:`up_convolution`; holds an ordinary ``Conv2d``'s 5x5 weights, so its parameters are
+    exactly those of the paper's zero-fill-then-convolve layer."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 5, padding=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return zero_fill_upsample(x)
+        return up_convolution(x, self.conv.weight, self.conv.bias)
 
 
 def up_conv(in_channels: int, out_channels: int) -> nn.Sequential:
-    """The paper's up-convolution: zero-fill 2x upsampling, 5x5 convolution, leaky ReLU."""
-    return nn.Sequential(ZeroFillUpsample(), nn.Conv2d(in_channels, out_channels, 5, padding=2), nn.LeakyReLU(SLOPE))
+    """The paper's up-convolution (zero-fill 2x upsampling, 5x5 convolution) followed by a leaky ReLU."""
+    return nn.Sequential(UpConvolution(in_channels, out_channels), nn.LeakyReLU(SLOPE))
 
 
 def conv(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:

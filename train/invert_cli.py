@@ -1,4 +1,4 @@
-"""``preimage invert``: reconstruct image files from their features with a trained decoder."""
+"""``preimage invert``: reconstruct image files from their features, with a trained decoder or by optimisation."""
 
 from __future__ import annotations
 
@@ -6,26 +6,52 @@ from pathlib import Path
 
 import click
 
+from ..analysis.cli import _optimize_options, optimize_config
+
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--decoder", type=click.Path(exists=True, path_type=Path), required=True, help="A run folder.")
+@click.option("--method", type=click.Choice(["decoder", "optimize"]), default="decoder", show_default=True,
+              help="A trained decoder (one pass) or Mahendran & Vedaldi's optimisation (gradient steps).")  # fmt: skip
+@click.option("--decoder", type=click.Path(exists=True, path_type=Path), default=None, help="A run folder.")
+@click.option("--feature", default=None, help="With --method optimize: the representation, e.g. alexnet:conv3.")
+@click.option("--size", type=int, default=None, help="With --method optimize: input side [default: 128 HOG, the "
+              "backbone's size for CNN layers].")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("inverted"), show_default=True)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
-def invert(images, decoder, out, weights) -> None:
-    """Compute each image's feature as the decoder's store did, decode it, write original | reconstruction."""
-    import cv2
+@_optimize_options
+def invert(images, method, decoder, feature, size, out, weights, **options) -> None:
+    """Write original | reconstruction(s) for each image: the feature is computed from the image itself."""
     import numpy as np
 
+    from ..analysis.figures import save_rgb, to_uint8
     from ..pipeline.decode import ImageReadError
-    from .invert import invert_images
 
     try:
-        pairs = invert_images(list(images), decoder, weights)
-    except (ImageReadError, ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    for path, (original, recon) in zip(images, pairs, strict=True):
-        target = out / f"{path.stem}.png"
-        cv2.imwrite(str(target), cv2.cvtColor(np.concatenate([original, recon], axis=1), cv2.COLOR_RGB2BGR))
-        click.echo(f"wrote {target} (original | reconstruction)")
+        if method == "decoder":
+            if decoder is None:
+                raise click.UsageError("--method decoder needs --decoder RUN (or use --method optimize --feature F)")
+            from .invert import invert_images
+
+            rows = [[original, recon] for original, recon in invert_images(list(images), decoder, weights)]
+        else:
+            if feature is None:
+                raise click.UsageError("--method optimize needs --feature, e.g. --feature alexnet:conv3")
+            from ..analysis.optimize import invert_files
+            from ..pipeline.progress import StepProgress
+
+            bar = StepProgress()
+            crops, result = invert_files([str(p) for p in images], feature, optimize_config(**options), size, weights,
+                                         bar)  # fmt: skip
+            bar.close()
+            rows = []
+            for i, crop in enumerate(crops):
+                pre_images = result.images[i].expand(-1, 3, -1, -1)
+                rows.append(list(to_uint8(crop.expand(3, -1, -1)[None])) + list(to_uint8(pre_images)))
+                errors = ", ".join(f"{e:.4f}" for e in result.relative_error[i].tolist())
+                click.echo(f"{images[i]}: ||Phi(x*) - phi0||^2 / ||phi0||^2 = {errors}")
+    except (ImageReadError, ValueError, FileNotFoundError, KeyError) as err:
+        raise click.ClickException(str(err).strip("'\"")) from None
+    for path, row in zip(images, rows, strict=True):
+        target = save_rgb(out / f"{path.stem}.png", np.concatenate(row, axis=1))
+        click.echo(f"wrote {target} (original | {' | '.join(['reconstruction'] * (len(row) - 1))})")

@@ -1,4 +1,5 @@
-"""Reconstruction quality: the paper's normalised error, PSNR and SSIM; and a smoothed value for logs."""
+"""Reconstruction quality: the paper's normalised error, Mahendran & Vedaldi's feature-space error, PSNR, SSIM;
+and a smoothed value for logs."""
 
 from __future__ import annotations
 
@@ -31,6 +32,23 @@ def normalised_error(recon: torch.Tensor, images: torch.Tensor) -> float:
     recon = upsample_to(recon, images.shape[-1])
     distances = (recon.double() - images.double()).reshape(len(images), -1).norm(dim=1)
     return float(distances.mean()) / mean_pairwise_distance(images)
+
+
+def mean_pairwise_squared_distance(features: torch.Tensor) -> float:
+    """Mean squared Euclidean distance between all pairs of distinct rows (N, ...), in closed form:
+    Mahendran & Vedaldi's normaliser of the feature-space error."""
+    flat = features.reshape(len(features), -1).double()
+    n = len(flat)
+    if n < 2:
+        raise ValueError("the feature-space error needs at least two reference features")
+    total = 2 * n * flat.square().sum() - 2 * flat.sum(0).square().sum()
+    return float(total / (n * (n - 1)))
+
+
+def feature_error(features: torch.Tensor, references: torch.Tensor, normaliser: float) -> torch.Tensor:
+    """Mahendran & Vedaldi's error of each row: ||Phi(x*) - phi0||^2 / mean pairwise ||phi_i - phi_j||^2."""
+    diff = (features.double() - references.double()).reshape(len(features), -1)
+    return diff.square().sum(1) / normaliser
 
 
 def psnr(recon: torch.Tensor, images: torch.Tensor) -> float:

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import get_representation
 from ..pipeline.progress import Progress
 from . import checkpoint
+from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
 from .decoders import Decoder, DecoderConfig, create_decoder
 from .metrics import Smoothed, normalised_error, psnr, ssim, upsample_to
@@ -52,6 +53,7 @@ class TrainConfig:
     log_every: int = 10  # steps
     eval_rows: int = 256
     max_steps: int | None = None  # stop early (a budget); the schedule still spans all epochs
+    autoencoder: bool = False  # fine-tune the encoder too (CNN layers): trains on the stored images
 
     def fixed(self) -> dict:
         """The settings a resumed run must share with the original (the length of the run may change)."""
@@ -96,12 +98,13 @@ def feature_scale(store: FeatureStore, feature: str, mask: np.ndarray, rows: int
     return 1.0 / std if std > 0 else 1.0
 
 
-def build(config: TrainConfig, store: FeatureStore) -> Decoder:
-    """The decoder for the run's feature, as stored."""
+def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
+    """The decoder for the run's feature, as stored (with its encoder in the autoencoder mode)."""
     kind = get_representation(config.feature).kind
     row_shape = tuple(store.array(feature_path(config.feature)).shape[1:])
     torch.manual_seed(config.seed)
-    return create_decoder(DecoderConfig(kind, row_shape, config.target_size, config.width))
+    decoder = create_decoder(DecoderConfig(kind, row_shape, config.target_size, config.width))
+    return AutoEncoder(config.feature, decoder) if config.autoencoder else decoder
 
 
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> dict:
@@ -121,8 +124,11 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if not resume:
             raise FileExistsError(f"{out} holds a run already; pass --resume to continue it, or choose another --out")
         saved = json.loads(run_file.read_text())
-        if saved["config"] != config.fixed():
-            diff = [k for k in saved["config"] if saved["config"][k] != config.fixed().get(k)]
+        # settings added since the run was written take their defaults
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        saved_config = {k: v for k, v in {**defaults, **saved["config"]}.items() if k in config.fixed()}
+        if saved_config != config.fixed():
+            diff = [k for k in saved_config if saved_config[k] != config.fixed().get(k)]
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); resume with the same ones")
         header = checkpoint.load(out / CHECKPOINT, model, optimizer)
         check_fingerprint(header, fingerprint, config.store)
@@ -134,7 +140,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         model.input_scale.fill_(feature_scale(store, config.feature, train_mask))
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-            run = {"config": config.fixed(), "decoder": model.config.as_dict(), "fingerprint": fingerprint}
+            run = {"config": config.fixed(), "decoder": model.config.as_dict(), "fingerprint": fingerprint,
+                   "autoencoder": config.autoencoder}  # fmt: skip
             run_file.write_text(json.dumps(run, indent=2, sort_keys=True))
         save_checkpoint(config, model, optimizer, state, fingerprint, rank)  # step 0: what a rollback returns to
     network = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -148,6 +155,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         config.buffer_shards,
         config.seed,
         config.held_out,
+        inputs="images" if config.autoencoder else "features",
     )
     steps_per_epoch = [_steps(stream, e, config.workers) for e in range(config.epochs)]
     total = sum(steps_per_epoch)
@@ -268,6 +276,8 @@ def save_checkpoint(config: TrainConfig, model: Decoder, optimizer, state: dict,
     """The run's checkpoint at ``state`` (rank 0 only)."""
     if rank == 0:
         header = {"state": dict(state), "fingerprint": fingerprint, "decoder": model.config.as_dict()}
+        if isinstance(model, AutoEncoder):
+            header["autoencoder"] = model.spec
         checkpoint.save(Path(config.out) / CHECKPOINT, model, optimizer, header)
 
 
@@ -303,13 +313,16 @@ def evaluate(
     rows = np.flatnonzero(split_rows(store, split, held_out))[:max_rows]
     if len(rows) < 2:
         return {}
-    features, images = store.features(feature), store.array("images")
+    images = store.array("images")
+    features = images if getattr(model, "takes", "features") == "images" else store.features(feature)
     recon, targets = [], []
     for start, stop in store.partitions():
         picked = rows[(rows >= start) & (rows < stop)] - start
         if len(picked):
-            recon.append(model(torch.from_numpy(features[start:stop][picked]).float()))
-            targets.append(torch.from_numpy(images[start:stop][picked]).permute(0, 3, 1, 2).float() / 255)
+            target = torch.from_numpy(images[start:stop][picked]).permute(0, 3, 1, 2).float() / 255
+            inputs = target if features is images else torch.from_numpy(features[start:stop][picked]).float()
+            recon.append(model(inputs))
+            targets.append(target)
     recon_t, target_t = torch.cat(recon), torch.cat(targets)
     result = {
         f"{split}_rows": len(rows),
@@ -344,6 +357,8 @@ def load_decoder(run: str | os.PathLike, store: FeatureStore | None = None, feat
         raise FileNotFoundError(f"no checkpoint at {path}")
     header = checkpoint.read_header(path)
     model = create_decoder(DecoderConfig.from_dict(header["decoder"]))
+    if header.get("autoencoder"):
+        model = AutoEncoder(header["autoencoder"], model, pretrained=False)  # the weights come from the checkpoint
     checkpoint.load(path, model)
     if store is not None:
         name = feature or header["fingerprint"]["feature"]["representation"]

@@ -14,7 +14,15 @@ import torch
 from torch import nn
 
 from . import alexnet, efficientnet_lite, vgg  # noqa: F401  (each registers itself)
-from .registry import BackboneConfig, Preprocess, get_config, list_backbones, parse_layers, register_backbone
+from .registry import (
+    BackboneConfig,
+    Preprocess,
+    get_config,
+    imagenet_class_names,
+    list_backbones,
+    parse_layers,
+    register_backbone,
+)
 from .weights import WeightsUnavailable, load_state_dict, state_dict_digest
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "WeightsUnavailable",
     "create_backbone",
     "get_config",
+    "imagenet_class_names",
     "list_backbones",
     "parse_layers",
     "register_backbone",

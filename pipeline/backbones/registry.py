@@ -6,8 +6,10 @@ named layers in forward order, its preprocessing, and the weight sources tried i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -85,6 +87,14 @@ def get_config(name: str) -> BackboneConfig:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}") from None
+
+
+@functools.cache
+def imagenet_class_names() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in the index order of every ImageNet classifier here (from the Keras
+    class index, as pytorch/hub ships it)."""
+    text = (Path(__file__).parent / "imagenet_classes.txt").read_text()
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def parse_layers(config: BackboneConfig, spec: str | Sequence[str]) -> tuple[str, ...]:

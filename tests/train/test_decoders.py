@@ -6,7 +6,14 @@ import pytest
 import torch
 from preimage.pipeline.extract import stored_row_shape
 from preimage.pipeline.features import get_representation
-from preimage.train.decoders import DecoderConfig, create_decoder, list_decoders, up_conv, zero_fill_upsample
+from preimage.train.decoders import (
+    DecoderConfig,
+    create_decoder,
+    list_decoders,
+    up_conv,
+    up_convolution,
+    zero_fill_upsample,
+)
 
 
 def test_zero_fill_puts_each_value_at_the_top_left_of_its_block():
@@ -16,12 +23,24 @@ def test_zero_fill_puts_each_value_at_the_top_left_of_its_block():
 
 
 def test_up_convolution_is_zero_fill_then_a_5x5_convolution():
-    layer = up_conv(2, 3)
-    x = torch.randn(1, 2, 4, 4)
-    conv = layer[1]
+    layer = up_conv(2, 3).double()
+    x = torch.randn(2, 2, 4, 5, dtype=torch.float64)
+    conv = layer[0].conv
     expected = torch.nn.functional.leaky_relu(conv(zero_fill_upsample(x)), 0.2)
-    torch.testing.assert_close(layer(x), expected)
-    assert conv.kernel_size == (5, 5) and layer(x).shape == (1, 3, 8, 8)
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-12)
+    assert conv.kernel_size == (5, 5) and layer(x).shape == (2, 3, 8, 10)
+
+
+def test_up_convolution_gradients_in_float64():
+    x = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(up_convolution, (x, weight, bias))
+    reference = torch.nn.functional.conv2d(zero_fill_upsample(x), weight, bias, padding=2)
+    grads = torch.autograd.grad(up_convolution(x, weight, bias).square().sum(), (x, weight, bias))
+    expected = torch.autograd.grad(reference.square().sum(), (x, weight, bias))
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,88 @@
+"""Decoder training and inference speed, measured in the same run.
+
+    python bench/bench_training.py --store photos.zarr [--features hog,lbp,...] [--steps 40] [--width 128]
+
+1. Training samples/s streaming batches from the store (``ShardStream`` through a DataLoader, as ``preimage
+   train`` does) against the same model fed the same batches from tensors already in memory; and the fraction
+   of the streaming step time spent waiting for data.
+2. Inference: milliseconds per image for a batch of 64 and for a single image, per decoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from preimage.cache.store import FeatureStore
+from preimage.pipeline.features import expand_specs
+from preimage.train.data import ShardStream
+from preimage.train.trainer import TrainConfig, build
+
+
+def train_steps(model: torch.nn.Module, batches, steps: int) -> tuple[float, float]:
+    """Adam steps on ``batches`` (an iterable); (seconds in all, seconds spent waiting for the next batch)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    waiting, start = 0.0, time.perf_counter()
+    iterator = iter(batches)
+    for _ in range(steps):
+        before = time.perf_counter()
+        x, y = next(iterator)
+        waiting += time.perf_counter() - before
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start, waiting
+
+
+def milliseconds_per_image(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
+    with torch.no_grad():
+        model(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+    return (time.perf_counter() - start) / repeats / len(x) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--features", default="hog,lbp,sift,alexnet:conv1-conv5")
+    parser.add_argument("--steps", type=int, default=40, help="Timed training steps per feature and feeding.")
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for the streaming side.")
+    args = parser.parse_args()
+    store = FeatureStore.open(args.store)
+    print(f"{args.store}: {store.array('ids').shape[0]} rows; torch threads {torch.get_num_threads()}")
+    print(f"{'feature':16} {'stream/s':>9} {'memory/s':>9} {'ratio':>6} {'waiting':>8} {'ms/img@64':>10} {'ms@1':>7}")
+    for feature in expand_specs(args.features):
+        config = TrainConfig(args.store, feature, "unused", width=args.width)
+        stream = ShardStream(args.store, feature, "train", config.target_size, config.batch_size)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers)
+        warm = 3
+        batches = []
+        for i, batch in enumerate(loader):  # the batches the in-memory side replays
+            batches.append(batch)
+            if i + 1 == args.steps + warm:
+                break
+        model = build(config, store)
+        train_steps(model, batches[:warm], warm)
+        memory_seconds, _ = train_steps(model, batches[warm:], args.steps)
+        model = build(config, store)
+        streaming = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers))
+        train_steps(model, streaming, warm)
+        stream_seconds, waiting = train_steps(model, streaming, args.steps)
+        samples = args.steps * config.batch_size
+        model.eval()
+        x = batches[0][0]
+        batch_ms = milliseconds_per_image(model, x, 5)
+        single_ms = milliseconds_per_image(model, x[:1], 20)
+        print(
+            f"{feature:16} {samples / stream_seconds:9.1f} {samples / memory_seconds:9.1f} "
+            f"{memory_seconds / stream_seconds:6.2f} {waiting / stream_seconds:8.1%} {batch_ms:10.2f} {single_ms:7.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
