@@ -35,9 +35,13 @@ class Classifier:
         self.names = imagenet_class_names()
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> list[tuple[str, float]]:
-        x = torch.nn.functional.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return self.name(self.network(x.clamp(0, 1), [self.layer])[self.layer])
+    def __call__(self, images: torch.Tensor, batch: int = 64) -> list[tuple[str, float]]:
+        scores = []
+        for i in range(0, len(images), batch):
+            x = torch.nn.functional.interpolate(images[i : i + batch], size=(self.size, self.size), mode="bilinear",
+                                                align_corners=False)  # fmt: skip
+            scores.append(self.network(x.clamp(0, 1), [self.layer])[self.layer])
+        return self.name(torch.cat(scores))
 
     def name(self, scores: torch.Tensor) -> list[tuple[str, float]]:
         """The top class of each score vector and its softmax confidence."""

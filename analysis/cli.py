@@ -55,19 +55,22 @@ def _optimize_options(command):
     return command
 
 
+def parse_channels(channels: str | None) -> tuple[int, int] | None:
+    """``--channels START:STOP`` as a pair (None when not given)."""
+    if not channels:
+        return None
+    try:
+        start, stop = (int(v) for v in channels.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"write START:STOP, e.g. 0:32; got {channels!r}", param_hint="--channels") from None
+    return start, stop
+
+
 def optimize_config(steps, lr, lambda_tv, restarts, seed, window, channels):
     """An :class:`OptimizeConfig` from the command-line options (errors as click errors)."""
     from .optimize import OptimizeConfig, with_defaults
 
-    parsed = None
-    if channels:
-        try:
-            start, stop = (int(v) for v in channels.split(":"))
-        except ValueError:
-            raise click.BadParameter(
-                f"write START:STOP, e.g. 0:32; got {channels!r}", param_hint="--channels"
-            ) from None
-        parsed = (start, stop)
+    parsed = parse_channels(channels)
     if restarts < 1:
         raise click.BadParameter("needs at least 1", param_hint="--restarts")
     return with_defaults(
@@ -233,10 +236,11 @@ def sample(store, decoders, features, out, vectors, samples, alpha, seed) -> Non
 
 @analyze.command()
 @_study_options
-@click.option("--n", default=8, show_default=True, help="Held-out images.")
+@click.option("--n", default=8, show_default=True, help="Held-out images in the figure.")
+@click.option("--error-rows", default=256, show_default=True, help="Held-out images the table is computed on.")
 @click.option("--k", default=5, show_default=True, help="How many of the largest scores are kept or zeroed.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
-def ablate(store, decoders, features, out, n, k, weights) -> None:
+def ablate(store, decoders, features, out, n, error_rows, k, weights) -> None:
     """Reconstructions from all class scores, the top-k only and the top-k zeroed, each named by the classifier
     (the paper's coloured-apple study); --features picks the class-score decoder (default: the first found)."""
     from .studies import ablation_study
@@ -247,8 +251,9 @@ def ablate(store, decoders, features, out, n, k, weights) -> None:
         if not scores:
             raise click.ClickException(f"no decoder of class scores under {decoders}; train one on e.g. "
                                        "efficientnet_lite0:logits")  # fmt: skip
-        files = ablation_study(opened, scores[0], n, k, weights, out)
-    _finish(out, "ablate", f"{scores[0].feature}: {n} held-out images, k = {k}.", files)
+        files = ablation_study(opened, scores[0], n, k, weights, out, error_rows)
+    summary = f"{scores[0].feature}, k = {k}: figure of {n} held-out images, table over up to {error_rows}."
+    _finish(out, "ablate", summary, files)
 
 
 def _mask_command(name: str, help_text: str):
@@ -260,14 +265,17 @@ def _mask_command(name: str, help_text: str):
     def command(store, decoders, features, out, n, window, channels) -> None:
         from .studies import mask_study
 
-        parsed = optimize_config(None, None, None, 1, 0, window, channels).channels
+        parsed = parse_channels(channels)
         if window is None and parsed is None:
             raise click.UsageError("give --window W and/or --channels START:STOP")
         with user_errors():
             opened, runs = _open(store, decoders, features)
-            files = mask_study(opened, runs, n, window, parsed, out)
-        summary = "Features outside the kept part set to zero and decoded by the decoder trained on whole features."
-        _finish(out, "mask", summary, files)
+            files = mask_study(opened, runs, n, window, parsed, out, name=name)
+        kept = " and ".join(filter(None, [f"the central {window}x{window} cells" if window else "",
+                                          f"channels {channels}" if channels else ""]))  # fmt: skip
+        summary = (f"Only {kept} kept, the other features set to zero and decoded by the decoder trained on "
+                   "whole features (no retraining).")  # fmt: skip
+        _finish(out, name, summary, files)
 
     return command
 

@@ -3,11 +3,14 @@
 For each representation: the trained decoder (one forward pass) and Mahendran & Vedaldi's optimisation invert
 the stored features of the same held-out rows; both are scored in image space (Dosovitskiy & Brox's normalised
 error, PSNR, SSIM, against the stored images) and in feature space (Mahendran & Vedaldi's error, the features of
-the reconstruction against the stored ones), with the seconds each method spends per image.
+the reconstruction against the stored ones), with the seconds each method spends per image. Image-space scores are
+taken at the stored size, as ``analyze layers`` and the trainer take them: the decoder's output is up-sampled
+bilinearly, the optimisation's pre-image (at the network's input size) area-averaged.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,14 +106,21 @@ COLUMNS = (
 def write_report(
     out: Path, table: list[dict], pictures: dict[str, dict[str, torch.Tensor]], columns: int
 ) -> list[Path]:
-    """compare.json, compare.md and compare.png (rows: image, then decoder and optimisation per representation)."""
-    files = [
-        write_json(out / "compare.json", table),
-        write_markdown(out / "compare.md", "Decoder against optimisation (held-out images)", table, COLUMNS, KEYS),
-    ]
-    first = next(iter(pictures.values()))
-    size = first["image"].shape[-1]
-    rows = [tile_row("image", first["image"][:columns])]
+    """compare.json and compare.md (merged with the rows of other representations compared into ``out`` before)
+    and one figure per representation, compare-NAME.png (rows: image, decoder, optimisation)."""
+    previous = out / "compare.json"
+    done = {row["feature"] for row in table}
+    kept = [row for row in json.loads(previous.read_text()) if row["feature"] not in done] if previous.exists() else []
+    merged = kept + table
+    figures = sorted(out.glob("compare-*.png")) if out.exists() else []
     for feature, images in pictures.items():
+        size = images["image"].shape[-1]
+        rows = [tile_row("image", images["image"][:columns])]
         rows += [tile_row(f"{feature} {method}", images[method][:columns], size) for method in METHODS]
-    return [*files, save_rgb(out / "compare.png", np.concatenate(rows, axis=0))]
+        path = save_rgb(out / f"compare-{feature.replace(':', '-')}.png", np.concatenate(rows, axis=0))
+        figures = sorted({*figures, path})
+    return [
+        write_json(previous, merged),
+        write_markdown(out / "compare.md", "Decoder against optimisation (held-out images)", merged, COLUMNS, KEYS),
+        *figures,
+    ]

@@ -77,6 +77,7 @@ def line_plot(labels: list[str], series: dict[str, list[float | None]], y_label:
         cv2.putText(picture, label, (x_of(i) - 4 * len(label), height - bottom + 16 + 12 * (i % 2)), font, 0.35,
                     (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
     cv2.putText(picture, y_label, (left + 4, top - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    legend_x, legend_y = left, height - 30
     for n, (name, line) in enumerate(series.items()):
         colour = SERIES_COLOURS[n % len(SERIES_COLOURS)]
         points = [(x_of(i), y_of(v)) for i, v in enumerate(line) if v is not None]
@@ -84,7 +85,11 @@ def line_plot(labels: list[str], series: dict[str, list[float | None]], y_label:
             cv2.line(picture, a, b, colour, 2, cv2.LINE_AA)
         for p in points:
             cv2.circle(picture, p, 3, colour, -1, cv2.LINE_AA)
-        cv2.putText(picture, name, (left + 10 + 150 * n, height - 12), font, 0.4, colour, 1, cv2.LINE_AA)
+        text_width = cv2.getTextSize(name, font, 0.4, 1)[0][0]
+        if legend_x + text_width > width - right:  # wrap the legend onto the next line
+            legend_x, legend_y = left, legend_y + 16
+        cv2.putText(picture, name, (legend_x, legend_y), font, 0.4, colour, 1, cv2.LINE_AA)
+        legend_x += text_width + 24
     return picture
 
 

@@ -20,7 +20,7 @@ def markdown_table(rows: list[dict], columns, keys: tuple[str, ...] = ("feature"
     header = [*keys, *(label for _, label, _ in columns)]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(keys) + "|" + "---:|" * len(columns)]
     for row in rows:
-        cells = [str(row[key]) for key in keys]
+        cells = [str(row.get(key, "")) for key in keys]
         cells += ["" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

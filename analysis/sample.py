@@ -6,7 +6,8 @@ from the store, never loading it whole.
   and a value uniformly inside it), so the sparsity of every dimension matches the real vectors'; then it is
   scaled by alpha (the paper's 2).
 - Gaussian: one shifted truncated Gaussian for all dimensions: the standard deviation of the non-zero values, the
-  mean shifted so that rectifying at zero leaves as many zeros as the real vectors have.
+  mean shifted so that rectifying at zero leaves as many zeros as the real vectors have. Signed vectors (class
+  scores, no ReLU) get the Gaussian of their non-zero values as it is, with their fraction of zeros set to zero.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class Histograms:
     @property
     def sparsity(self) -> float:
         return float(self.zero_fraction.mean())
+
+    @property
+    def signed(self) -> bool:
+        """Whether the vectors take negative values (not the output of a ReLU)."""
+        return bool((self.edges[:, 0][self.counts.sum(axis=1) > 0] < 0).any())
 
 
 def _bin_counts(block: np.ndarray, low: np.ndarray, width: np.ndarray, bins: int) -> np.ndarray:
@@ -88,13 +94,14 @@ def sample_histograms(h: Histograms, n: int, alpha: float = 2.0, seed: int = 0) 
 
 def sample_gaussian(h: Histograms, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` vectors (n, D) from one Gaussian for every dimension, rectified at zero, its mean shifted so the
-    fraction of zeros equals the real vectors' sparsity (a plain Gaussian when they have no zeros)."""
+    fraction of zeros equals the real vectors' sparsity (not rectified when the real vectors take negative values)."""
     from statistics import NormalDist
 
     rng = np.random.default_rng(seed)
     d = h.counts.shape[0]
     sparsity = h.sparsity
-    if sparsity <= 0:
-        return torch.from_numpy(rng.normal(h.nonzero_mean, h.nonzero_std, (n, d))).float()
+    if sparsity <= 0 or h.signed:
+        values = rng.normal(h.nonzero_mean, h.nonzero_std, (n, d))
+        return torch.from_numpy(np.where(rng.random((n, d)) < sparsity, 0.0, values)).float()
     shift = -NormalDist().inv_cdf(min(sparsity, 1 - 1e-9)) * h.nonzero_std  # P(z < 0) = sparsity
     return torch.from_numpy(np.maximum(rng.normal(shift, h.nonzero_std, (n, d)), 0.0)).float()

@@ -101,30 +101,42 @@ def sampling_study(store: FeatureStore, runs: list[TrainedRun], vectors: int, sa
     ]
 
 
-def ablation_study(store: FeatureStore, run: TrainedRun, n: int, k: int, weights: str | None, out: Path
-                   ) -> list[Path]:  # fmt: skip
+def ablation_study(store: FeatureStore, run: TrainedRun, n: int, k: int, weights: str | None, out: Path,
+                   error_rows: int = 256) -> list[Path]:  # fmt: skip
     """Reconstructions from all class scores, the top-k only and the top-k zeroed, each named by the classifier
-    the scores come from (class and confidence under each picture)."""
+    the scores come from (class and confidence under each of the first ``n`` pictures); per variant, over
+    ``error_rows`` held-out images, how often that class is the image's and the normalised error."""
     judge = Classifier(run.feature, weights)
-    rows = heldout_rows(store, run.held_out, n)
+    rows = heldout_rows(store, run.held_out, max(n, error_rows))
     images, scores = read_images(store, rows), read_features(store, run.feature, rows)
     model = run.decoder(store)
     named = judge.name(scores)
-    picture_rows = [captioned_row("image (its scores' class)", images, [f"{c}\n{p:.2f}" for c, p in named])]
-    table = [{"variant": "image", "predictions": [list(x) for x in named]}]
+    caption = [f"{c}\n{p:.2f}" for c, p in named[:n]]
+    picture_rows = [captioned_row("image (its scores' class)", images[:n], caption)]
+    table = [{"variant": "image", "images": len(rows), "predictions": [list(x) for x in named[:n]]}]
     for variant, values in ablate_top_k(scores, k).items():
         recon = decode(model, values)
         verdict = judge(upsample_to(recon, images.shape[-1]))
-        picture_rows.append(captioned_row(variant, recon, [f"{c}\n{p:.2f}" for c, p in verdict], images.shape[-1]))
+        caption = [f"{c}\n{p:.2f}" for c, p in verdict[:n]]
+        picture_rows.append(captioned_row(variant, recon[:n], caption, images.shape[-1]))
         agree = float(np.mean([a[0] == b[0] for a, b in zip(verdict, named, strict=True)]))
-        table.append({"variant": variant, "predictions": [list(x) for x in verdict], "agreement": agree})
-    return [write_json(out / "ablate.json", table), save_rgb(out / "ablate.png", _grid(picture_rows))]
+        table.append({"variant": variant, "images": len(rows), "predictions": [list(x) for x in verdict[:n]],
+                      "agreement": agree, "normalised_error": normalised_error(recon, images)})  # fmt: skip
+    columns = (("agreement", "same class as the image's scores", "{:.3f}"),
+               ("normalised_error", "normalised error", "{:.3f}"))  # fmt: skip
+    return [
+        write_json(out / "ablate.json", table),
+        write_markdown(out / "ablate.md", f"Class-score ablation (k = {k})", table[1:], columns, ("variant", "images")),
+        save_rgb(out / "ablate.png", _grid(picture_rows)),
+    ]
 
 
 def mask_study(store: FeatureStore, runs: list[TrainedRun], n: int, window: int | None,
-               channels: tuple[int, int] | None, out: Path, columns: int = 6) -> list[Path]:  # fmt: skip
+               channels: tuple[int, int] | None, out: Path, columns: int = 6,
+               name: str = "mask") -> list[Path]:  # fmt: skip
     """Reconstructions from a spatial window or a channel range of a convolutional layer, the other features
-    set to zero and the decoder trained on whole features (no retraining); error beside the unmasked one."""
+    set to zero and the decoder trained on whole features (no retraining); error beside the unmasked one.
+    Files are NAME.json, NAME.md and NAME.png, so a window study and a channel study share a folder."""
     from .optimize import OptimizeConfig, feature_mask
 
     config = OptimizeConfig(window=window, channels=channels)
@@ -142,7 +154,7 @@ def mask_study(store: FeatureStore, runs: list[TrainedRun], n: int, window: int 
     label = " ".join(filter(None, [f"window {window}" if window else "", f"channels {channels}" if channels else ""]))
     columns_spec = (("kept", "fraction kept", "{:.3f}"), ("whole", "whole", "{:.3f}"), ("masked", "masked", "{:.3f}"))
     return [
-        write_json(out / "mask.json", {"window": window, "channels": channels, "rows": table}),
-        write_markdown(out / "mask.md", f"Reconstruction from part of a layer ({label})", table, columns_spec),
-        save_rgb(out / "mask.png", _grid(picture_rows)),
+        write_json(out / f"{name}.json", {"window": window, "channels": channels, "rows": table}),
+        write_markdown(out / f"{name}.md", f"Reconstruction from part of a layer ({label})", table, columns_spec),
+        save_rgb(out / f"{name}.png", _grid(picture_rows)),
     ]

@@ -3,13 +3,15 @@
 # representation under a stated CPU budget, held-out part = 10% of the file paths by hash.
 #   bash references/quality.sh [PHOTOS_DIR] [STORE] [RUNS]
 # Each step resumes where a killed run stopped (extract and train both do), so rerun it after a crash.
+# The logits decoder (EfficientNet-Lite0's class scores) serves `preimage analyze ablate`.
 set -euo pipefail
 PHOTOS=${1:-../shared/data/photos}
 STORE=${2:-photos.zarr}
 RUNS=${3:-runs/quality}
 PREIMAGE=${PREIMAGE:-preimage}
 
-"$PREIMAGE" extract --images "$PHOTOS" --store "$STORE" --features hog,lbp,sift,alexnet:conv1-conv5 --size 128
+"$PREIMAGE" extract --images "$PHOTOS" --store "$STORE" --features hog,lbp,sift,alexnet:conv1-conv5,efficientnet_lite0:logits \
+  --size 128
 
 # name  feature          width  epochs   (budgets chosen for 2 CPU cores; widths trade quality for speed)
 while read -r name feature width epochs; do
@@ -20,9 +22,15 @@ done <<'TABLE'
 hog    hog            128  20
 lbp    lbp            128  10
 sift   sift           128  10
-conv1  alexnet:conv1   64   6
-conv2  alexnet:conv2   64   6
-conv3  alexnet:conv3   64   6
-conv4  alexnet:conv4   64   6
-conv5  alexnet:conv5   64   6
+conv1  alexnet:conv1   64   4
+conv2  alexnet:conv2   64   4
+conv3  alexnet:conv3   64   4
+conv4  alexnet:conv4   64   4
+conv5  alexnet:conv5   64   4
+logits efficientnet_lite0:logits 128 10
 TABLE
+
+# The autoencoder upper bound for CONV2 (README, Analyses): AlexNet's CONV1-CONV2 fine-tuned with the decoder.
+args=(--store "$STORE" --feature alexnet:conv2 --out "$RUNS/conv2-ae" --autoencoder --width 64 --epochs 2)
+if [ -f "$RUNS/conv2-ae/checkpoint.safetensors" ]; then args+=(--resume); fi
+"$PREIMAGE" train "${args[@]}"

@@ -10,7 +10,7 @@ import torch
 
 from ..pipeline.decode import read_image
 from ..pipeline.extract import DRAFT_MIN_SIDE, FeatureJob, compute_features
-from ..pipeline.images import center_square
+from ..pipeline.images import center_square, to_float
 from . import checkpoint
 from .metrics import upsample_to
 from .trainer import CHECKPOINT, load_decoder
@@ -34,7 +34,10 @@ def invert_images(
     model = load_decoder(run)
     images = [read_image(p, DRAFT_MIN_SIDE) for p in paths]
     crops = {size: np.stack([center_square(im, size) for im in images]) for size in {job.input_size, image_size}}
-    values = compute_features([job], crops)[job.name].astype(dtype)  # rounded as the store rounded them
-    recon = upsample_to(model(torch.from_numpy(values).float()), image_size).clamp(0, 1)
+    if getattr(model, "takes", "features") == "images":  # an autoencoder run: its encoder computes the feature
+        inputs = to_float(crops[image_size])
+    else:
+        inputs = torch.from_numpy(compute_features([job], crops)[job.name].astype(dtype)).float()  # rounded as stored
+    recon = upsample_to(model(inputs), image_size).clamp(0, 1)
     pictures = (recon.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     return list(zip(crops[image_size], pictures, strict=True))

@@ -55,8 +55,8 @@ def test_compare_writes_one_labelled_table_and_one_figure(trained, tmp_path):
         and "feature-space error (M&V)" in md
         and markdown_table(table, COLUMNS, KEYS) in md
     )
-    assert "![compare.png](compare.png)" in (out / "index.md").read_text()
-    figure = cv2.imread(str(out / "compare.png"))
+    assert "![compare-hog.png](compare-hog.png)" in (out / "index.md").read_text()
+    figure = cv2.imread(str(out / "compare-hog.png"))
     assert figure.shape[0] == 3 * 32 and figure.shape[1] > 4 * 32  # rows: image, decoder, optimisation
 
 
@@ -93,3 +93,19 @@ def test_invert_explains_what_is_missing(trained, tmp_path, args, message):
     _, _, images = trained
     result = CliRunner().invoke(main, ["invert", str(images / "01.png"), *args, "--out", str(tmp_path)])
     assert result.exit_code != 0 and message in result.output
+
+
+def test_compare_runs_merge_into_one_table(trained, tmp_path):
+    """Representations compared one run at a time accumulate in one table; a rerun replaces its own rows."""
+    store, runs, _ = trained
+    args = ["analyze", "compare", "--store", str(store), "--decoders", str(runs), "--feature", "hog", "--n", "3"]
+    for steps in ("5", "6"):
+        result = CliRunner().invoke(main, [*args, "--steps", steps, "--out", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "compare.json").read_text())
+    assert [(row["feature"], row["method"]) for row in rows] == [("hog", "decoder"), ("hog", "optimisation")]
+    other = [{**row, "feature": "alexnet:conv9"} for row in rows]
+    (tmp_path / "compare.json").write_text(json.dumps(other))
+    assert CliRunner().invoke(main, [*args, "--steps", "5", "--out", str(tmp_path)]).exit_code == 0
+    features = [row["feature"] for row in json.loads((tmp_path / "compare.json").read_text())]
+    assert features == ["alexnet:conv9", "alexnet:conv9", "hog", "hog"]

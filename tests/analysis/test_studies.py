@@ -101,6 +101,16 @@ def test_histogram_sampling_reproduces_the_marginals_of_a_synthetic_store(tmp_pa
     assert abs((gaussian == 0).mean() - h.sparsity) < 0.02
 
 
+def test_gaussian_samples_are_rectified_only_for_rectified_features():
+    rng = np.random.default_rng(0)
+    relu = np.maximum(rng.normal(0, 1, (2048, 8)), 0).astype(np.float32)  # about half zeros, never negative
+    scores = rng.normal(-2, 1, (2048, 8)).astype(np.float32)  # class scores: signed, no zeros
+    rectified = sample_gaussian(histograms(da.from_array(relu, chunks=(256, 8))), 20000).numpy()
+    assert rectified.min() == 0 and abs((rectified == 0).mean() - (relu == 0).mean()) < 0.02
+    signed = sample_gaussian(histograms(da.from_array(scores, chunks=(256, 8))), 20000).numpy()
+    assert abs(signed.mean() + 2) < 0.05 and abs(signed.std() - 1) < 0.05
+
+
 def test_top_k_ablation_keeps_or_zeroes_exactly_the_largest():
     scores = torch.tensor([[5.0, -1.0, 3.0, 9.0, 0.5, 7.0, 2.0]])
     variants = ablate_top_k(scores, 2)
@@ -132,9 +142,9 @@ STUDIES = {
     "perturb": (["--n", "8"], ["perturb.json", "perturb.md", "perturb.png", "perturb-hog.png", "perturb-logits.png"]),
     "interpolate": (["--steps", "4"], ["interpolate.json", "interpolate.png"]),
     "sample": (["--vectors", "64", "--samples", "3"], ["sample.json", "sample.md", "sample.png"]),
-    "ablate": (["--n", "3"], ["ablate.json", "ablate.png"]),
-    "channels": (["--features", "hog", "--channels", "0:18"], ["mask.json", "mask.md", "mask.png"]),
-    "window": (["--features", "hog", "--window", "2"], ["mask.json", "mask.md", "mask.png"]),
+    "ablate": (["--n", "3", "--error-rows", "6"], ["ablate.json", "ablate.md", "ablate.png"]),
+    "channels": (["--features", "hog", "--channels", "0:18"], ["channels.json", "channels.md", "channels.png"]),
+    "window": (["--features", "hog", "--window", "2"], ["window.json", "window.md", "window.png"]),
 }
 
 
@@ -149,7 +159,7 @@ def test_every_study_writes_every_promised_file(tiny, tmp_path, study):
     for name in files:
         assert (tmp_path / name).stat().st_size > 0, name
     index = (tmp_path / "index.md").read_text()
-    assert f"## {'mask' if study in ('channels', 'window') else study}" in index
+    assert f"## {study}" in index
     for name in files:
         if name.endswith(".png"):
             assert f"]({name})" in index

@@ -68,3 +68,16 @@ def test_layers_puts_autoencoder_runs_beside_the_decoders(store, tmp_path):
     assert result.exit_code == 0, result.output
     table = json.loads((tmp_path / "layers.json").read_text())
     assert [row["feature"] for row in table] == ["alexnet:conv1", "alexnet:conv1 (autoencoder)"]
+
+
+def test_invert_with_an_autoencoder_run_feeds_it_the_image(store, tmp_path):
+    path, root = store
+    config = TrainConfig(str(path), "alexnet:conv1", str(root / "ae-invert"), target_size=16, epochs=1,
+                         batch_size=8, width=16, eval_rows=8, autoencoder=True)  # fmt: skip
+    train(config, show_progress=False)
+    image = root / "images" / "03.png"
+    result = CliRunner().invoke(
+        main, ["invert", str(image), "--decoder", str(root / "ae-invert"), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "03.png").exists()
