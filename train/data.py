@@ -2,14 +2,18 @@
 
 Whole shards are read at once (zarr reads a shard of 64 rows in a few milliseconds, while 64 scattered rows
 cost 10-20x more; see the README), a buffer of a few shards is shuffled, and batches are cut from it. Shards
-are dealt out to DataLoader workers and distributed ranks, so each reads its own part of the store. Memory
-holds at most ``buffer_shards`` shards whatever the store's size.
+are dealt out to DataLoader workers and distributed ranks, so each reads its own part of the store. The next
+buffer's shards are read in a background thread while the current buffer trains (zarr decompresses outside the
+GIL), so even in-process reading overlaps the step. Memory holds at most 2 x ``buffer_shards`` shards whatever
+the store's size.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -122,26 +126,40 @@ class ShardStream(IterableDataset):
         buffer_x: list[np.ndarray] = []
         buffer_y: list[torch.Tensor] = []
         shards = self.my_shards()
-        for n, index in enumerate(shards):
+
+        def read(index: int) -> tuple[np.ndarray, torch.Tensor] | None:
             start, stop = self.partitions[index]
             keep = self._mask[start:stop]
-            if keep.any():
-                stored = images[start:stop][keep]
-                buffer_x.append(features[start:stop][keep] if self.inputs == "features" else stored)
-                buffer_y.append(downsample(stored, self.target_size))
-            if len(buffer_x) >= self.buffer_shards or n == len(shards) - 1:
-                x, y = np.concatenate(buffer_x) if buffer_x else None, torch.cat(buffer_y) if buffer_y else None
-                buffer_x, buffer_y = [], []
-                if x is None:
-                    continue
-                order = rng.permutation(len(x))
-                last = len(x) if (n == len(shards) - 1 and not self.drop_last) else len(x) - len(x) % self.batch_size
-                for i in range(0, last, self.batch_size):
-                    pick = order[i : i + self.batch_size]
-                    yield self._input(x[pick]), y[pick]
-                if last < len(x):  # the remainder waits for the next buffer
-                    buffer_x.append(x[order[last:]])
-                    buffer_y.append(y[order[last:]])
+            if not keep.any():
+                return None
+            stored = images[start:stop][keep]
+            x = features[start:stop][keep] if self.inputs == "features" else stored
+            return x, downsample(stored, self.target_size)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-prefetch") as reader:
+            pending = deque(reader.submit(read, index) for index in shards[: self.buffer_shards])
+            for n in range(len(shards)):
+                shard = pending.popleft().result()
+                if n + self.buffer_shards < len(shards):  # the next buffer is read while this one trains
+                    pending.append(reader.submit(read, shards[n + self.buffer_shards]))
+                if shard is not None:
+                    buffer_x.append(shard[0])
+                    buffer_y.append(shard[1])
+                if len(buffer_x) >= self.buffer_shards or n == len(shards) - 1:
+                    x, y = np.concatenate(buffer_x) if buffer_x else None, torch.cat(buffer_y) if buffer_y else None
+                    buffer_x, buffer_y = [], []
+                    if x is None:
+                        continue
+                    order = rng.permutation(len(x))
+                    last = (
+                        len(x) if (n == len(shards) - 1 and not self.drop_last) else len(x) - len(x) % self.batch_size
+                    )
+                    for i in range(0, last, self.batch_size):
+                        pick = order[i : i + self.batch_size]
+                        yield self._input(x[pick]), y[pick]
+                    if last < len(x):  # the remainder waits for the next buffer
+                        buffer_x.append(x[order[last:]])
+                        buffer_y.append(y[order[last:]])
 
     def _input(self, rows: np.ndarray) -> torch.Tensor:
         if self.inputs == "images":
