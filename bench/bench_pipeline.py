@@ -4,6 +4,8 @@
 
 1. Throughput: ``extract`` (local dask cluster, decode + crop + extract + compress + write) against the sum of
    the bare extractor calls on the same images, decoded and cropped beforehand, in batches of 64 on all cores.
+   The bare calls run in a fresh process with the malloc settings the workers get (``WORKER_MALLOC``), so the
+   ratio is the pipeline's own cost; a second bare run with glibc's defaults shows what those settings are worth.
 2. Size: bytes on disk per image per feature against raw float32, and what float16 storage would save and cost.
 3. Reading: a random batch of 64 rows of each feature, and one whole shard of 64 rows, from the store against
    the same rows of a memory-resident numpy array.
@@ -13,7 +15,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +30,7 @@ import zarr
 from preimage.cache.store import READ, FeatureStore, compressors
 from preimage.pipeline.extract import (
     DRAFT_MIN_SIDE,
+    WORKER_MALLOC,
     StepTimer,
     compute_features,
     extract,
@@ -69,21 +76,8 @@ def bare_seconds(source: Source, specs: str, size: int) -> tuple[dict[str, float
     return timer.seconds, n
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", default=str(SHARED) if SHARED.is_dir() else None)
-    parser.add_argument("--limit", type=int, default=1024, help="rows of the source to use (0: all)")
-    parser.add_argument("--features", default="hog,lbp,sift,alexnet:conv1-conv5")
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
-    args = parser.parse_args()
-
-    source = subset(open_source(args.images), args.limit)
-    folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    store_path = args.keep or folder / "store.zarr"
-    print(f"source: {source.location}, {len(source)} rows; features {args.features}; torch {torch.__version__}")
-
+def time_pipeline(store_path: Path, source: Source, args: argparse.Namespace) -> tuple[float, float, object]:
+    """One ``extract`` into a new store: (seconds after the cluster was up, seconds in all, its summary)."""
     up: list[float] = []
 
     @contextlib.contextmanager
@@ -95,19 +89,67 @@ def main() -> None:
     begin = time.perf_counter()
     summary = extract(store_path, source, args.features, args.size, 64, cluster, show_progress=False)
     total = time.perf_counter() - begin
-    work = time.perf_counter() - up[0] if up else total
-    print(f"pipeline: {summary.read} images read, {summary.unreadable} unreadable")
+    return (time.perf_counter() - up[0] if up else total), total, summary
+
+
+def _total(run: tuple) -> float:
+    """The figure a run is ranked by: the pipeline's seconds after start-up, or the bare extractors' sum."""
+    return run[0] if isinstance(run[0], float) else sum(run[0].values())
+
+
+def bare_in_child(args: argparse.Namespace, environ: dict[str, str]) -> tuple[dict[str, float], int]:
+    """:func:`bare_seconds` in a fresh process of this script with ``environ`` added (glibc reads its malloc
+    settings at start-up)."""
+    command = [sys.executable, __file__, "--bare-only", "--images", args.images, "--limit", str(args.limit),
+               "--features", args.features, "--size", str(args.size)]  # fmt: skip
+    done = subprocess.run(command, env={**os.environ, **environ}, capture_output=True, text=True, check=True)
+    seconds, n = json.loads(done.stdout.strip().splitlines()[-1])
+    return seconds, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default=str(SHARED) if SHARED.is_dir() else None)
+    parser.add_argument("--limit", type=int, default=1024, help="rows of the source to use (0: all)")
+    parser.add_argument("--features", default="hog,lbp,sift,alexnet:conv1-conv5")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate pipeline and bare runs; best of each")
+    parser.add_argument("--bare-only", action="store_true", help=argparse.SUPPRESS)  # the child of bare_in_child
+    args = parser.parse_args()
+
+    source = subset(open_source(args.images), args.limit)
+    if args.bare_only:
+        print(json.dumps(bare_seconds(source, args.features, args.size)))
+        return
+    folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    store_path = args.keep or folder / "store.zarr"
+    print(f"source: {source.location}, {len(source)} rows; features {args.features}; torch {torch.__version__}")
+
+    runs = {"pipeline": [], "bare, workers' malloc": [], "bare, default malloc": []}
+    for repeat in range(args.repeats):  # alternated: this VM's speed drifts by 10-30% between minutes
+        shutil.rmtree(store_path, ignore_errors=True)
+        runs["pipeline"].append(time_pipeline(store_path, source, args))
+        for label, environ in (("bare, workers' malloc", WORKER_MALLOC), ("bare, default malloc", {})):
+            runs[label].append(bare_in_child(args, environ))
+        print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {_total(v[-1]):.1f} s" for k, v in runs.items()))
+    best = {label: min(values, key=_total) for label, values in runs.items()}  # best of the repeats, each
+    work, total, summary = best["pipeline"]
+    print(f"pipeline (best of {args.repeats}): {summary.read} images read, {summary.unreadable} unreadable")
     print(f"  wall {total:.1f} s in all, {work:.1f} s after the cluster was up ({summary.read / work:.1f} images/s)")
     print("  summed over workers: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(summary.step_seconds.items())))
-
-    bare, n = bare_seconds(source, args.features, args.size)
-    bare_total = sum(bare.values())
-    print(f"bare extractors on the same {n} decoded images, batches of 64, {torch.get_num_threads()} threads:")
-    print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in bare.items()) + f"; sum {bare_total:.1f} s")
-    print(
-        f"  pipeline / bare = {work / bare_total:.3f} (overhead {(work / bare_total - 1) * 100:+.1f}%); "
-        f"with cluster start-up {total / bare_total:.3f}"
-    )
+    print(f"bare extractors on the same decoded images, batches of 64, {torch.get_num_threads()} threads, best of "
+          f"{args.repeats}:")  # fmt: skip
+    for label in ("bare, workers' malloc", "bare, default malloc"):
+        bare, n = best[label]
+        bare_total = sum(bare.values())
+        print(f"  {label} ({n} images): " + ", ".join(f"{k} {v:.1f} s" for k, v in bare.items())
+              + f"; sum {bare_total:.1f} s")  # fmt: skip
+        print(
+            f"    pipeline / bare = {work / bare_total:.3f} (overhead {(work / bare_total - 1) * 100:+.1f}%); "
+            f"with cluster start-up {total / bare_total:.3f}"
+        )
 
     store = FeatureStore.open(store_path)
     read = store.status() == READ
