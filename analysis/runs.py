@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cache.store import FeatureStore
+from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import expand_specs
 from ..train.data import split_rows
 from ..train.decoders import Decoder
@@ -73,12 +73,12 @@ def heldout_rows(store: FeatureStore, held_out: float, n: int) -> np.ndarray:
 
 def read_images(store: FeatureStore, rows: np.ndarray) -> torch.Tensor:
     """Stored images of ``rows`` as floats (N, 3, S, S) in [0, 1]."""
-    return torch.from_numpy(store.array("images").oindex[rows]).permute(0, 3, 1, 2).float() / 255
+    return torch.from_numpy(store.take("images", rows)).permute(0, 3, 1, 2).float() / 255
 
 
 def read_features(store: FeatureStore, feature: str, rows: np.ndarray) -> torch.Tensor:
     """Stored features of ``rows`` as float32."""
-    return torch.from_numpy(store.features(feature).oindex[rows]).float()
+    return torch.from_numpy(store.take(feature_path(feature), rows)).float()
 
 
 def reconstruct(store: FeatureStore, run: TrainedRun, model: Decoder, rows: np.ndarray) -> torch.Tensor:
@@ -96,10 +96,9 @@ def decode(model: Decoder, features: torch.Tensor, batch: int = 64) -> torch.Ten
 def mean_image(store: FeatureStore, held_out: float) -> torch.Tensor:
     """The mean of the training split's images (3, S, S): the baseline every decoder must beat by far."""
     mask = split_rows(store, "train", held_out)
-    images = store.array("images")
-    total = np.zeros(images.shape[1:], np.float64)
+    total = np.zeros(store.array("images").shape[1:], np.float64)
     for start, stop in store.partitions():
         keep = mask[start:stop]
         if keep.any():
-            total += images[start:stop][keep].sum(0, dtype=np.float64)
+            total += store.read_rows("images", start, stop)[keep].sum(0, dtype=np.float64)
     return torch.from_numpy(total / max(int(mask.sum()), 1) / 255).permute(2, 0, 1).float()

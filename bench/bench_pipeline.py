@@ -7,8 +7,9 @@
    The bare calls run in a fresh process with the malloc settings the workers get (``WORKER_MALLOC``), so the
    ratio is the pipeline's own cost; a second bare run with glibc's defaults shows what those settings are worth.
 2. Size: bytes on disk per image per feature against raw float32, and what float16 storage would save and cost.
-3. Reading: a random batch of 64 rows of each feature, and one whole shard of 64 rows, from the store against
-   the same rows of a memory-resident numpy array.
+3. Reading: a random batch of 64 rows of each feature, and one whole shard of 64 rows, through zarr and through
+   the store's own shard reader (``FeatureStore.take`` / ``read_rows``), against the same rows of a
+   memory-resident numpy array (the ratio is preimage's reader to numpy).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
-from preimage.cache.store import READ, FeatureStore, compressors
+from preimage.cache.store import READ, FeatureStore, compressors, feature_path
 from preimage.pipeline.extract import (
     DRAFT_MIN_SIDE,
     WORKER_MALLOC,
@@ -97,36 +98,8 @@ def _total(run: tuple) -> float:
     return run[0] if isinstance(run[0], float) else sum(run[0].values())
 
 
-def bare_in_child(args: argparse.Namespace, environ: dict[str, str]) -> tuple[dict[str, float], int]:
-    """:func:`bare_seconds` in a fresh process of this script with ``environ`` added (glibc reads its malloc
-    settings at start-up)."""
-    command = [sys.executable, __file__, "--bare-only", "--images", args.images, "--limit", str(args.limit),
-               "--features", args.features, "--size", str(args.size)]  # fmt: skip
-    done = subprocess.run(command, env={**os.environ, **environ}, capture_output=True, text=True, check=True)
-    seconds, n = json.loads(done.stdout.strip().splitlines()[-1])
-    return seconds, n
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", default=str(SHARED) if SHARED.is_dir() else None)
-    parser.add_argument("--limit", type=int, default=1024, help="rows of the source to use (0: all)")
-    parser.add_argument("--features", default="hog,lbp,sift,alexnet:conv1-conv5")
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
-    parser.add_argument("--repeats", type=int, default=1, help="alternate pipeline and bare runs; best of each")
-    parser.add_argument("--bare-only", action="store_true", help=argparse.SUPPRESS)  # the child of bare_in_child
-    args = parser.parse_args()
-
-    source = subset(open_source(args.images), args.limit)
-    if args.bare_only:
-        print(json.dumps(bare_seconds(source, args.features, args.size)))
-        return
-    folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    store_path = args.keep or folder / "store.zarr"
-    print(f"source: {source.location}, {len(source)} rows; features {args.features}; torch {torch.__version__}")
-
+def throughput(store_path: Path, source: Source, args: argparse.Namespace) -> None:
+    """Part 1: ``extract`` against the bare extractors, alternated ``args.repeats`` times, best of each."""
     runs = {"pipeline": [], "bare, workers' malloc": [], "bare, default malloc": []}
     for repeat in range(args.repeats):  # alternated: this VM's speed drifts by 10-30% between minutes
         shutil.rmtree(store_path, ignore_errors=True)
@@ -151,6 +124,42 @@ def main() -> None:
             f"with cluster start-up {total / bare_total:.3f}"
         )
 
+
+def bare_in_child(args: argparse.Namespace, environ: dict[str, str]) -> tuple[dict[str, float], int]:
+    """:func:`bare_seconds` in a fresh process of this script with ``environ`` added (glibc reads its malloc
+    settings at start-up)."""
+    command = [sys.executable, __file__, "--bare-only", "--images", args.images, "--limit", str(args.limit),
+               "--features", args.features, "--size", str(args.size)]  # fmt: skip
+    done = subprocess.run(command, env={**os.environ, **environ}, capture_output=True, text=True, check=True)
+    seconds, n = json.loads(done.stdout.strip().splitlines()[-1])
+    return seconds, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default=str(SHARED) if SHARED.is_dir() else None)
+    parser.add_argument("--limit", type=int, default=1024, help="rows of the source to use (0: all)")
+    parser.add_argument("--features", default="hog,lbp,sift,alexnet:conv1-conv5")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
+    parser.add_argument("--existing", type=Path, default=None, help="measure size and reading on this store only")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate pipeline and bare runs; best of each")
+    parser.add_argument("--bare-only", action="store_true", help=argparse.SUPPRESS)  # the child of bare_in_child
+    args = parser.parse_args()
+
+    source = subset(open_source(args.images), args.limit)
+    if args.bare_only:
+        print(json.dumps(bare_seconds(source, args.features, args.size)))
+        return
+    folder = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    store_path = args.keep or folder / "store.zarr"
+    print(f"source: {source.location}, {len(source)} rows; features {args.features}; torch {torch.__version__}")
+
+    if args.existing:
+        store_path = args.existing  # parts 2 and 3 only
+    else:
+        throughput(store_path, source, args)
     store = FeatureStore.open(store_path)
     read = store.status() == READ
     rows = store.rows
@@ -181,21 +190,25 @@ def main() -> None:
             f"{err:12.2e} (of max {scale:.3g})"
         )
 
-    print(f"\nbatches of 64 of the first {sample} rows: random rows, and one whole shard (what a trainer reads)")
-    print(f"{'feature':18} {'random: zarr':>13} {'numpy':>8} {'ratio':>6} {'shard: zarr':>12} {'numpy':>8} ratio")
+    print(f"\nbatches of 64 of the first {sample} rows, ms (best of 20 and of 10): random rows, and one whole shard")
+    print(f"{'':18} {'random rows: zarr':>17} {'preimage':>9} {'numpy':>7} {'ratio':>6} {'shard: zarr':>12} "
+          f"{'preimage':>9} {'numpy':>7} {'ratio':>6}")  # fmt: skip
     rng = np.random.default_rng(0)
     for name in store.feature_names():
-        array = store.features(name)
+        path = feature_path(name)
+        array = store.array(path)
         memory = array[:sample]
         batches = [np.sort(rng.choice(sample, size=min(64, sample), replace=False)) for _ in range(20)]
         t_zarr = min(_timed(lambda b=b, a=array: a.oindex[b]) for b in batches)
+        t_own = min(_timed(lambda b=b, p=path: store.take(p, b)) for b in batches)
         t_numpy = min(_timed(lambda b=b, m=memory: m[b]) for b in batches)
         starts = [int(i) * store.shard_rows for i in rng.integers(0, max(1, sample // store.shard_rows), 10)]
         s_zarr = min(_timed(lambda s=s, a=array: a[s : s + store.shard_rows]) for s in starts)
+        s_own = min(_timed(lambda s=s, p=path: store.read_rows(p, s, s + store.shard_rows)) for s in starts)
         s_numpy = min(_timed(lambda s=s, m=memory: m[s : s + store.shard_rows].copy()) for s in starts)
         print(
-            f"{name:18} {t_zarr * 1e3:10.1f} ms {t_numpy * 1e3:8.2f} {t_zarr / t_numpy:6.0f} "
-            f"{s_zarr * 1e3:9.1f} ms {s_numpy * 1e3:8.2f} {s_zarr / s_numpy:6.0f}"
+            f"{name:18} {t_zarr * 1e3:17.1f} {t_own * 1e3:9.1f} {t_numpy * 1e3:7.2f} {t_own / t_numpy:6.0f} "
+            f"{s_zarr * 1e3:12.1f} {s_own * 1e3:9.1f} {s_numpy * 1e3:7.2f} {s_own / s_numpy:6.0f}"
         )
     shutil.rmtree(folder)
 

@@ -18,32 +18,52 @@ import torch
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
 from preimage.train.data import ShardStream
-from preimage.train.trainer import TrainConfig, build
+from preimage.train.trainer import TrainConfig, build, training_device
 
 
-def train_steps(model: torch.nn.Module, batches, steps: int) -> tuple[float, float]:
-    """Adam steps on ``batches`` (an iterable); (seconds in all, seconds spent waiting for the next batch)."""
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_steps(model: torch.nn.Module, batches, steps: int, device: torch.device) -> tuple[float, float]:
+    """Adam steps on ``batches`` (an iterable), each moved to ``device`` as the trainer does; (seconds in all,
+    seconds spent waiting for the next batch)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    synchronize(device)
     waiting, start = 0.0, time.perf_counter()
     iterator = iter(batches)
     for _ in range(steps):
         before = time.perf_counter()
         x, y = next(iterator)
         waiting += time.perf_counter() - before
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = torch.nn.functional.mse_loss(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    synchronize(device)
     return time.perf_counter() - start, waiting
 
 
-def milliseconds_per_image(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
+def milliseconds_per_image(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: torch.device) -> float:
     with torch.no_grad():
         model(x)
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(repeats):
             model(x)
+        synchronize(device)
     return (time.perf_counter() - start) / repeats / len(x) * 1000
+
+
+def epochs(stream: ShardStream, workers: int, pin: bool):
+    """The stream's batches through a DataLoader as the trainer reads them, epoch after epoch, without end."""
+    epoch = 0
+    while True:
+        stream.set_epoch(epoch)
+        yield from torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin)
+        epoch += 1
 
 
 def main() -> None:
@@ -54,36 +74,38 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Blocks per feeding, alternated; the best counts.")
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for the streaming side.")
+    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu or cuda")
     args = parser.parse_args()
+    device = training_device(args.device)
     store = FeatureStore.open(args.store)
-    print(f"{args.store}: {store.array('ids').shape[0]} rows; torch threads {torch.get_num_threads()}")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{args.store}: {store.array('ids').shape[0]} rows; {where}; torch threads {torch.get_num_threads()}")
     print(f"{'feature':16} {'stream/s':>9} {'memory/s':>9} {'ratio':>6} {'waiting':>8} {'ms/img@64':>10} {'ms@1':>7}")
     for feature in expand_specs(args.features):
         config = TrainConfig(args.store, feature, "unused", width=args.width)
         stream = ShardStream(args.store, feature, "train", config.target_size, config.batch_size)
-        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers)
         warm = 3
         batches = []
-        for i, batch in enumerate(loader):  # the batches the in-memory side replays
-            batches.append(batch)
+        for i, (x, y) in enumerate(epochs(stream, args.workers, False)):  # what the in-memory side replays
+            batches.append((x.to(device), y.to(device)))
             if i + 1 == args.steps + warm:
                 break
-        in_memory, streamed = build(config, store), build(config, store)
-        streaming = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers))
-        train_steps(in_memory, batches[:warm], warm)
-        train_steps(streamed, streaming, warm)
+        in_memory, streamed = build(config, store).to(device), build(config, store).to(device)
+        streaming = epochs(stream, args.workers, device.type == "cuda")
+        train_steps(in_memory, batches[:warm], warm, device)
+        train_steps(streamed, streaming, warm, device)
         memory_seconds, stream_seconds, waiting = float("inf"), float("inf"), 0.0
         for _ in range(args.repeats):
-            memory_seconds = min(memory_seconds, train_steps(in_memory, batches[warm:], args.steps)[0])
-            seconds, waited = train_steps(streamed, streaming, args.steps)
+            memory_seconds = min(memory_seconds, train_steps(in_memory, batches[warm:], args.steps, device)[0])
+            seconds, waited = train_steps(streamed, streaming, args.steps, device)
             if seconds < stream_seconds:
                 stream_seconds, waiting = seconds, waited
         model = streamed
         samples = args.steps * config.batch_size
         model.eval()
         x = batches[0][0]
-        batch_ms = milliseconds_per_image(model, x, 5)
-        single_ms = milliseconds_per_image(model, x[:1], 20)
+        batch_ms = milliseconds_per_image(model, x, 5, device)
+        single_ms = milliseconds_per_image(model, x[:1], 20, device)
         print(
             f"{feature:16} {samples / stream_seconds:9.1f} {samples / memory_seconds:9.1f} "
             f"{memory_seconds / stream_seconds:6.2f} {waiting / stream_seconds:8.1%} {batch_ms:10.2f} {single_ms:7.2f}"

@@ -61,6 +61,64 @@ class ShardLayout:
         index_bytes = index.tobytes()
         return b"".join([*frames, index_bytes, google_crc32c.value(index_bytes).to_bytes(4, "little")])
 
+    def read(self, start: int) -> np.ndarray:
+        """The rows of the shard beginning at row ``start`` (a short last shard gives its rows only), decoded
+        straight into the result. A shard never written reads as zeros (the fill value), as through zarr."""
+        if start % self.shard_rows or not 0 <= start < self.rows:
+            raise ValueError(f"row {start} does not begin a shard of {self.shard_rows} rows")
+        rows = min(self.shard_rows, self.rows - start)
+        chunks = -(-rows // self.chunk_rows)
+        out = np.zeros((chunks * self.chunk_rows, *self.row_shape), self.dtype.newbyteorder("<"))
+        shard = self._load(start // self.shard_rows)
+        if shard is not None:
+            for chunk in range(chunks):
+                self._decode(shard, chunk, out[chunk * self.chunk_rows : (chunk + 1) * self.chunk_rows])
+        return out[:rows]
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows at any positions, in the order given: each shard file involved is read once and only the chunks
+        holding asked rows are decompressed (zarr's own path indexes them element by element)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.rows):
+            raise IndexError(f"rows outside 0..{self.rows - 1}")
+        out = np.zeros((len(rows), *self.row_shape), self.dtype.newbyteorder("<"))
+        chunk_of = rows // self.chunk_rows
+        buffer = np.empty((self.chunk_rows, *self.row_shape), out.dtype)
+        per_shard = self.shard_rows // self.chunk_rows
+        for shard_index in np.unique(rows // self.shard_rows):
+            shard = self._load(int(shard_index))
+            if shard is None:
+                continue
+            for chunk in np.unique(chunk_of[rows // self.shard_rows == shard_index]):
+                if self._decode(shard, int(chunk) % per_shard, buffer):
+                    picked = np.flatnonzero(chunk_of == chunk)
+                    out[picked] = buffer[rows[picked] - int(chunk) * self.chunk_rows]
+        return out
+
+    def _load(self, shard: int) -> tuple[memoryview, np.ndarray] | None:
+        """A shard file's bytes and its index (chunks x (offset, length)), the index checksum verified; None for
+        a shard never written."""
+        path = self.shard_path(shard)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        size = 16 * (self.shard_rows // self.chunk_rows)
+        index_bytes = data[-size - 4 : -4]
+        if len(data) < size + 4 or google_crc32c.value(index_bytes).to_bytes(4, "little") != data[-4:]:
+            raise ValueError(f"{path}: the shard index fails its checksum (a damaged file)")
+        return memoryview(data), np.frombuffer(index_bytes, np.dtype("<u8")).reshape(-1, 2)
+
+    @staticmethod
+    def _decode(shard: tuple[memoryview, np.ndarray], chunk: int, out: np.ndarray) -> bool:
+        """Decompress chunk ``chunk`` of a loaded shard into ``out``; False (``out`` untouched) when absent."""
+        data, index = shard
+        offset, length = (int(v) for v in index[chunk])
+        if offset == NO_CHUNK:
+            return False
+        Zstd().decode(data[offset : offset + length], out=out)
+        return True
+
     def write(self, start: int, values: np.ndarray) -> None:
         """Write the shard beginning at row ``start`` (whole, or the array's short last one) atomically."""
         if start % self.shard_rows or len(values) != min(self.shard_rows, self.rows - start):

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from preimage.cache.store import READ, UNREADABLE, FeatureStore, StoreError
+from preimage.pipeline.extract import WORKER_MALLOC, local_cluster
 from preimage.pipeline.features import hog, lbp
 from preimage.pipeline.images import rgb_to_gray, to_float
 from preimage.pipeline.sources import folder_source, hdf5_source, list_source, sample_photos_source
@@ -124,3 +125,24 @@ def test_a_store_inside_the_image_folder_is_not_listed(tmp_path, photos):
     (tmp_path / "s.zarr" / "zarr.json").write_text("{}")
     assert folder_source(tmp_path, exclude=tmp_path / "s.zarr").ids == ["a.png"]
     assert len(folder_source(tmp_path).ids) == 2
+
+
+def _worker_settings() -> dict:
+    import os
+
+    import dask
+
+    return {
+        "malloc": {key: os.environ.get(key) for key in WORKER_MALLOC},
+        "profiler": dask.config.get("distributed.worker.profile.enabled"),
+    }
+
+
+def test_local_workers_keep_freed_memory_and_leave_this_process_environment_alone():
+    import os
+
+    before = dict(os.environ)
+    with local_cluster(1) as client:
+        (settings,) = client.run(_worker_settings).values()
+    assert settings == {"malloc": WORKER_MALLOC, "profiler": False}
+    assert dict(os.environ) == before  # dask's nannies set OMP_NUM_THREADS=1 and the malloc settings here

@@ -24,12 +24,17 @@ import click
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--autoencoder", is_flag=True, help="Fine-tune the CNN up to --feature's layer with the decoder, "
               "from the stored images (the upper bound of the fixed-feature decoder).")  # fmt: skip
+@click.option("--augment", type=click.Choice(["none", "flip", "crop"]), default="none", show_default=True,
+              help="Train on mirrored (flip) or re-cropped and mirrored (crop) stored images, their features "
+              "recomputed by the store's extractor (hog, lbp, sift).")  # fmt: skip
+@click.option("--device", default="auto", show_default=True,
+              help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.")  # fmt: skip
 def train(store, feature, out, target_size, epochs, batch_size, lr, width, seed, held_out, workers, max_steps,
-          checkpoint_every, resume, autoencoder) -> None:  # fmt: skip
+          checkpoint_every, resume, autoencoder, augment, device) -> None:  # fmt: skip
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
-    With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPU):
-    torchrun --nproc-per-node 2 -m preimage.pipeline.cli train ...
+    With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
+    on GPUs, one GPU per rank): torchrun --nproc-per-node 2 -m preimage.pipeline.cli train ...
     """
     from .trainer import TrainConfig
     from .trainer import train as run
@@ -37,7 +42,7 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, width, seed,
     config = TrainConfig(
         str(store), feature, str(out), target_size, epochs, batch_size, lr, width=width, seed=seed,
         held_out=held_out, workers=workers, checkpoint_every=checkpoint_every, max_steps=max_steps,
-        autoencoder=autoencoder,
+        autoencoder=autoencoder, device=device, augment=augment,
     )  # fmt: skip
     try:
         result = run(config, resume=resume)

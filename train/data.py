@@ -20,6 +20,8 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..cache.store import READ, FeatureStore, feature_path
+from ..pipeline.extract import FeatureJob
+from .augment import AUGMENTS, augment_images, augmentable, recompute
 
 SPLITS = ("train", "heldout")
 
@@ -69,11 +71,14 @@ class ShardStream(IterableDataset):
         held_out: float = 0.1,
         drop_last: bool = True,
         inputs: str = "features",
+        augment: str = "none",
     ) -> None:
         super().__init__()
         if inputs not in ("features", "images"):
             raise ValueError(f"inputs must be 'features' or 'images' (the autoencoder's), got {inputs!r}")
-        self.inputs = inputs
+        if augment not in AUGMENTS:
+            raise ValueError(f"augmentation must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+        self.inputs, self.augment = inputs, augment
         self.store_path, self.feature, self.split = str(store), feature, split
         self.target_size, self.batch_size, self.buffer_shards = target_size, batch_size, buffer_shards
         self.seed, self.epoch, self.held_out, self.drop_last = seed, 0, held_out, drop_last
@@ -81,6 +86,11 @@ class ShardStream(IterableDataset):
         if feature_path(feature) not in opened.group:
             raise KeyError(f"{store} has no {feature}; it holds {', '.join(opened.feature_names()) or 'no features'}")
         self.partitions = opened.partitions()
+        self.job = None  # the extractor that recomputes augmented rows' features
+        if augment != "none" and inputs == "features":
+            self.job = FeatureJob.from_attrs(dict(opened.features(feature).attrs))
+            self.dtype = opened.features(feature).dtype
+            augmentable(self.job, int(opened.array("images").shape[1]))
         mask = split_rows(opened, split, held_out)
         self.rows = int(mask.sum())
         self._mask = mask
@@ -121,7 +131,7 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         store = FeatureStore.open(self.store_path)
-        features, images = store.features(self.feature), store.array("images")
+        inputs = "images" if self.inputs == "images" else feature_path(self.feature)
         rng = np.random.default_rng([self.seed, self.epoch, *_distributed(), _worker_id()])
         buffer_x: list[np.ndarray] = []
         buffer_y: list[torch.Tensor] = []
@@ -132,8 +142,13 @@ class ShardStream(IterableDataset):
             keep = self._mask[start:stop]
             if not keep.any():
                 return None
-            stored = images[start:stop][keep]
-            x = features[start:stop][keep] if self.inputs == "features" else stored
+            stored = store.read_rows("images", start, stop)[keep]
+            if self.augment != "none":  # a function of (seed, epoch, shard): a resumed run sees the same images
+                rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+                stored = augment_images(stored, self.augment, rng)
+                x = stored if self.job is None else recompute(self.job, stored).astype(self.dtype, copy=False)
+            else:
+                x = stored if inputs == "images" else store.read_rows(inputs, start, stop)[keep]
             return x, downsample(stored, self.target_size)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-prefetch") as reader:

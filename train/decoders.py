@@ -100,7 +100,19 @@ def create_decoder(config: DecoderConfig) -> Decoder:
         raise ValueError(f"no decoder for representations of kind {config.kind!r}; known: {', '.join(list_decoders())}")
     if config.target_size < 8 or config.target_size & (config.target_size - 1):
         raise ValueError(f"target size must be a power of two of at least 8, got {config.target_size}")
-    return Decoder(config, _DECODERS[config.kind](config))
+    body = _DECODERS[config.kind](config)
+    body.apply(he_init)
+    return Decoder(config, body)
+
+
+def he_init(module: nn.Module) -> None:
+    """He (Kaiming) normal weights for leaky ReLUs of slope 0.2 and zero biases, on every convolution and fully
+    connected layer. torch's default (uniform, a sixth of He's variance) shrinks the signal layer by layer: on
+    the shared photos a HOG decoder then reaches 0.506 after 540 steps where this reaches 0.474."""
+    if isinstance(module, nn.Conv2d | nn.Linear):
+        nn.init.kaiming_normal_(module.weight, a=SLOPE, nonlinearity="leaky_relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 class Decoder(nn.Module):

@@ -54,21 +54,38 @@ class TrainConfig:
     eval_rows: int = 256
     max_steps: int | None = None  # stop early (a budget); the schedule still spans all epochs
     autoencoder: bool = False  # fine-tune the encoder too (CNN layers): trains on the stored images
+    device: str = "auto"  # 'auto': the first GPU when torch has one, else the CPU; or 'cpu', 'cuda', 'cuda:1'
+    augment: str = "none"  # 'flip' or 'crop' (crops and flips): new images, features recomputed (train/augment.py)
 
     def fixed(self) -> dict:
-        """The settings a resumed run must share with the original (the length of the run may change)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("epochs", "max_steps", "out")}
+        """The settings a resumed run must share with the original (its length and device may change)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("epochs", "max_steps", "out", "device")}
 
 
 class Diverged(Exception):
     """The loss left its range: roll back."""
 
 
-def init_distributed() -> tuple[int, int]:
-    """Join the process group that ``torchrun`` describes (gloo: CPU), or run alone; returns (rank, world)."""
+def training_device(name: str = "auto") -> torch.device:
+    """The device a run trains on: ``auto`` is the first GPU when torch has one, else the CPU; under torchrun
+    each rank takes the GPU of its local rank."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: this torch sees no GPU; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    return device
+
+
+def init_distributed(device: torch.device | None = None) -> tuple[int, int]:
+    """Join the process group that ``torchrun`` describes (nccl on GPUs, gloo on CPUs), or run alone; returns
+    (rank, world)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
+        torch.distributed.init_process_group("nccl" if device is not None and device.type == "cuda" else "gloo")
     if torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
@@ -87,10 +104,9 @@ def feature_scale(store: FeatureStore, feature: str, mask: np.ndarray, rows: int
     """1 / std of the feature over up to ``rows`` training rows spread over the store (read 32 at a time)."""
     chosen = np.flatnonzero(mask)
     chosen = np.unique(chosen[np.linspace(0, len(chosen) - 1, min(rows, len(chosen))).astype(int)])
-    array = store.features(feature)
     total = total_sq = count = 0.0
     for i in range(0, len(chosen), 32):
-        values = array.oindex[chosen[i : i + 32]]
+        values = store.take(feature_path(feature), chosen[i : i + 32])
         total += float(values.sum(dtype=np.float64))
         total_sq += float(np.square(values, dtype=np.float64).sum())  # one row group at a time: bounded memory
         count += values.size
@@ -109,11 +125,12 @@ def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
 
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> dict:
     """Train (or resume) the run in ``config.out``; returns the last evaluation's metrics."""
-    rank, world = init_distributed()
+    device = training_device(config.device)
+    rank, world = init_distributed(device)
     out = Path(config.out)
     store = FeatureStore.open(config.store)
     fingerprint = checkpoint.store_fingerprint(store, config.feature)
-    model = build(config, store)
+    model = build(config, store).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
     state = {"epoch": 0, "batch": 0, "step": 0, "lr_scale": 1.0}
     run_file = out / "run.json"
@@ -144,7 +161,12 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                    "autoencoder": config.autoencoder}  # fmt: skip
             run_file.write_text(json.dumps(run, indent=2, sort_keys=True))
         save_checkpoint(config, model, optimizer, state, fingerprint, rank)  # step 0: what a rollback returns to
-    network = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if world == 1:
+        network = model
+    elif device.type == "cuda":
+        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
+    else:
+        network = torch.nn.parallel.DistributedDataParallel(model)
 
     stream = ShardStream(
         config.store,
@@ -156,6 +178,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         config.seed,
         config.held_out,
         inputs="images" if config.autoencoder else "features",
+        augment=config.augment,
     )
     steps_per_epoch = [_steps(stream, e, config.workers) for e in range(config.epochs)]
     total = sum(steps_per_epoch)
@@ -164,7 +187,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if progress:
         progress.update(state["step"] * config.batch_size * world)
     run = _Run(config, model, network, optimizer, stream, steps_per_epoch, total, last, progress, fingerprint,
-               store, rank, world)  # fmt: skip
+               store, rank, world, device)  # fmt: skip
     evaluation: dict = {}
     rollbacks = 0
     while True:
@@ -205,6 +228,7 @@ class _Run:
     store: FeatureStore
     rank: int
     world: int
+    device: torch.device
 
     def loop(self, state: dict) -> dict:
         """Epochs from ``state`` on (updated in place); raises :class:`Diverged` for a rollback."""
@@ -214,7 +238,9 @@ class _Run:
         start_time, samples = time.perf_counter(), 0
         for epoch in range(state["epoch"], config.epochs):
             self.stream.set_epoch(epoch)
-            loader = torch.utils.data.DataLoader(self.stream, batch_size=None, num_workers=config.workers)
+            loader = torch.utils.data.DataLoader(
+                self.stream, batch_size=None, num_workers=config.workers, pin_memory=self.device.type == "cuda"
+            )
             self.network.train()
             for index, (x, y) in enumerate(loader):
                 if index >= self.steps_per_epoch[epoch] or state["step"] >= self.last:
@@ -223,11 +249,12 @@ class _Run:
                     continue  # replaying the epoch up to where the checkpoint stopped
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(config, state["step"], self.total, state["lr_scale"])
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 loss = torch.nn.functional.mse_loss(self.network(x), y)
                 value = float(loss.detach())
                 window = loss_window.values
                 reference = loss_window.median if len(window) >= 5 else window[0] if window else math.inf
-                bad = torch.tensor(float(not math.isfinite(value) or value > 10 * reference))
+                bad = torch.tensor(float(not math.isfinite(value) or value > 10 * reference), device=self.device)
                 if self.world > 1:
                     torch.distributed.all_reduce(bad, torch.distributed.ReduceOp.MAX)  # all ranks roll back together
                 if bad.item():
@@ -313,15 +340,19 @@ def evaluate(
     rows = np.flatnonzero(split_rows(store, split, held_out))[:max_rows]
     if len(rows) < 2:
         return {}
-    images = store.array("images")
-    features = images if getattr(model, "takes", "features") == "images" else store.features(feature)
+    takes_images = getattr(model, "takes", "features") == "images"
+    device = next(model.parameters()).device
     recon, targets = [], []
     for start, stop in store.partitions():
         picked = rows[(rows >= start) & (rows < stop)] - start
         if len(picked):
-            target = torch.from_numpy(images[start:stop][picked]).permute(0, 3, 1, 2).float() / 255
-            inputs = target if features is images else torch.from_numpy(features[start:stop][picked]).float()
-            recon.append(model(inputs))
+            stored = store.read_rows("images", start, stop)[picked]
+            target = torch.from_numpy(stored).permute(0, 3, 1, 2).float() / 255
+            if takes_images:
+                inputs = target
+            else:
+                inputs = torch.from_numpy(store.read_rows(feature_path(feature), start, stop)[picked]).float()
+            recon.append(model(inputs.to(device)).cpu())
             targets.append(target)
     recon_t, target_t = torch.cat(recon), torch.cat(targets)
     result = {

@@ -80,6 +80,20 @@ class Backbone(nn.Module):
         return names
 
 
+def _layers_without(network: torch.nn.Module, config: BackboneConfig, missing: list[str]) -> tuple[str, ...]:
+    """The layers whose values do not depend on the ``missing`` parameters: those are set to NaN (and stay so,
+    so that nothing downstream of them can pass for a feature) and one forward pass of a blank image shows which
+    layers come out finite."""
+    values = dict(network.named_parameters()) | dict(network.named_buffers())
+    size = config.preprocess.input_size
+    with torch.no_grad():
+        for key in missing:
+            if values[key].is_floating_point():
+                values[key].fill_(float("nan"))
+        out = network.eval().forward_layers(torch.zeros(1, 3, size, size), config.layers)
+    return tuple(layer for layer in config.layers if layer in out and bool(torch.isfinite(out[layer]).all()))
+
+
 def create_backbone(name: str, weights: str | Path | None = None, random_init: bool = False) -> Backbone:
     """Build a registered backbone with real weights, trying sources in order and reporting which one won.
 
@@ -103,11 +117,20 @@ def create_backbone(name: str, weights: str | Path | None = None, random_init: b
             tried.append(f"{label}: {err}")
             log.info("%s weights: skipped %s (%s)", name, label, err)
             continue
-        strict = layers is None
-        result = network.load_state_dict(state, strict=strict)
-        if not strict and result.unexpected_keys:
+        try:
+            result = network.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # a parameter of another shape
+            detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+            raise WeightsUnavailable(f"{label} does not fit {name}: {detail}") from None
+        if result.unexpected_keys:
             raise WeightsUnavailable(f"{label} has keys {name} does not know: {result.unexpected_keys[:5]}")
         covered = tuple(layers) if layers else config.layers
+        if result.missing_keys and not layers:  # e.g. a file of the convolutional layers only
+            covered = _layers_without(network, config, result.missing_keys)
+            if not covered:
+                tried.append(f"{label}: covers none of {name}'s layers (lacks {', '.join(result.missing_keys[:3])})")
+                network = config.build()
+                continue
         loaded = LoadedWeights(label, covered, state_dict_digest(state), tuple(tried))
         log.info("%s weights: %s", name, label)
         return Backbone(config, network, loaded)

@@ -86,6 +86,32 @@ def test_explicit_file_comes_first(tmp_path):
         assert net(torch.rand(1, 3, 224, 224), "fc8")["fc8"].shape == (1, 1000)
 
 
+def test_a_file_of_the_conv_layers_only_serves_those_layers(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    full = AlexNet().state_dict()
+    path = tmp_path / "alexnet-conv.safetensors"
+    save_file({k: v for k, v in full.items() if k.startswith("features.")}, str(path))
+    net = create_backbone("alexnet", weights=path)
+    assert net.weights.source == f"file {path}" and net.weights.layers == ("conv1", "conv2", "conv3", "conv4", "conv5")
+    reference = AlexNet()
+    reference.load_state_dict(full)
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, "conv5")["conv5"], reference.eval().forward_layers(
+            get_config("alexnet").preprocess(x), ["conv5"])["conv5"])  # fmt: skip
+    with pytest.raises(WeightsUnavailable, match="fc6"):
+        net.check_layers("fc6")
+
+
+def test_a_file_of_other_shapes_is_refused_with_the_mismatch(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"features.0.weight": torch.zeros(3)}, path)  # the right name, another shape
+    with pytest.raises(WeightsUnavailable, match=r"does not fit alexnet: size mismatch for features\.0\.weight"):
+        create_backbone("alexnet", weights=path)
+
+
 def test_checkpoint_with_code_is_refused(tmp_path):
     class Evil:
         def __reduce__(self):

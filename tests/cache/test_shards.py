@@ -72,3 +72,35 @@ def test_a_layout_it_does_not_encode_is_left_to_zarr(tmp_path):
     unsharded = group.create_array("u", shape=(16, 3), chunks=(4, 3), dtype="float32")
     nonzero_fill = group.create_array("f", shape=(16, 3), chunks=(4, 3), shards=(8, 3), dtype="float32", fill_value=1)
     assert shard_layout(blosc) is None and shard_layout(unsharded) is None and shard_layout(nonzero_fill) is None
+
+
+def test_shards_read_back_as_zarr_reads_them(tmp_path):
+    theirs, ours = _pair(tmp_path, 21, (3, 5), "float32")
+    layout = shard_layout(ours)
+    values = _values(np.random.default_rng(7), 21, (3, 5), "float32")
+    for start in (0, 16):  # the shard of rows 8-15 is never written: zeros, zarr's fill value
+        theirs[start : start + 8] = values[start : start + 8]
+        layout.write(start, values[start : start + 8])
+    for start in (0, 8, 16):
+        np.testing.assert_array_equal(layout.read(start), theirs[start : start + 8])
+    rows = np.array([20, 3, 3, 9, 0, 17, 12])  # any order, repeats, rows of the unwritten shard
+    np.testing.assert_array_equal(layout.take(rows), theirs.oindex[np.sort(np.unique(rows))][
+        np.searchsorted(np.sort(np.unique(rows)), rows)])  # fmt: skip
+    with pytest.raises(IndexError):
+        layout.take(np.array([21]))
+    with pytest.raises(ValueError, match="does not begin a shard"):
+        layout.read(4)
+
+
+def test_a_damaged_shard_index_is_an_error_not_wrong_values(tmp_path):
+    _, ours = _pair(tmp_path, 8, (2,), "float32")
+    layout = shard_layout(ours)
+    layout.write(0, np.ones((8, 2), np.float32))
+    path = layout.shard_path(0)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF  # a bit of the index flipped
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        layout.read(0)
+    with pytest.raises(ValueError, match="checksum"):
+        zarr.open_array(str(tmp_path / "ours.zarr"), path="features/x", mode="r")[:]  # zarr agrees it is damaged

@@ -103,3 +103,13 @@ def test_wait_queues_behind_the_holder(tmp_path):
         order.append("second in")
     thread.join()
     assert order == ["first done", "second in"]
+
+
+def test_partitions_and_scattered_rows_read_as_through_zarr(store_path):
+    store = FeatureStore.open(store_path)
+    for path in ("images", "features/hog", "features/sift", "status"):  # status is not sharded: zarr reads it
+        whole = store.array(path)[:]
+        for start, stop in store.partitions():
+            np.testing.assert_array_equal(store.read_rows(path, start, stop), whole[start:stop])
+        rows = np.array([11, 0, 5, 5, 9])
+        np.testing.assert_array_equal(store.take(path, rows), whole[rows])

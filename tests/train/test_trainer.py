@@ -119,3 +119,20 @@ def test_two_ranks_train_together(store, tmp_path):
     assert (tmp_path / "ddp" / "checkpoint.safetensors").exists()
     evaluation = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()][-1]
     assert evaluation["event"] == "eval" and evaluation["step"] > 0
+
+
+def test_the_device_is_chosen_or_refused_clearly(store, tmp_path, monkeypatch):
+    from preimage.train.trainer import training_device
+
+    assert training_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="sees no GPU"):
+        train(config(store, tmp_path / "gpu", device="cuda"), show_progress=False)
+    assert not (tmp_path / "gpu").exists()  # refused before anything was written
+
+
+def test_a_run_resumes_on_another_device_setting(store, tmp_path):
+    train(config(store, tmp_path / "run", max_steps=4, device="auto"), show_progress=False)
+    result = train(config(store, tmp_path / "run", device="cpu"), resume=True, show_progress=False)
+    assert result["normalised_error"] > 0
