@@ -22,11 +22,7 @@ from preimage.pipeline.extract import stored_row_shape
 from preimage.pipeline.features import expand_specs, get_representation
 from preimage.pipeline.images import center_square, sample_photos, to_float
 from preimage.train.decoders import DecoderConfig, create_decoder
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from timing import milliseconds_per_image, synchronize
 
 
 def photos(n: int, size: int) -> torch.Tensor:
@@ -41,18 +37,9 @@ def decoder_ms(spec: str, size: int, width: int, device: torch.device, repeats: 
     rep = get_representation(spec)
     row = stored_row_shape(spec, size)
     model = create_decoder(DecoderConfig(rep.kind, row, 64, width)).to(device).eval()
-    result = []
-    for batch in (64, 1):
-        x = torch.rand(batch, *row, device=device)
-        with torch.inference_mode():
-            for _ in range(3):
-                model(x)
-            synchronize(device)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                model(x)
-            synchronize(device)
-        result.append((time.perf_counter() - start) / repeats / batch * 1000)
+    result = [
+        milliseconds_per_image(model, torch.rand(batch, *row, device=device), repeats, device) for batch in (64, 1)
+    ]
     return result[0], result[1]
 
 

@@ -19,11 +19,7 @@ from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
 from preimage.train.data import ShardStream
 from preimage.train.trainer import TrainConfig, build, training_device
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from timing import milliseconds_per_image, synchronize
 
 
 def train_steps(model: torch.nn.Module, batches, steps: int, device: torch.device) -> tuple[float, float]:
@@ -44,17 +40,6 @@ def train_steps(model: torch.nn.Module, batches, steps: int, device: torch.devic
         optimizer.step()
     synchronize(device)
     return time.perf_counter() - start, waiting
-
-
-def milliseconds_per_image(model: torch.nn.Module, x: torch.Tensor, repeats: int, device: torch.device) -> float:
-    with torch.no_grad():
-        model(x)
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-        synchronize(device)
-    return (time.perf_counter() - start) / repeats / len(x) * 1000
 
 
 def epochs(stream: ShardStream, workers: int, pin: bool):

@@ -67,6 +67,11 @@ def test_targets_are_the_stored_images_averaged_down(store):
     y = downsample(images, 32)
     manual = images.reshape(4, 32, 2, 32, 2, 3).mean(axis=(2, 4)).transpose(0, 3, 1, 2) / 255
     np.testing.assert_allclose(y.numpy(), manual, atol=1e-6)
+    blocks = images.reshape(4, 16, 4, 16, 4, 3).mean(axis=(2, 4)).transpose(0, 3, 1, 2) / 255
+    np.testing.assert_allclose(downsample(images, 16).numpy(), blocks, atol=1e-6)
+    np.testing.assert_allclose(downsample(images, 64).numpy(), images.transpose(0, 3, 1, 2) / 255, atol=1e-7)
+    with pytest.raises(ValueError, match="cannot be averaged down to 48"):
+        downsample(images, 48)
 
 
 def test_order_depends_on_seed_and_epoch_only(store):
