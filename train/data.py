@@ -59,7 +59,9 @@ def downsample(images: np.ndarray, size: int) -> torch.Tensor:
 
 class ShardStream(IterableDataset):
     """Batches ``(features (B, *row), targets (B, 3, T, T))`` of one split, shuffled within a buffer of shards
-    (with ``inputs="images"``: the stored images (B, 3, S, S) in [0, 1] in place of the features).
+    (with ``inputs="images"``: the stored images (B, 3, S, S) in [0, 1] in place of the features). With
+    ``augment="flip"`` or ``"crop"`` the stored images are first mirrored or re-cropped and the features computed
+    afresh from them (:mod:`train.augment`).
 
     Use with ``DataLoader(stream, batch_size=None, num_workers=k)``; call :meth:`set_epoch` before each epoch
     for a new order (the same for a given seed and epoch, whatever the number of workers).
@@ -150,8 +152,8 @@ class ShardStream(IterableDataset):
                 return None
             stored = store.read_rows("images", start, stop)[keep]
             if self.augment != "none":  # a function of (seed, epoch, shard): a resumed run sees the same images
-                rng = np.random.default_rng([self.seed, self.epoch, index, 1])
-                stored = augment_images(stored, self.augment, rng)
+                choices = np.random.default_rng([self.seed, self.epoch, index, 1])
+                stored = augment_images(stored, self.augment, choices)
                 x = stored if self.job is None else recompute(self.job, stored).astype(self.dtype, copy=False)
             else:
                 x = stored if inputs == "images" else store.read_rows(inputs, start, stop)[keep]
