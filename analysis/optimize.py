@@ -293,12 +293,12 @@ def invert_files(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[torch.Tensor, Inversion]:
     """Centre crops of image files at the representation's input size (N, C, S, S) and their pre-images."""
-    from ..pipeline.decode import read_image
+    from ..pipeline.decode import read_images
     from ..pipeline.extract import DRAFT_MIN_SIDE
     from ..pipeline.images import center_square, to_float
 
     target = differentiable_target(spec, size, weights)
-    crops = np.stack([center_square(read_image(path, DRAFT_MIN_SIDE), target.size) for path in paths])
+    crops = np.stack([center_square(image, target.size) for image in read_images(paths, DRAFT_MIN_SIDE)])
     images = target.prepare(to_float(crops))
     with torch.no_grad():
         phi0 = target.phi(images.to(target.device))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,17 @@ def read_image(path: str | os.PathLike, min_side: int = 0) -> np.ndarray:
         raise ImageReadError(f"corrupt or truncated image data: {err}") from None
     except (ValueError, SyntaxError, EOFError, MemoryError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"cannot decode: {type(err).__name__}: {err}") from None
+
+
+def read_images(paths: Sequence[str | os.PathLike], min_side: int = 0) -> list[np.ndarray]:
+    """:func:`read_image` of each path, for commands given files by the user: the error names the file."""
+    images = []
+    for path in paths:
+        try:
+            images.append(read_image(path, min_side))
+        except ImageReadError as err:
+            raise ImageReadError(f"{path}: {err}") from None
+    return images
 
 
 def _os_reason(err: OSError) -> str:

@@ -20,7 +20,7 @@ while read -r name feature width epochs augment; do
   if [ -f "$RUNS/$name/checkpoint.safetensors" ]; then args+=(--resume); fi
   "$PREIMAGE" train "${args[@]}"
 done <<'TABLE'
-hog    hog                       128  80  crop
+hog    hog                       128  50  crop
 lbp    lbp                       128  10  none
 sift   sift                      128  10  none
 conv1  alexnet:conv1              64   4  none

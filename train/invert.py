@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..pipeline.decode import read_image
+from ..pipeline.decode import read_images
 from ..pipeline.extract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ..pipeline.images import center_square, to_float
 from . import checkpoint
@@ -32,7 +32,7 @@ def invert_images(
     """(original crop, reconstruction) as uint8 RGB at the stored image size, for each image file."""
     job, image_size, dtype = decoder_job(run, weights)
     model = load_decoder(run)
-    images = [read_image(p, DRAFT_MIN_SIDE) for p in paths]
+    images = read_images(paths, DRAFT_MIN_SIDE)
     crops = {size: np.stack([center_square(im, size) for im in images]) for size in {job.input_size, image_size}}
     if getattr(model, "takes", "features") == "images":  # an autoencoder run: its encoder computes the feature
         inputs = to_float(crops[image_size])

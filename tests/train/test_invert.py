@@ -56,3 +56,16 @@ def test_analyze_error_reports_the_labelled_metrics(run):
     assert result.exit_code == 0, result.output
     assert "normalised error (Dosovitskiy & Brox, image space)" in result.output and "PSNR" in result.output
     assert torch.isfinite(torch.tensor(float(result.output.split("image space): ")[1].split()[0])))
+
+
+def test_invert_names_the_file_it_cannot_read_and_writes_nothing(run, tmp_path):
+    _, run_dir, images = run
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not pixels")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["invert", str(images / "01.png"), str(notes), "--decoder", str(run_dir), "--out", str(out)]
+    )
+    assert result.exit_code != 0
+    assert f"{notes}: not an image" in result.output
+    assert not out.exists() or not any(out.iterdir())
