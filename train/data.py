@@ -150,13 +150,18 @@ class ShardStream(IterableDataset):
             keep = self._mask[start:stop]
             if not keep.any():
                 return None
-            stored = store.read_rows("images", start, stop)[keep]
+
+            def rows(name: str) -> np.ndarray:  # no copy when every row is kept: SIFT's 64 rows are 35 MB
+                values = store.read_rows(name, start, stop)
+                return values if keep.all() else values[keep]
+
+            stored = rows("images")
             if self.augment != "none":  # a function of (seed, epoch, shard): a resumed run sees the same images
                 choices = np.random.default_rng([self.seed, self.epoch, index, 1])
                 stored = augment_images(stored, self.augment, choices)
                 x = stored if self.job is None else recompute(self.job, stored).astype(self.dtype, copy=False)
             else:
-                x = stored if inputs == "images" else store.read_rows(inputs, start, stop)[keep]
+                x = stored if inputs == "images" else rows(inputs)
             return x, downsample(stored, self.target_size)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-prefetch") as reader:
@@ -169,25 +174,44 @@ class ShardStream(IterableDataset):
                     buffer_x.append(shard[0])
                     buffer_y.append(shard[1])
                 if len(buffer_x) >= self.buffer_shards or n == len(shards) - 1:
-                    x, y = np.concatenate(buffer_x) if buffer_x else None, torch.cat(buffer_y) if buffer_y else None
-                    buffer_x, buffer_y = [], []
-                    if x is None:
+                    if not buffer_x:
                         continue
+                    x, y = _Rows(buffer_x), torch.cat(buffer_y)
+                    buffer_x, buffer_y = [], []
                     order = rng.permutation(len(x))
                     last = (
                         len(x) if (n == len(shards) - 1 and not self.drop_last) else len(x) - len(x) % self.batch_size
                     )
                     for i in range(0, last, self.batch_size):
                         pick = order[i : i + self.batch_size]
-                        yield self._input(x[pick]), y[pick]
+                        yield self._input(x.take(pick)), y[pick]
                     if last < len(x):  # the remainder waits for the next buffer
-                        buffer_x.append(x[order[last:]])
+                        buffer_x.append(x.take(order[last:]))
                         buffer_y.append(y[order[last:]])
 
     def _input(self, rows: np.ndarray) -> torch.Tensor:
         if self.inputs == "images":
             return torch.from_numpy(rows).permute(0, 3, 1, 2).float().div_(255.0)
         return torch.from_numpy(rows).float()
+
+
+class _Rows:
+    """The rows of several shards as one sequence, gathered without first concatenating them (one copy, not two)."""
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(part) for part in parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        part_of = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(rows), *self.parts[0].shape[1:]), self.parts[0].dtype)
+        for j in np.unique(part_of):
+            picked = part_of == j
+            out[picked] = self.parts[j][rows[picked] - self.starts[j]]
+        return out
 
 
 def _distributed() -> tuple[int, int]:

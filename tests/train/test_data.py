@@ -61,6 +61,19 @@ def test_each_row_of_the_split_comes_once_per_epoch(store, workers):
     assert seen == expected
 
 
+def test_each_feature_row_comes_with_its_own_image_as_target(store):
+    s = FeatureStore.open(store)
+    features, images = s.features("lbp")[:], s.array("images")[:]
+    row_of = {digest(r): i for i, r in enumerate(features)}
+    stream = ShardStream(store, "lbp", "train", target_size=32, batch_size=8, held_out=0.3, drop_last=False)
+    batches = 0
+    for x, y in stream:  # the buffer of 4 shards holds rows of several shards, a remainder carried to the next
+        rows = [row_of[digest(r.numpy())] for r in x]
+        torch.testing.assert_close(y, downsample(images[rows], 32), rtol=0, atol=0)
+        batches += 1
+    assert batches >= 4
+
+
 def test_targets_are_the_stored_images_averaged_down(store):
     s = FeatureStore.open(store)
     images = s.array("images")[:4]
