@@ -19,12 +19,17 @@ AUGMENTS = ("none", "flip", "crop")
 MIN_CROP = 0.7  # crops keep 70-100% of the side
 
 
+def check_augment(mode: str) -> None:
+    """Raise a clear error unless ``mode`` is one of :data:`AUGMENTS`."""
+    if mode not in AUGMENTS:
+        raise ValueError(f"augmentation must be one of {', '.join(AUGMENTS)}, got {mode!r}")
+
+
 def augment_images(images: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
     """uint8 RGB images (N, S, S, 3) -> new ones of the same size: ``flip`` mirrors half of them; ``crop`` also
     takes a random square of 70-100% of the side at a random place and resizes it back (bicubic, as the store's
     recipe enlarges)."""
-    if mode not in AUGMENTS:
-        raise ValueError(f"augmentation must be one of {', '.join(AUGMENTS)}, got {mode!r}")
+    check_augment(mode)
     if mode == "none":
         return images
     n, size = len(images), images.shape[1]

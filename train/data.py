@@ -21,7 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..cache.store import READ, FeatureStore, feature_path
 from ..pipeline.extract import FeatureJob
-from .augment import AUGMENTS, augment_images, augmentable, recompute
+from .augment import augment_images, augmentable, check_augment, recompute
 
 SPLITS = ("train", "heldout")
 
@@ -84,8 +84,7 @@ class ShardStream(IterableDataset):
         super().__init__()
         if inputs not in ("features", "images"):
             raise ValueError(f"inputs must be 'features' or 'images' (the autoencoder's), got {inputs!r}")
-        if augment not in AUGMENTS:
-            raise ValueError(f"augmentation must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+        check_augment(augment)
         self.inputs, self.augment = inputs, augment
         self.store_path, self.feature, self.split = str(store), feature, split
         self.target_size, self.batch_size, self.buffer_shards = target_size, batch_size, buffer_shards
@@ -94,7 +93,7 @@ class ShardStream(IterableDataset):
         if feature_path(feature) not in opened.group:
             raise KeyError(f"{store} has no {feature}; it holds {', '.join(opened.feature_names()) or 'no features'}")
         self.partitions = opened.partitions()
-        self.job = None  # the extractor that recomputes augmented rows' features
+        self.job, self.dtype = None, None  # the extractor that recomputes augmented rows' features, its dtype
         if augment != "none" and inputs == "features":
             self.job = FeatureJob.from_attrs(dict(opened.features(feature).attrs))
             self.dtype = opened.features(feature).dtype

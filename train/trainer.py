@@ -161,12 +161,11 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                    "autoencoder": config.autoencoder}  # fmt: skip
             run_file.write_text(json.dumps(run, indent=2, sort_keys=True))
         save_checkpoint(config, model, optimizer, state, fingerprint, rank)  # step 0: what a rollback returns to
-    if world == 1:
-        network = model
-    elif device.type == "cuda":
-        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
-    else:
-        network = torch.nn.parallel.DistributedDataParallel(model)
+    network = model
+    if world > 1:
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     stream = ShardStream(
         config.store,
