@@ -21,6 +21,7 @@ from preimage.analysis.optimize import OptimizeConfig, differentiable_target, op
 from preimage.pipeline.extract import stored_row_shape
 from preimage.pipeline.features import expand_specs, get_representation
 from preimage.pipeline.images import center_square, sample_photos, to_float
+from preimage.pipeline.memory import keep_freed_memory
 from preimage.train.decoders import DecoderConfig, create_decoder
 from timing import milliseconds_per_image, synchronize
 
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed decoder passes per batch size")
     parser.add_argument("--weights", default=None, help="backbone weights file (default: the usual sources)")
     args = parser.parse_args()
+    keep_freed_memory()  # as the preimage command does
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; {args.n} photos per optimisation batch")

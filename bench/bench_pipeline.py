@@ -4,7 +4,7 @@
 
 1. Throughput: ``extract`` (local dask cluster, decode + crop + extract + compress + write) against the sum of
    the bare extractor calls on the same images, decoded and cropped beforehand, in batches of 64 on all cores.
-   The bare calls run in a fresh process with the malloc settings the workers get (``WORKER_MALLOC``), so the
+   The bare calls run in a fresh process with the malloc settings the workers get (``MALLOC_SETTINGS``), so the
    ratio is the pipeline's own cost; a second bare run with glibc's defaults shows what those settings are worth.
 2. Size: bytes on disk per image per feature against raw float32, and what float16 storage would save and cost.
 3. Reading: a random batch of 64 rows of each feature, and one whole shard of 64 rows, through zarr and through
@@ -31,7 +31,6 @@ import zarr
 from preimage.cache.store import READ, FeatureStore, compressors, feature_path
 from preimage.pipeline.extract import (
     DRAFT_MIN_SIDE,
-    WORKER_MALLOC,
     StepTimer,
     compute_features,
     extract,
@@ -39,6 +38,7 @@ from preimage.pipeline.extract import (
     plan_jobs,
 )
 from preimage.pipeline.images import center_square
+from preimage.pipeline.memory import MALLOC_SETTINGS
 from preimage.pipeline.sources import Source, open_source
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
@@ -104,7 +104,7 @@ def throughput(store_path: Path, source: Source, args: argparse.Namespace) -> No
     for repeat in range(args.repeats):  # alternated: this VM's speed drifts by 10-30% between minutes
         shutil.rmtree(store_path, ignore_errors=True)
         runs["pipeline"].append(time_pipeline(store_path, source, args))
-        for label, environ in (("bare, workers' malloc", WORKER_MALLOC), ("bare, default malloc", {})):
+        for label, environ in (("bare, workers' malloc", MALLOC_SETTINGS), ("bare, default malloc", {})):
             runs[label].append(bare_in_child(args, environ))
         print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {_total(v[-1]):.1f} s" for k, v in runs.items()))
     best = {label: min(values, key=_total) for label, values in runs.items()}  # best of the repeats, each

@@ -6,6 +6,8 @@
    train`` does, in-process by default as the trainer) against the same model fed the same batches from tensors
    already in memory, the two timed alternately ``--repeats`` times and the best of each kept (a 2-core machine's
    noise is larger than the difference); and the fraction of the streaming step time spent waiting for data.
+   Both run with the malloc settings the ``preimage`` command applies (``pipeline/memory.py``) unless
+   ``--default-malloc`` is given.
 2. Inference: milliseconds per image for a batch of 64 and for a single image, per decoder.
 """
 
@@ -17,6 +19,7 @@ import time
 import torch
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
+from preimage.pipeline.memory import keep_freed_memory
 from preimage.train.data import ShardStream
 from preimage.train.trainer import TrainConfig, build, training_device
 from timing import milliseconds_per_image, synchronize
@@ -60,11 +63,16 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for the streaming side.")
     parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu or cuda")
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="Keep glibc's default malloc (the preimage command does not)."
+    )
     args = parser.parse_args()
+    malloc = "glibc default malloc" if args.default_malloc or not keep_freed_memory() else "malloc keeps freed memory"
     device = training_device(args.device)
     store = FeatureStore.open(args.store)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{args.store}: {store.array('ids').shape[0]} rows; {where}; torch threads {torch.get_num_threads()}")
+    threads = torch.get_num_threads()
+    print(f"{args.store}: {store.array('ids').shape[0]} rows; {where}; torch threads {threads}; {malloc}")
     print(f"{'feature':16} {'stream/s':>9} {'memory/s':>9} {'ratio':>6} {'waiting':>8} {'ms/img@64':>10} {'ms@1':>7}")
     for feature in expand_specs(args.features):
         config = TrainConfig(args.store, feature, "unused", width=args.width)

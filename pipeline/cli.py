@@ -12,6 +12,7 @@ from ..train.cli import train
 from ..train.invert_cli import invert
 from .demo import demo
 from .extract_cli import extract
+from .memory import keep_freed_memory
 from .tour import tour
 
 
@@ -22,6 +23,7 @@ def main(verbose: int) -> None:
     """preimage: reconstruct images from their features (HOG, LBP, SIFT, CNN layers)."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    keep_freed_memory()  # training steps and batches allocate the same large tensors again and again
 
 
 @main.command()

@@ -21,6 +21,7 @@ from ..cache.store import READ, UNREADABLE, FeatureStore, StoreHeader, feature_p
 from .decode import DECODE_RECIPE, ImageReadError
 from .features import expand_specs, get_representation
 from .images import center_square, rgb_to_gray, to_float
+from .memory import MALLOC_SETTINGS
 from .sources import Source
 
 EXTRACTOR_VERSION = 1  # bump when an extractor's output changes, so old stores are refused, not mixed
@@ -382,24 +383,13 @@ def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progr
             progress.close()
 
 
-# glibc's malloc gives freed memory back to the system at once (dask's default trim threshold is 64 KB), so every
-# batch faults in its ~800 MB of activations and outputs afresh: a quarter of a worker's CPU time went to the
-# kernel. Workers keep up to 1 GB of freed memory and serve allocations below 32 MB (glibc's largest setting)
-# from it. glibc reads these when a process starts, so they are set before the workers are spawned.
-WORKER_MALLOC = {
-    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
-    "MALLOC_TOP_PAD_": str(64 << 20),
-}
-
-
 def worker_config() -> dict:
-    """The local cluster's dask settings: workers spawned with :data:`WORKER_MALLOC`, and without the statistical
-    profiler, which samples every thread's stack every 10 ms (8% of the CPU time on 2 cores) for a dashboard
-    page that extraction does not need (the task stream stays)."""
+    """The local cluster's dask settings: workers spawned with :data:`~.memory.MALLOC_SETTINGS`, and without the
+    statistical profiler, which samples every thread's stack every 10 ms (8% of the CPU time on 2 cores) for a
+    dashboard page that extraction does not need (the task stream stays)."""
     import dask
 
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_MALLOC}
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_SETTINGS}
     return {"distributed.worker.profile.enabled": False, "distributed.nanny.pre-spawn-environ": environ}
 
 

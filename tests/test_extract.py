@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 from preimage.cache.store import READ, UNREADABLE, FeatureStore, StoreError
-from preimage.pipeline.extract import WORKER_MALLOC, local_cluster
+from preimage.pipeline.extract import local_cluster
 from preimage.pipeline.features import hog, lbp
 from preimage.pipeline.images import rgb_to_gray, to_float
+from preimage.pipeline.memory import MALLOC_SETTINGS
 from preimage.pipeline.sources import folder_source, hdf5_source, list_source, sample_photos_source
 
 from .bad_images import EXPECTED
@@ -133,7 +134,7 @@ def _worker_settings() -> dict:
     import dask
 
     return {
-        "malloc": {key: os.environ.get(key) for key in WORKER_MALLOC},
+        "malloc": {key: os.environ.get(key) for key in MALLOC_SETTINGS},
         "profiler": dask.config.get("distributed.worker.profile.enabled"),
     }
 
@@ -144,5 +145,5 @@ def test_local_workers_keep_freed_memory_and_leave_this_process_environment_alon
     before = dict(os.environ)
     with local_cluster(1) as client:
         (settings,) = client.run(_worker_settings).values()
-    assert settings == {"malloc": WORKER_MALLOC, "profiler": False}
+    assert settings == {"malloc": MALLOC_SETTINGS, "profiler": False}
     assert dict(os.environ) == before  # dask's nannies set OMP_NUM_THREADS=1 and the malloc settings here
