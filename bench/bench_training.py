@@ -67,7 +67,8 @@ def main() -> None:
         "--default-malloc", action="store_true", help="Keep glibc's default malloc (the preimage command does not)."
     )
     args = parser.parse_args()
-    malloc = "glibc default malloc" if args.default_malloc or not keep_freed_memory() else "malloc keeps freed memory"
+    kept = not args.default_malloc and keep_freed_memory()
+    malloc = "malloc keeps freed memory" if kept else "glibc default malloc"
     device = training_device(args.device)
     store = FeatureStore.open(args.store)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
