@@ -8,6 +8,8 @@
    noise is larger than the difference); and the fraction of the streaming step time spent waiting for data.
    Both run with the malloc settings the ``preimage`` command applies (``pipeline/memory.py``) unless
    ``--default-malloc`` is given.
+   Beside them, the in-memory samples/s under bfloat16 autocast (``preimage train --precision bf16``) over the
+   same in float32, timed alternately with them (``bf16 x``).
 2. Inference: milliseconds per image for a batch of 64 and for a single image, per decoder.
 """
 
@@ -21,13 +23,15 @@ from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
 from preimage.pipeline.memory import keep_freed_memory
 from preimage.train.data import ShardStream
-from preimage.train.trainer import TrainConfig, build, training_device
+from preimage.train.trainer import TrainConfig, autocast, build, training_device
 from timing import milliseconds_per_image, synchronize
 
 
-def train_steps(model: torch.nn.Module, batches, steps: int, device: torch.device) -> tuple[float, float]:
-    """Adam steps on ``batches`` (an iterable), each moved to ``device`` as the trainer does; (seconds in all,
-    seconds spent waiting for the next batch)."""
+def train_steps(
+    model: torch.nn.Module, batches, steps: int, device: torch.device, precision: str = "fp32"
+) -> tuple[float, float]:
+    """Adam steps on ``batches`` (an iterable), each moved to ``device`` and run in ``precision`` as the trainer
+    does; (seconds in all, seconds spent waiting for the next batch)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     synchronize(device)
     waiting, start = 0.0, time.perf_counter()
@@ -37,7 +41,9 @@ def train_steps(model: torch.nn.Module, batches, steps: int, device: torch.devic
         x, y = next(iterator)
         waiting += time.perf_counter() - before
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = torch.nn.functional.mse_loss(model(x), y)
+        with autocast(device, precision):
+            prediction = model(x)
+        loss = torch.nn.functional.mse_loss(prediction.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -74,7 +80,8 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = torch.get_num_threads()
     print(f"{args.store}: {store.array('ids').shape[0]} rows; {where}; torch threads {threads}; {malloc}")
-    print(f"{'feature':16} {'stream/s':>9} {'memory/s':>9} {'ratio':>6} {'waiting':>8} {'ms/img@64':>10} {'ms@1':>7}")
+    header = f"{'stream/s':>9} {'memory/s':>9} {'ratio':>6} {'waiting':>8} {'bf16 x':>7} {'ms/img@64':>10} {'ms@1':>7}"
+    print(f"{'feature':16} {header}")
     for feature in expand_specs(args.features):
         config = TrainConfig(args.store, feature, "unused", width=args.width)
         stream = ShardStream(args.store, feature, "train", config.target_size, config.batch_size)
@@ -85,12 +92,15 @@ def main() -> None:
             if i + 1 == args.steps + warm:
                 break
         in_memory, streamed = build(config, store).to(device), build(config, store).to(device)
+        bf16 = build(config, store).to(device)
         streaming = epochs(stream, args.workers, device.type == "cuda")
         train_steps(in_memory, batches[:warm], warm, device)
         train_steps(streamed, streaming, warm, device)
-        memory_seconds, stream_seconds, waiting = float("inf"), float("inf"), 0.0
+        train_steps(bf16, batches[:warm], warm, device, "bf16")
+        memory_seconds, stream_seconds, bf16_seconds, waiting = float("inf"), float("inf"), float("inf"), 0.0
         for _ in range(args.repeats):
             memory_seconds = min(memory_seconds, train_steps(in_memory, batches[warm:], args.steps, device)[0])
+            bf16_seconds = min(bf16_seconds, train_steps(bf16, batches[warm:], args.steps, device, "bf16")[0])
             seconds, waited = train_steps(streamed, streaming, args.steps, device)
             if seconds < stream_seconds:
                 stream_seconds, waiting = seconds, waited
@@ -102,7 +112,8 @@ def main() -> None:
         single_ms = milliseconds_per_image(model, x[:1], 20, device)
         print(
             f"{feature:16} {samples / stream_seconds:9.1f} {samples / memory_seconds:9.1f} "
-            f"{memory_seconds / stream_seconds:6.2f} {waiting / stream_seconds:8.1%} {batch_ms:10.2f} {single_ms:7.2f}"
+            f"{memory_seconds / stream_seconds:6.2f} {waiting / stream_seconds:8.1%} "
+            f"{memory_seconds / bf16_seconds:7.2f} {batch_ms:10.2f} {single_ms:7.2f}"
         )
 
 

@@ -136,3 +136,31 @@ def test_a_run_resumes_on_another_device_setting(store, tmp_path):
     train(config(store, tmp_path / "run", max_steps=4, device="auto"), show_progress=False)
     result = train(config(store, tmp_path / "run", device="cpu"), resume=True, show_progress=False)
     assert result["normalised_error"] > 0
+
+
+def test_bf16_trains_in_bfloat16_and_stays_close_to_fp32(store, tmp_path):
+    from preimage.train.decoders import DecoderConfig, create_decoder
+    from preimage.train.trainer import autocast
+
+    decoder = create_decoder(DecoderConfig("hog", (4, 4, 31), 16, 16))
+    with autocast(torch.device("cpu"), "bf16"):
+        assert decoder(torch.rand(2, 4, 4, 31)).dtype == torch.bfloat16
+    with autocast(torch.device("cpu"), "fp32"):
+        assert decoder(torch.rand(2, 4, 4, 31)).dtype == torch.float32
+    fp32 = losses_of(train(config(store, tmp_path / "fp32", epochs=1), show_progress=False), tmp_path / "fp32")
+    bf16 = losses_of(
+        train(config(store, tmp_path / "bf16", epochs=1, precision="bf16"), show_progress=False), tmp_path / "bf16"
+    )
+    assert fp32.keys() == bf16.keys()
+    assert fp32 != bf16  # the forward pass really ran in bfloat16
+    assert all(abs(bf16[k] - fp32[k]) < 0.05 * fp32[k] for k in fp32)  # but computes the same function
+    with pytest.raises(ValueError, match="other settings \\(precision\\)"):
+        train(config(store, tmp_path / "bf16"), resume=True, show_progress=False)
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        train(config(store, tmp_path / "fp16", precision="fp16"), show_progress=False)
+    assert not (tmp_path / "fp16").exists()
+
+
+def losses_of(result: dict, run) -> dict[int, float]:
+    assert np.isfinite(result["normalised_error"])
+    return losses(run)
