@@ -1,22 +1,27 @@
 """Reference points for the normalised error on a store's held-out images, beside the decoders' figures.
 
-    python references/floors.py photos.zarr [--n 256] [--target-size 64]
+    python references/floors.py photos.zarr [--n 256] [--target-size 64] [--decoders runs/quality --features hog]
 
 - mean image: always answering the training part's mean image (the baseline every decoder must beat by far);
 - perfect target: the image itself averaged down to the decoders' target size (what down-sampling alone loses);
 - gray truth: the image's own luminance (what a reconstruction without colour loses at best).
+
+With ``--decoders``, where each decoder's error lies, the reconstruction given one thing from the truth: each
+image's mean per channel (the brightness and colour cast that contrast-normalised gray features such as HOG do
+not carry), the true colour around the decoder's luminance, the true luminance under the decoder's colour.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
-from preimage.analysis.runs import mean_image
+from preimage.analysis.runs import mean_image, reconstruct, trained_runs
 from preimage.cache.store import FeatureStore
 from preimage.train.data import downsample, split_rows
-from preimage.train.metrics import normalised_error
+from preimage.train.metrics import normalised_error, upsample_to
 
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R BT.601, as rgb2gray
 
@@ -27,6 +32,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=256, help="Held-out images scored (the first N).")
     parser.add_argument("--target-size", type=int, default=64)
     parser.add_argument("--held-out", type=float, default=0.1)
+    parser.add_argument("--decoders", type=Path, help="A run folder, or a folder of them: break their error down.")
+    parser.add_argument("--features", help="Only these runs' features (comma-separated), as analyze layers takes.")
     args = parser.parse_args()
 
     store = FeatureStore.open(args.store)
@@ -43,6 +50,29 @@ def main() -> None:
     print(f"{args.store}: {len(rows)} held-out images at {stored.shape[1]}x{stored.shape[1]}; normalised error")
     for name, answer in references.items():
         print(f"  {name:<24}{normalised_error(answer, images):.3f}")
+    if args.decoders:
+        print("decoders: as trained | each image's true mean per channel | true colour | true luminance")
+        for run in trained_runs(args.decoders, args.features):
+            if run.held_out != args.held_out:
+                raise SystemExit(f"{run.path} held out {run.held_out} of the rows; pass --held-out {run.held_out}")
+            recon = reconstruct(store, run, run.decoder(store), rows)
+            parts = [
+                normalised_error(answer, images) for answer in error_parts(upsample_to(recon, images.shape[-1]), images)
+            ]
+            print(f"  {run.label:<24}" + " | ".join(f"{value:.3f}" for value in parts))
+
+
+def luminance(images: torch.Tensor) -> torch.Tensor:
+    return (images * LUMA).sum(1, keepdim=True)
+
+
+def error_parts(recon: torch.Tensor, images: torch.Tensor) -> list[torch.Tensor]:
+    """The reconstruction as it is; with each image's mean per channel replaced by the truth's; its luminance
+    with the truth's colour (chroma) around it; the truth's luminance with its colour."""
+    mean_fixed = recon - recon.mean((2, 3), keepdim=True) + images.mean((2, 3), keepdim=True)
+    true_colour = luminance(recon) + images - luminance(images)
+    true_luminance = luminance(images) + recon - luminance(recon)
+    return [recon, mean_fixed, true_colour, true_luminance]
 
 
 if __name__ == "__main__":
