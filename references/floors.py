@@ -17,13 +17,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 from preimage.analysis.runs import mean_image, reconstruct, trained_runs
 from preimage.cache.store import FeatureStore
 from preimage.train.data import downsample, split_rows
-from preimage.train.metrics import normalised_error, upsample_to
-
-LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R BT.601, as rgb2gray
+from preimage.train.metrics import error_parts, luminance, normalised_error, upsample_to
 
 
 def main() -> None:
@@ -40,7 +37,7 @@ def main() -> None:
     rows = np.flatnonzero(split_rows(store, "heldout", args.held_out))[: args.n]
     stored = store.array("images").oindex[rows]
     images = downsample(stored, stored.shape[1])
-    gray = (images * LUMA).sum(1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+    gray = luminance(images).expand(-1, 3, -1, -1).contiguous()
     mean = mean_image(store, args.held_out).expand(len(rows), -1, -1, -1).contiguous()
     references = {
         "mean image": mean,
@@ -51,28 +48,14 @@ def main() -> None:
     for name, answer in references.items():
         print(f"  {name:<24}{normalised_error(answer, images):.3f}")
     if args.decoders:
-        print("decoders: as trained | each image's true mean per channel | true colour | true luminance")
+        print("decoders: " + " | ".join(error_parts(images[:1], images[:1])))
         for run in trained_runs(args.decoders, args.features):
             if run.held_out != args.held_out:
                 raise SystemExit(f"{run.path} held out {run.held_out} of the rows; pass --held-out {run.held_out}")
             recon = reconstruct(store, run, run.decoder(store), rows)
-            parts = [
-                normalised_error(answer, images) for answer in error_parts(upsample_to(recon, images.shape[-1]), images)
-            ]
+            parts = error_parts(upsample_to(recon, images.shape[-1]), images)
+            parts = [normalised_error(answer, images) for answer in parts.values()]
             print(f"  {run.label:<24}" + " | ".join(f"{value:.3f}" for value in parts))
-
-
-def luminance(images: torch.Tensor) -> torch.Tensor:
-    return (images * LUMA).sum(1, keepdim=True)
-
-
-def error_parts(recon: torch.Tensor, images: torch.Tensor) -> list[torch.Tensor]:
-    """The reconstruction as it is; with each image's mean per channel replaced by the truth's; its luminance
-    with the truth's colour (chroma) around it; the truth's luminance with its colour."""
-    mean_fixed = recon - recon.mean((2, 3), keepdim=True) + images.mean((2, 3), keepdim=True)
-    true_colour = luminance(recon) + images - luminance(images)
-    true_luminance = luminance(images) + recon - luminance(recon)
-    return [recon, mean_fixed, true_colour, true_luminance]
 
 
 if __name__ == "__main__":

@@ -94,3 +94,22 @@ class Smoothed:
     @property
     def mean(self) -> float:
         return float(np.mean(self.values)) if self.values else float("nan")
+
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B, as rgb2gray
+
+
+def luminance(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB -> (N, 1, H, W) luminance (BT.601, as the gray input of HOG, LBP and SIFT)."""
+    return (images * images.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def error_parts(recon: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The reconstruction given one thing from the truth, to see where its error lies: each image's mean per
+    channel (brightness and colour cast), the colour around its luminance, or the luminance under its colour."""
+    return {
+        "as trained": recon,
+        "true mean per channel": recon - recon.mean((2, 3), keepdim=True) + images.mean((2, 3), keepdim=True),
+        "true colour": luminance(recon) + images - luminance(images),
+        "true luminance": luminance(images) + recon - luminance(recon),
+    }
