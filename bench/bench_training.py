@@ -23,7 +23,7 @@ from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
 from preimage.pipeline.memory import keep_freed_memory
 from preimage.train.data import ShardStream
-from preimage.train.trainer import TrainConfig, autocast, build, training_device
+from preimage.train.trainer import TrainConfig, build, step_loss, training_device
 from timing import milliseconds_per_image, synchronize
 
 
@@ -41,9 +41,7 @@ def train_steps(
         x, y = next(iterator)
         waiting += time.perf_counter() - before
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, precision):
-            prediction = model(x)
-        loss = torch.nn.functional.mse_loss(prediction.float(), y)
+        loss = step_loss(model, x, y, precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
