@@ -15,6 +15,8 @@ import click
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True, help="Adam's rate (0.9, 0.999), decayed at the end.")
+@click.option("--decay-from", default=0.7, show_default=True,
+              help="Fraction of the steps after which the rate decays (cosine) to 1% of --lr.")  # fmt: skip
 @click.option("--width", default=256, show_default=True, help="Channels at the decoder's bottleneck.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--held-out", default=0.1, show_default=True, help="Fraction of ids (by path hash) kept for tests.")
@@ -32,8 +34,8 @@ import click
               "emulated, so likely slower, on CPUs without bfloat16 instructions.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True,
               help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.")  # fmt: skip
-def train(store, feature, out, target_size, epochs, batch_size, lr, width, seed, held_out, workers, max_steps,
-          checkpoint_every, resume, autoencoder, augment, precision, device) -> None:  # fmt: skip
+def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, width, seed, held_out, workers,
+          max_steps, checkpoint_every, resume, autoencoder, augment, precision, device) -> None:  # fmt: skip
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
@@ -43,7 +45,7 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, width, seed,
     from .trainer import train as run
 
     config = TrainConfig(
-        str(store), feature, str(out), target_size, epochs, batch_size, lr, width=width, seed=seed,
+        str(store), feature, str(out), target_size, epochs, batch_size, lr, decay_from, width=width, seed=seed,
         held_out=held_out, workers=workers, checkpoint_every=checkpoint_every, max_steps=max_steps,
         autoencoder=autoencoder, device=device, augment=augment, precision=precision,
     )  # fmt: skip

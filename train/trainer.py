@@ -152,6 +152,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     """Train (or resume) the run in ``config.out``; returns the last evaluation's metrics."""
     device = training_device(config.device)
     check_precision(config.precision)  # before anything is written
+    if not 0 <= config.decay_from <= 1:
+        raise ValueError(f"decay_from is a fraction of the steps, in [0, 1]; got {config.decay_from}")
     rank, world = init_distributed(device)
     out = Path(config.out)
     store = FeatureStore.open(config.store)

@@ -164,3 +164,23 @@ def test_bf16_trains_in_bfloat16_and_stays_close_to_fp32(store, tmp_path):
 def losses_of(result: dict, run) -> dict[int, float]:
     assert np.isfinite(result["normalised_error"])
     return losses(run)
+
+
+def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
+    from click.testing import CliRunner
+    from preimage.train.cli import train as train_command
+    from preimage.train.trainer import learning_rate
+
+    for decay_from in (0.3, 0.7):
+        rates = [learning_rate(config(store, tmp_path, decay_from=decay_from), s, 100, 1.0) for s in range(101)]
+        start = round(decay_from * 100)
+        assert set(rates[: start + 1]) == {1e-3}
+        assert all(a > b for a, b in zip(rates[start + 1 :], rates[start + 2 :], strict=False))
+        assert rates[-1] == pytest.approx(1e-5)
+    args = ["--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1", "--width", "16"]
+    result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "d03"), "--decay-from", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "d03" / "run.json").read_text())["config"]["decay_from"] == 0.3
+    result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "bad"), "--decay-from", "1.5"])
+    assert result.exit_code != 0 and "decay_from is a fraction of the steps" in result.output
+    assert not (tmp_path / "bad").exists()
