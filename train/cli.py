@@ -20,6 +20,10 @@ import click
 @click.option("--width", default=256, show_default=True, help="Channels at the decoder's bottleneck.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--held-out", default=0.1, show_default=True, help="Fraction of ids (by path hash) kept for tests.")
+@click.option("--train-fraction", default=1.0, show_default=True,
+              help="Train on this fraction of the training part, the same photos every time (a second path "
+              "hash; smaller fractions are subsets of larger ones): learning curves. The held-out part stays "
+              "whole.")  # fmt: skip
 @click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (a budget).")
 @click.option("--checkpoint-every", default=100, show_default=True, help="Steps between checkpoints.")
@@ -34,8 +38,8 @@ import click
               "emulated, so likely slower, on CPUs without bfloat16 instructions.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True,
               help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.")  # fmt: skip
-def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, width, seed, held_out, workers,
-          max_steps, checkpoint_every, resume, autoencoder, augment, precision, device) -> None:  # fmt: skip
+def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, width, seed, held_out, train_fraction,
+          workers, max_steps, checkpoint_every, resume, autoencoder, augment, precision, device) -> None:  # fmt: skip
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
@@ -46,8 +50,8 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, 
 
     config = TrainConfig(
         str(store), feature, str(out), target_size, epochs, batch_size, lr, decay_from, width=width, seed=seed,
-        held_out=held_out, workers=workers, checkpoint_every=checkpoint_every, max_steps=max_steps,
-        autoencoder=autoencoder, device=device, augment=augment, precision=precision,
+        held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
+        max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision,
     )  # fmt: skip
     try:
         result = run(config, resume=resume)

@@ -26,18 +26,27 @@ from .augment import augment_images, augmentable, check_augment, recompute
 SPLITS = ("train", "heldout")
 
 
-def split_of(ident: str, held_out: float = 0.1) -> str:
-    """'heldout' for a fixed fraction of ids, chosen by hashing the id (the file path), else 'train'."""
-    digest = hashlib.sha256(ident.encode("utf-8", "surrogateescape")).digest()
-    return "heldout" if int.from_bytes(digest[:8], "big") / 2**64 < held_out else "train"
+def _unit_hash(text: str) -> float:
+    """A number in [0, 1) fixed by ``text`` (SHA-256), the same on every machine and run."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_rows(store: FeatureStore, split: str, held_out: float = 0.1) -> np.ndarray:
+def split_of(ident: str, held_out: float = 0.1, train_fraction: float = 1.0) -> str:
+    """'heldout' for a fixed fraction of ids, chosen by hashing the id (the file path); of the others 'train' for
+    ``train_fraction`` of them, chosen by a second hash, and 'unused' for the rest. The subsets nest (the ids
+    of fraction 0.25 are among those of 0.5), so a learning curve adds photos and never swaps them."""
+    if _unit_hash(ident) < held_out:
+        return "heldout"
+    return "train" if _unit_hash("subset:" + ident) < train_fraction else "unused"
+
+
+def split_rows(store: FeatureStore, split: str, held_out: float = 0.1, train_fraction: float = 1.0) -> np.ndarray:
     """Boolean mask of the rows of ``split`` that were read (unreadable rows belong to no split)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     ids = [str(v) for v in store.array("ids")[:].tolist()]
-    in_split = np.array([split_of(i, held_out) == split for i in ids], dtype=bool)
+    in_split = np.array([split_of(i, held_out, train_fraction) == split for i in ids], dtype=bool)
     return in_split & (store.status() == READ)
 
 
@@ -61,7 +70,8 @@ class ShardStream(IterableDataset):
     """Batches ``(features (B, *row), targets (B, 3, T, T))`` of one split, shuffled within a buffer of shards
     (with ``inputs="images"``: the stored images (B, 3, S, S) in [0, 1] in place of the features). With
     ``augment="flip"`` or ``"crop"`` the stored images are first mirrored or re-cropped and the features computed
-    afresh from them (:mod:`train.augment`).
+    afresh from them (:mod:`train.augment`). ``train_fraction`` < 1 keeps that fraction of the training part
+    (:func:`split_of`).
 
     Use with ``DataLoader(stream, batch_size=None, num_workers=k)``; call :meth:`set_epoch` before each epoch
     for a new order (the same for a given seed and epoch, whatever the number of workers).
@@ -80,6 +90,7 @@ class ShardStream(IterableDataset):
         drop_last: bool = True,
         inputs: str = "features",
         augment: str = "none",
+        train_fraction: float = 1.0,
     ) -> None:
         super().__init__()
         if inputs not in ("features", "images"):
@@ -98,7 +109,7 @@ class ShardStream(IterableDataset):
             self.job = FeatureJob.from_attrs(dict(opened.features(feature).attrs))
             self.dtype = opened.features(feature).dtype
             augmentable(self.job, int(opened.array("images").shape[1]))
-        mask = split_rows(opened, split, held_out)
+        mask = split_rows(opened, split, held_out, train_fraction)
         self.rows = int(mask.sum())
         self._mask = mask
 

@@ -47,6 +47,7 @@ class TrainConfig:
     width: int = 256
     seed: int = 0
     held_out: float = 0.1
+    train_fraction: float = 1.0  # train on this fraction of the training part (nested subsets): learning curves
     workers: int = 0
     buffer_shards: int = 4
     checkpoint_every: int = 100  # steps
@@ -154,6 +155,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     check_precision(config.precision)  # before anything is written
     if not 0 <= config.decay_from <= 1:
         raise ValueError(f"decay_from is a fraction of the steps, in [0, 1]; got {config.decay_from}")
+    if not 0 < config.train_fraction <= 1:
+        raise ValueError(f"train_fraction is a fraction of the training part, in (0, 1]; got {config.train_fraction}")
     rank, world = init_distributed(device)
     out = Path(config.out)
     store = FeatureStore.open(config.store)
@@ -179,7 +182,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         check_fingerprint(header, fingerprint, config.store)
         state = header["state"]
     else:
-        train_mask = split_rows(store, "train", config.held_out)
+        train_mask = split_rows(store, "train", config.held_out, config.train_fraction)
         if train_mask.sum() < config.batch_size:
             raise ValueError(f"{config.store}: {train_mask.sum()} training rows, fewer than one batch")
         model.input_scale.fill_(feature_scale(store, config.feature, train_mask))
@@ -206,6 +209,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         config.held_out,
         inputs="images" if config.autoencoder else "features",
         augment=config.augment,
+        train_fraction=config.train_fraction,
     )
     steps_per_epoch = [_steps(stream, e, config.workers) for e in range(config.epochs)]
     total = sum(steps_per_epoch)

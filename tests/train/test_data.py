@@ -41,6 +41,18 @@ def test_split_is_a_deterministic_hash_of_the_path():
     assert 0.08 < np.mean(heldout) < 0.12
 
 
+def test_a_training_fraction_is_a_nested_subset_and_leaves_the_held_out_part_alone():
+    ids = [f"class{i % 7}/img{i}.jpg" for i in range(5000)]
+    parts = {f: [split_of(i, 0.1, f) for i in ids] for f in (0.25, 0.5, 1.0)}
+    train = {f: {i for i, s in zip(ids, p, strict=True) if s == "train"} for f, p in parts.items()}
+    held = {f: [s == "heldout" for s in p] for f, p in parts.items()}
+    assert held[0.25] == held[0.5] == held[1.0] == [split_of(i) == "heldout" for i in ids]
+    assert train[0.25] < train[0.5] < train[1.0] and "unused" not in parts[1.0]
+    for f in (0.25, 0.5):
+        assert abs(len(train[f]) / len(train[1.0]) - f) < 0.03
+        assert all(s in ("unused", "train", "heldout") for s in parts[f])
+
+
 def test_splits_are_disjoint_and_cover_the_readable_rows(store):
     s = FeatureStore.open(store)
     train, held = split_rows(s, "train", 0.3), split_rows(s, "heldout", 0.3)
@@ -59,6 +71,15 @@ def test_each_row_of_the_split_comes_once_per_epoch(store, workers):
         assert x.dtype == torch.float32 and y.shape == (len(x), 3, 32, 32)
         seen.update(digest(r.numpy()) for r in x)
     assert seen == expected
+
+
+def test_a_thinned_stream_yields_exactly_the_rows_of_its_fraction(store):
+    s = FeatureStore.open(store)
+    mask = split_rows(s, "train", 0.3, train_fraction=0.5)
+    assert 0 < mask.sum() < split_rows(s, "train", 0.3).sum() and not (mask & split_rows(s, "heldout", 0.3)).any()
+    expected = Counter(digest(r) for r in s.features("lbp")[:][mask])
+    stream = ShardStream(store, "lbp", "train", 32, batch_size=8, held_out=0.3, drop_last=False, train_fraction=0.5)
+    assert Counter(digest(x.numpy()) for batch, _ in stream for x in batch) == expected
 
 
 def test_each_feature_row_comes_with_its_own_image_as_target(store):

@@ -184,3 +184,26 @@ def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
     result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "bad"), "--decay-from", "1.5"])
     assert result.exit_code != 0 and "decay_from is a fraction of the steps" in result.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(store, tmp_path):
+    from click.testing import CliRunner
+    from preimage.train.cli import train as train_command
+
+    args = ["--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1", "--width", "16"]
+    args += ["--batch-size", "8", "--checkpoint-every", "1"]
+    runs = {}
+    for name, fraction in (("half", "0.5"), ("all", "1")):
+        result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / name), "--train-fraction", fraction])
+        assert result.exit_code == 0, result.output
+        runs[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    assert json.loads((tmp_path / "half" / "run.json").read_text())["config"]["train_fraction"] == 0.5
+    steps = {name: max(r["step"] for r in lines) for name, lines in runs.items()}
+    assert 0 < steps["half"] < steps["all"]  # an epoch of half the photos is about half the batches
+    evals = {name: [r for r in lines if r.get("event") == "eval"][-1] for name, lines in runs.items()}
+    assert evals["half"]["heldout_rows"] == evals["all"]["heldout_rows"] > 0  # evaluated on the same photos
+    result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "half"), "--resume"])
+    assert result.exit_code != 0 and "other settings (train_fraction)" in result.output
+    result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "none"), "--train-fraction", "0"])
+    assert result.exit_code != 0 and "train_fraction is a fraction of the training part" in result.output
+    assert not (tmp_path / "none").exists()
