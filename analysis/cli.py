@@ -28,9 +28,10 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
         opened = FeatureStore.open(store)
         model = load_decoder(decoder, opened)
     run = json.loads((decoder / "run.json").read_text()) if (decoder / "run.json").exists() else {}
-    held_out = run.get("config", {}).get("held_out", 0.1)
-    feature = run.get("config", {}).get("feature") or model.config.kind
-    result = evaluate(model, opened, feature, held_out, rows, split)
+    config = run.get("config", {})
+    feature = config.get("feature") or model.config.kind
+    result = evaluate(model, opened, feature, config.get("held_out", 0.1), rows, split,
+                      train_fraction=config.get("train_fraction", 1.0))  # fmt: skip
     if not result:
         raise click.ClickException(f"the {split} split of {store} has fewer than two readable rows")
     click.echo(f"{feature} decoder on {result[f'{split}_rows']} {split} rows of {store}:")

@@ -363,12 +363,14 @@ def evaluate(
     max_rows: int = 256,
     split: str = "heldout",
     preview: Path | None = None,
+    train_fraction: float = 1.0,
 ) -> dict:
     """Quality on up to ``max_rows`` rows of a split: the paper's normalised error, PSNR, SSIM (on up to 64
-    images), each reconstruction up-sampled to the stored image size; optionally a preview PNG of 8."""
+    images), each reconstruction up-sampled to the stored image size; optionally a preview PNG of 8. The
+    training split is the run's own (``train_fraction`` of the training part)."""
     was_training = model.training
     model.eval()
-    rows = np.flatnonzero(split_rows(store, split, held_out))[:max_rows]
+    rows = np.flatnonzero(split_rows(store, split, held_out, train_fraction))[:max_rows]
     if len(rows) < 2:
         return {}
     takes_images = getattr(model, "takes", "features") == "images"

@@ -188,7 +188,9 @@ def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
 
 def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(store, tmp_path):
     from click.testing import CliRunner
+    from preimage.analysis.cli import analyze
     from preimage.train.cli import train as train_command
+    from preimage.train.data import split_rows
 
     args = ["--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1", "--width", "16"]
     args += ["--batch-size", "8", "--checkpoint-every", "1"]
@@ -202,6 +204,11 @@ def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(stor
     assert 0 < steps["half"] < steps["all"]  # an epoch of half the photos is about half the batches
     evals = {name: [r for r in lines if r.get("event") == "eval"][-1] for name, lines in runs.items()}
     assert evals["half"]["heldout_rows"] == evals["all"]["heldout_rows"] > 0  # evaluated on the same photos
+    trained = split_rows(FeatureStore.open(store), "train", 0.1, 0.5).sum()
+    result = CliRunner().invoke(analyze, ["error", "--store", str(store), "--decoder", str(tmp_path / "half"),
+                                          "--split", "train"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"on {trained} train rows" in result.output  # the photos it trained on, not the whole training part
     result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "half"), "--resume"])
     assert result.exit_code != 0 and "other settings (train_fraction)" in result.output
     result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "none"), "--train-fraction", "0"])
