@@ -8,7 +8,9 @@
 
 With ``--decoders``, where each decoder's error lies, the reconstruction given one thing from the truth: each
 image's mean per channel (the brightness and colour cast that contrast-normalised gray features such as HOG do
-not carry), the true colour around the decoder's luminance, the true luminance under the decoder's colour.
+not carry), the true colour around the decoder's luminance, the true luminance under the decoder's colour. Then
+how well each decoder guesses those means (R^2 over the images and channels) and how well it would have to guess
+them, its image otherwise as it is, for its error to reach ``--goal``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from preimage.analysis.runs import mean_image, reconstruct, trained_runs
 from preimage.cache.store import FeatureStore
 from preimage.train.data import downsample, split_rows
-from preimage.train.metrics import error_parts, luminance, normalised_error, upsample_to
+from preimage.train.metrics import error_parts, luminance, means_needed, normalised_error, upsample_to
 
 
 def main() -> None:
@@ -31,6 +33,7 @@ def main() -> None:
     parser.add_argument("--held-out", type=float, default=0.1)
     parser.add_argument("--decoders", type=Path, help="A run folder, or a folder of them: break their error down.")
     parser.add_argument("--features", help="Only these runs' features (comma-separated), as analyze layers takes.")
+    parser.add_argument("--goal", type=float, default=0.30, help="The error the means' accuracy is sized for.")
     args = parser.parse_args()
 
     store = FeatureStore.open(args.store)
@@ -49,13 +52,21 @@ def main() -> None:
         print(f"  {name:<24}{normalised_error(answer, images):.3f}")
     if args.decoders:
         print("decoders: " + " | ".join(error_parts(images[:1], images[:1])))
+        means = []
         for run in trained_runs(args.decoders, args.features):
             if run.held_out != args.held_out:
                 raise SystemExit(f"{run.path} held out {run.held_out} of the rows; pass --held-out {run.held_out}")
             recon = reconstruct(store, run, run.decoder(store), rows)
-            parts = error_parts(upsample_to(recon, images.shape[-1]), images)
-            parts = [normalised_error(answer, images) for answer in parts.values()]
+            recon = upsample_to(recon, images.shape[-1])
+            parts = [normalised_error(answer, images) for answer in error_parts(recon, images).values()]
             print(f"  {run.label:<24}" + " | ".join(f"{value:.3f}" for value in parts))
+            means.append((run.label, *means_needed(recon, images, args.goal)))
+        print(f"per-channel means: R^2 of the decoder's | R^2 its means would need for an error of {args.goal}")
+        for label, now, needed in means:
+            print(
+                f"  {label:<24}{now:.3f} | "
+                + ("not reached even with the true means" if needed is None else f"{needed:.3f}")
+            )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ PREIMAGE=${PREIMAGE:-preimage}
   --size 128
 
 # name  feature                   width  epochs  augment  precision  (budgets chosen for 2 CPU cores; widths trade quality
-# for speed; HOG, the representation with a goal, gets the long budget and re-cropped images: see README, Quality)
+# for speed; HOG, LBP and SIFT get re-cropped images, HOG the longest budget as the representation with a goal: see
+# README, Quality)
 # bf16: 1.45-2x faster where the CPU has AVX512-BF16 or AMX (README, Performance); write fp32 where it has not.
 while read -r name feature width epochs augment precision; do
   args=(--store "$STORE" --feature "$feature" --out "$RUNS/$name" --width "$width" --epochs "$epochs" --augment "$augment"
@@ -23,8 +24,8 @@ while read -r name feature width epochs augment precision; do
   "$PREIMAGE" train "${args[@]}"
 done <<'TABLE'
 hog    hog                       128  90  crop  bf16
-lbp    lbp                       128  10  none  fp32
-sift   sift                      128  10  none  fp32
+lbp    lbp                       128  40  crop  bf16
+sift   sift                      128  30  crop  bf16
 conv1  alexnet:conv1              64   4  none  fp32
 conv2  alexnet:conv2              64   4  none  fp32
 conv3  alexnet:conv3              64   4  none  fp32

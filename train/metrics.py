@@ -26,12 +26,13 @@ def mean_pairwise_distance(images: torch.Tensor) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
-def normalised_error(recon: torch.Tensor, images: torch.Tensor) -> float:
+def normalised_error(recon: torch.Tensor, images: torch.Tensor, normaliser: float | None = None) -> float:
     """Dosovitskiy & Brox's error: mean ||x_i - f(phi(x_i))||_2 over test images, divided by the mean distance
-    between pairs of test images. ``recon`` is up-sampled to the images' size first; both in the same range."""
+    between pairs of test images (``normaliser``, computed from ``images`` unless given, for many reconstructions
+    of the same images). ``recon`` is up-sampled to the images' size first; both in the same range."""
     recon = upsample_to(recon, images.shape[-1])
     distances = (recon.double() - images.double()).reshape(len(images), -1).norm(dim=1)
-    return float(distances.mean()) / mean_pairwise_distance(images)
+    return float(distances.mean()) / (mean_pairwise_distance(images) if normaliser is None else normaliser)
 
 
 def mean_pairwise_squared_distance(features: torch.Tensor) -> float:
@@ -113,3 +114,27 @@ def error_parts(recon: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Te
         "true colour": luminance(recon) + images - luminance(images),
         "true luminance": luminance(images) + recon - luminance(recon),
     }
+
+
+def means_needed(recon: torch.Tensor, images: torch.Tensor, goal: float) -> tuple[float, float | None]:
+    """R^2 of the per-channel means of ``recon`` against those of ``images``, and the R^2 they would need for the
+    error to reach ``goal`` when each image's means move part of the way to the truth (None: not even all the way).
+    The error is convex in that fraction, so the fractions that reach the goal form one interval: bisect for it."""
+    true, guess = images.mean((2, 3), keepdim=True), recon.mean((2, 3), keepdim=True)
+    variance = float((true - true.mean(0)).square().mean())
+    miss = float((true - guess).square().mean())
+    normaliser = mean_pairwise_distance(images)
+
+    def reaches(fraction: float) -> bool:
+        return normalised_error(recon + fraction * (true - guess), images, normaliser) <= goal
+
+    now = 1 - miss / variance
+    if reaches(0.0):
+        return now, now
+    if not reaches(1.0):
+        return now, None
+    low, high = 0.0, 1.0
+    while high - low > 1e-3:
+        middle = (low + high) / 2
+        low, high = (low, middle) if reaches(middle) else (middle, high)
+    return now, 1 - (1 - high) ** 2 * miss / variance
