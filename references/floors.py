@@ -22,7 +22,14 @@ import numpy as np
 from preimage.analysis.runs import mean_image, reconstruct, trained_runs
 from preimage.cache.store import FeatureStore
 from preimage.train.data import downsample, split_rows
-from preimage.train.metrics import error_parts, luminance, means_needed, normalised_error, upsample_to
+from preimage.train.metrics import (
+    error_parts,
+    luminance,
+    mean_pairwise_distance,
+    means_needed,
+    normalised_error,
+    upsample_to,
+)
 
 
 def main() -> None:
@@ -47,9 +54,10 @@ def main() -> None:
         f"perfect {args.target_size}x{args.target_size} target": downsample(stored, args.target_size),
         "gray truth": gray,
     }
+    normaliser = mean_pairwise_distance(images)  # the same images throughout: computed once
     print(f"{args.store}: {len(rows)} held-out images at {stored.shape[1]}x{stored.shape[1]}; normalised error")
     for name, answer in references.items():
-        print(f"  {name:<24}{normalised_error(answer, images):.3f}")
+        print(f"  {name:<24}{normalised_error(answer, images, normaliser):.3f}")
     if args.decoders:
         print("decoders: " + " | ".join(error_parts(images[:1], images[:1])))
         means = []
@@ -58,9 +66,9 @@ def main() -> None:
                 raise SystemExit(f"{run.path} held out {run.held_out} of the rows; pass --held-out {run.held_out}")
             recon = reconstruct(store, run, run.decoder(store), rows)
             recon = upsample_to(recon, images.shape[-1])
-            parts = [normalised_error(answer, images) for answer in error_parts(recon, images).values()]
+            parts = [normalised_error(answer, images, normaliser) for answer in error_parts(recon, images).values()]
             print(f"  {run.label:<24}" + " | ".join(f"{value:.3f}" for value in parts))
-            means.append((run.label, *means_needed(recon, images, args.goal)))
+            means.append((run.label, *means_needed(recon, images, args.goal, normaliser)))
         print(f"per-channel means: R^2 of the decoder's | R^2 its means would need for an error of {args.goal}")
         for label, now, needed in means:
             print(

@@ -116,14 +116,17 @@ def error_parts(recon: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Te
     }
 
 
-def means_needed(recon: torch.Tensor, images: torch.Tensor, goal: float) -> tuple[float, float | None]:
+def means_needed(
+    recon: torch.Tensor, images: torch.Tensor, goal: float, normaliser: float | None = None
+) -> tuple[float, float | None]:
     """R^2 of the per-channel means of ``recon`` against those of ``images``, and the R^2 they would need for the
     error to reach ``goal`` when each image's means move part of the way to the truth (None: not even all the way).
-    The error is convex in that fraction, so the fractions that reach the goal form one interval: bisect for it."""
+    The error is convex in that fraction, so the fractions that reach the goal form one interval: bisect for it.
+    ``normaliser``: the images' mean pairwise distance, when the caller has it already."""
     true, guess = images.mean((2, 3), keepdim=True), recon.mean((2, 3), keepdim=True)
     variance = float((true - true.mean(0)).square().mean())
     miss = float((true - guess).square().mean())
-    normaliser = mean_pairwise_distance(images)
+    normaliser = mean_pairwise_distance(images) if normaliser is None else normaliser
 
     def reaches(fraction: float) -> bool:
         return normalised_error(recon + fraction * (true - guess), images, normaliser) <= goal
