@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import click
+
+from ..pipeline.options import default_out, hidden_alias
 
 
 @click.group()
@@ -16,28 +17,76 @@ def analyze() -> None:
 
 @analyze.command()
 @click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--decoder", type=click.Path(exists=True, path_type=Path), required=True, help="A run folder.")
-@click.option("--split", type=click.Choice(["heldout", "train"]), default="heldout", show_default=True)
-@click.option("--rows", default=1000, show_default=True, help="At most this many rows of the split.")
+@click.option("--decoder", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="A run folder.")  # fmt: skip
+@click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True,
+              help="heldout: the rows the run never saw; train: those it trained on; all: every row read (a store "
+              "the decoder was not trained on).")  # fmt: skip
+@click.option("--n", "rows", default=1000, show_default=True, help="At most this many rows of the split.")
+@hidden_alias("--rows", "rows", type=int)
 def error(store: Path, decoder: Path, split: str, rows: int) -> None:
-    """The paper's normalised reconstruction error, PSNR and SSIM of a decoder on a split of a store."""
+    """The paper's normalised reconstruction error, PSNR and SSIM of a decoder on a split of a store (the same
+    scoring as ``analyze layers``)."""
     from ..cache.store import FeatureStore
-    from ..train.trainer import evaluate, load_decoder
+    from ..train.trainer import evaluate
+    from .runs import read_run
 
+    run = read_run(decoder)
+    if run is None:
+        raise click.ClickException(f"{decoder}: not a run folder (run.json and checkpoint.safetensors)")
     with user_errors():
         opened = FeatureStore.open(store)
-        model = load_decoder(decoder, opened)
-    run = json.loads((decoder / "run.json").read_text()) if (decoder / "run.json").exists() else {}
-    config = run.get("config", {})
-    feature = config.get("feature") or model.config.kind
-    result = evaluate(model, opened, feature, config.get("held_out", 0.1), rows, split,
-                      train_fraction=config.get("train_fraction", 1.0))  # fmt: skip
+        model = run.decoder(opened)
+    result = evaluate(model, opened, run.feature, run.held_out, rows, split, train_fraction=run.train_fraction)
     if not result:
         raise click.ClickException(f"the {split} split of {store} has fewer than two readable rows")
-    click.echo(f"{feature} decoder on {result[f'{split}_rows']} {split} rows of {store}:")
+    click.echo(f"{run.feature} decoder {decoder} on {result[f'{split}_rows']} {split} rows of {store}:")
     click.echo(f"  normalised error (Dosovitskiy & Brox, image space): {result['normalised_error']:.4f}")
     click.echo(f"  PSNR: {result['psnr']:.2f} dB")
     click.echo(f"  SSIM (first 64 images): {result['ssim']:.4f}")
+
+
+def decoder_option(command):
+    """``--decoder`` for the studies: run folders or folders of runs, repeatable (``--decoders``: hidden alias)."""
+    spec = dict(type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True)
+    command = hidden_alias("--decoders", "decoders", **spec)(command)
+    return click.option("--decoder", "decoders", **spec,
+                        help="A run folder, or a folder of runs (the newest run of each feature is used, and "
+                        "named); repeat for several.")(command)  # fmt: skip
+
+
+def feature_option(default: str | None, help_text: str):
+    """``--feature``: one representation or a comma-separated list (``--features``: hidden alias)."""
+
+    def decorate(command):
+        command = hidden_alias("--features", "features")(command)
+        return click.option("--feature", "features", default=default, show_default=default is not None,
+                            help=help_text)(command)  # fmt: skip
+
+    return decorate
+
+
+def out_option(command):
+    """``--out``: the study folder, ``out/analyze`` by default; its index.md shows every study run into it."""
+    return click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=default_out("analyze"),
+        show_default=True,
+        help="The study folder (index.md shows every study run into it).",
+    )(command)
+
+
+def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: bool = False):
+    """The runs for ``features`` under ``decoders``, each announced with how it was chosen."""
+    from .runs import trained_runs
+
+    if not decoders:
+        raise click.UsageError("give --decoder RUN (a run folder or a folder of runs)")
+    runs = trained_runs(decoders, features, autoencoder)
+    for run in runs:
+        click.echo(f"decoder {run.describe()}")
+    return runs
 
 
 def _optimize_options(command):
@@ -82,11 +131,10 @@ def optimize_config(steps, lr, lambda_tv, restarts, seed, window, channels):
 
 @analyze.command()
 @click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--decoders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="A folder of run folders (or one run); each feature's decoder is found from run.json.")  # fmt: skip
-@click.option("--feature", "features", default="hog,alexnet:conv1-conv5", show_default=True)
+@decoder_option
+@feature_option("hog,alexnet:conv1-conv5", "The representations compared, e.g. hog,alexnet:conv1-conv5.")
 @click.option("--n", default=50, show_default=True, help="Held-out images compared.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("compare"), show_default=True)
+@out_option
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
 @click.option("--columns", default=8, show_default=True, help="Images shown in the figure.")
 @_optimize_options
@@ -96,13 +144,12 @@ def compare(store, decoders, features, n, out, weights, columns, **options) -> N
     from ..pipeline.progress import StepProgress
     from .compare import COLUMNS, KEYS, compare_feature, write_report
     from .report import markdown_table, update_index
-    from .runs import trained_runs
 
     config = optimize_config(**options)
     table, pictures = [], {}
     with user_errors():
         opened = FeatureStore.open(store)
-        for run in trained_runs(decoders, features):
+        for run in chosen_runs(decoders, features):
             click.echo(f"{run.feature}: decoder {run.path}, optimisation of {n} held-out images")
             bar = StepProgress()
             rows, images = compare_feature(opened, run, n, config, weights, bar)
@@ -117,18 +164,12 @@ def compare(store, decoders, features, n, out, weights, columns, **options) -> N
 
 
 def _study_options(command):
-    """Options every decoder study shares: the store, the decoders, which features, how many images, where."""
-    options = [
-        click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True),
-        click.option("--decoders", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-                     help="A folder of run folders (or one run); each feature's decoder is found from run.json."),
-        click.option("--features", default=None, help="Which decoders, e.g. hog,alexnet:conv1-conv5 [default: all]."),
-        click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("analysis"),
-                     show_default=True, help="The study folder (index.md shows every study run into it)."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
+    """Options every decoder study shares: the store, the decoders, which features, where."""
+    command = out_option(command)
+    command = feature_option(None, "Which decoders, e.g. hog,alexnet:conv1-conv5 [default: all].")(command)
+    command = decoder_option(command)
+    return click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        required=True)(command)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -142,12 +183,11 @@ def user_errors():
         raise click.ClickException(str(err).strip("'\"")) from None
 
 
-def _open(store: Path, decoders: Path, features: str | None):
-    """The opened store and the trained runs."""
+def _open(store: Path, decoders: tuple[Path, ...], features: str | None):
+    """The opened store and the trained runs (announced)."""
     from ..cache.store import FeatureStore
-    from .runs import trained_runs
 
-    return FeatureStore.open(store), trained_runs(decoders, features)
+    return FeatureStore.open(store), chosen_runs(decoders, features)
 
 
 @analyze.command()
@@ -159,12 +199,11 @@ def layers(store, decoders, features, out, n, autoencoder) -> None:
     the paper's figures, and a grid of reconstructions (one row per representation)."""
     from .layers import COLUMNS, layer_errors, write_layers
     from .report import markdown_table, update_index
-    from .runs import trained_runs
 
     with user_errors():
         opened, runs = _open(store, decoders, features)
         if autoencoder:
-            runs += trained_runs(decoders, None, autoencoder=True)
+            runs += chosen_runs(decoders, None, autoencoder=True)
         table, pictures = layer_errors(opened, runs, n)
     files = write_layers(out, table, pictures)
     summary = f"Each decoder on up to {n} held-out images of `{store}`; baseline: the training split's mean image."
@@ -250,7 +289,8 @@ def ablate(store, decoders, features, out, n, error_rows, k, weights) -> None:
         opened, runs = _open(store, decoders, features or None)
         scores = [run for run in runs if run.feature.endswith((":logits", ":fc8"))]
         if not scores:
-            raise click.ClickException(f"no decoder of class scores under {decoders}; train one on e.g. "
+            where = ", ".join(map(str, decoders))
+            raise click.ClickException(f"no decoder of class scores under {where}; train one on e.g. "
                                        "efficientnet_lite0:logits")  # fmt: skip
         files = ablation_study(opened, scores[0], n, k, weights, out, error_rows)
     summary = f"{scores[0].feature}, k = {k}: figure of {n} held-out images, table over up to {error_rows}."

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
-from ..train.metrics import normalised_error, psnr, ssim, upsample_to
+from ..train.metrics import normalised_error, scores, upsample_to
 from .figures import line_plot, save_rgb, tile_row
 from .report import write_json, write_markdown
 from .runs import TrainedRun, heldout_rows, mean_image, read_images, reconstruct
@@ -38,11 +38,9 @@ def layer_errors(store: FeatureStore, runs: list[TrainedRun], n: int) -> tuple[l
             {
                 "feature": run.label,
                 "images": len(rows),
-                "normalised_error": normalised_error(recon, images),
+                **scores(recon, images),
                 "mean_image_error": normalised_error(baseline, images),
                 "paper": None if run.autoencoder else PAPER.get(run.feature),
-                "psnr": psnr(recon, images),
-                "ssim": ssim(recon[:64], images[:64]),
                 "run": str(run.path),
             }
         )

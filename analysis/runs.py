@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,14 @@ from ..train.trainer import CHECKPOINT, load_decoder
 
 @dataclass
 class TrainedRun:
-    """A run folder, the feature its decoder was trained on, and its held-out fraction."""
+    """A run folder, the feature its decoder was trained on, its held-out fraction, and how it was chosen."""
 
     path: Path
     feature: str
     held_out: float
     autoencoder: bool = False  # the encoder was fine-tuned too: the model takes images
+    train_fraction: float = 1.0
+    others: tuple[Path, ...] = ()  # runs of the same feature it was chosen over (the newest wins)
 
     @property
     def label(self) -> str:
@@ -33,34 +36,64 @@ class TrainedRun:
         """The decoder, refused unless ``store`` computed the feature as the training store did."""
         return load_decoder(self.path, store, self.feature)
 
+    def describe(self) -> str:
+        """Which run serves this feature, and what it was chosen over (for the commands to print)."""
+        if not self.others:
+            return f"{self.label}: {self.path}"
+        return (f"{self.label}: {self.path} (the newest of {len(self.others) + 1} runs; also "
+                f"{', '.join(str(p) for p in self.others)}; name one with --decoder RUN)")  # fmt: skip
 
-def trained_runs(runs: Path, features: str | None = None, autoencoder: bool = False) -> list[TrainedRun]:
-    """The runs under ``runs`` (or ``runs`` itself), one per feature (the newest checkpoint when several), in
-    the order of ``features`` when given (an error naming any feature without a decoder), else by name; the
-    decoders of fixed features, or with ``autoencoder`` the runs that fine-tuned their encoder."""
-    found: dict[str, TrainedRun] = {}
-    folders = [runs, *sorted(p for p in runs.iterdir() if p.is_dir())] if runs.is_dir() else []
-    for folder in folders:
-        info, weights = folder / "run.json", folder / CHECKPOINT
-        if not (info.exists() and weights.exists()):
+
+def read_run(folder: Path) -> TrainedRun | None:
+    """The run in ``folder``, or None when it holds no finished run (run.json and a checkpoint)."""
+    info, weights = folder / "run.json", folder / CHECKPOINT
+    if not (info.is_file() and weights.is_file()):
+        return None
+    config = json.loads(info.read_text())["config"]
+    return TrainedRun(folder, config["feature"], config["held_out"], bool(config.get("autoencoder")),
+                      config.get("train_fraction", 1.0))  # fmt: skip
+
+
+def trained_runs(
+    paths: Path | Sequence[Path], features: str | None = None, autoencoder: bool = False
+) -> list[TrainedRun]:
+    """The runs that ``paths`` name: each a run folder (used as given) or a folder of runs (the newest run of each
+    feature, with the others it was chosen over in ``others``). In the order of ``features`` when given (an error
+    naming any feature without a decoder), else by name; the decoders of fixed features, or with
+    ``autoencoder`` the runs that fine-tuned their encoder."""
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    explicit: dict[str, TrainedRun] = {}
+    scanned: dict[str, list[TrainedRun]] = {}
+    for path in map(Path, paths):
+        run = read_run(path)
+        if run is not None:
+            if run.autoencoder == autoencoder:
+                if run.feature in explicit:
+                    raise ValueError(f"two runs of {run.label} given ({explicit[run.feature].path}, {path}); give one")
+                explicit[run.feature] = run
             continue
-        config = json.loads(info.read_text())["config"]
-        run = TrainedRun(folder, config["feature"], config["held_out"], bool(config.get("autoencoder")))
-        if run.autoencoder != autoencoder:
-            continue
-        known = found.get(run.feature)
-        if known is None or weights.stat().st_mtime > (known.path / CHECKPOINT).stat().st_mtime:
-            found[run.feature] = run
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: not a run folder (run.json and {CHECKPOINT}) nor a folder of runs")
+        for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+            found = read_run(folder)
+            if found is not None and found.autoencoder == autoencoder:
+                scanned.setdefault(found.feature, []).append(found)
+    chosen = dict(explicit)
+    for feature, candidates in scanned.items():
+        if feature not in chosen:
+            candidates.sort(key=lambda r: (r.path / CHECKPOINT).stat().st_mtime, reverse=True)
+            chosen[feature] = replace(candidates[0], others=tuple(r.path for r in candidates[1:]))
     if features is None:
-        return [found[name] for name in sorted(found)]
-    missing = [name for name in expand_specs(features) if name not in found]
+        return [chosen[name] for name in sorted(chosen)]
+    missing = [name for name in expand_specs(features) if name not in chosen]
     if missing:
         kind = "autoencoder" if autoencoder else "decoder"
+        where = ", ".join(str(p) for p in paths)
         raise FileNotFoundError(
-            f"no {kind} trained on {', '.join(missing)} under {runs}; train one with preimage train"
+            f"no {kind} trained on {', '.join(missing)} under {where}; train one with preimage train"
             + (" --autoencoder" if autoencoder else "")
         )
-    return [found[name] for name in expand_specs(features)]
+    return [chosen[name] for name in expand_specs(features)]
 
 
 def heldout_rows(store: FeatureStore, held_out: float, n: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from preimage.pipeline.backbones import create_backbone
 from preimage.pipeline.features import hog, lbp
 from preimage.pipeline.features.hog import hog_torch

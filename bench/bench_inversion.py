@@ -17,13 +17,14 @@ import time
 
 import numpy as np
 import torch
+from timing import milliseconds_per_image, synchronize
+
 from preimage.analysis.optimize import OptimizeConfig, differentiable_target, optimize
 from preimage.pipeline.extract import stored_row_shape
 from preimage.pipeline.features import expand_specs, get_representation
 from preimage.pipeline.images import center_square, sample_photos, to_float
 from preimage.pipeline.memory import keep_freed_memory
 from preimage.train.decoders import DecoderConfig, create_decoder
-from timing import milliseconds_per_image, synchronize
 
 
 def photos(n: int, size: int) -> torch.Tensor:

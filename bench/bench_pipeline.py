@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
+
 from preimage.cache.store import READ, FeatureStore, compressors, feature_path
 from preimage.pipeline.extract import (
     DRAFT_MIN_SIDE,

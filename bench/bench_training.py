@@ -19,12 +19,14 @@ import argparse
 import time
 
 import torch
+from timing import milliseconds_per_image, synchronize
+
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
 from preimage.pipeline.memory import keep_freed_memory
 from preimage.train.data import ShardStream
-from preimage.train.trainer import TrainConfig, build, step_loss, training_device
-from timing import milliseconds_per_image, synchronize
+from preimage.train.precision import hardware, step_loss
+from preimage.train.trainer import TrainConfig, build, training_device
 
 
 def train_steps(
@@ -78,6 +80,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = torch.get_num_threads()
     print(f"{args.store}: {store.array('ids').shape[0]} rows; {where}; torch threads {threads}; {malloc}")
+    print(f"bf16: {hardware(device).reason} (what --precision auto decides on)")
     header = f"{'stream/s':>9} {'memory/s':>9} {'ratio':>6} {'waiting':>8} {'bf16 x':>7} {'ms/img@64':>10} {'ms@1':>7}"
     print(f"{'feature':16} {header}")
     for feature in expand_specs(args.features):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from preimage.pipeline.features.sift import SiftParams, detect, encode_grid
 from preimage.pipeline.images import GRAY_WEIGHTS, center_square
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import hidden_alias
+
 DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 
 
@@ -18,7 +20,14 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
     "Default: the colour photos that ship with scikit-image.",
 )
 @click.option("--store", type=click.Path(path_type=Path), required=True, help="The zarr store to write or add to.")
-@click.option("--features", "specs", default=DEFAULT_FEATURES, show_default=True, help="Comma-separated specs.")
+@click.option(
+    "--feature",
+    "specs",
+    default=DEFAULT_FEATURES,
+    show_default=True,
+    help="Representations, comma-separated (preimage features lists them).",
+)
+@hidden_alias("--features", "specs")
 @click.option("--size", default=128, show_default=True, help="Side of the stored images and hand-crafted inputs.")
 @click.option("--shard-rows", default=64, show_default=True, help="Rows per shard (and per task).")
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler (tcp://host:8786).")

@@ -6,22 +6,24 @@ import time
 from pathlib import Path
 
 import click
-import cv2
-import numpy as np
-import torch
 
-from .images import center_square, rgb_to_gray, sample_photos, to_float
+from .options import default_out
 
 HANDCRAFTED_SIZE = 128
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("tour-out"), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("tour"), show_default=True)
 def tour(out: Path) -> None:
     """Compute HOG, LBP, SIFT and CNN layers on scikit-image's photos; write a picture of what HOG keeps."""
-    from .backbones import create_backbone
+    import cv2
+    import numpy as np
+    import torch
+
+    from .backbones import create_backbone, imagenet_class_names
     from .features import hog, lbp, sift
     from .features.hog import render_glyphs
+    from .images import center_square, rgb_to_gray, sample_photos, to_float
 
     photos = sample_photos()
     if not photos:
@@ -59,7 +61,7 @@ def tour(out: Path) -> None:
         if backbone == "efficientnet_lite0":
             top = outputs["logits"].softmax(-1).max(-1)
             for name, p, c in zip(names, top.values.tolist(), top.indices.tolist(), strict=True):
-                click.echo(f"  {name}: ImageNet class {c} with p={p:.2f}")
+                click.echo(f"  {name}: {imagenet_class_names()[c]} (ImageNet class {c}) with p={p:.2f}")
 
     click.echo(f"\n{'representation':28} {'shape':16} ms/image")
     for label, shape, ms in rows:

@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+
 from preimage.analysis.runs import mean_image, reconstruct, trained_runs
 from preimage.cache.store import FeatureStore
 from preimage.train.data import downsample, split_rows

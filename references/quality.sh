@@ -13,28 +13,28 @@ PREIMAGE=${PREIMAGE:-preimage}
 "$PREIMAGE" extract --images "$PHOTOS" --store "$STORE" --features hog,lbp,sift,alexnet:conv1-conv5,efficientnet_lite0:logits \
   --size 128
 
-# name  feature                   width  epochs  augment  precision  (budgets chosen for 2 CPU cores; widths trade quality
-# for speed; HOG, LBP and SIFT get re-cropped images, HOG the longest budget as the representation with a goal: see
-# README, Quality)
-# bf16: 1.45-2x faster where the CPU has AVX512-BF16 or AMX (README, Performance); write fp32 where it has not.
-while read -r name feature width epochs augment precision; do
+# name  feature                   width  epochs  augment  (budgets chosen for 2 CPU cores; widths trade quality for
+# speed; HOG, LBP and SIFT get re-cropped images, HOG the longest budget as the representation with a goal: see
+# docs/quality.md). --precision auto trains in bf16 where the CPU or GPU computes it natively (1.45-2x faster on
+# AVX512-BF16) and in fp32 elsewhere (emulated bf16 is 14x slower); each run says which it chose.
+while read -r name feature width epochs augment; do
   args=(--store "$STORE" --feature "$feature" --out "$RUNS/$name" --width "$width" --epochs "$epochs" --augment "$augment"
-        --precision "$precision")
+        --precision auto)
   if [ -f "$RUNS/$name/checkpoint.safetensors" ]; then args+=(--resume); fi
   "$PREIMAGE" train "${args[@]}"
 done <<'TABLE'
-hog    hog                       128  90  crop  bf16
-lbp    lbp                       128  40  crop  bf16
-sift   sift                      128  30  crop  bf16
-conv1  alexnet:conv1              64   4  none  fp32
-conv2  alexnet:conv2              64   4  none  fp32
-conv3  alexnet:conv3              64   4  none  fp32
-conv4  alexnet:conv4              64   4  none  fp32
-conv5  alexnet:conv5              64   4  none  fp32
-logits efficientnet_lite0:logits 128  10  none  fp32
+hog    hog                       128  90  crop
+lbp    lbp                       128  40  crop
+sift   sift                      128  30  crop
+conv1  alexnet:conv1              64   4  none
+conv2  alexnet:conv2              64   4  none
+conv3  alexnet:conv3              64   4  none
+conv4  alexnet:conv4              64   4  none
+conv5  alexnet:conv5              64   4  none
+logits efficientnet_lite0:logits 128  10  none
 TABLE
 
 # The autoencoder upper bound for CONV2 (README, Analyses): AlexNet's CONV1-CONV2 fine-tuned with the decoder.
-args=(--store "$STORE" --feature alexnet:conv2 --out "$RUNS/conv2-ae" --autoencoder --width 64 --epochs 2)
+args=(--store "$STORE" --feature alexnet:conv2 --out "$RUNS/conv2-ae" --autoencoder --width 64 --epochs 2 --precision auto)
 if [ -f "$RUNS/conv2-ae/checkpoint.safetensors" ]; then args+=(--resume); fi
 "$PREIMAGE" train "${args[@]}"

@@ -7,7 +7,8 @@ import sys
 
 import cv2
 from click.testing import CliRunner
-from preimage.pipeline.cli import main
+
+from preimage.cli import main
 
 
 def test_help_lists_the_subcommands():
@@ -53,7 +54,7 @@ def test_extract_names_a_missing_source_clearly(tmp_path):
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "preimage.pipeline.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "preimage", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "extract" in out.stdout
 
 
@@ -61,7 +62,7 @@ def test_tour_computes_every_representation(tmp_path):
     result = CliRunner().invoke(main, ["tour", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "hog.png").stat().st_size > 10_000
-    assert "ImageNet class 967" in result.output  # the coffee photo is an espresso
+    assert "coffee: espresso (ImageNet class 967)" in result.output
 
 
 def test_demo_extracts_trains_and_draws(tmp_path):

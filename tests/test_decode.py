@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+
 from preimage.pipeline import decode
 from preimage.pipeline.decode import ImageReadError, read_image, to_rgb_uint8
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from preimage.cache.store import READ, UNREADABLE, FeatureStore, StoreError
 from preimage.pipeline.extract import local_cluster
 from preimage.pipeline.features import hog, lbp
@@ -99,6 +100,7 @@ def test_float16_storage_is_close_to_float32(tmp_path, dask_client):
 
 def test_list_and_hdf5_sources(tmp_path, dask_client, photos):
     import h5py
+
     from preimage.pipeline.images import center_square
 
     names = sorted(photos)[:3]

@@ -12,11 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from preimage.cache.store import FeatureStore
 
 from .helpers import checksums
 
-CLI = [sys.executable, "-m", "preimage.pipeline.cli"]
+CLI = [sys.executable, "-m", "preimage"]
 SPECS = "hog,lbp,sift,alexnet:conv1-conv5"
 
 

@@ -17,7 +17,12 @@ import click
 @click.option("--lr", default=1e-3, show_default=True, help="Adam's rate (0.9, 0.999), decayed at the end.")
 @click.option("--decay-from", default=0.7, show_default=True,
               help="Fraction of the steps after which the rate decays (cosine) to 1% of --lr.")  # fmt: skip
-@click.option("--width", default=256, show_default=True, help="Channels at the decoder's bottleneck.")
+@click.option(
+    "--width",
+    default=128,
+    show_default=True,
+    help="Channels at the decoder's bottleneck (docs/quality.md: 128 hand-crafted, 64 CNN layers).",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--held-out", default=0.1, show_default=True, help="Fraction of ids (by path hash) kept for tests.")
 @click.option("--train-fraction", default=1.0, show_default=True,
@@ -33,9 +38,14 @@ import click
 @click.option("--augment", type=click.Choice(["none", "flip", "crop"]), default="none", show_default=True,
               help="Train on mirrored (flip) or re-cropped and mirrored (crop) stored images, their features "
               "recomputed by the store's extractor (hog, lbp, sift).")  # fmt: skip
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="bf16: bfloat16 autocast (weights stay float32); 1.45-2x faster on a CPU with AVX512-BF16; "
-              "emulated, so likely slower, on CPUs without bfloat16 instructions.")  # fmt: skip
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="bf16: bfloat16 autocast (weights stay float32), 1.45-2x faster where the CPU (AVX512-BF16, AMX) or "
+    "GPU computes it natively, 14x slower where it is emulated; auto: bf16 where native, else fp32.",
+)
 @click.option("--device", default="auto", show_default=True,
               help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.")  # fmt: skip
 def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, width, seed, held_out, train_fraction,
@@ -43,7 +53,7 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, 
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
-    on GPUs, one GPU per rank): torchrun --nproc-per-node 2 -m preimage.pipeline.cli train ...
+    on GPUs, one GPU per rank): torchrun --nproc-per-node 2 -m preimage train ...
     """
     from .trainer import TrainConfig
     from .trainer import train as run
@@ -54,7 +64,7 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, 
         max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision,
     )  # fmt: skip
     try:
-        result = run(config, resume=resume)
+        result = run(config, resume=resume, announce=click.echo)
     except (FileExistsError, ValueError, KeyError) as err:
         raise click.ClickException(str(err).strip("'\"")) from None
     if result:

@@ -42,9 +42,12 @@ def split_of(ident: str, held_out: float = 0.1, train_fraction: float = 1.0) -> 
 
 
 def split_rows(store: FeatureStore, split: str, held_out: float = 0.1, train_fraction: float = 1.0) -> np.ndarray:
-    """Boolean mask of the rows of ``split`` that were read (unreadable rows belong to no split)."""
+    """Boolean mask of the rows of ``split`` that were read (unreadable rows belong to no split); ``all``: every
+    row that was read (a store no decoder was trained on)."""
+    if split == "all":
+        return store.status() == READ
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
     ids = [str(v) for v in store.array("ids")[:].tolist()]
     in_split = np.array([split_of(i, held_out, train_fraction) == split for i in ids], dtype=bool)
     return in_split & (store.status() == READ)

@@ -25,14 +25,21 @@ def decoder_job(run: str | os.PathLike, weights: str | None = None) -> tuple[Fea
     return FeatureJob.from_attrs(attrs, weights), int(fingerprint["image_size"]), attrs["dtype"]
 
 
-@torch.no_grad()
 def invert_images(
     paths: list[str | os.PathLike], run: str | os.PathLike, weights: str | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(original crop, reconstruction) as uint8 RGB at the stored image size, for each image file."""
+    return invert_arrays(read_images(paths, DRAFT_MIN_SIDE), run, weights)
+
+
+@torch.no_grad()
+def invert_arrays(
+    images: list[np.ndarray], run: str | os.PathLike, weights: str | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(original crop, reconstruction) as uint8 RGB at the stored image size, for each uint8 RGB image
+    (H, W, 3) of any size: centre-cropped and resized, its feature computed, exactly as the store did."""
     job, image_size, dtype = decoder_job(run, weights)
     model = load_decoder(run)
-    images = read_images(paths, DRAFT_MIN_SIDE)
     crops = {size: np.stack([center_square(im, size) for im in images]) for size in {job.input_size, image_size}}
     if getattr(model, "takes", "features") == "images":  # an autoencoder run: its encoder computes the feature
         inputs = to_float(crops[image_size])

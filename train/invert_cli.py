@@ -7,17 +7,20 @@ from pathlib import Path
 import click
 
 from ..analysis.cli import _optimize_options, optimize_config
+from ..pipeline.options import default_out
 
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--method", type=click.Choice(["decoder", "optimize"]), default="decoder", show_default=True,
               help="A trained decoder (one pass) or Mahendran & Vedaldi's optimisation (gradient steps).")  # fmt: skip
-@click.option("--decoder", type=click.Path(exists=True, path_type=Path), default=None, help="A run folder.")
+@click.option("--decoder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A run folder (preimage train --out).")  # fmt: skip
 @click.option("--feature", default=None, help="With --method optimize: the representation, e.g. alexnet:conv3.")
 @click.option("--size", type=int, default=None, help="With --method optimize: input side [default: 128 HOG, the "
               "backbone's size for CNN layers].")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("inverted"), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"),
+              show_default=True)  # fmt: skip
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
 @_optimize_options
 def invert(images, method, decoder, feature, size, out, weights, **options) -> None:

@@ -35,6 +35,20 @@ def normalised_error(recon: torch.Tensor, images: torch.Tensor, normaliser: floa
     return float(distances.mean()) / (mean_pairwise_distance(images) if normaliser is None else normaliser)
 
 
+SSIM_IMAGES = 64  # SSIM runs on the CPU image by image: the first 64 images give it to +-0.005
+
+
+def scores(recon: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
+    """The quality of reconstructions (clipped to [0, 1], as they are shown) against their images, as every
+    command reports it: the paper's normalised error and PSNR over all images, SSIM over the first 64."""
+    recon = recon.clamp(0, 1)
+    return {
+        "normalised_error": normalised_error(recon, images),
+        "psnr": psnr(recon, images),
+        "ssim": ssim(recon[:SSIM_IMAGES], images[:SSIM_IMAGES]),
+    }
+
+
 def mean_pairwise_squared_distance(features: torch.Tensor) -> float:
     """Mean squared Euclidean distance between all pairs of distinct rows (N, ...), in closed form:
     Mahendran & Vedaldi's normaliser of the feature-space error."""

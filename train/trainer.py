@@ -13,7 +13,8 @@ import json
 import math
 import os
 import time
-from dataclasses import MISSING, asdict, dataclass, fields
+import warnings
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ from . import checkpoint
 from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
 from .decoders import Decoder, DecoderConfig, create_decoder
-from .metrics import Smoothed, normalised_error, psnr, ssim, upsample_to
+from .metrics import Smoothed, scores, upsample_to
+from .precision import PrecisionWarning, check_precision, hardware, resolve_precision, step_loss
 
 CHECKPOINT = "checkpoint.safetensors"
 MAX_ROLLBACKS = 8
@@ -57,11 +59,13 @@ class TrainConfig:
     autoencoder: bool = False  # fine-tune the encoder too (CNN layers): trains on the stored images
     device: str = "auto"  # 'auto': the first GPU when torch has one, else the CPU; or 'cpu', 'cuda', 'cuda:1'
     augment: str = "none"  # 'flip' or 'crop' (crops and flips): new images, features recomputed (train/augment.py)
-    precision: str = "fp32"  # 'bf16': forward and backward under bfloat16 autocast, weights and Adam in float32
+    precision: str = "auto"  # 'bf16' (bfloat16 autocast; weights and Adam in float32), 'fp32', or 'auto': bf16
+    # where the hardware computes it natively (train/precision.py)
 
     def fixed(self) -> dict:
         """The settings a resumed run must share with the original (its length and device may change)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("epochs", "max_steps", "out", "device")}
+        variable = ("epochs", "max_steps", "out", "device", "precision")  # precision: see :func:`run_precision`
+        return {k: v for k, v in asdict(self).items() if k not in variable}
 
 
 class Diverged(Exception):
@@ -91,30 +95,6 @@ def init_distributed(device: torch.device | None = None) -> tuple[int, int]:
     if torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def check_precision(precision: str) -> None:
-    """Raise a clear error unless ``precision`` is one of :data:`PRECISIONS`."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-
-
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The context a training step's forward pass runs in: bfloat16 autocast for ``bf16`` (convolutions in
-    bfloat16: 1.45-2.00x the samples/s on this project's AVX512-BF16 CPU, bench/bench_training.py), else none."""
-    check_precision(precision)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def step_loss(network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> torch.Tensor:
-    """One training step's loss: pixel MSE of the network's prediction for ``x`` against ``y``, the forward pass
-    in ``precision`` and the loss in float32."""
-    with autocast(x.device, precision):
-        prediction = network(x)
-    return torch.nn.functional.mse_loss(prediction.float(), y)
 
 
 def learning_rate(config: TrainConfig, step: int, total: int, scale: float) -> float:
@@ -149,18 +129,43 @@ def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
     return AutoEncoder(config.feature, decoder) if config.autoencoder else decoder
 
 
-def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> dict:
-    """Train (or resume) the run in ``config.out``; returns the last evaluation's metrics."""
+def train(config: TrainConfig, resume: bool = False, show_progress: bool = True, announce=None) -> dict:
+    """Train (or resume) the run in ``config.out``; returns the last evaluation's metrics. ``announce(line)``
+    hears what the run resolved (device, precision and why, steps)."""
     device = training_device(config.device)
     check_precision(config.precision)  # before anything is written
     if not 0 <= config.decay_from <= 1:
         raise ValueError(f"decay_from is a fraction of the steps, in [0, 1]; got {config.decay_from}")
     if not 0 < config.train_fraction <= 1:
         raise ValueError(f"train_fraction is a fraction of the training part, in (0, 1]; got {config.train_fraction}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise ValueError(f"--max-steps must be at least 1; got {config.max_steps}")
     rank, world = init_distributed(device)
     out = Path(config.out)
     store = FeatureStore.open(config.store)
     fingerprint = checkpoint.store_fingerprint(store, config.feature)
+    stream = ShardStream(
+        config.store,
+        config.feature,
+        "train",
+        config.target_size,
+        config.batch_size,
+        config.buffer_shards,
+        config.seed,
+        config.held_out,
+        inputs="images" if config.autoencoder else "features",
+        augment=config.augment,
+        train_fraction=config.train_fraction,
+    )
+    steps_per_epoch = [_steps(stream, e, config.workers) for e in range(config.epochs)]
+    total = sum(steps_per_epoch)
+    if config.max_steps is not None and config.max_steps > total:
+        needed = math.ceil(config.max_steps / max(1, total / max(config.epochs, 1)))
+        raise ValueError(
+            f"--max-steps {config.max_steps} is more than the {total} steps that {config.epochs} epochs give "
+            f"({total // max(config.epochs, 1)} a epoch); ask for --epochs {needed} or fewer --max-steps"
+        )
+    last = min(total, config.max_steps or total)
     model = build(config, store).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
     state = {"epoch": 0, "batch": 0, "step": 0, "lr_scale": 1.0}
@@ -178,42 +183,38 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if saved_config != config.fixed():
             diff = [k for k in saved_config if saved_config[k] != config.fixed().get(k)]
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); resume with the same ones")
+        precision = run_precision(config.precision, device, saved.get("precision", saved["config"].get("precision")))
         header = checkpoint.load(out / CHECKPOINT, model, optimizer)
         check_fingerprint(header, fingerprint, config.store)
         state = header["state"]
     else:
+        precision = run_precision(config.precision, device)
         train_mask = split_rows(store, "train", config.held_out, config.train_fraction)
         if train_mask.sum() < config.batch_size:
             raise ValueError(f"{config.store}: {train_mask.sum()} training rows, fewer than one batch")
         model.input_scale.fill_(feature_scale(store, config.feature, train_mask))
+        saved = {"config": config.fixed(), "decoder": model.config.as_dict(), "fingerprint": fingerprint,
+                 "autoencoder": config.autoencoder, "sessions": []}  # fmt: skip
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-            run = {"config": config.fixed(), "decoder": model.config.as_dict(), "fingerprint": fingerprint,
-                   "autoencoder": config.autoencoder}  # fmt: skip
-            run_file.write_text(json.dumps(run, indent=2, sort_keys=True))
+    if rank == 0:  # what this session runs: the precision it resolved to, and how long it goes
+        session = {"from_step": state["step"], "precision": precision, "precision_asked": config.precision,
+                   "device": str(device), "epochs": config.epochs, "max_steps": config.max_steps,
+                   "schedule_steps": total, "stops_at_step": last, "world": world}  # fmt: skip
+        saved.update(precision=precision, sessions=[*saved.get("sessions", []), session])
+        run_file.write_text(json.dumps(saved, indent=2, sort_keys=True))
+    config = replace(config, precision=precision)
+    if announce and rank == 0:
+        budget = f", stopping at step {last} (--max-steps)" if last < total else ""
+        announce(f"training {config.feature} on {device} in {precision} ({hardware(device).reason}); "
+                 f"{total} steps in {config.epochs} epochs{budget}; from step {state['step']}")  # fmt: skip
+    if not resuming:
         save_checkpoint(config, model, optimizer, state, fingerprint, rank)  # step 0: what a rollback returns to
     network = model
     if world > 1:
         network = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-
-    stream = ShardStream(
-        config.store,
-        config.feature,
-        "train",
-        config.target_size,
-        config.batch_size,
-        config.buffer_shards,
-        config.seed,
-        config.held_out,
-        inputs="images" if config.autoencoder else "features",
-        augment=config.augment,
-        train_fraction=config.train_fraction,
-    )
-    steps_per_epoch = [_steps(stream, e, config.workers) for e in range(config.epochs)]
-    total = sum(steps_per_epoch)
-    last = min(total, config.max_steps or total)
     progress = Progress(last * config.batch_size * world, "samples") if show_progress and rank == 0 else None
     if progress:
         progress.update(state["step"] * config.batch_size * world)
@@ -235,6 +236,23 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if progress:
         progress.close()
     return evaluation
+
+
+def run_precision(asked: str, device: torch.device, previous: str | None = None) -> str:
+    """The precision this session trains in (``fp32`` or ``bf16``). A new run resolves ``asked`` for ``device``
+    (:func:`~.precision.resolve_precision`). A resumed run keeps the ``previous`` one it trained in (so its losses
+    repeat an uninterrupted run's), unless ``auto`` finds bf16 emulated here: then it goes on in fp32 and says so;
+    an explicit precision other than the run's is an error."""
+    found = hardware(device)
+    if previous is None:
+        return resolve_precision(asked, found)
+    if asked not in ("auto", previous):
+        raise ValueError(f"the run was trained in {previous}, not {asked}; resume with --precision {previous} or auto")
+    if asked == "auto" and previous == "bf16" and not found.native_bf16:
+        warnings.warn(f"the run trained in bf16 so far, but {found.reason}: it goes on in fp32", PrecisionWarning,
+                      stacklevel=2)  # fmt: skip
+        return "fp32"
+    return resolve_precision(previous, found)
 
 
 def _steps(stream: ShardStream, epoch: int, workers: int) -> int:
@@ -365,9 +383,9 @@ def evaluate(
     preview: Path | None = None,
     train_fraction: float = 1.0,
 ) -> dict:
-    """Quality on up to ``max_rows`` rows of a split: the paper's normalised error, PSNR, SSIM (on up to 64
-    images), each reconstruction up-sampled to the stored image size; optionally a preview PNG of 8. The
-    training split is the run's own (``train_fraction`` of the training part)."""
+    """Quality (:func:`~.metrics.scores`) on the first ``max_rows`` rows of a split, each reconstruction
+    up-sampled to the stored image size; optionally a preview PNG of 8. The training split is the run's own
+    (``train_fraction`` of the training part); ``all`` is every row read."""
     was_training = model.training
     model.eval()
     rows = np.flatnonzero(split_rows(store, split, held_out, train_fraction))[:max_rows]
@@ -388,12 +406,7 @@ def evaluate(
             recon.append(model(inputs.to(device)).cpu())
             targets.append(target)
     recon_t, target_t = torch.cat(recon), torch.cat(targets)
-    result = {
-        f"{split}_rows": len(rows),
-        "normalised_error": normalised_error(recon_t, target_t),
-        "psnr": psnr(recon_t, target_t),
-        "ssim": ssim(recon_t[:64], target_t[:64]),
-    }
+    result = {f"{split}_rows": len(rows), **scores(recon_t, target_t)}
     if preview is not None:
         write_preview(preview, target_t[:8], recon_t[:8])
     model.train(was_training)

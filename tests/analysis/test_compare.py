@@ -8,10 +8,11 @@ import cv2
 import pytest
 import torch
 from click.testing import CliRunner
+
 from preimage.analysis.compare import COLUMNS, KEYS
 from preimage.analysis.report import markdown_table
 from preimage.analysis.runs import trained_runs
-from preimage.pipeline.cli import main
+from preimage.cli import main
 from preimage.train.metrics import feature_error, mean_pairwise_squared_distance
 from preimage.train.trainer import TrainConfig, train
 

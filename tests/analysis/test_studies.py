@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from scipy import stats
+
 from preimage.analysis.ablate import ablate_top_k
 from preimage.analysis.interpolate import interpolate
 from preimage.analysis.perturb import binarize, drop_smallest, dropout, perturb
 from preimage.analysis.runs import decode
 from preimage.analysis.sample import histograms, sample_gaussian, sample_histograms
+from preimage.cli import main
 from preimage.pipeline.backbones import WeightsUnavailable, create_backbone
-from preimage.pipeline.cli import main
 from preimage.pipeline.sources import folder_source
 from preimage.train.trainer import TrainConfig, load_decoder, train
-from scipy import stats
 
 from ..helpers import run_extract
 from ..train.test_trainer import make_store

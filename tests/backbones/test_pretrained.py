@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from preimage.pipeline.backbones import WeightsUnavailable, create_backbone
 from preimage.pipeline.images import center_square, to_float
 

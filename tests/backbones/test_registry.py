@@ -6,6 +6,8 @@ import pickle
 
 import pytest
 import torch
+from torch import nn
+
 from preimage.pipeline.backbones import (
     WeightsUnavailable,
     create_backbone,
@@ -16,7 +18,6 @@ from preimage.pipeline.backbones import (
 from preimage.pipeline.backbones.alexnet import AlexNet
 from preimage.pipeline.backbones.weights import cached_conversion, load_numpy_pickle
 from preimage.pipeline.features import expand_specs, get_representation, list_representations
-from torch import nn
 
 
 def test_registry_lists_three_backbones():

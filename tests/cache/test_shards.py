@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
+from zarr.codecs import BloscCodec
+
 from preimage.cache.shards import shard_layout
 from preimage.cache.store import _create_rows
-from zarr.codecs import BloscCodec
 
 
 def _pair(tmp_path, rows: int, row_shape: tuple[int, ...], dtype: str, shard_rows: int = 8):

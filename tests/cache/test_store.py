@@ -9,6 +9,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+
 from preimage.cache.export import export_h5
 from preimage.cache.store import CHUNK_ROWS, LOCK_FILE, FeatureStore, StoreError, StoreLocked
 from preimage.pipeline.sources import folder_source, sample_photos_source

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from preimage.pipeline.checks import ImageInputError
 from preimage.pipeline.features import HOG, HogParams, hog
 from preimage.pipeline.features.hog import _exact_orientation_bins, hog_torch, orientation_bins, render_glyphs
@@ -87,7 +88,10 @@ def test_glyph_picture_has_cells_of_glyph_size(gray_photos):
         (torch.full((1, 32, 32), float("nan")), "NaN"),
         (torch.zeros(1, 32, 32, dtype=torch.uint8), "floating-point"),
         (torch.zeros(1, 1, 1), "too small"),
-        (torch.zeros(2, 32, 32, 3), "colour"),
+        (torch.zeros(32, 32, 3), "one colour image \\(H, W, 3\\); pass a batch"),
+        (torch.zeros(2, 32, 32, 4), "4 channels .*RGBA"),
+        (torch.zeros(2, 5, 32, 32), "expected colour images"),
+        (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), "floating-point"),
         (torch.zeros(32, 32), "batch"),
         ([[0.0]], "numpy"),
     ],
@@ -95,3 +99,19 @@ def test_glyph_picture_has_cells_of_glyph_size(gray_photos):
 def test_bad_input_is_a_clear_error(bad, message):
     with pytest.raises(ImageInputError, match=message):
         hog(bad)
+
+
+def test_colour_batches_channels_first_or_last_are_made_gray_as_the_store_does(gray_photos):
+    from preimage.pipeline.images import rgb_to_gray
+
+    rgb = torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    expected = hog(rgb_to_gray(rgb))
+    torch.testing.assert_close(hog(rgb), expected, rtol=0, atol=0)
+    torch.testing.assert_close(hog(rgb.permute(0, 2, 3, 1).contiguous()), expected, rtol=0, atol=0)
+    assert hog(rgb).shape == (2, 5, 6, 31)
+
+
+def test_a_tensor_that_needs_a_gradient_raises_no_warning(recwarn):
+    x = torch.rand(1, 32, 32, requires_grad=True)
+    hog(x).sum().backward()
+    assert x.grad is not None and not [w for w in recwarn.list if issubclass(w.category, UserWarning)]

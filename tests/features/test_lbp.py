@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from preimage.pipeline.checks import ImageInputError
 from preimage.pipeline.features import LBP, LbpParams, lbp, native
 from preimage.pipeline.features.lbp import lbp_torch, uniform_mapping
@@ -79,7 +80,7 @@ def test_cells_are_unit_norm_histograms(gray_photos):
         (torch.zeros(1, 32, 32, dtype=torch.int32), "floating-point"),
         (torch.zeros(1, 1, 1), "too small"),
         (torch.zeros(1, 15, 40), "too small"),
-        (torch.zeros(1, 3, 32, 32), "colour"),
+        (torch.zeros(32, 32, 3), "one colour image"),
     ],
 )
 def test_bad_input_is_a_clear_error(bad, message):

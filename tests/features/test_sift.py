@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from preimage.pipeline.checks import ImageInputError
 from preimage.pipeline.features import SiftParams, SparseSIFT, sift
 from preimage.pipeline.features.sift import CHANNELS, detect, encode_grid
@@ -67,7 +68,7 @@ def test_unknown_detector_is_an_error():
         SiftParams(detector="surf")
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(0, 32, 32), torch.zeros(1, 1, 1), torch.zeros(1, 32, 32, 3)])
+@pytest.mark.parametrize("bad", [torch.zeros(0, 32, 32), torch.zeros(1, 1, 1), torch.zeros(32, 32, 3)])
 def test_bad_input_is_a_clear_error(bad):
     with pytest.raises(ImageInputError):
         sift(bad)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.extract import FeatureJob, plan_jobs
 from preimage.pipeline.sources import folder_source

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+
 from preimage.cache.store import FeatureStore
+from preimage.cli import main
 from preimage.pipeline.backbones import WeightsUnavailable, create_backbone
-from preimage.pipeline.cli import main
 from preimage.pipeline.sources import folder_source
 from preimage.train.autoencoder import AutoEncoder
 from preimage.train.trainer import TrainConfig, load_decoder, train

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.sources import folder_source
 from preimage.train.data import ShardStream, downsample, split_of, split_rows

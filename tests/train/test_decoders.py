@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from preimage.pipeline.extract import stored_row_shape
 from preimage.pipeline.features import get_representation
 from preimage.train.decoders import (

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+
 from preimage.cache.store import FeatureStore
-from preimage.pipeline.cli import main
+from preimage.cli import main
 from preimage.pipeline.decode import read_image
 from preimage.pipeline.extract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from preimage.pipeline.images import center_square

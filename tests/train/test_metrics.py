@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from preimage.train.metrics import error_parts, luminance, means_needed, normalised_error
 
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.sources import folder_source
 from preimage.train.metrics import normalised_error, psnr
@@ -20,7 +21,7 @@ from preimage.train.trainer import TrainConfig, load_decoder, train
 
 from ..helpers import run_extract
 
-CLI = [sys.executable, "-m", "preimage.pipeline.cli"]
+CLI = [sys.executable, "-m", "preimage"]
 
 
 def make_store(root, client, photos, size):
@@ -42,7 +43,16 @@ def store(tmp_path_factory, dask_client, photos):
 
 
 def config(store, out, **kwargs) -> TrainConfig:
-    base = dict(target_size=16, epochs=2, batch_size=8, width=16, log_every=1, checkpoint_every=3, eval_rows=16)
+    base = dict(
+        target_size=16,
+        epochs=2,
+        batch_size=8,
+        width=16,
+        log_every=1,
+        checkpoint_every=3,
+        eval_rows=16,
+        precision="fp32",
+    )  # the same arithmetic on every CPU (auto: tests/train/test_precision.py)
     return TrainConfig(str(store), "hog", str(out), **{**base, **kwargs})
 
 
@@ -112,7 +122,7 @@ def test_metrics_on_hand_made_images():
 
 def test_two_ranks_train_together(store, tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    args = ["-m", "preimage.pipeline.cli", "train", "--store", str(store), "--feature", "hog", "--out"]
+    args = ["-m", "preimage", "train", "--store", str(store), "--feature", "hog", "--out"]
     args += [str(tmp_path / "ddp"), "--target-size", "16", "--epochs", "1", "--batch-size", "8", "--width", "16"]
     result = subprocess.run([*torchrun, *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -140,7 +150,7 @@ def test_a_run_resumes_on_another_device_setting(store, tmp_path):
 
 def test_bf16_trains_in_bfloat16_and_stays_close_to_fp32(store, tmp_path):
     from preimage.train.decoders import DecoderConfig, create_decoder
-    from preimage.train.trainer import autocast
+    from preimage.train.precision import autocast
 
     decoder = create_decoder(DecoderConfig("hog", (4, 4, 31), 16, 16))
     with autocast(torch.device("cpu"), "bf16"):
@@ -154,9 +164,9 @@ def test_bf16_trains_in_bfloat16_and_stays_close_to_fp32(store, tmp_path):
     assert fp32.keys() == bf16.keys()
     assert fp32 != bf16  # the forward pass really ran in bfloat16
     assert all(abs(bf16[k] - fp32[k]) < 0.05 * fp32[k] for k in fp32)  # but computes the same function
-    with pytest.raises(ValueError, match="other settings \\(precision\\)"):
-        train(config(store, tmp_path / "bf16"), resume=True, show_progress=False)
-    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+    with pytest.raises(ValueError, match="trained in bf16, not fp32; resume with --precision bf16 or auto"):
+        train(config(store, tmp_path / "bf16", precision="fp32"), resume=True, show_progress=False)
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
         train(config(store, tmp_path / "fp16", precision="fp16"), show_progress=False)
     assert not (tmp_path / "fp16").exists()
 
@@ -168,6 +178,7 @@ def losses_of(result: dict, run) -> dict[int, float]:
 
 def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
     from click.testing import CliRunner
+
     from preimage.train.cli import train as train_command
     from preimage.train.trainer import learning_rate
 
@@ -188,6 +199,7 @@ def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
 
 def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(store, tmp_path):
     from click.testing import CliRunner
+
     from preimage.analysis.cli import analyze
     from preimage.train.cli import train as train_command
     from preimage.train.data import split_rows

@@ -11,16 +11,17 @@ import time
 from pathlib import Path
 
 import click
-import cv2
 import numpy as np
 
-from .images import center_square, sample_photos
+from .pipeline.options import default_out
 
 SIZE = 128
 
 
 def photo_crops(count: int, seed: int = 0) -> np.ndarray:
     """``count`` random square crops (a third to all of the shorter side, mirrored half the time) at 128x128."""
+    from .pipeline.images import center_square, sample_photos
+
     photos = list(sample_photos().values())
     if not photos:
         raise click.ClickException("scikit-image ships no colour photos in this install")
@@ -37,21 +38,22 @@ def photo_crops(count: int, seed: int = 0) -> np.ndarray:
 
 
 @click.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("demo"), show_default=True)
 @click.option("--crops", default=1536, show_default=True, help="Crops of scikit-image's photos to train on.")
 @click.option("--steps", default=300, show_default=True, help="Training steps of 64 crops (about 4 minutes).")
 @click.option("--workers", type=int, default=None, help="Extraction worker processes [one per core].")
 def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
     """Extract HOG from crops of scikit-image's photos, train a small decoder, picture what HOG keeps."""
+    import cv2
     import h5py
     import torch
 
-    from ..cache.store import FeatureStore
-    from ..train.data import split_rows
-    from ..train.trainer import TrainConfig, evaluate, load_decoder, train
-    from .extract import extract, local_cluster
-    from .features.hog import render_glyphs
-    from .sources import hdf5_source
+    from .cache.store import FeatureStore
+    from .pipeline.extract import extract, local_cluster
+    from .pipeline.features.hog import render_glyphs
+    from .pipeline.sources import hdf5_source
+    from .train.data import split_rows
+    from .train.trainer import TrainConfig, evaluate, load_decoder, train
 
     begin = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

@@ -1,32 +1,11 @@
-"""The ``preimage`` command: the root group assembles the subcommands that live with their packages."""
+"""``preimage features``: every representation this install can compute, with its input and output shape."""
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from ..analysis.cli import analyze
-from ..cache.cli import export, info
-from ..train.cli import train
-from ..train.invert_cli import invert
-from .demo import demo
-from .extract_cli import extract
-from .memory import keep_freed_memory
-from .tour import tour
 
-
-@click.group()
-@click.version_option(package_name="preimage")
-@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
-def main(verbose: int) -> None:
-    """preimage: reconstruct images from their features (HOG, LBP, SIFT, CNN layers)."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    keep_freed_memory()  # training steps and batches allocate the same large tensors again and again
-
-
-@main.command()
+@click.command()
 @click.option("--size", default=224, show_default=True, help="Square image size for the output shapes.")
 def features(size: int) -> None:
     """List every representation this install can compute, with parameters and output shape."""
@@ -51,17 +30,3 @@ def features(size: int) -> None:
         found = f"present here: {source}" if source else "none present here (a download may still work)"
         click.echo(f"  {backbone}: " + "; ".join(s.name for s in config.sources) + f"\n    {found}")
     click.echo("* no weights for this layer are present here: supply a file with --weights or go online")
-
-
-main.add_command(extract)
-main.add_command(info)
-main.add_command(export)
-main.add_command(train)
-main.add_command(invert)
-main.add_command(analyze)
-main.add_command(demo)
-main.add_command(tour)
-
-
-if __name__ == "__main__":
-    main()
