@@ -308,9 +308,15 @@ class ExtractSummary:
     unreadable: int
     partitions_run: int
     images_run: int
-    seconds: float
+    seconds: float  # the whole call: lock, planning, cluster start-up and shutdown included
     step_seconds: dict[str, float]
     failures: list[tuple[int, str, str]]
+    compute_seconds: float = 0.0  # from the first task submitted to the last one done, as the progress line counts
+
+    @property
+    def images_per_second(self) -> float:
+        """The rate the progress line showed: images over the time the tasks ran (no start-up, no shutdown)."""
+        return self.images_run / self.compute_seconds if self.compute_seconds > 0 else 0.0
 
 
 def extract(
@@ -339,12 +345,13 @@ def extract(
     begin = time.perf_counter()
     steps: dict[str, float] = {}
     tasks: list[PartitionTask] = []
+    compute_seconds = 0.0
     with FeatureStore.lock(store_path, wait):
         store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
         tasks = pending_tasks(store, source, jobs, dtype)
         if tasks:
             with (client_factory or local_cluster)() as client:
-                _run(client, tasks, steps, show_progress)
+                compute_seconds = _run(client, tasks, steps, show_progress)
         status = store.status()
         failures = store.failures()
     return ExtractSummary(
@@ -357,15 +364,18 @@ def extract(
         time.perf_counter() - begin,
         steps,
         failures,
+        compute_seconds,
     )
 
 
-def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progress: bool) -> None:
-    """Submit every task, follow them with a progress line, stop at the first failure."""
+def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progress: bool) -> float:
+    """Submit every task, follow them with a progress line, stop at the first failure; returns the seconds from
+    the first submission to the last task done."""
     from distributed import as_completed
 
     from .progress import Progress
 
+    begin = time.perf_counter()
     progress = Progress(sum(len(t.source) for t in tasks)) if show_progress else None
     futures = [client.submit(run_partition, task, pure=False, key=f"partition-{task.index}") for task in tasks]
     try:
@@ -381,6 +391,7 @@ def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progr
     finally:
         if progress:
             progress.close()
+    return time.perf_counter() - begin
 
 
 def worker_config() -> dict:

@@ -32,7 +32,7 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 @click.option("--shard-rows", default=64, show_default=True, help="Rows per shard (and per task).")
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler (tcp://host:8786).")
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster [one per core].")
-@click.option("--float16", is_flag=True, help="Store features as float16 (half the bytes; see README for the error).")
+@click.option("--float16", is_flag=True, help="Store features as float16 (half the bytes; docs/performance.md).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
 @click.option("--strict", is_flag=True, help="Exit non-zero when any image could not be read.")
 @click.option("--wait", is_flag=True, help="If another extract holds the store, wait for it instead of stopping.")
@@ -73,10 +73,11 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, float16,
     if summary.partitions_run == 0:
         click.echo(f"{store}: complete already, nothing to do ({summary.rows} rows)")
     else:
-        rate = summary.images_run / summary.seconds if summary.seconds else 0.0
+        overhead = summary.seconds - summary.compute_seconds
         click.echo(
-            f"{store}: {summary.images_run} rows in {summary.partitions_run} partitions, {summary.seconds:.1f} s "
-            f"({rate:.1f} images/s)"
+            f"{store}: {summary.images_run} rows in {summary.partitions_run} partitions, "
+            f"{summary.compute_seconds:.1f} s ({summary.images_per_second:.1f} images/s; "
+            f"{overhead:.1f} s more to start and stop the cluster)"
         )
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(summary.step_seconds.items(), key=lambda kv: -kv[1]))
         click.echo(f"  time per step, summed over workers: {steps}")

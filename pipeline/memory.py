@@ -3,7 +3,7 @@
 By default glibc serves every allocation above a (dynamic) threshold of at most 32 MB with a fresh ``mmap`` and
 gives freed memory back to the system at once, so each training step or extraction batch faults its tensors in
 afresh and the kernel zeroes them: a quarter of an extraction worker's CPU time, and 15-35% of a SIFT training
-step (35 MB input batches; README, Performance). With these settings freed memory up to 1 GB is kept and reused.
+step (35 MB input batches; docs/performance.md). With these settings freed memory up to 1 GB is kept and reused.
 """
 
 from __future__ import annotations

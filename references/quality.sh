@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The decoder-quality protocol of the README's table: one store of the shared photos, one decoder per
+# The decoder-quality protocol of docs/quality.md: one store of the shared photos, one decoder per
 # representation under a stated CPU budget, held-out part = 10% of the file paths by hash.
 #   bash references/quality.sh [PHOTOS_DIR] [STORE] [RUNS]
 # Each step resumes where a killed run stopped (extract and train both do), so rerun it after a crash.
@@ -10,7 +10,7 @@ STORE=${2:-photos.zarr}
 RUNS=${3:-runs/quality}
 PREIMAGE=${PREIMAGE:-preimage}
 
-"$PREIMAGE" extract --images "$PHOTOS" --store "$STORE" --features hog,lbp,sift,alexnet:conv1-conv5,efficientnet_lite0:logits \
+"$PREIMAGE" extract --images "$PHOTOS" --store "$STORE" --feature hog,lbp,sift,alexnet:conv1-conv5,efficientnet_lite0:logits \
   --size 128
 
 # name  feature                   width  epochs  augment  (budgets chosen for 2 CPU cores; widths trade quality for
@@ -34,7 +34,7 @@ conv5  alexnet:conv5              64   4  none
 logits efficientnet_lite0:logits 128  10  none
 TABLE
 
-# The autoencoder upper bound for CONV2 (README, Analyses): AlexNet's CONV1-CONV2 fine-tuned with the decoder.
+# The autoencoder upper bound for CONV2 (docs/analyses.md): AlexNet's CONV1-CONV2 fine-tuned with the decoder.
 args=(--store "$STORE" --feature alexnet:conv2 --out "$RUNS/conv2-ae" --autoencoder --width 64 --epochs 2 --precision auto)
 if [ -f "$RUNS/conv2-ae/checkpoint.safetensors" ]; then args+=(--resume); fi
 "$PREIMAGE" train "${args[@]}"

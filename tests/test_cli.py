@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 from click.testing import CliRunner
@@ -65,11 +66,53 @@ def test_tour_computes_every_representation(tmp_path):
     assert "coffee: espresso (ImageNet class 967)" in result.output
 
 
-def test_demo_extracts_trains_and_draws(tmp_path):
-    result = CliRunner().invoke(
-        main, ["demo", "--out", str(tmp_path), "--crops", "96", "--steps", "3", "--workers", "1"]
-    )
+def test_the_readme_quick_start_runs_as_written(tmp_path, monkeypatch):
+    """The demo (smaller) into its default folder, then the README's Python block, as written, in that folder."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["demo", "--crops", "96", "--steps", "3", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "normalised error" in result.output
-    picture = cv2.imread(str(tmp_path / "hog.png"))
+    picture = cv2.imread(str(tmp_path / "out" / "demo" / "hog.png"))
     assert picture.shape[1] == 3 * 128 and picture.shape[0] % 128 == 0  # original | glyphs | reconstruction
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    quick_start = readme.split("### Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    printed = subprocess.run([sys.executable, "-c", quick_start], capture_output=True, text=True)
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert lines[0] == "torch.Size([1, 64, 64, 31])"
+    assert lines[1].startswith("torch.Size([1, 3, 128, 128]) 0.")
+    assert lines[2].startswith("torch.Size([1, 1, 1, 128, 128]) 0.")
+    assert lines[3] == "torch.Size([2, 384, 13, 13])"
+
+
+def test_help_version_and_import_load_no_torch():
+    code = (
+        "import sys; from click.testing import CliRunner; import preimage; from preimage.cli import main; "
+        "assert CliRunner().invoke(main, ['--help']).exit_code == 0; "
+        "assert CliRunner().invoke(main, ['--version']).exit_code == 0; "
+        "assert CliRunner().invoke(main, ['train', '--help']).exit_code == 0; "
+        "print(sorted(m for m in ('torch', 'dask', 'zarr') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_python_names_are_there():
+    import preimage
+
+    assert {"hog", "HOG", "lbp", "LBP", "sift", "SIFT", "representation", "FeatureStore", "load_decoder", "invert",
+            "optimize"} <= set(dir(preimage))  # fmt: skip
+    import torch
+
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(preimage.HOG()(x), preimage.hog(x))
+    assert preimage.representation("lbp")(x).shape == (2, 2, 2, 58)
+
+
+def test_train_defaults_match_the_documented_recipe():
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0
+    help_text = " ".join(result.output.split())
+    assert "--width INTEGER" in help_text and "[default: 128]" in help_text.split("--width", 1)[1].split("--", 1)[0]
+    assert "[default: auto]" in help_text.split("--precision", 1)[1].split("--", 1)[0]

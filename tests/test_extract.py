@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -149,3 +152,16 @@ def test_local_workers_keep_freed_memory_and_leave_this_process_environment_alon
         (settings,) = client.run(_worker_settings).values()
     assert settings == {"malloc": MALLOC_SETTINGS, "profiler": False}
     assert dict(os.environ) == before  # dask's nannies set OMP_NUM_THREADS=1 and the malloc settings here
+
+
+def test_the_summary_rate_counts_the_time_the_tasks_ran_not_the_cluster_start(tmp_path, dask_client):
+    from preimage.pipeline.extract import extract
+
+    @contextlib.contextmanager
+    def slow_cluster():
+        time.sleep(1.0)  # a cluster that takes a second to come up
+        yield dask_client
+
+    summary = extract(tmp_path / "s.zarr", sample_photos_source(), "hog", 64, 4, slow_cluster, show_progress=False)
+    assert summary.seconds > summary.compute_seconds + 1.0
+    assert summary.images_per_second == pytest.approx(summary.images_run / summary.compute_seconds)

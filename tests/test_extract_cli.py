@@ -38,7 +38,7 @@ def photo_folder(tmp_path_factory, photos) -> Path:
 
 
 def extract_command(images: Path, store: Path, *extra: str) -> list[str]:
-    return [*CLI, "extract", "--images", str(images), "--store", str(store), "--features", SPECS, *extra]
+    return [*CLI, "extract", "--images", str(images), "--store", str(store), "--feature", SPECS, *extra]
 
 
 def test_killed_run_resumes_to_the_same_arrays_as_an_uninterrupted_one(photo_folder, tmp_path):
@@ -94,7 +94,7 @@ def test_a_second_extract_on_a_busy_store_stops_with_a_clear_message(photo_folde
 def test_strict_makes_unreadable_files_an_error_after_recording_them(bad_folder, tmp_path):
     command = [*CLI, "extract", "--images", str(bad_folder), "--store", str(tmp_path / "b.zarr")]
     result = subprocess.run(
-        [*command, "--features", "hog", "--strict", "--workers", "1"], capture_output=True, text=True
+        [*command, "--feature", "hog", "--strict", "--workers", "1"], capture_output=True, text=True
     )
     assert result.returncode != 0
     assert "--strict: 6 file(s) could not be read" in result.stderr
@@ -106,7 +106,7 @@ def test_scheduler_runs_the_graph_on_an_existing_cluster(photo_folder, tmp_path)
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None) as c:
-        command = [*extract_command(photo_folder, tmp_path / "s.zarr"), "--features", "hog,lbp"]
+        command = [*extract_command(photo_folder, tmp_path / "s.zarr"), "--features", "hog,lbp"]  # old spelling
         result = subprocess.run([*command, "--scheduler", c.scheduler_address], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "dask: 1 workers, 1 threads" in result.stdout and "24 read, 0 unreadable" in result.stdout

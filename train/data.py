@@ -1,7 +1,7 @@
 """Streaming (features, target image) batches from a feature store, with bounded memory.
 
 Whole shards are read at once (zarr reads a shard of 64 rows in a few milliseconds, while 64 scattered rows
-cost 10-20x more; see the README), a buffer of a few shards is shuffled, and batches are cut from it. Shards
+cost 10-20x more; docs/performance.md), a buffer of a few shards is shuffled, and batches are cut from it. Shards
 are dealt out to DataLoader workers and distributed ranks, so each reads its own part of the store. The next
 buffer's shards are read in a background thread while the current buffer trains (zarr decompresses outside the
 GIL), so even in-process reading overlaps the step. Memory holds at most 2 x ``buffer_shards`` shards whatever

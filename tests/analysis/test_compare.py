@@ -39,7 +39,7 @@ def test_mean_pairwise_squared_distance_by_hand():
 def test_compare_writes_one_labelled_table_and_one_figure(trained, tmp_path):
     store, runs, _ = trained
     out = tmp_path / "cmp"
-    args = ["analyze", "compare", "--store", str(store), "--decoders", str(runs), "--feature", "hog"]
+    args = ["analyze", "compare", "--store", str(store), "--decoder", str(runs), "--feature", "hog"]
     result = CliRunner().invoke(main, [*args, "--n", "6", "--steps", "40", "--out", str(out), "--columns", "4"])
     assert result.exit_code == 0, result.output
     table = json.loads((out / "compare.json").read_text())
@@ -64,7 +64,7 @@ def test_compare_writes_one_labelled_table_and_one_figure(trained, tmp_path):
 def test_compare_names_a_missing_decoder(trained, tmp_path):
     store, runs, _ = trained
     result = CliRunner().invoke(
-        main, ["analyze", "compare", "--store", str(store), "--decoders", str(runs), "--feature", "alexnet:conv2"]
+        main, ["analyze", "compare", "--store", str(store), "--decoder", str(runs), "--feature", "alexnet:conv2"]
     )
     assert result.exit_code != 0 and "no decoder trained on alexnet:conv2" in result.output
     with pytest.raises(FileNotFoundError):
@@ -99,7 +99,7 @@ def test_invert_explains_what_is_missing(trained, tmp_path, args, message):
 def test_compare_runs_merge_into_one_table(trained, tmp_path):
     """Representations compared one run at a time accumulate in one table; a rerun replaces its own rows."""
     store, runs, _ = trained
-    args = ["analyze", "compare", "--store", str(store), "--decoders", str(runs), "--feature", "hog", "--n", "3"]
+    args = ["analyze", "compare", "--store", str(store), "--decoder", str(runs), "--feature", "hog", "--n", "3"]
     for steps in ("5", "6"):
         result = CliRunner().invoke(main, [*args, "--steps", steps, "--out", str(tmp_path)])
         assert result.exit_code == 0, result.output

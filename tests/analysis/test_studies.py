@@ -144,8 +144,8 @@ STUDIES = {
     "interpolate": (["--steps", "4"], ["interpolate.json", "interpolate.png"]),
     "sample": (["--vectors", "64", "--samples", "3"], ["sample.json", "sample.md", "sample.png"]),
     "ablate": (["--n", "3", "--error-rows", "6"], ["ablate.json", "ablate.md", "ablate.png"]),
-    "channels": (["--features", "hog", "--channels", "0:18"], ["channels.json", "channels.md", "channels.png"]),
-    "window": (["--features", "hog", "--window", "2"], ["window.json", "window.md", "window.png"]),
+    "channels": (["--feature", "hog", "--channels", "0:18"], ["channels.json", "channels.md", "channels.png"]),
+    "window": (["--feature", "hog", "--window", "2"], ["window.json", "window.md", "window.png"]),
 }
 
 
@@ -154,7 +154,7 @@ def test_every_study_writes_every_promised_file(tiny, tmp_path, study):
     store, runs = tiny
     args, files = STUDIES[study]
     result = CliRunner().invoke(
-        main, ["analyze", study, "--store", str(store), "--decoders", str(runs), "--out", str(tmp_path), *args]
+        main, ["analyze", study, "--store", str(store), "--decoder", str(runs), "--out", str(tmp_path), *args]
     )
     assert result.exit_code == 0, result.output
     for name in files:
@@ -168,7 +168,7 @@ def test_every_study_writes_every_promised_file(tiny, tmp_path, study):
 
 def test_studies_share_one_index(tiny, tmp_path):
     store, runs = tiny
-    common = ["--store", str(store), "--decoders", str(runs), "--out", str(tmp_path)]
+    common = ["--store", str(store), "--decoder", str(runs), "--out", str(tmp_path)]
     for study in ("layers", "interpolate", "layers"):
         assert CliRunner().invoke(main, ["analyze", study, *common]).exit_code == 0
     index = (tmp_path / "index.md").read_text()
@@ -182,7 +182,7 @@ def test_interpolation_figure_ends_at_the_endpoints_reconstructions(tiny, tmp_pa
     opened = FeatureStore.open(store)
     model = load_decoder(runs / "hog", opened, "hog")
     settings_run = CliRunner().invoke(
-        main, ["analyze", "interpolate", "--store", str(store), "--decoders", str(runs), "--features", "hog",
+        main, ["analyze", "interpolate", "--store", str(store), "--decoder", str(runs), "--feature", "hog",
                "--steps", "3", "--out", str(tmp_path)],
     )  # fmt: skip
     assert settings_run.exit_code == 0, settings_run.output
@@ -195,6 +195,6 @@ def test_interpolation_figure_ends_at_the_endpoints_reconstructions(tiny, tmp_pa
 def test_ablate_needs_a_class_score_decoder(tiny, tmp_path):
     store, runs = tiny
     result = CliRunner().invoke(
-        main, ["analyze", "ablate", "--store", str(store), "--decoders", str(runs), "--features", "hog"]
+        main, ["analyze", "ablate", "--store", str(store), "--decoder", str(runs), "--feature", "hog"]
     )
     assert result.exit_code != 0 and "no decoder of class scores" in result.output

@@ -64,7 +64,7 @@ def test_layers_puts_autoencoder_runs_beside_the_decoders(store, tmp_path):
         config = TrainConfig(str(path), "alexnet:conv1", str(runs / name), target_size=16, epochs=1, batch_size=8,
                              width=16, eval_rows=8, autoencoder=autoencoder)  # fmt: skip
         train(config, show_progress=False)
-    args = ["analyze", "layers", "--store", str(path), "--decoders", str(runs), "--out", str(tmp_path)]
+    args = ["analyze", "layers", "--store", str(path), "--decoder", str(runs), "--out", str(tmp_path)]
     result = CliRunner().invoke(main, [*args, "--autoencoder"])
     assert result.exit_code == 0, result.output
     table = json.loads((tmp_path / "layers.json").read_text())

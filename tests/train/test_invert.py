@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -70,3 +75,76 @@ def test_invert_names_the_file_it_cannot_read_and_writes_nothing(run, tmp_path):
     assert result.exit_code != 0
     assert f"{notes}: not an image" in result.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def _error_of(output: str) -> float:
+    return float(output.split("image space): ")[1].split()[0])
+
+
+def test_analyze_error_and_layers_score_the_same_rows_alike(run, tmp_path):
+    store_path, run_dir, _ = run
+    error = CliRunner().invoke(main, ["analyze", "error", "--store", str(store_path), "--decoder", str(run_dir)])
+    layers = CliRunner().invoke(
+        main, ["analyze", "layers", "--store", str(store_path), "--decoder", str(run_dir), "--out", str(tmp_path)]
+    )
+    assert error.exit_code == 0 and layers.exit_code == 0, error.output + layers.output
+    (row,) = json.loads((tmp_path / "layers.json").read_text())
+    assert row["normalised_error"] == pytest.approx(_error_of(error.output), abs=1e-4)
+    assert f"decoder hog: {run_dir}" in layers.output  # says which run it scored
+
+
+def test_split_all_scores_every_row_of_a_store(run):
+    store_path, run_dir, _ = run
+    args = ["analyze", "error", "--store", str(store_path), "--decoder", str(run_dir), "--split"]
+    every = CliRunner().invoke(main, [*args, "all"])
+    held = CliRunner().invoke(main, [*args, "heldout"])
+    assert every.exit_code == 0, every.output
+    rows = int((FeatureStore.open(store_path).status() == 1).sum())
+    assert f"on {rows} all rows" in every.output
+    assert f"on {rows} all rows" not in held.output
+
+
+def test_layers_names_the_newest_run_it_chose_and_takes_explicit_runs(run, tmp_path):
+    store_path, run_dir, _ = run
+    runs = tmp_path / "runs"
+    for name in ("older", "newer"):
+        shutil.copytree(run_dir, runs / name)
+        time.sleep(0.05)  # distinct checkpoint times
+    os.utime(runs / "newer" / "checkpoint.safetensors")
+    common = ["analyze", "layers", "--store", str(store_path), "--out", str(tmp_path / "a"), "--decoder"]
+    chosen = CliRunner().invoke(main, [*common, str(runs)])
+    assert chosen.exit_code == 0, chosen.output
+    assert f"decoder hog: {runs / 'newer'} (the newest of 2 runs; also {runs / 'older'}" in chosen.output
+    explicit = CliRunner().invoke(main, [*common, str(runs / "older")])
+    assert explicit.exit_code == 0 and f"decoder hog: {runs / 'older'}\n" in explicit.output
+    twice = CliRunner().invoke(main, [*common, str(runs / "older"), "--decoder", str(runs / "newer")])
+    assert twice.exit_code != 0 and "two runs of hog given" in twice.output
+    old_spelling = CliRunner().invoke(main, [*common[:-1], "--decoders", str(runs / "older")])
+    assert old_spelling.exit_code == 0 and f"decoder hog: {runs / 'older'}" in old_spelling.output
+
+
+def test_invert_writes_under_out_invert_by_default(run, tmp_path, monkeypatch):
+    _, run_dir, images = run
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["invert", str(images / "01.png"), "--decoder", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "invert" / "01.png").is_file()
+
+
+def test_the_python_api_inverts_as_the_command_does(run, tmp_path):
+    import cv2
+
+    import preimage
+
+    _, run_dir, images = run
+    CliRunner().invoke(main, ["invert", str(images / "03.png"), "--decoder", str(run_dir), "--out", str(tmp_path)])
+    written = cv2.cvtColor(cv2.imread(str(tmp_path / "03.png")), cv2.COLOR_BGR2RGB)[:, 32:]
+    from_file = preimage.invert(images / "03.png", decoder=run_dir)
+    assert from_file.shape == (1, 3, 32, 32)
+    np.testing.assert_array_equal((from_file[0].permute(1, 2, 0) * 255).round().byte().numpy(), written)
+    pixels = cv2.cvtColor(cv2.imread(str(images / "03.png")), cv2.COLOR_BGR2RGB)
+    as_floats = torch.from_numpy(pixels).float()[None] / 255  # (1, H, W, 3) in [0, 1]
+    torch.testing.assert_close(preimage.invert(as_floats, decoder=run_dir), from_file)
+    torch.testing.assert_close(preimage.invert(as_floats.permute(0, 3, 1, 2), decoder=run_dir), from_file)
+    decoder = preimage.load_decoder(run_dir)
+    assert decoder(torch.rand(2, 4, 4, 31)).shape == (2, 3, 16, 16)

@@ -226,3 +226,20 @@ def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(stor
     result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "none"), "--train-fraction", "0"])
     assert result.exit_code != 0 and "train_fraction is a fraction of the training part" in result.output
     assert not (tmp_path / "none").exists()
+
+
+def test_max_steps_beyond_the_epochs_is_an_error_before_anything_is_written(store, tmp_path):
+    with pytest.raises(ValueError, match=r"--max-steps 200 is more than the \d+ steps that 2 epochs give .*--epochs"):
+        train(config(store, tmp_path / "long", max_steps=200), show_progress=False)
+    assert not (tmp_path / "long").exists()
+
+
+def test_run_json_records_the_epochs_and_the_budget_of_each_session(store, tmp_path):
+    train(config(store, tmp_path / "run", max_steps=4), show_progress=False)
+    train(config(store, tmp_path / "run"), resume=True, show_progress=False)
+    sessions = json.loads((tmp_path / "run" / "run.json").read_text())["sessions"]
+    assert [(s["from_step"], s["max_steps"], s["epochs"], s["stops_at_step"]) for s in sessions] == [
+        (0, 4, 2, 4),
+        (4, None, 2, sessions[0]["schedule_steps"]),
+    ]
+    assert {s["precision"] for s in sessions} == {"fp32"}
