@@ -180,7 +180,7 @@ def main() -> None:
             chunks=array.chunks,
             shards=array.shards,
             dtype="float16",
-            compressors=compressors(np.float16),
+            compressors=compressors(store.checksums),
         )
         copy[:] = half
         disk16 = sum(f.stat().st_size for f in (folder / "f16.zarr" / name.replace(":", "_")).rglob("*")) / sample

@@ -36,7 +36,10 @@ def info(store: Path, all_failures: bool) -> None:
     s = _open(store)
     meta = s.meta
     status = s.status()
-    click.echo(f"{store}: preimage store, schema {meta['schema_version']}, created {meta.get('created', '?')}")
+    checks = "every chunk with a crc32c" if s.checksums else "no chunk checksums (an older store)"
+    click.echo(
+        f"{store}: preimage store, schema {meta['schema_version']} ({checks}), created {meta.get('created', '?')}"
+    )
     source = meta["source"]
     click.echo(f"source: {source['kind']} {source['location']} ({source['rows']} rows, {source['classes']} classes)")
     recipe = meta["recipe"]
@@ -80,6 +83,34 @@ def info(store: Path, all_failures: bool) -> None:
             click.echo(f"  {ident}: {reason}")
         if len(failures) > 10 and not all_failures:
             click.echo(f"  ... {len(failures) - 10} more (--failures lists them all)")
+
+
+@click.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def verify(store: Path) -> None:
+    """Read every chunk of a store and check it: list each damaged or missing shard with the rows it holds
+    (exit 1 when any), and say how to recompute them."""
+    from ..pipeline.progress import Progress
+
+    s = _open(store)
+    paths = s.array_paths()
+    total = sum(len(s.partitions()) if s.array(p).shards else -(-s.array(p).shape[0] // s.array(p).chunks[0])
+                for p in paths)  # fmt: skip
+    bar = Progress(total, "pieces")
+    damage = s.verify(bar.update)
+    bar.close()
+    if not s.checksums:
+        click.echo(f"{store} has no chunk checksums (an older store): only damage that breaks decoding is found")
+    if not damage:
+        click.echo(f"{store}: {len(paths)} arrays, {total} shards and chunks read: no damage")
+        return
+    click.echo(f"{store}: {len(damage)} damaged or missing:")
+    for piece in damage:
+        click.echo(f"  {piece}")
+    raise click.ClickException(
+        "recompute them with the extract command that made the store, plus --repair: "
+        f"preimage extract --store {store} --images ... --repair"
+    )
 
 
 @click.command()

@@ -4,14 +4,17 @@ zarr encodes a shard through its asynchronous codec pipeline, one coroutine and 
 the store's small chunks that costs about as much again as the compression itself (bench/bench_pipeline.py).
 A partition's writer has the whole shard in hand, so it compresses the chunks in one loop and writes one file.
 Only the layout ``cache.store`` creates is encoded here (rows sharded along the first axis, the inner codecs
-``bytes`` + ``zstd``, the index ``bytes`` + ``crc32c`` at the end, fill value 0, a local file store);
-:func:`shard_layout` says None for anything else, and the caller lets zarr write it.
+``bytes`` + ``zstd`` + ``crc32c`` (stores of format 2; format 1 has no chunk checksum), the index ``bytes`` +
+``crc32c`` at the end, fill value 0, a local file store); :func:`shard_layout` says None for anything else, and
+the caller lets zarr write it. Reading checks every checksum and names the file, the chunk and its rows when
+one fails (:class:`ShardDamaged`).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import google_crc32c
@@ -21,6 +24,33 @@ from numcodecs import Zstd
 from zarr.storage import LocalStore
 
 NO_CHUNK = np.iinfo(np.uint64).max  # the index entry (offset, length) of a chunk that is not stored
+
+
+class ShardDamaged(ValueError):
+    """A shard file that is missing where it must exist, or whose bytes fail a checksum or do not decode: the
+    message names the file and the rows it holds."""
+
+    def __init__(self, path: Path, rows: tuple[int, int], problem: str) -> None:
+        super().__init__(f"{path}: {problem} (rows {rows[0]}-{rows[1] - 1}); `preimage verify` lists every damaged "
+                         "shard and `preimage extract ... --repair` recomputes them")  # fmt: skip
+        self.path, self.rows, self.problem = path, rows, problem
+
+
+def _crc(data) -> bytes:
+    """The crc32c of ``data`` as zarr's codec appends it (4 bytes, little-endian); memoryviews without a copy."""
+    if isinstance(data, memoryview):
+        data = np.frombuffer(data, np.uint8)
+    return google_crc32c.value(data).to_bytes(4, "little")
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """One shard file in memory: where it came from, its number, its bytes and its chunk index."""
+
+    path: Path
+    number: int
+    data: memoryview
+    index: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -34,6 +64,9 @@ class ShardLayout:
     row_shape: tuple[int, ...]
     dtype: np.dtype
     zstd_level: int
+    checksum: bool = True  # each chunk's zstd frame followed by its crc32c (zarr's crc32c codec)
+    missing: Callable[[int], None] | None = field(default=None, compare=False, repr=False)  # called for an
+    # absent shard file with its shard number: the store raises when that partition is marked complete
 
     def shard_path(self, shard: int) -> Path:
         """The file of shard ``shard`` (zarr's default chunk key encoding, '/' separated)."""
@@ -53,13 +86,14 @@ class ShardLayout:
             chunk = values[start : start + self.chunk_rows]
             if len(chunk) < self.chunk_rows:
                 chunk = np.concatenate([chunk, np.zeros((self.chunk_rows - len(chunk), *self.row_shape), chunk.dtype)])
-            frames.append(codec.encode(chunk))
+            frame = codec.encode(chunk)
+            frames.append(frame + _crc(frame) if self.checksum else frame)
         lengths = np.array([len(f) for f in frames], np.uint64)
         index = np.full((chunks_per_shard, 2), NO_CHUNK, np.dtype("<u8"))
         index[: len(frames), 0] = np.cumsum(lengths) - lengths
         index[: len(frames), 1] = lengths
         index_bytes = index.tobytes()
-        return b"".join([*frames, index_bytes, google_crc32c.value(index_bytes).to_bytes(4, "little")])
+        return b"".join([*frames, index_bytes, _crc(index_bytes)])
 
     def read(self, start: int) -> np.ndarray:
         """The rows of the shard beginning at row ``start`` (a short last shard gives its rows only), decoded
@@ -95,29 +129,56 @@ class ShardLayout:
                     out[picked] = buffer[rows[picked] - int(chunk) * self.chunk_rows]
         return out
 
-    def _load(self, shard: int) -> tuple[memoryview, np.ndarray] | None:
+    def shard_rows_of(self, shard: int) -> tuple[int, int]:
+        """The rows ``(start, stop)`` that shard ``shard`` holds."""
+        start = shard * self.shard_rows
+        return start, min(start + self.shard_rows, self.rows)
+
+    def _load(self, shard: int) -> _Shard | None:
         """A shard file's bytes and its index (chunks x (offset, length)), the index checksum verified; None for
-        a shard never written."""
+        a shard never written (after :attr:`missing` has had its say)."""
         path = self.shard_path(shard)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            if self.missing is not None:
+                self.missing(shard)
             return None
         size = 16 * (self.shard_rows // self.chunk_rows)
         index_bytes = data[-size - 4 : -4]
-        if len(data) < size + 4 or google_crc32c.value(index_bytes).to_bytes(4, "little") != data[-4:]:
-            raise ValueError(f"{path}: the shard index fails its checksum (a damaged file)")
-        return memoryview(data), np.frombuffer(index_bytes, np.dtype("<u8")).reshape(-1, 2)
+        if len(data) < size + 4 or _crc(index_bytes) != data[-4:]:
+            raise ShardDamaged(path, self.shard_rows_of(shard), "the shard index fails its checksum")
+        return _Shard(path, shard, memoryview(data), np.frombuffer(index_bytes, np.dtype("<u8")).reshape(-1, 2))
 
-    @staticmethod
-    def _decode(shard: tuple[memoryview, np.ndarray], chunk: int, out: np.ndarray) -> bool:
-        """Decompress chunk ``chunk`` of a loaded shard into ``out``; False (``out`` untouched) when absent."""
-        data, index = shard
-        offset, length = (int(v) for v in index[chunk])
+    def _decode(self, shard: _Shard, chunk: int, out: np.ndarray) -> bool:
+        """Decompress chunk ``chunk`` of a loaded shard into ``out``, its checksum verified; False (``out``
+        untouched) when absent."""
+        offset, length = (int(v) for v in shard.index[chunk])
         if offset == NO_CHUNK:
             return False
-        Zstd().decode(data[offset : offset + length], out=out)
+        rows = self.shard_rows_of(shard.number)
+        first = rows[0] + chunk * self.chunk_rows
+        name = f"chunk {chunk} (rows {first}-{min(first + self.chunk_rows, self.rows) - 1})"
+        if offset + length > len(shard.data) - 16 * len(shard.index) - 4:
+            raise ShardDamaged(shard.path, rows, f"{name} lies outside the file")
+        frame = shard.data[offset : offset + length]
+        if self.checksum:
+            frame, stored = frame[:-4], bytes(frame[-4:])
+            if _crc(frame) != stored:
+                raise ShardDamaged(shard.path, rows, f"{name} fails its checksum")
+        try:
+            Zstd().decode(frame, out=out)
+        except Exception as err:  # a format 1 store has no checksum: damage shows as a frame that does not decode
+            raise ShardDamaged(shard.path, rows, f"{name} does not decode ({err})") from None
         return True
+
+    def verify(self, shard: int) -> None:
+        """Read and check every chunk of one shard (a missing file goes to :attr:`missing`)."""
+        loaded = self._load(shard)
+        if loaded is not None:
+            buffer = np.empty((self.chunk_rows, *self.row_shape), self.dtype.newbyteorder("<"))
+            for chunk in range(len(loaded.index)):
+                self._decode(loaded, chunk, buffer)
 
     def write(self, start: int, values: np.ndarray) -> None:
         """Write the shard beginning at row ``start`` (whole, or the array's short last one) atomically."""
@@ -145,11 +206,11 @@ def shard_layout(array: zarr.Array) -> ShardLayout | None:
     config = codecs[0]["configuration"]
     inner = [c["name"] for c in config["codecs"]]
     index = [c["name"] for c in config["index_codecs"]]
-    zstd = config["codecs"][-1].get("configuration", {})
+    zstd = config["codecs"][1].get("configuration", {}) if len(config["codecs"]) > 1 else {}
     shard_shape, chunk_shape = tuple(array.shards), tuple(config["chunk_shape"])
     row_shape = tuple(array.shape[1:])
     plain = (
-        inner == ["bytes", "zstd"]
+        inner in (["bytes", "zstd"], ["bytes", "zstd", "crc32c"])
         and not zstd.get("checksum", False)
         and index == ["bytes", "crc32c"]
         and config["codecs"][0].get("configuration", {}).get("endian", "little") == "little"
@@ -172,4 +233,5 @@ def shard_layout(array: zarr.Array) -> ShardLayout | None:
         row_shape,
         np.dtype(array.dtype),
         int(zstd.get("level", 0)),
+        inner[-1] == "crc32c",
     )

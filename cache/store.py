@@ -2,7 +2,8 @@
 
 Layout (row ``i`` of every array is source item ``i``; sample axis first)::
 
-    zarr.json           attrs["preimage"]: schema version, source, crop/resize recipe, shard rows
+    zarr.json           attrs["preimage"]: schema version (2: every chunk carries a crc32c checksum; 1: none,
+                        read as before), source, crop/resize recipe, shard rows
     ids                 str (N,): the item's path or key, so rows map back to files
     labels              int32 (N,): class index (-1: none); attrs["class_names"]
     status              uint8 (N,): 0 not yet read, 1 read, 2 unreadable
@@ -13,7 +14,8 @@ Layout (row ``i`` of every array is source item ``i``; sample axis first)::
     progress/<name>     uint8 (P,): partition p of that array is complete (one chunk per partition)
 
 Every array is sharded along rows, ``shard_rows`` rows per shard and ``CHUNK_ROWS`` rows per chunk inside a
-shard (random access for training, few files on disk), compressed with zstd level 1. A partition of
+shard (random access for training, few files on disk), compressed with zstd level 1, each chunk followed by its
+crc32c (zarr's ``crc32c`` codec), checked on every read. A partition of
 ``shard_rows`` rows is written by one task as whole shards, so no two tasks ever write the same file; zarr's
 local store renames each file into place, so a killed run leaves whole shards, and only ``progress`` says
 which are complete.
@@ -28,17 +30,20 @@ import os
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import ZstdCodec
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from .shards import ShardLayout, shard_layout
+from .shards import ShardDamaged, ShardLayout, shard_layout
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: chunk checksums
+READABLE_SCHEMAS = (1, 2)  # format 1 stores (no chunk checksums) are read and extended as they are
 CHUNK_ROWS = 4  # rows per chunk: one zarr codec call per 4 rows; per-row chunks cost 2x more to write and read
 PENDING, READ, UNREADABLE = 0, 1, 2
 LOCK_FILE = ".extract.lock"
@@ -46,6 +51,19 @@ LOCK_FILE = ".extract.lock"
 
 class StoreError(ValueError):
     """A store that cannot be used as asked (other parameters, other source, not a preimage store)."""
+
+
+@dataclass(frozen=True)
+class Damage:
+    """One damaged or missing piece of a store: the array, its file, the rows it holds, what is wrong."""
+
+    array: str
+    file: Path
+    rows: tuple[int, int]
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.array}: {self.file} (rows {self.rows[0]}-{self.rows[1] - 1}): {self.problem}"
 
 
 class StoreLocked(RuntimeError):
@@ -67,13 +85,14 @@ def _canonical(value) -> object:
     return json.loads(json.dumps(value, sort_keys=True))
 
 
-def compressors(dtype: np.dtype) -> tuple:
-    """The codecs of every array: plain zstd level 1.
+def compressors(checksum: bool = True) -> tuple:
+    """The codecs of every array: zstd level 1, then the chunk's crc32c (format 2 stores).
 
     Measured on the shared photos (bench/bench_pipeline.py): smaller than blosc-zstd with byte shuffle on the
-    sparse ReLU maps and SIFT grids, within 5% on HOG, and 2-4x faster to write.
+    sparse ReLU maps and SIFT grids, within 5% on HOG, and 2-4x faster to write. The checksum's cost:
+    bench/bench_checksum.py.
     """
-    return (ZstdCodec(level=1),)
+    return (ZstdCodec(level=1), Crc32cCodec()) if checksum else (ZstdCodec(level=1),)
 
 
 def differences(stored: dict, asked: dict, prefix: str = "") -> list[str]:
@@ -116,9 +135,10 @@ class FeatureStore:
         meta = dict(group.attrs).get("preimage")
         if not isinstance(meta, dict):
             raise StoreError(f"{self.path} is a zarr group but not a preimage store (no 'preimage' attributes)")
-        if meta.get("schema_version") != SCHEMA_VERSION:
+        if meta.get("schema_version") not in READABLE_SCHEMAS:
             raise StoreError(
-                f"{self.path} has store schema {meta.get('schema_version')}; this preimage reads {SCHEMA_VERSION}"
+                f"{self.path} has store schema {meta.get('schema_version')}; this preimage reads "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}"
             )
         self.meta = meta
         self._arrays: dict[str, zarr.Array] = {}  # opened once: each open reads metadata from disk
@@ -155,7 +175,12 @@ class FeatureStore:
         path = Path(path)
         if _state(path) == "store":
             store = cls.open(path, "r+")
-            problems = differences({k: v for k, v in store.meta.items() if k != "created"}, header.attrs(), "store.")
+            ignored = ("created", "schema_version")  # an older format is extended in its own format
+            problems = differences(
+                {k: v for k, v in store.meta.items() if k not in ignored},
+                {k: v for k, v in header.attrs().items() if k not in ignored},
+                "store.",
+            )
             if problems:
                 raise StoreError(
                     f"{path} was made with other settings; use another --store or the same settings:\n  "
@@ -177,15 +202,19 @@ class FeatureStore:
         group = zarr.open_group(str(path), mode="a")
         group.attrs["preimage_incomplete"] = True
         n, rows = len(ids), header.shard_rows
-        group.create_array("ids", shape=(n,), chunks=(rows,), dtype=str)[:] = np.asarray(ids, dtype=str)
-        labels_array = group.create_array("labels", shape=(n,), chunks=(rows,), dtype="int32")
+        checksum = SCHEMA_VERSION >= 2
+        codecs = compressors(checksum)
+        group.create_array("ids", shape=(n,), chunks=(rows,), dtype=str, compressors=codecs)[:] = np.asarray(
+            ids, dtype=str
+        )
+        labels_array = group.create_array("labels", shape=(n,), chunks=(rows,), dtype="int32", compressors=codecs)
         labels_array[:] = np.asarray(labels, dtype=np.int32)
         labels_array.attrs["class_names"] = class_names
-        group.create_array("status", shape=(n,), chunks=(rows,), dtype="uint8", fill_value=PENDING)
-        group.create_array("failures", shape=(n,), chunks=(rows,), dtype=str)
-        images = _create_rows(group, "images", n, (image_size, image_size, 3), np.uint8, rows)
+        group.create_array("status", shape=(n,), chunks=(rows,), dtype="uint8", fill_value=PENDING, compressors=codecs)
+        group.create_array("failures", shape=(n,), chunks=(rows,), dtype=str, compressors=codecs)
+        images = _create_rows(group, "images", n, (image_size, image_size, 3), np.uint8, rows, checksum)
         images.attrs.update({"layout": "N, H, W, RGB", "size": image_size})
-        group.create_array(progress_path("images"), shape=(_count(n, rows),), chunks=(1,), dtype="uint8")
+        _create_progress(group, "images", _count(n, rows), checksum)
         group.attrs.put({"preimage": {**header.attrs(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
         return cls(path, group)
 
@@ -222,9 +251,9 @@ class FeatureStore:
                     "settings:\n  " + "\n  ".join(problems)
                 )
             return array
-        array = _create_rows(self.group, path, self.rows, row_shape, np.dtype(dtype), self.shard_rows)
+        array = _create_rows(self.group, path, self.rows, row_shape, np.dtype(dtype), self.shard_rows, self.checksums)
         array.attrs.update(asked)
-        self.group.create_array(progress_path(name), shape=(len(self.partitions()),), chunks=(1,), dtype="uint8")
+        _create_progress(self.group, name, len(self.partitions()), self.checksums)
         return array
 
     def done(self, what: str) -> np.ndarray:
@@ -234,8 +263,15 @@ class FeatureStore:
             return np.zeros(len(self.partitions()), bool)
         return self.group[path][:] == 1
 
-    def mark_done(self, what: str, partition: int) -> None:
-        self.array(progress_path(what))[partition] = 1
+    def mark_done(self, what: str, partition: int, done: bool = True) -> None:
+        """Mark partition ``partition`` of ``images`` (or a representation) complete, or (``done=False``) to be
+        computed again."""
+        self.array(progress_path(what))[partition] = int(done)
+
+    @property
+    def checksums(self) -> bool:
+        """Whether every chunk carries a crc32c (format 2); format 1 stores have none."""
+        return int(self.meta["schema_version"]) >= 2
 
     def write_rows(self, path: str, start: int, values: np.ndarray) -> None:
         """Write rows ``start:start+len(values)`` of array ``path``.
@@ -266,8 +302,22 @@ class FeatureStore:
 
     def _layout(self, path: str) -> ShardLayout | None:
         if path not in self._layouts:
-            self._layouts[path] = shard_layout(self.array(path))
+            layout = shard_layout(self.array(path))
+            if layout is not None:
+                layout = replace(layout, missing=partial(self._missing_shard, path, layout))
+            self._layouts[path] = layout
         return self._layouts[path]
+
+    def _missing_shard(self, path: str, layout: ShardLayout, shard: int) -> None:
+        """A shard file that is absent: an error when its partition is marked complete (never zeros)."""
+        what = "images" if path == "images" else path.removeprefix("features/").replace("/", ":")
+        try:
+            complete = bool(self.done(what)[shard])
+        except Exception:  # a damaged marker: verify reports it; take the partition as complete here
+            complete = True
+        if (path == "images" or path.startswith("features/")) and complete:
+            raise ShardDamaged(layout.shard_path(shard), layout.shard_rows_of(shard),
+                               "the shard file is missing, though its partition is marked complete")  # fmt: skip
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -303,12 +353,53 @@ class FeatureStore:
                 else:
                     visit(member, f"{prefix}{key}/")
 
-        visit(self.group, "")
+        with warnings.catch_warnings():  # the lock and decoding logs are files of ours, not zarr members
+            warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
+            visit(self.group, "")
         return paths
 
     def bytes_on_disk(self, path: str) -> int:
         folder = self.path / path
         return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+    # -- integrity ---------------------------------------------------------------------------------------------
+
+    def verify(self, progress=None) -> list[Damage]:
+        """Read every chunk of every array, checking its checksum (format 2) or that it decodes (format 1), and
+        that every shard of a partition marked complete is there; the damage found, by file and rows.
+        ``progress(n)`` hears of each shard or chunk checked."""
+        damage: list[Damage] = []
+        partitions = self.partitions()
+        for path in self.array_paths():
+            layout = self._layout(path)
+            if layout is not None:
+                for shard in range(len(partitions)):
+                    try:
+                        layout.verify(shard)
+                    except ShardDamaged as err:
+                        damage.append(Damage(path, err.path, err.rows, err.problem))
+                    if progress:
+                        progress(1)
+                continue
+            array = self.array(path)
+            step = int(array.chunks[0])
+            for chunk, start in enumerate(range(0, int(array.shape[0]), step)):
+                file = self.path / path / "c" / str(chunk)
+                rows = self._rows_of(path, chunk, start, step)
+                try:
+                    array[start : start + step]
+                except Exception as err:  # zarr's checksum error, or a chunk that does not decode
+                    damage.append(Damage(path, file, rows, f"chunk fails its checksum or does not decode ({err})"))
+                    continue
+                if path == "status" and not file.exists() and self.done("images")[chunk]:
+                    damage.append(Damage(path, file, rows, "missing, though its partition is marked complete"))
+        return damage
+
+    def _rows_of(self, path: str, chunk: int, start: int, step: int) -> tuple[int, int]:
+        """The store rows a chunk of a plain array stands for (a progress marker: its partition's rows)."""
+        if path.startswith("progress/"):
+            return self.partitions()[chunk]
+        return start, min(start + step, self.rows)
 
     # -- writing safely ----------------------------------------------------------------------------------------
 
@@ -371,8 +462,16 @@ def _count(n: int, step: int) -> int:
     return max(1, -(-n // step))
 
 
-def _create_rows(group: zarr.Group, path: str, n: int, row_shape: tuple[int, ...], dtype, rows: int) -> zarr.Array:
-    """A row-major array sharded by ``rows`` rows, ``CHUNK_ROWS`` rows per chunk."""
+def _create_progress(group: zarr.Group, what: str, partitions: int, checksum: bool) -> zarr.Array:
+    """The completion markers of ``images`` or a representation: one chunk per partition."""
+    codecs = compressors(checksum)
+    return group.create_array(progress_path(what), shape=(partitions,), chunks=(1,), dtype="uint8", compressors=codecs)
+
+
+def _create_rows(
+    group: zarr.Group, path: str, n: int, row_shape: tuple[int, ...], dtype, rows: int, checksum: bool = True
+) -> zarr.Array:
+    """A row-major array sharded by ``rows`` rows, ``CHUNK_ROWS`` rows per chunk (each with its crc32c)."""
     row_shape = tuple(int(v) for v in row_shape)
     return group.create_array(
         path,
@@ -380,6 +479,6 @@ def _create_rows(group: zarr.Group, path: str, n: int, row_shape: tuple[int, ...
         chunks=(min(CHUNK_ROWS, rows), *row_shape),
         shards=(rows, *row_shape),
         dtype=dtype,
-        compressors=compressors(dtype),
+        compressors=compressors(checksum),
         fill_value=0,
     )

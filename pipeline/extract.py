@@ -13,12 +13,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..cache.store import READ, UNREADABLE, FeatureStore, StoreHeader, feature_path
-from .decode import DECODE_RECIPE, ImageReadError
+from .decode import DECODE_RECIPE, DEFAULT_MAX_PIXELS, ImageReadError
 from .features import expand_specs, get_representation
 from .images import center_square, rgb_to_gray, to_float
 from .memory import MALLOC_SETTINGS
@@ -78,6 +79,55 @@ class PartitionTask:
     write_images: bool
     features: list[FeatureJob]
     dtype: str
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+class DecodingLog:
+    """Which rows of a partition a task began to decode, in a small file of the store's (``.decoding-N.log``), so that
+    when a worker dies inside a decoder (out of memory, a crash in a library) the retried task refuses the file
+    that was being decoded and keeps every other one: the failure lands on the file that caused it. A file, not
+    a folder, so that zarr does not take it for a member of the group."""
+
+    REASON = "the worker decoding this file died (out of memory, or a crash in the decoder); it was skipped"
+
+    def __init__(self, store: str | os.PathLike, index: int) -> None:
+        self.path = Path(store) / f".decoding-{index}.log"
+        self._file = None
+        self._row: int | None = None
+
+    def crashed(self) -> dict[int, str]:
+        """The rows an earlier attempt began and never finished, with the reason to record for them."""
+        if not self.path.exists():
+            return {}
+        started, finished = set(), set()
+        for line in self.path.read_text().split():
+            (finished if line.startswith("+") else started).add(int(line.lstrip("+")))
+        return dict.fromkeys(sorted(started - finished), self.REASON)
+
+    def begin(self, row: int) -> None:
+        """Note that ``row`` is being decoded (and that the row before it, if any, finished)."""
+        if self._file is None:
+            self._file = open(self.path, "a")  # noqa: SIM115  (closed by close())
+        self._write(("" if self._row is None else f"+{self._row} ") + f"{row}")
+        self._row = row
+
+    def end(self) -> None:
+        """The last row began finished too."""
+        if self._row is not None:
+            self._write(f"+{self._row}")
+            self._row = None
+
+    def _write(self, line: str) -> None:
+        self._file.write(line + "\n")
+        self._file.flush()  # in the page cache: it survives the process, which is what a worker's death ends
+
+    def close(self, complete: bool) -> None:
+        """Done with the partition: the log goes once the partition is complete."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if complete:
+            self.path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -141,7 +191,9 @@ def stored_row_shape(name: str, input_size: int) -> tuple[int, ...]:
     return (shape[2], shape[0], shape[1]) if rep.input == "rgb" and len(shape) == 3 else shape
 
 
-def pending_tasks(store: FeatureStore, source: Source, jobs: list[FeatureJob], dtype: str) -> list[PartitionTask]:
+def pending_tasks(
+    store: FeatureStore, source: Source, jobs: list[FeatureJob], dtype: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> list[PartitionTask]:
     """One task per partition that lacks its images or any asked feature, carrying only what is missing."""
     images_done = store.done("images")
     features_done = {job.name: store.done(job.name) for job in jobs}
@@ -160,6 +212,7 @@ def pending_tasks(store: FeatureStore, source: Source, jobs: list[FeatureJob], d
                 not images_done[index],
                 missing,
                 dtype,
+                max_pixels,
             )
         )
     return tasks
@@ -191,13 +244,17 @@ def run_partition(task: PartitionTask) -> PartitionResult:
     sizes = {task.image_size} | {job.input_size for job in task.features}
     crops: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
     reasons = [""] * n
+    log = DecodingLog(task.store, task.index)
     with timer("decode"):
-        for row, image in enumerate(task.source.read(DRAFT_MIN_SIDE)):
+        images = task.source.read(DRAFT_MIN_SIDE, task.max_pixels, skip=log.crashed(), before=log.begin)
+        for row, image in enumerate(images):
             if isinstance(image, ImageReadError):
                 reasons[row] = str(image)
                 continue
             for size in sizes:
                 crops[size].append(center_square(image, size))
+    log.end()
+    log.close(complete=False)
     ok = np.array([not r for r in reasons])
     if not task.write_images:
         _check_same_rows(store, task, ok, reasons)
@@ -220,6 +277,7 @@ def run_partition(task: PartitionTask) -> PartitionResult:
         store.mark_done("images", task.index)
     for job in task.features:
         store.mark_done(job.name, task.index)
+    log.close(complete=True)
     return PartitionResult(task.index, n, int(ok.sum()), int((~ok).sum()), timer.seconds)
 
 
@@ -312,6 +370,7 @@ class ExtractSummary:
     step_seconds: dict[str, float]
     failures: list[tuple[int, str, str]]
     compute_seconds: float = 0.0  # from the first task submitted to the last one done, as the progress line counts
+    repaired: list = field(default_factory=list)  # the Damage that --repair found and had recomputed
 
     @property
     def images_per_second(self) -> float:
@@ -330,10 +389,15 @@ def extract(
     weights: str | None = None,
     wait: bool = False,
     show_progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    repair: bool = False,
 ) -> ExtractSummary:
     """Compute ``specs`` for every row of ``source`` into the store, doing only what is not there yet.
 
-    ``client_factory()`` is a context manager giving a dask client, entered only when
+    Images larger than ``max_pixels`` when decoded are rows with ``status`` 2 and the reason. With ``repair``, an
+    existing store is verified first and its damaged or missing pieces recomputed (:func:`repair_store`).
+    ``client_factory()``
+    is a context manager giving a dask client, entered only when
     there is work, so a complete store costs no cluster start-up (default: :func:`local_cluster`). Holds the
     store's lock throughout.
     """
@@ -346,9 +410,12 @@ def extract(
     steps: dict[str, float] = {}
     tasks: list[PartitionTask] = []
     compute_seconds = 0.0
+    repaired = []
     with FeatureStore.lock(store_path, wait):
+        if repair and (Path(store_path) / "zarr.json").exists():
+            repaired = repair_store(FeatureStore.open(store_path, "r+"), source)
         store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
-        tasks = pending_tasks(store, source, jobs, dtype)
+        tasks = pending_tasks(store, source, jobs, dtype, max_pixels)
         if tasks:
             with (client_factory or local_cluster)() as client:
                 compute_seconds = _run(client, tasks, steps, show_progress)
@@ -365,7 +432,29 @@ def extract(
         steps,
         failures,
         compute_seconds,
+        repaired,
     )
+
+
+def repair_store(store: FeatureStore, source: Source) -> list:
+    """Verify ``store`` and undo what is damaged so that the extraction that follows recomputes exactly those
+    partitions: a damaged shard of ``images`` or a feature, or a damaged ``status``/``failures`` chunk, marks its
+    partition to be computed again; ``ids`` and ``labels`` are rewritten from the source; a damaged completion
+    marker is reset. Returns the damage found."""
+    damage = store.verify()
+    for piece in damage:
+        index = piece.rows[0] // store.shard_rows
+        if piece.array in ("ids", "labels"):
+            start, stop = store.partitions()[index]
+            values = source.ids[start:stop] if piece.array == "ids" else source.labels[start:stop]
+            store.array(piece.array)[start:stop] = np.asarray(values, dtype=str if piece.array == "ids" else np.int32)
+        elif piece.array in ("images", "status", "failures"):
+            store.mark_done("images", index, False)
+        elif piece.array.startswith("features/"):
+            store.mark_done(piece.array.removeprefix("features/").replace("/", ":"), index, False)
+        elif piece.array.startswith("progress/"):
+            store.array(piece.array)[index] = 0  # written afresh: that partition is computed again
+    return damage
 
 
 def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progress: bool) -> float:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .decode import DEFAULT_MAX_PIXELS
 from .options import hidden_alias
 
 DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
@@ -34,9 +35,24 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster [one per core].")
 @click.option("--float16", is_flag=True, help="Store features as float16 (half the bytes; docs/performance.md).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse, as an unreadable row with the reason, any image larger than this when decoded (about 16 "
+    "bytes a pixel to decode: 1 GB at the default). Big JPEGs count at their reduced decoding scale.",
+)
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Verify the store first (as preimage verify) and recompute every damaged or "
+    "missing shard; the arrays then equal a clean run's.",
+)
 @click.option("--strict", is_flag=True, help="Exit non-zero when any image could not be read.")
 @click.option("--wait", is_flag=True, help="If another extract holds the store, wait for it instead of stopping.")
-def extract(images, store, specs, size, shard_rows, scheduler, workers, float16, weights, strict, wait) -> None:
+def extract(images, store, specs, size, shard_rows, scheduler, workers, float16, weights, max_pixels, repair,
+            strict, wait) -> None:  # fmt: skip
     """Compute features for a collection of images into a sharded zarr store, resumably.
 
     Only what the store lacks is computed: run the same command again after a crash to finish, or with more
@@ -66,10 +82,13 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, float16,
     factory = partial(remote_cluster, scheduler, announce) if scheduler else partial(local_cluster, workers, announce)
     try:
         summary = run_extract(
-            store, source, specs, size, shard_rows, factory, "float16" if float16 else "float32", weights, wait
-        )
+            store, source, specs, size, shard_rows, factory, "float16" if float16 else "float32", weights, wait,
+            max_pixels=max_pixels, repair=repair,
+        )  # fmt: skip
     except (StoreError, StoreLocked, WeightsUnavailable, ValueError) as err:
         raise click.ClickException(str(err)) from None
+    for piece in summary.repaired:
+        click.echo(f"repaired: {piece}")
     if summary.partitions_run == 0:
         click.echo(f"{store}: complete already, nothing to do ({summary.rows} rows)")
     else:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from .decode import ImageReadError, read_image, to_rgb_uint8
+from .decode import DEFAULT_MAX_PIXELS, ImageReadError, check_dimensions, read_image, to_rgb_uint8
 
 
 def display_id(path: str) -> str:
@@ -53,31 +54,67 @@ class Source:
             self.keys[start:stop],
         )
 
-    def read(self, min_side: int = 0) -> Iterator[np.ndarray | ImageReadError]:
-        """Each row in order as RGB uint8 (H, W, 3), or the :class:`ImageReadError` that says why it cannot be."""
+    def read(
+        self,
+        min_side: int = 0,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        skip: dict[int, str] | None = None,
+        before: Callable[[int], None] | None = None,
+    ) -> Iterator[np.ndarray | ImageReadError]:
+        """Each row in order as RGB uint8 (H, W, 3), or the :class:`ImageReadError` that says why it cannot be.
+
+        Images over ``max_pixels`` are refused before decoding; rows in ``skip`` are not decoded at all but
+        refused with the reason given there; ``before(row)`` is called just before a row is decoded."""
+        skip = skip or {}
+        for row, load in enumerate(self._loaders(min_side, max_pixels)):
+            if row in skip:
+                yield ImageReadError(skip[row])
+                continue
+            if before is not None:
+                before(row)
+            yield _attempt(load)
+
+    def _loaders(self, min_side: int, max_pixels: int) -> Iterator[Callable[[], np.ndarray]]:
+        """One function per row that decodes it (opened containers stay open while the rows are read)."""
         if self.kind in ("folder", "list"):
             for key in self.keys:
-                yield _attempt(read_image, key, min_side)
+                yield partial(read_image, key, min_side, max_pixels)
         elif self.kind == "hdf5":
             import h5py
 
             file, dataset = self.location.rsplit(":", 1)
             with h5py.File(file, "r") as f:
+                array = f[dataset]
                 for key in self.keys:
-                    yield _attempt(lambda key=key: to_rgb_uint8(f[dataset][key]))
+                    yield partial(_read_row, array, key, max_pixels)
         elif self.kind == "sample-photos":
             from .images import sample_photos
 
             photos = sample_photos()
             for key in self.keys:
-                yield photos[key] if key in photos else ImageReadError(f"scikit-image has no photo {key!r} here")
+                yield partial(_sample_photo, photos, key)
         else:
             raise ValueError(f"unknown source kind {self.kind!r}")
 
 
-def _attempt(read, *args) -> np.ndarray | ImageReadError:
+def _read_row(array, key: int, max_pixels: int) -> np.ndarray:
+    """Row ``key`` of an HDF5 image stack, its size checked before it is read."""
+    shape = array.shape[1:]
+    channels_first = len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
+    height, width = shape[1:3] if channels_first else shape[:2]
+    check_dimensions(int(width), int(height), "HDF5 image", max_pixels)
+    return to_rgb_uint8(array[key])
+
+
+def _sample_photo(photos: dict[str, np.ndarray], key: str) -> np.ndarray:
+    if key not in photos:
+        raise ImageReadError(f"scikit-image has no photo {key!r} here")
+    return photos[key]
+
+
+def _attempt(read: Callable[[], np.ndarray]) -> np.ndarray | ImageReadError:
     try:
-        return read(*args)
+        return read()
     except ImageReadError as err:
         return err
 

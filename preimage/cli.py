@@ -12,7 +12,7 @@ import warnings
 import click
 
 from .analysis.cli import analyze
-from .cache.cli import export, info
+from .cache.cli import export, info, verify
 from .demo import demo
 from .pipeline.extract_cli import extract
 from .pipeline.features_cli import features
@@ -39,7 +39,7 @@ def main(verbose: int) -> None:
     keep_freed_memory()  # training steps and batches allocate the same large tensors again and again
 
 
-for _command in (features, extract, info, export, train, invert, analyze, demo, tour):
+for _command in (features, extract, info, verify, export, train, invert, analyze, demo, tour):
     main.add_command(_command)
 
 

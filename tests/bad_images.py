@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,8 @@ EXPECTED = {
     "ok/cmyk.jpg": "read",
     "ok/exif_rotated.jpg": "read",
     "ok/gray.jpg": "read",
-    "ok/one_pixel.png": "read",
+    "ok/sixteen_bit_rgb.png": "read",
+    "ok/sixteen_bit_rgba.png": "read",
     "ok/huge.jpg": "read",
     "bad/truncated.jpg": "truncated",
     "bad/empty.jpg": "empty file",
@@ -28,7 +31,11 @@ EXPECTED = {
     "bad/notes.txt": "not an image",
     "bad/self_loop.jpg": "symbolic link loop",
     "bad/dangling.jpg": "not found",
+    "bad/one_pixel.png": "too small: 1x1 pixels",
+    "bad/header_only_30000.png": "too large: 30000x30000",
+    "bad/sixteen_bit_10000.png": "too large: 10000x10000",
 }
+SIXTEEN_BIT_RGB = np.array([200, 65000, 32896], np.uint16)  # v / 257 rounded: 1, 253, 128 (the high byte: 0, 253, 128)
 NON_UTF8_NAME = b"ok/caf\xe9.jpg"  # Latin-1 bytes: not valid UTF-8
 
 
@@ -36,6 +43,19 @@ def jpeg_bytes(image: Image.Image, **kwargs) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90, **kwargs)
     return buffer.getvalue()
+
+
+def header_only_png(width: int, height: int, rows: int = 4, bit_depth: int = 8, colour_type: int = 2) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` but whose data holds only ``rows`` rows: a few hundred
+    bytes that a decoder without a bound would expand to gigabytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    samples = {0: 1, 2: 3, 6: 4}[colour_type] * bit_depth // 8
+    data = zlib.compress(b"".join(b"\0" + bytes(width * samples) for _ in range(rows)), 9)
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
 def build(root: Path, photo: np.ndarray) -> Path:
@@ -59,7 +79,16 @@ def build(root: Path, photo: np.ndarray) -> Path:
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     (root / "ok/exif_rotated.jpg").write_bytes(jpeg_bytes(rgb, exif=exif))
     rgb.convert("L").save(root / "ok/gray.jpg", "JPEG", quality=90)
-    Image.fromarray(photo[:1, :1]).save(root / "ok/one_pixel.png")
+    Image.fromarray(photo[:1, :1]).save(root / "bad/one_pixel.png")
+    import cv2
+
+    rgb16 = np.broadcast_to(SIXTEEN_BIT_RGB, (24, 32, 3))
+    cv2.imwrite(str(root / "ok/sixteen_bit_rgb.png"), np.ascontiguousarray(rgb16[..., ::-1]))
+    rgba16 = np.concatenate([rgb16[..., ::-1], np.full((24, 32, 1), 65535, np.uint16)], axis=-1)
+    rgba16[0, :, 3] = 0  # a transparent first row: white shows through
+    cv2.imwrite(str(root / "ok/sixteen_bit_rgba.png"), rgba16)
+    (root / "bad/header_only_30000.png").write_bytes(header_only_png(30000, 30000))
+    (root / "bad/sixteen_bit_10000.png").write_bytes(header_only_png(10000, 10000, 1, 16, 0))
     Image.new("L", (20000, 20000), 128).save(root / "ok/huge.jpg", "JPEG", quality=50)
     whole = jpeg_bytes(rgb)
     (root / "bad/truncated.jpg").write_bytes(whole[: len(whole) // 2])

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from preimage.pipeline import decode
 from preimage.pipeline.decode import ImageReadError, read_image, to_rgb_uint8
 
-from .bad_images import EXPECTED, NON_UTF8_NAME
+from .bad_images import EXPECTED, NON_UTF8_NAME, SIXTEEN_BIT_RGB
 
 
 @pytest.mark.parametrize("name, expected", sorted(EXPECTED.items()))
@@ -46,7 +47,35 @@ def test_modes_convert_as_documented(bad_folder, awkward_photo):
     alpha = read_image(bad_folder / "ok/alpha.png").astype(int)
     assert (alpha[0] == 255).all()  # alpha 0 on the first row: white shows through
     assert np.abs(alpha[-1] - photo[-1]).max() <= 2  # alpha 255 on the last: the photo
-    assert read_image(bad_folder / "ok/one_pixel.png").shape == (1, 1, 3)
+
+
+def test_sixteen_bit_colour_is_scaled_by_v_over_257_in_every_layout(bad_folder):
+    expected = np.rint(SIXTEEN_BIT_RGB / 257).astype(np.uint8)  # 1, 253, 128: not the high byte 0, 253, 128
+    rgb = read_image(bad_folder / "ok/sixteen_bit_rgb.png")
+    assert rgb.shape == (24, 32, 3) and (rgb == expected).all()
+    rgba = read_image(bad_folder / "ok/sixteen_bit_rgba.png")
+    assert (rgba[0] == 255).all() and (rgba[1:] == expected).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("bad/header_only_30000.png", "too large: 30000x30000 = 900,000,000 pixels"),
+        ("bad/sixteen_bit_10000.png", "too large: 10000x10000"),
+        ("bad/one_pixel.png", "too small: 1x1 pixels"),
+    ],
+)
+def test_hostile_dimensions_are_refused_before_decoding_in_bounded_memory(bad_folder, name, reason):
+    """Each refusal costs a header read: a fresh process stays far under the bound's 1 GB and answers at once."""
+    code = (
+        "import sys; from preimage.pipeline.decode import read_image, ImageReadError\n"
+        "try:\n    read_image(sys.argv[1])\nexcept ImageReadError as err:\n    print(err)\n"
+        "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM')][0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(bad_folder / name)], capture_output=True, text=True)
+    message, peak_kb = out.stdout.splitlines()
+    assert reason in message
+    assert int(peak_kb) < 200_000  # KB, this process's peak: the interpreter, numpy and Pillow, nothing decoded
 
 
 def test_huge_jpeg_decodes_at_a_reduced_scale(bad_folder):
@@ -55,10 +84,9 @@ def test_huge_jpeg_decodes_at_a_reduced_scale(bad_folder):
     assert (image == 128).all()
 
 
-def test_images_over_the_pixel_limit_are_refused(bad_folder, monkeypatch):
-    monkeypatch.setattr(decode, "MAX_PIXELS", 99 * 99)
-    with pytest.raises(ImageReadError, match="too large"):
-        read_image(bad_folder / "ok/alpha.png")
+def test_images_over_the_pixel_limit_are_refused(bad_folder):
+    with pytest.raises(ImageReadError, match=r"too large.*--max-pixels"):
+        read_image(bad_folder / "ok/alpha.png", max_pixels=99 * 99)
 
 
 @pytest.mark.parametrize(

@@ -165,3 +165,38 @@ def test_the_summary_rate_counts_the_time_the_tasks_ran_not_the_cluster_start(tm
     summary = extract(tmp_path / "s.zarr", sample_photos_source(), "hog", 64, 4, slow_cluster, show_progress=False)
     assert summary.seconds > summary.compute_seconds + 1.0
     assert summary.images_per_second == pytest.approx(summary.images_run / summary.compute_seconds)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_inside_a_decoder_loses_only_that_file(tmp_path, photos):
+    """The bound off, a header-only 15000x15000 PNG grows its worker past its memory limit and the nanny kills it;
+    the retried task refuses that file, with the reason, and keeps every other one."""
+    from distributed import Client, LocalCluster
+
+    from preimage.pipeline.extract import extract
+
+    from .bad_images import header_only_png
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, photo in enumerate(list(photos.values())[:5]):
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    (folder / "3-bomb.png").write_bytes(header_only_png(15000, 15000))
+
+    @contextlib.contextmanager
+    def small_workers():
+        with (
+            LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="1GiB", dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+
+    source = folder_source(folder)
+    summary = extract(tmp_path / "s.zarr", source, "hog", 64, 8, small_workers, show_progress=False,
+                      max_pixels=10**10)  # fmt: skip
+    store = FeatureStore.open(tmp_path / "s.zarr")
+    bomb = source.ids.index("3-bomb.png")
+    assert summary.read == 5 and summary.unreadable == 1
+    assert store.status()[bomb] == UNREADABLE and (np.delete(store.status(), bomb) == READ).all()
+    assert "worker decoding this file died" in dict((i, r) for _, i, r in store.failures())["3-bomb.png"]
+    assert not list((tmp_path / "s.zarr").glob(".decoding-*"))  # the log goes with the complete partition

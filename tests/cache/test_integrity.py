@@ -1,0 +1,137 @@
+"""Damaged stores: every chunk's checksum is checked on read, a missing shard of a complete partition is an error
+naming the file, `verify` lists the damage with its rows, and `extract --repair` restores a clean run's arrays."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from preimage.cache import store as store_module
+from preimage.cache.shards import ShardDamaged
+from preimage.cache.store import FeatureStore
+from preimage.cli import main
+from preimage.pipeline.sources import folder_source
+from preimage.train.trainer import TrainConfig, train
+
+from ..helpers import checksums, run_extract
+
+SPECS = "hog,lbp"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, photos) -> Path:
+    root = tmp_path_factory.mktemp("integrity") / "images"
+    root.mkdir()
+    sources = list(photos.values())
+    for i in range(40):
+        photo = sources[i % len(sources)]
+        crop = photo[4 * i : 4 * i + 100, 3 * i : 3 * i + 100]
+        cv2.imwrite(str(root / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    return root
+
+
+@pytest.fixture(scope="module")
+def clean(folder, dask_client, tmp_path_factory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("clean") / "s.zarr"
+    run_extract(path, folder_source(folder), SPECS, dask_client, image_size=32, shard_rows=8)
+    return path, checksums(path)
+
+
+@pytest.fixture
+def copy(clean, tmp_path) -> Path:
+    path = tmp_path / "s.zarr"
+    shutil.copytree(clean[0], path)
+    return path
+
+
+def flip_bytes(file: Path, at: float = 0.3, count: int = 3) -> None:
+    data = bytearray(file.read_bytes())
+    start = int(len(data) * at)
+    for i in range(start, start + count):
+        data[i] ^= 0xFF
+    file.write_bytes(bytes(data))
+
+
+def shard(store: Path, array: str, index: int) -> Path:
+    return next((store / array / "c").glob(f"{index}/**/*")) if (store / array / "c" / str(index)).is_dir() else None
+
+
+DAMAGE = {
+    "deleted": lambda f: f.unlink(),
+    "truncated": lambda f: f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2]),
+    "flipped": flip_bytes,
+}
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGE))
+@pytest.mark.parametrize("array", ["features/hog", "images"])
+def test_damage_is_refused_on_read_listed_by_verify_and_repaired(copy, clean, folder, dask_client, how, array):
+    file = next(p for p in sorted((copy / array / "c" / "2").rglob("*")) if p.is_file())
+    DAMAGE[how](file)
+    store = FeatureStore.open(copy)
+    with pytest.raises(ShardDamaged, match=f"{file}: .*rows 16-23"):
+        store.read_rows(array, 16, 24)
+    with pytest.raises(ShardDamaged, match=str(file)):
+        store.take(array, np.arange(40))
+
+    result = CliRunner().invoke(main, ["verify", str(copy)])
+    assert result.exit_code == 1
+    assert f"{array}: {file} (rows 16-23)" in result.output and "--repair" in result.output
+
+    summary = run_extract(copy, folder_source(folder), SPECS, dask_client, image_size=32, shard_rows=8, repair=True)
+    assert [(d.array, d.rows) for d in summary.repaired] == [(array, (16, 24))]
+    assert summary.partitions_run == 1
+    assert checksums(copy) == clean[1]  # every array equals the clean run's
+    assert CliRunner().invoke(main, ["verify", str(copy)]).exit_code == 0
+
+
+def test_a_damaged_status_chunk_and_ids_chunk_are_repaired(copy, clean, folder, dask_client):
+    flip_bytes(copy / "status" / "c" / "1", at=0.5, count=2)
+    flip_bytes(copy / "ids" / "c" / "3", at=0.5, count=2)
+    damage = FeatureStore.open(copy).verify()
+    assert sorted((d.array, d.rows) for d in damage) == [("ids", (24, 32)), ("status", (8, 16))]
+    run_extract(copy, folder_source(folder), SPECS, dask_client, image_size=32, shard_rows=8, repair=True)
+    assert checksums(copy) == clean[1]
+
+
+def test_plain_zarr_reads_the_checksummed_store_and_checks_it(copy):
+    group = zarr.open_group(str(copy), mode="r")
+    assert group["features/hog"][:].shape[0] == 40
+    codecs = group["features/hog"].metadata.to_dict()["codecs"][0]["configuration"]["codecs"]
+    assert [c["name"] for c in codecs] == ["bytes", "zstd", "crc32c"]
+    flip_bytes(next(p for p in sorted((copy / "features/hog/c/0").rglob("*")) if p.is_file()))
+    with pytest.raises(ValueError, match="checksum"):
+        zarr.open_group(str(copy), mode="r")["features/hog"][:8]
+
+
+def test_train_and_analyze_stop_naming_the_damaged_file(copy, tmp_path):
+    file = next(p for p in sorted((copy / "features/hog/c/1").rglob("*")) if p.is_file())
+    flip_bytes(file)
+    config = TrainConfig(str(copy), "hog", str(tmp_path / "run"), target_size=16, epochs=1, batch_size=8, width=16,
+                         precision="fp32")  # fmt: skip
+    with pytest.raises(ShardDamaged, match=str(file)):
+        train(config, show_progress=False)
+    args = ["train", "--store", str(copy), "--feature", "hog", "--out", str(tmp_path / "r2"), "--width", "16"]
+    result = CliRunner().invoke(main, [*args, "--target-size", "16", "--batch-size", "8", "--epochs", "1"])
+    assert result.exit_code == 1 and str(file) in result.output and "Traceback" not in result.output
+
+
+def test_an_older_store_without_checksums_is_read_and_says_so(folder, dask_client, tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    path = tmp_path / "old.zarr"
+    run_extract(path, folder_source(folder), "hog", dask_client, image_size=32, shard_rows=8)
+    monkeypatch.undo()
+    store = FeatureStore.open(path)
+    assert not store.checksums and store.meta["schema_version"] == 1
+    codecs = store.features("hog").metadata.to_dict()["codecs"][0]["configuration"]["codecs"]
+    assert [c["name"] for c in codecs] == ["bytes", "zstd"]
+    assert "no chunk checksums (an older store)" in CliRunner().invoke(main, ["info", str(path)]).output
+    run_extract(path, folder_source(folder), "hog,lbp", dask_client, image_size=32, shard_rows=8)  # extended as is
+    assert not FeatureStore.open(path).checksums and FeatureStore.open(path).done("lbp").all()
+    assert FeatureStore.open(path).verify() == []
