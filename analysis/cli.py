@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import click
@@ -34,9 +33,8 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     run = read_run(decoder)
     if run is None:
         raise click.ClickException(f"{decoder}: not a run folder (run.json and checkpoint.safetensors)")
-    with user_errors():
-        opened = FeatureStore.open(store)
-        model = run.decoder(opened)
+    opened = FeatureStore.open(store)
+    model = run.decoder(opened)
     result = evaluate(model, opened, run.feature, run.held_out, rows, split, train_fraction=run.train_fraction)
     if not result:
         raise click.ClickException(f"the {split} split of {store} has fewer than two readable rows")
@@ -147,15 +145,14 @@ def compare(store, decoders, features, n, out, weights, columns, **options) -> N
 
     config = optimize_config(**options)
     table, pictures = [], {}
-    with user_errors():
-        opened = FeatureStore.open(store)
-        for run in chosen_runs(decoders, features):
-            click.echo(f"{run.feature}: decoder {run.path}, optimisation of {n} held-out images")
-            bar = StepProgress()
-            rows, images = compare_feature(opened, run, n, config, weights, bar)
-            bar.close()
-            table += rows
-            pictures[run.feature] = images
+    opened = FeatureStore.open(store)
+    for run in chosen_runs(decoders, features):
+        click.echo(f"{run.feature}: decoder {run.path}, optimisation of {n} held-out images")
+        bar = StepProgress()
+        rows, images = compare_feature(opened, run, n, config, weights, bar)
+        bar.close()
+        table += rows
+        pictures[run.feature] = images
     files = write_report(out, table, pictures, columns)
     summary = f"Decoder against Mahendran & Vedaldi's optimisation on {n} held-out images of `{store}`."
     index = update_index(out, "compare", summary, files)
@@ -170,17 +167,6 @@ def _study_options(command):
     command = decoder_option(command)
     return click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path),
                         required=True)(command)  # fmt: skip
-
-
-@contextlib.contextmanager
-def user_errors():
-    """Errors that bad input causes (a missing decoder, a foreign store, a wrong option) as click errors."""
-    from ..cache.store import StoreError
-
-    try:
-        yield
-    except (StoreError, FileNotFoundError, KeyError, ValueError) as err:
-        raise click.ClickException(str(err).strip("'\"")) from None
 
 
 def _open(store: Path, decoders: tuple[Path, ...], features: str | None):
@@ -200,11 +186,10 @@ def layers(store, decoders, features, out, n, autoencoder) -> None:
     from .layers import COLUMNS, layer_errors, write_layers
     from .report import markdown_table, update_index
 
-    with user_errors():
-        opened, runs = _open(store, decoders, features)
-        if autoencoder:
-            runs += chosen_runs(decoders, None, autoencoder=True)
-        table, pictures = layer_errors(opened, runs, n)
+    opened, runs = _open(store, decoders, features)
+    if autoencoder:
+        runs += chosen_runs(decoders, None, autoencoder=True)
+    table, pictures = layer_errors(opened, runs, n)
     files = write_layers(out, table, pictures)
     summary = f"Each decoder on up to {n} held-out images of `{store}`; baseline: the training split's mean image."
     index = update_index(out, "layers", summary, files)
@@ -229,9 +214,8 @@ def perturb(store, decoders, features, out, n) -> None:
     """Error per layer with binarised, dropped-out and sparsified features (the paper's Figures 7 and 9)."""
     from .studies import perturbation_study
 
-    with user_errors():
-        opened, runs = _open(store, decoders, features)
-        files = perturbation_study(opened, runs, n, out)
+    opened, runs = _open(store, decoders, features)
+    files = perturbation_study(opened, runs, n, out)
     summary = (
         f"Each decoder on up to {n} held-out images with its features perturbed at test time (the decoders were "
         "trained on clean features)."
@@ -251,9 +235,8 @@ def interpolate(store, decoders, features, out, pair, steps) -> None:
         a, b = (int(v) for v in pair.split(","))
     except ValueError:
         raise click.BadParameter(f"write two indices, e.g. 0,1; got {pair!r}", param_hint="--pair") from None
-    with user_errors():
-        opened, runs = _open(store, decoders, features)
-        files = interpolation_study(opened, runs, (a, b), steps, out)
+    opened, runs = _open(store, decoders, features)
+    files = interpolation_study(opened, runs, (a, b), steps, out)
     _finish(out, "interpolate", f"Held-out images {a} and {b} of `{store}`, {steps} points.", files)
 
 
@@ -268,9 +251,8 @@ def sample(store, decoders, features, out, vectors, samples, alpha, seed) -> Non
     Gaussian (Figure 11); the histograms are computed with dask from the store."""
     from .studies import sampling_study
 
-    with user_errors():
-        opened, runs = _open(store, decoders, features)
-        files = sampling_study(opened, runs, vectors, samples, alpha, seed, out)
+    opened, runs = _open(store, decoders, features)
+    files = sampling_study(opened, runs, vectors, samples, alpha, seed, out)
     _finish(out, "sample", f"Histograms over the first {vectors} stored vectors; alpha {alpha}; seed {seed}.", files)
 
 
@@ -285,14 +267,13 @@ def ablate(store, decoders, features, out, n, error_rows, k, weights) -> None:
     (the paper's coloured-apple study); --features picks the class-score decoder (default: the first found)."""
     from .studies import ablation_study
 
-    with user_errors():
-        opened, runs = _open(store, decoders, features or None)
-        scores = [run for run in runs if run.feature.endswith((":logits", ":fc8"))]
-        if not scores:
-            where = ", ".join(map(str, decoders))
-            raise click.ClickException(f"no decoder of class scores under {where}; train one on e.g. "
-                                       "efficientnet_lite0:logits")  # fmt: skip
-        files = ablation_study(opened, scores[0], n, k, weights, out, error_rows)
+    opened, runs = _open(store, decoders, features or None)
+    scores = [run for run in runs if run.feature.endswith((":logits", ":fc8"))]
+    if not scores:
+        where = ", ".join(map(str, decoders))
+        raise click.ClickException(f"no decoder of class scores under {where}; train one on e.g. "
+                                   "efficientnet_lite0:logits")  # fmt: skip
+    files = ablation_study(opened, scores[0], n, k, weights, out, error_rows)
     summary = f"{scores[0].feature}, k = {k}: figure of {n} held-out images, table over up to {error_rows}."
     _finish(out, "ablate", summary, files)
 
@@ -309,9 +290,8 @@ def _mask_command(name: str, help_text: str):
         parsed = parse_channels(channels)
         if window is None and parsed is None:
             raise click.UsageError("give --window W and/or --channels START:STOP")
-        with user_errors():
-            opened, runs = _open(store, decoders, features)
-            files = mask_study(opened, runs, n, window, parsed, out, name=name)
+        opened, runs = _open(store, decoders, features)
+        files = mask_study(opened, runs, n, window, parsed, out, name=name)
         kept = " and ".join(filter(None, [f"the central {window}x{window} cells" if window else "",
                                           f"channels {channels}" if channels else ""]))  # fmt: skip
         summary = (f"Only {kept} kept, the other features set to zero and decoded by the decoder trained on "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,7 +48,12 @@ def read_run(folder: Path) -> TrainedRun | None:
     info, weights = folder / "run.json", folder / CHECKPOINT
     if not (info.is_file() and weights.is_file()):
         return None
-    config = json.loads(info.read_text())["config"]
+    from ..train.checkpoint import CheckpointError, read_json
+
+    saved = read_json(info)
+    config = saved.get("config")
+    if not isinstance(config, dict) or "feature" not in config:
+        raise CheckpointError(f"{info}: not a run.json of preimage train (no settings)")
     return TrainedRun(folder, config["feature"], config["held_out"], bool(config.get("autoencoder")),
                       config.get("train_fraction", 1.0))  # fmt: skip
 

@@ -10,12 +10,9 @@ import numpy as np
 
 
 def _open(store: Path):
-    from .store import FeatureStore, StoreError
+    from .store import FeatureStore
 
-    try:
-        return FeatureStore.open(store)
-    except (FileNotFoundError, StoreError) as err:
-        raise click.ClickException(str(err)) from None
+    return FeatureStore.open(store)
 
 
 def _size(n: float) -> str:

@@ -95,15 +95,15 @@ def compressors(checksum: bool = True) -> tuple:
     return (ZstdCodec(level=1), Crc32cCodec()) if checksum else (ZstdCodec(level=1),)
 
 
-def differences(stored: dict, asked: dict, prefix: str = "") -> list[str]:
-    """Human-readable list of the keys where two attribute dicts differ."""
+def differences(stored: dict, asked: dict, prefix: str = "", labels: tuple[str, str] = ("store", "asked")) -> list[str]:
+    """Human-readable list of the keys where two attribute dicts differ, each side named by ``labels``."""
     out = []
     for key in sorted(set(stored) | set(asked)):
         a, b = stored.get(key, "<absent>"), asked.get(key, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):
-            out += differences(a, b, f"{prefix}{key}.")
+            out += differences(a, b, f"{prefix}{key}.", labels)
         elif a != b:
-            out.append(f"{prefix}{key}: store has {a!r}, asked {b!r}")
+            out.append(f"{prefix}{key}: {labels[0]} has {a!r}, {labels[1]} {b!r}")
     return out
 
 

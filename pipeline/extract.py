@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -80,45 +81,54 @@ class PartitionTask:
     features: list[FeatureJob]
     dtype: str
     max_pixels: int = DEFAULT_MAX_PIXELS
+    run: str = ""  # the extraction's token: which decoding logs speak of this run's attempts
 
 
 class DecodingLog:
     """Which rows of a partition a task began to decode, in a small file of the store's (``.decoding-N.log``), so that
-    when a worker dies inside a decoder (out of memory, a crash in a library) the retried task refuses the file
-    that was being decoded and keeps every other one: the failure lands on the file that caused it. A file, not
-    a folder, so that zarr does not take it for a member of the group."""
+    when a worker dies inside a decoder (out of memory, a crash in a library) the task dask retries refuses the
+    file that was being decoded and keeps every other one: the failure lands on the file that caused it.
+
+    Lines carry the extraction's ``run`` token: only a retry within the same run reads them; a run that was itself
+    killed says nothing against its files. A file, not a folder, so zarr does not take it for a group member."""
 
     REASON = "the worker decoding this file died (out of memory, or a crash in the decoder); it was skipped"
 
-    def __init__(self, store: str | os.PathLike, index: int) -> None:
+    def __init__(self, store: str | os.PathLike, index: int, run: str) -> None:
         self.path = Path(store) / f".decoding-{index}.log"
+        self.run = run
         self._file = None
         self._row: int | None = None
 
     def crashed(self) -> dict[int, str]:
-        """The rows an earlier attempt began and never finished, with the reason to record for them."""
+        """The rows an earlier attempt of this run began and never finished, with the reason to record."""
         if not self.path.exists():
             return {}
         started, finished = set(), set()
-        for line in self.path.read_text().split():
-            (finished if line.startswith("+") else started).add(int(line.lstrip("+")))
+        for line in self.path.read_text().splitlines():
+            run, _, row = line.partition(" ")
+            if run == self.run and row:
+                (finished if row.startswith("+") else started).add(int(row.lstrip("+")))
         return dict.fromkeys(sorted(started - finished), self.REASON)
 
     def begin(self, row: int) -> None:
         """Note that ``row`` is being decoded (and that the row before it, if any, finished)."""
         if self._file is None:
-            self._file = open(self.path, "a")  # noqa: SIM115  (closed by close())
-        self._write(("" if self._row is None else f"+{self._row} ") + f"{row}")
+            ours = self.path.exists() and f"{self.run} " in self.path.read_text()
+            self._file = open(self.path, "a" if ours else "w")  # noqa: SIM115  (closed by close())
+        if self._row is not None:
+            self._write(f"+{self._row}")
+        self._write(str(row))
         self._row = row
 
     def end(self) -> None:
-        """The last row began finished too."""
+        """The last row begun finished too."""
         if self._row is not None:
             self._write(f"+{self._row}")
             self._row = None
 
-    def _write(self, line: str) -> None:
-        self._file.write(line + "\n")
+    def _write(self, row: str) -> None:
+        self._file.write(f"{self.run} {row}\n")
         self._file.flush()  # in the page cache: it survives the process, which is what a worker's death ends
 
     def close(self, complete: bool) -> None:
@@ -194,6 +204,7 @@ def stored_row_shape(name: str, input_size: int) -> tuple[int, ...]:
 def pending_tasks(
     store: FeatureStore, source: Source, jobs: list[FeatureJob], dtype: str, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> list[PartitionTask]:
+    run = uuid.uuid4().hex
     """One task per partition that lacks its images or any asked feature, carrying only what is missing."""
     images_done = store.done("images")
     features_done = {job.name: store.done(job.name) for job in jobs}
@@ -213,6 +224,7 @@ def pending_tasks(
                 missing,
                 dtype,
                 max_pixels,
+                run,
             )
         )
     return tasks
@@ -244,7 +256,7 @@ def run_partition(task: PartitionTask) -> PartitionResult:
     sizes = {task.image_size} | {job.input_size for job in task.features}
     crops: dict[int, list[np.ndarray]] = {size: [] for size in sizes}
     reasons = [""] * n
-    log = DecodingLog(task.store, task.index)
+    log = DecodingLog(task.store, task.index, task.run)
     with timer("decode"):
         images = task.source.read(DRAFT_MIN_SIDE, task.max_pixels, skip=log.crashed(), before=log.begin)
         for row, image in enumerate(images):

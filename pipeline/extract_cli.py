@@ -58,19 +58,13 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, float16,
     Only what the store lacks is computed: run the same command again after a crash to finish, or with more
     --features to add them. Unreadable files are recorded with their reason in the store's `failures`.
     """
-    from ..cache.store import StoreError, StoreLocked
-    from .backbones import WeightsUnavailable
     from .extract import extract as run_extract
     from .extract import local_cluster, remote_cluster
     from .sources import open_source
 
     if size < 16 or shard_rows < 1:
         raise click.BadParameter("--size must be at least 16 and --shard-rows at least 1")
-    try:
-        store.mkdir(parents=True, exist_ok=True)  # so that a store inside the image folder is recognised and skipped
-        source = open_source(images, exclude=store)
-    except (FileNotFoundError, ValueError) as err:
-        raise click.ClickException(str(err)) from None
+    source = open_source(images, exclude=store)  # an existing store inside the image folder is skipped
     label = source.location if source.kind != "sample-photos" else "scikit-image's sample photos (no --images given)"
     click.echo(f"source: {label}: {len(source)} files, {len(source.class_names)} classes")
 
@@ -80,13 +74,10 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, float16,
         click.echo(f"dask: {len(workers_info)} workers, {threads} threads; dashboard {client.dashboard_link}")
 
     factory = partial(remote_cluster, scheduler, announce) if scheduler else partial(local_cluster, workers, announce)
-    try:
-        summary = run_extract(
-            store, source, specs, size, shard_rows, factory, "float16" if float16 else "float32", weights, wait,
-            max_pixels=max_pixels, repair=repair,
-        )  # fmt: skip
-    except (StoreError, StoreLocked, WeightsUnavailable, ValueError) as err:
-        raise click.ClickException(str(err)) from None
+    summary = run_extract(
+        store, source, specs, size, shard_rows, factory, "float16" if float16 else "float32", weights, wait,
+        max_pixels=max_pixels, repair=repair,
+    )  # fmt: skip
     for piece in summary.repaired:
         click.echo(f"repaired: {piece}")
     if summary.partitions_run == 0:

@@ -213,7 +213,11 @@ def hdf5_source(file: Path, dataset: str | None) -> Source:
     """Images stacked along the first axis of an HDF5 dataset (the only image-like one when not named)."""
     import h5py
 
-    with h5py.File(file, "r") as f:
+    try:
+        handle = h5py.File(file, "r")
+    except OSError as err:
+        raise ValueError(f"{file}: not a readable HDF5 file ({err})") from None
+    with handle as f:
         if dataset is None:
             candidates: list[str] = []
             f.visititems(lambda name, obj: candidates.append(name) if _image_stack(obj) else None)

@@ -27,7 +27,42 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
-@click.group()
+def expected_failure(err: BaseException) -> str | None:
+    """The one-line message for a failure that bad input or a bad environment causes (a missing or foreign file,
+    a damaged store or checkpoint, a wrong option value, a busy store), None for anything else (a bug: its
+    traceback stays)."""
+    from .cache.store import StoreLocked
+    from .pipeline.decode import ImageReadError
+
+    name = type(err).__name__
+    if name == "KilledWorker":
+        return (f"a dask worker died repeatedly running {err.args[0] if err.args else 'a task'} (out of memory?); "
+                "what was complete is kept: run the same command again to resume")  # fmt: skip
+    if isinstance(err, StoreLocked | ImageReadError | ValueError | KeyError | OSError):
+        text = str(err).strip("'\"") if isinstance(err, KeyError) else str(err)
+        if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+            text = f"{err.filename}: {text}"
+        return text or name
+    return None
+
+
+class PreimageGroup(click.Group):
+    """The root group: every expected failure ends as one ``Error:`` line and exit code 1 (``-v`` shows the
+    traceback instead); anything unexpected keeps its traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception as err:
+            message = expected_failure(err)
+            if message is None or ctx.params.get("verbose"):
+                raise
+            raise click.ClickException(message) from None
+
+
+@click.group(cls=PreimageGroup)
 @click.version_option(package_name="preimage")
 @click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
 def main(verbose: int) -> None:

@@ -16,11 +16,41 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..cache.store import FeatureStore, feature_path
+from ..cache.store import FeatureStore, StoreError, feature_path
+
+MAX_WIDTH = 4096  # decoder widths, target sizes and feature dimensions a header may declare: far above any real
+MAX_TARGET = 2048  # run, far below what would exhaust memory before the weights are even compared
+MAX_INPUT_VALUES = 50_000_000
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable preimage checkpoint or run: the message names it and says why."""
+
+
+def _not_a_checkpoint(path, reason: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a usable preimage checkpoint ({reason}); point to a run folder that "
+                           "`preimage train --out` wrote")  # fmt: skip
+
+
+def read_json(path: str | os.PathLike, what: str = "run.json") -> dict:
+    """A run's JSON file, or a :class:`CheckpointError` naming it (a pickle or a truncated file is no run)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable {what} ({type(err).__name__}: {err})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: not a {what} (a JSON object was expected)")
+    return value
 
 
 def store_fingerprint(store: FeatureStore, feature: str) -> dict:
     """What must match for a decoder to apply to features: the feature's attributes and the image recipe."""
+    if feature not in store.feature_names():
+        held = ", ".join(store.feature_names()) or "none"
+        raise StoreError(
+            f"{store.path} has no {feature} features (it holds: {held}); add them with "
+            f"preimage extract --store {store.path} --images ... --feature {feature}"
+        )
     attrs = dict(store.array(feature_path(feature)).attrs)
     recipe = store.meta["recipe"]
     keep = {"representation", "extractor_version", "input", "params", "weights_sha256", "dtype", "row_shape"}
@@ -54,13 +84,64 @@ def save(
 
 
 def read_header(path: str | os.PathLike) -> dict:
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads(f.metadata()["header"])
+    """The JSON header of a checkpoint, read without loading any tensor; a :class:`CheckpointError` naming the
+    file for anything that is not one of ours (a pickle, a truncated file, a foreign safetensors file)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {})["header"])
+    except KeyError:
+        raise _not_a_checkpoint(path, "no preimage header") from None
+    except Exception as err:  # safetensors raises its own error type for a file it cannot parse
+        raise _not_a_checkpoint(path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("decoder"), dict):
+        raise _not_a_checkpoint(path, "its header describes no decoder")
+    return header
+
+
+def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a checkpoint, from its header alone (nothing is loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+    except Exception as err:
+        raise _not_a_checkpoint(path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+
+
+def check_decoder_header(path: str | os.PathLike, decoder: dict) -> None:
+    """Refuse, before anything is allocated, a header whose decoder is out of all sane bounds (a crafted width of
+    200000 would ask for hundreds of GB)."""
+    try:
+        width, target = int(decoder["width"]), int(decoder["target_size"])
+        shape = [int(v) for v in decoder["input_shape"]]
+    except (KeyError, TypeError, ValueError):
+        raise _not_a_checkpoint(path, f"its decoder description is incomplete: {decoder}") from None
+    values = 1
+    for v in shape:
+        values *= max(v, 0)
+    if not (1 <= width <= MAX_WIDTH and 8 <= target <= MAX_TARGET and shape and all(v >= 1 for v in shape)
+            and values <= MAX_INPUT_VALUES):  # fmt: skip
+        raise _not_a_checkpoint(
+            path,
+            f"its header declares width {width}, target {target}, input {shape}: outside the bounds of any "
+            f"decoder (width 1-{MAX_WIDTH}, target 8-{MAX_TARGET}, at most {MAX_INPUT_VALUES:,} input values)",
+        )
+
+
+def check_shapes(path: str | os.PathLike, model: torch.nn.Module, prefix: str = "model.") -> None:
+    """The file's tensors under ``prefix`` must have exactly the shapes of ``model`` (built on the meta device, so
+    this costs no memory) before any tensor is read."""
+    stored = {k.removeprefix(prefix): v for k, v in tensor_shapes(path).items() if k.startswith(prefix)}
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if stored != expected:
+        wrong = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))[:3]
+        detail = ", ".join(f"{k}: file {stored.get(k)}, header says {expected.get(k)}" for k in wrong)
+        raise _not_a_checkpoint(path, f"its tensors do not match the decoder its header describes ({detail})")
 
 
 def load(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Load weights (and optimizer state) saved by :func:`save`; returns the header."""
     model_state, optim_state = {}, {}
+    read_header(path)  # a clear error for a file that is not a checkpoint
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         for key in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration

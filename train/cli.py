@@ -63,10 +63,7 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, 
         held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
         max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision,
     )  # fmt: skip
-    try:
-        result = run(config, resume=resume, announce=click.echo)
-    except (FileExistsError, ValueError, KeyError) as err:
-        raise click.ClickException(str(err).strip("'\"")) from None
+    result = run(config, resume=resume, announce=click.echo)
     if result:
         click.echo(
             f"held-out ({result['heldout_rows']} images): normalised error {result['normalised_error']:.3f}, "

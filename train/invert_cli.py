@@ -28,33 +28,29 @@ def invert(images, method, decoder, feature, size, out, weights, **options) -> N
     import numpy as np
 
     from ..analysis.figures import save_rgb, to_uint8
-    from ..pipeline.decode import ImageReadError
 
-    try:
-        if method == "decoder":
-            if decoder is None:
-                raise click.UsageError("--method decoder needs --decoder RUN (or use --method optimize --feature F)")
-            from .invert import invert_images
+    if method == "decoder":
+        if decoder is None:
+            raise click.UsageError("--method decoder needs --decoder RUN (or use --method optimize --feature F)")
+        from .invert import invert_images
 
-            rows = [[original, recon] for original, recon in invert_images(list(images), decoder, weights)]
-        else:
-            if feature is None:
-                raise click.UsageError("--method optimize needs --feature, e.g. --feature alexnet:conv3")
-            from ..analysis.optimize import invert_files
-            from ..pipeline.progress import StepProgress
+        rows = [[original, recon] for original, recon in invert_images(list(images), decoder, weights)]
+    else:
+        if feature is None:
+            raise click.UsageError("--method optimize needs --feature, e.g. --feature alexnet:conv3")
+        from ..analysis.optimize import invert_files
+        from ..pipeline.progress import StepProgress
 
-            bar = StepProgress()
-            crops, result = invert_files([str(p) for p in images], feature, optimize_config(**options), size, weights,
-                                         bar)  # fmt: skip
-            bar.close()
-            rows = []
-            for i, crop in enumerate(crops):
-                pre_images = result.images[i].expand(-1, 3, -1, -1)
-                rows.append(list(to_uint8(crop.expand(3, -1, -1)[None])) + list(to_uint8(pre_images)))
-                errors = ", ".join(f"{e:.4f}" for e in result.relative_error[i].tolist())
-                click.echo(f"{images[i]}: ||Phi(x*) - phi0||^2 / ||phi0||^2 = {errors}")
-    except (ImageReadError, ValueError, FileNotFoundError, KeyError) as err:
-        raise click.ClickException(str(err).strip("'\"")) from None
+        bar = StepProgress()
+        crops, result = invert_files([str(p) for p in images], feature, optimize_config(**options), size, weights,
+                                     bar)  # fmt: skip
+        bar.close()
+        rows = []
+        for i, crop in enumerate(crops):
+            pre_images = result.images[i].expand(-1, 3, -1, -1)
+            rows.append(list(to_uint8(crop.expand(3, -1, -1)[None])) + list(to_uint8(pre_images)))
+            errors = ", ".join(f"{e:.4f}" for e in result.relative_error[i].tolist())
+            click.echo(f"{images[i]}: ||Phi(x*) - phi0||^2 / ||phi0||^2 = {errors}")
     for path, row in zip(images, rows, strict=True):
         target = save_rgb(out / f"{path.stem}.png", np.concatenate(row, axis=1))
         click.echo(f"wrote {target} (original | {' | '.join(['reconstruction'] * (len(row) - 1))})")

@@ -176,7 +176,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     if resuming:
         if not resume:
             raise FileExistsError(f"{out} holds a run already; pass --resume to continue it, or choose another --out")
-        saved = json.loads(run_file.read_text())
+        saved = checkpoint.read_json(run_file)
         # settings added since the run was written take their defaults
         defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
         saved_config = {k: v for k, v in {**defaults, **saved["config"]}.items() if k in config.fixed()}
@@ -364,7 +364,9 @@ def check_fingerprint(header: dict, fingerprint: dict, where: str) -> None:
         from ..cache.store import differences
 
         problems = differences(
-            {k: v for k, v in trained.items() if k != "sha256"}, {k: v for k, v in fingerprint.items() if k != "sha256"}
+            {k: v for k, v in fingerprint.items() if k != "sha256"},
+            {k: v for k, v in trained.items() if k != "sha256"},
+            labels=("the store", "the decoder"),
         )
         raise ValueError(
             f"the decoder was trained on features computed differently from those in {where}:\n  "
@@ -427,17 +429,35 @@ def write_preview(path: Path, targets: torch.Tensor, recon: torch.Tensor) -> Non
 
 def load_decoder(run: str | os.PathLike, store: FeatureStore | None = None, feature: str | None = None) -> Decoder:
     """The trained decoder of a run folder (or checkpoint file); with ``store``, refused unless that store's
-    ``feature`` was computed exactly as the training features were."""
+    ``feature`` was computed exactly as the training features were. The header is checked (bounds, then every
+    tensor's shape against the decoder it describes, built on the meta device) before anything is allocated."""
     path = Path(run)
     path = path / CHECKPOINT if path.is_dir() else path
     if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise FileNotFoundError(f"no checkpoint at {path}; a run folder holds {CHECKPOINT}, written by preimage train")
     header = checkpoint.read_header(path)
-    model = create_decoder(DecoderConfig.from_dict(header["decoder"]))
-    if header.get("autoencoder"):
-        model = AutoEncoder(header["autoencoder"], model, pretrained=False)  # the weights come from the checkpoint
+    checkpoint.check_decoder_header(path, header["decoder"])
+    try:
+        config = DecoderConfig.from_dict(header["decoder"])
+        with torch.device("meta"):
+            skeleton = create_decoder(config)
+    except (KeyError, TypeError, ValueError) as err:
+        problem = f"{path}: its header describes no decoder this preimage builds ({err})"
+        raise checkpoint.CheckpointError(problem) from None
+    checkpoint.check_shapes(path, skeleton, "model.decoder." if header.get("autoencoder") else "model.")
+    model = _decoder_of(config, header)
     checkpoint.load(path, model)
     if store is not None:
+        if not isinstance(header.get("fingerprint"), dict):
+            raise checkpoint.CheckpointError(f"{path}: its header has no fingerprint of the features it was trained on")
         name = feature or header["fingerprint"]["feature"]["representation"]
         check_fingerprint(header, checkpoint.store_fingerprint(store, name), str(store.path))
     return model.eval()
+
+
+def _decoder_of(config: DecoderConfig, header: dict) -> Decoder:
+    """The (untrained) model a checkpoint header describes: a decoder, or an autoencoder around one."""
+    model = create_decoder(config)
+    if header.get("autoencoder"):
+        model = AutoEncoder(header["autoencoder"], model, pretrained=False)  # the weights come from the checkpoint
+    return model

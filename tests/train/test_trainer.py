@@ -105,7 +105,7 @@ def test_a_decoder_refuses_features_computed_differently(store, tmp_path, tmp_pa
     decoder = load_decoder(tmp_path / "run", FeatureStore.open(store))
     assert decoder(torch.zeros(1, 4, 4, 31)).shape == (1, 3, 16, 16)
     other = make_store(tmp_path_factory.mktemp("other"), dask_client, photos, 64)
-    with pytest.raises(ValueError, match="image_size: store has 32, asked 64"):
+    with pytest.raises(ValueError, match="image_size: the store has 64, the decoder 32"):
         load_decoder(tmp_path / "run", FeatureStore.open(other))
 
 
@@ -179,7 +179,7 @@ def losses_of(result: dict, run) -> dict[int, float]:
 def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
     from click.testing import CliRunner
 
-    from preimage.train.cli import train as train_command
+    from preimage.cli import main
     from preimage.train.trainer import learning_rate
 
     for decay_from in (0.3, 0.7):
@@ -189,10 +189,10 @@ def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
         assert all(a > b for a, b in zip(rates[start + 1 :], rates[start + 2 :], strict=False))
         assert rates[-1] == pytest.approx(1e-5)
     args = ["--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1", "--width", "16"]
-    result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "d03"), "--decay-from", "0.3"])
+    result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "d03"), "--decay-from", "0.3"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "d03" / "run.json").read_text())["config"]["decay_from"] == 0.3
-    result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "bad"), "--decay-from", "1.5"])
+    result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "bad"), "--decay-from", "1.5"])
     assert result.exit_code != 0 and "decay_from is a fraction of the steps" in result.output
     assert not (tmp_path / "bad").exists()
 
@@ -201,14 +201,14 @@ def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(stor
     from click.testing import CliRunner
 
     from preimage.analysis.cli import analyze
-    from preimage.train.cli import train as train_command
+    from preimage.cli import main
     from preimage.train.data import split_rows
 
     args = ["--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1", "--width", "16"]
     args += ["--batch-size", "8", "--checkpoint-every", "1"]
     runs = {}
     for name, fraction in (("half", "0.5"), ("all", "1")):
-        result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / name), "--train-fraction", fraction])
+        result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / name), "--train-fraction", fraction])
         assert result.exit_code == 0, result.output
         runs[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     assert json.loads((tmp_path / "half" / "run.json").read_text())["config"]["train_fraction"] == 0.5
@@ -221,9 +221,9 @@ def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(stor
                                           "--split", "train"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"on {trained} train rows" in result.output  # the photos it trained on, not the whole training part
-    result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "half"), "--resume"])
+    result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "half"), "--resume"])
     assert result.exit_code != 0 and "other settings (train_fraction)" in result.output
-    result = CliRunner().invoke(train_command, [*args, "--out", str(tmp_path / "none"), "--train-fraction", "0"])
+    result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "none"), "--train-fraction", "0"])
     assert result.exit_code != 0 and "train_fraction is a fraction of the training part" in result.output
     assert not (tmp_path / "none").exists()
 
