@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 import cv2
@@ -185,11 +186,16 @@ def test_a_worker_killed_inside_a_decoder_loses_only_that_file(tmp_path, photos)
 
     @contextlib.contextmanager
     def small_workers():
-        with (
-            LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="1GiB", dashboard_address=None) as cluster,
-            Client(cluster) as client,
-        ):
-            yield client
+        saved = dict(os.environ)  # dask's nannies leave their workers' settings in this process's environment
+        try:
+            with (
+                LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="1GiB", dashboard_address=None) as cluster,
+                Client(cluster) as client,
+            ):
+                yield client
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
     source = folder_source(folder)
     summary = extract(tmp_path / "s.zarr", source, "hog", 64, 8, small_workers, show_progress=False,
