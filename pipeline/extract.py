@@ -24,6 +24,8 @@ from .decode import DECODE_RECIPE, DEFAULT_MAX_PIXELS, ImageReadError
 from .features import expand_specs, get_representation
 from .images import center_square, rgb_to_gray, to_float
 from .memory import MALLOC_SETTINGS
+from .options import DASHBOARD_ADDRESS
+from .signals import Interrupted, on_signals
 from .sources import Source
 
 EXTRACTOR_VERSION = 1  # bump when an extractor's output changes, so old stores are refused, not mixed
@@ -423,14 +425,20 @@ def extract(
     tasks: list[PartitionTask] = []
     compute_seconds = 0.0
     repaired = []
-    with FeatureStore.lock(store_path, wait):
+    with on_signals(), FeatureStore.lock(store_path, wait):
         if repair and (Path(store_path) / "zarr.json").exists():
             repaired = repair_store(FeatureStore.open(store_path, "r+"), source)
         store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
         tasks = pending_tasks(store, source, jobs, dtype, max_pixels)
         if tasks:
-            with (client_factory or local_cluster)() as client:
-                compute_seconds = _run(client, tasks, steps, show_progress)
+            try:
+                with (client_factory or local_cluster)() as client:
+                    compute_seconds = _run(client, tasks, steps, show_progress)
+            except Interrupted as err:
+                done = int(np.sum([store.done(job.name).sum() for job in jobs]))
+                total = len(jobs) * len(store.partitions())
+                raise Interrupted(err.signum, f"{done} of {total} partition features are complete and kept; run "
+                                  "the same command again to finish") from None  # fmt: skip
         status = store.status()
         failures = store.failures()
     return ExtractSummary(
@@ -506,11 +514,15 @@ def worker_config() -> dict:
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int | None = None, announce=None) -> Iterator[object]:
+def local_cluster(
+    workers: int | None = None, announce=None, dashboard_address: str = DASHBOARD_ADDRESS
+) -> Iterator[object]:
     """A client of a ``distributed.LocalCluster``: one single-threaded worker process per core (by default), each
     running torch on ``cores // workers`` threads.
 
-    ``announce(client)`` is called once it is up (the CLI prints the dashboard address there).
+    ``announce(client)`` is called once it is up (the CLI prints the dashboard address there). The dashboard
+    listens on loopback unless ``dashboard_address`` says otherwise (``:8787`` is every interface); the
+    scheduler always does.
     """
     import logging
 
@@ -528,7 +540,8 @@ def local_cluster(workers: int | None = None, announce=None) -> Iterator[object]
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=":8787",
+            host="127.0.0.1",
+            dashboard_address=dashboard_address,
             silence_logs=logging.ERROR,
             env={"OMP_NUM_THREADS": str(max(1, cores // workers))},  # torch threads in each worker process
             preload=[__name__],  # torch and the extractors imported while the cluster starts, not by the first task

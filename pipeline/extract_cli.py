@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .decode import DEFAULT_MAX_PIXELS
-from .options import hidden_alias
+from .options import DASHBOARD_ADDRESS, hidden_alias
 
 DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 
@@ -33,6 +33,12 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 @click.option("--shard-rows", default=64, show_default=True, help="Rows per shard (and per task).")
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler (tcp://host:8786).")
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster [one per core].")
+@click.option(
+    "--dashboard-address",
+    default=DASHBOARD_ADDRESS,
+    show_default=True,
+    help="Where the local cluster's dashboard listens (HOST:PORT; :8787 for every interface).",
+)
 @click.option("--float16", is_flag=True, help="Store features as float16 (half the bytes; docs/performance.md).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
 @click.option(
@@ -51,8 +57,8 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 )
 @click.option("--strict", is_flag=True, help="Exit non-zero when any image could not be read.")
 @click.option("--wait", is_flag=True, help="If another extract holds the store, wait for it instead of stopping.")
-def extract(images, store, specs, size, shard_rows, scheduler, workers, float16, weights, max_pixels, repair,
-            strict, wait) -> None:  # fmt: skip
+def extract(images, store, specs, size, shard_rows, scheduler, workers, dashboard_address, float16, weights,
+            max_pixels, repair, strict, wait) -> None:  # fmt: skip
     """Compute features for a collection of images into a sharded zarr store, resumably.
 
     Only what the store lacks is computed: run the same command again after a crash to finish, or with more
@@ -73,7 +79,10 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, float16,
         threads = sum(w.get("nthreads", 0) for w in workers_info.values())
         click.echo(f"dask: {len(workers_info)} workers, {threads} threads; dashboard {client.dashboard_link}")
 
-    factory = partial(remote_cluster, scheduler, announce) if scheduler else partial(local_cluster, workers, announce)
+    if scheduler:
+        factory = partial(remote_cluster, scheduler, announce)
+    else:
+        factory = partial(local_cluster, workers, announce, dashboard_address)
     summary = run_extract(
         store, source, specs, size, shard_rows, factory, "float16" if float16 else "float32", weights, wait,
         max_pixels=max_pixels, repair=repair,

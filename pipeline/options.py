@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+DASHBOARD_ADDRESS = "127.0.0.1:8787"  # the local cluster's dashboard: loopback, as the scheduler
+
 
 def default_out(command: str) -> Path:
     """Where a command writes when ``--out`` is not given: ``out/<command>`` (``out/analyze`` for every study)."""

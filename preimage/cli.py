@@ -17,6 +17,7 @@ from .demo import demo
 from .pipeline.extract_cli import extract
 from .pipeline.features_cli import features
 from .pipeline.memory import keep_freed_memory
+from .pipeline.signals import Interrupted
 from .pipeline.tour import tour
 from .train.cli import train
 from .train.invert_cli import invert
@@ -55,6 +56,9 @@ class PreimageGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
             raise
+        except Interrupted as err:
+            click.echo(str(err), err=True)
+            ctx.exit(err.exit_code)
         except Exception as err:
             message = expected_failure(err)
             if message is None or ctx.params.get("verbose"):

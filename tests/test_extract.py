@@ -145,14 +145,23 @@ def _worker_settings() -> dict:
     }
 
 
-def test_local_workers_keep_freed_memory_and_leave_this_process_environment_alone():
+def test_local_workers_keep_freed_memory_listen_on_loopback_and_leave_this_process_environment_alone():
     import os
 
-    before = dict(os.environ)
+    import psutil
+
+    def listening() -> set:
+        return {c.laddr for c in psutil.Process().net_connections(kind="inet") if c.status == "LISTEN"}
+
+    before, others = dict(os.environ), listening()  # other tests' in-process clusters may be listening already
     with local_cluster(1) as client:
         (settings,) = client.run(_worker_settings).values()
+        opened = listening() - others
+        dashboard = client.dashboard_link
     assert settings == {"malloc": MALLOC_SETTINGS, "profiler": False}
     assert dict(os.environ) == before  # dask's nannies set OMP_NUM_THREADS=1 and the malloc settings here
+    assert dashboard.startswith("http://127.0.0.1:")
+    assert opened and all(address.ip == "127.0.0.1" for address in opened), opened  # nothing exposed
 
 
 def test_the_summary_rate_counts_the_time_the_tasks_ran_not_the_cluster_start(tmp_path, dask_client):

@@ -113,3 +113,27 @@ def test_scheduler_runs_the_graph_on_an_existing_cluster(photo_folder, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "dask: 1 workers, 1 threads" in result.stdout and "24 read, 0 unreadable" in result.stdout
     assert FeatureStore.open(tmp_path / "s.zarr").done("lbp").all()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_extract_with_a_message_the_lock_released_and_the_rest_resumable(photo_folder, tmp_path, stop):
+    args = ("--shard-rows", "1", "--workers", "1")
+    store = tmp_path / "stopped.zarr"
+    process = subprocess.Popen(
+        extract_command(photo_folder, store, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    markers = store / "progress" / "alexnet" / "conv5" / "c"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (markers.is_dir() and any(p.name.isdigit() for p in markers.iterdir())):
+        time.sleep(0.005)
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + stop, stderr
+    assert f"stopped by {signal.Signals(stop).name}: " in stderr and "run the same command again" in stderr
+    assert "Traceback" not in stderr
+    assert not (store / ".extract.lock").exists()  # released and removed
+    done = FeatureStore.open(store).done("alexnet:conv5").sum()
+    assert 0 < done < 24
+    resumed = subprocess.run(extract_command(photo_folder, store, *args), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert FeatureStore.open(store).done("alexnet:conv5").all() and "24 read, 0 unreadable" in resumed.stdout

@@ -14,7 +14,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch
 from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import get_representation
 from ..pipeline.progress import Progress
+from ..pipeline.signals import Interrupted, StopRequest, on_signals
 from . import checkpoint
 from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
@@ -220,22 +221,26 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
         progress.update(state["step"] * config.batch_size * world)
     run = _Run(config, model, network, optimizer, stream, steps_per_epoch, total, last, progress, fingerprint,
                store, rank, world, device)  # fmt: skip
-    evaluation: dict = {}
+    with on_signals(graceful=True) as run.stop:
+        evaluation = _loop_with_rollbacks(run, state, out / CHECKPOINT)
+    if progress:
+        progress.close()
+    return evaluation
+
+
+def _loop_with_rollbacks(run: _Run, state: dict, last_checkpoint: Path) -> dict:
+    """The epochs from ``state``; when the loss leaves its range, again from the last checkpoint at half the rate."""
     rollbacks = 0
     while True:
         try:
-            evaluation = run.loop(state)
-            break
+            return run.loop(state)
         except Diverged as err:
             rollbacks += 1
             if rollbacks > MAX_ROLLBACKS:
                 raise RuntimeError(f"training diverged {rollbacks} times; last: {err}; try a lower --lr") from None
-            previous = checkpoint.load(out / CHECKPOINT, model, optimizer)["state"]
+            previous = checkpoint.load(last_checkpoint, run.model, run.optimizer)["state"]
             state = {**previous, "lr_scale": state["lr_scale"] * 0.5}
             run.log({"event": "rollback", "reason": str(err), **state})
-    if progress:
-        progress.close()
-    return evaluation
 
 
 def run_precision(asked: str, device: torch.device, previous: str | None = None) -> str:
@@ -278,6 +283,7 @@ class _Run:
     rank: int
     world: int
     device: torch.device
+    stop: StopRequest = field(default_factory=StopRequest)  # set by SIGTERM or SIGINT: stop at the next step
 
     def loop(self, state: dict) -> dict:
         """Epochs from ``state`` on (updated in place); raises :class:`Diverged` for a rollback."""
@@ -303,10 +309,15 @@ class _Run:
                 value = float(loss.detach())
                 window = loss_window.values
                 reference = loss_window.median if len(window) >= 5 else window[0] if window else math.inf
-                bad = torch.tensor(float(not math.isfinite(value) or value > 10 * reference), device=self.device)
-                if self.world > 1:
-                    torch.distributed.all_reduce(bad, torch.distributed.ReduceOp.MAX)  # all ranks roll back together
-                if bad.item():
+                bad = float(not math.isfinite(value) or value > 10 * reference)
+                flags = torch.tensor([bad, float(self.stop.signum or 0)], device=self.device)
+                if self.world > 1:  # all ranks roll back, or stop, together
+                    torch.distributed.all_reduce(flags, torch.distributed.ReduceOp.MAX)
+                if flags[1].item():  # a signal: stop at this step boundary, with a checkpoint of it
+                    self.save(state)
+                    raise Interrupted(int(flags[1].item()), f"checkpoint at step {state['step']} written to "
+                                      f"{config.out}; continue with --resume")  # fmt: skip
+                if flags[0].item():
                     raise Diverged(f"loss {value:.4g} at step {state['step']} (recent median {reference:.4g})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

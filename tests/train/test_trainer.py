@@ -243,3 +243,34 @@ def test_run_json_records_the_epochs_and_the_budget_of_each_session(store, tmp_p
         (4, None, 2, sessions[0]["schedule_steps"]),
     ]
     assert {s["precision"] for s in sessions} == {"fp32"}
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_at_a_step_with_a_checkpoint_and_the_resumed_run_repeats_the_losses(store, tmp_path, stop):
+    reference, stopped = tmp_path / "reference", tmp_path / "stopped"
+    args = ["train", "--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "6",
+            "--batch-size", "8", "--width", "16", "--precision", "fp32", "--out"]  # fmt: skip
+    assert subprocess.run([*CLI, *args, str(reference)], capture_output=True).returncode == 0
+    process = subprocess.Popen([*CLI, *args, str(stopped)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not losses_logged(stopped):
+        time.sleep(0.01)
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + stop, stderr
+    name = signal.Signals(stop).name
+    line = next(line for line in stderr.splitlines() if line.startswith("stopped by"))
+    step = int(line.split("checkpoint at step ")[1].split()[0])
+    assert line == f"stopped by {name}: checkpoint at step {step} written to {stopped}; continue with --resume"
+    from preimage.train.checkpoint import read_header
+
+    assert read_header(stopped / "checkpoint.safetensors")["state"]["step"] == step
+    resumed = subprocess.run([*CLI, *args, str(stopped), "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    ours, theirs = losses(stopped), losses(reference)
+    assert max(ours) == max(theirs) and all(ours[s] == theirs[s] for s in ours)
+
+
+def losses_logged(run) -> bool:
+    metrics = run / "metrics.jsonl"
+    return metrics.exists() and '"loss"' in metrics.read_text()
