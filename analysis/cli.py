@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import click
@@ -65,14 +67,47 @@ def feature_option(default: str | None, help_text: str):
 
 
 def out_option(command):
-    """``--out``: the study folder, ``out/analyze`` by default; its index.md shows every study run into it."""
+    """``--out``, the study folder (``out/analyze`` by default; its index.md shows every study run into it), and
+    ``--overwrite``: a study already in that folder is refused before any work unless it is given."""
+
+    @functools.wraps(command)
+    def guarded(*args, overwrite: bool, **kwargs):
+        study = click.get_current_context().info_name
+        refuse_to_overwrite(kwargs["out"], study, kwargs.get("features") if study == "compare" else None, overwrite)
+        return command(*args, **kwargs)
+
+    guarded = click.option("--overwrite", is_flag=True, help="Replace this study's results in --out.")(guarded)
     return click.option(
         "--out",
         type=click.Path(file_okay=False, path_type=Path),
         default=default_out("analyze"),
         show_default=True,
         help="The study folder (index.md shows every study run into it).",
-    )(command)
+    )(guarded)
+
+
+def refuse_to_overwrite(out: Path, study: str, features: str | None, overwrite: bool) -> None:
+    """A study whose results ``out`` holds already (its section of index.md; for ``compare``, rows of the same
+    representations: other ones accumulate) is replaced only with ``--overwrite``."""
+    from .report import INDEX
+
+    if overwrite:
+        return
+    if study == "compare":
+        from ..pipeline.features import expand_specs
+
+        table = out / "compare.json"
+        held = {row["feature"] for row in json.loads(table.read_text())} if table.exists() else set()
+        again = sorted(held & set(expand_specs(features or "")))
+        if again:
+            raise click.ClickException(f"{out} holds the comparison of {', '.join(again)} already; pass --overwrite "
+                                       "to replace it, or choose another --out")  # fmt: skip
+        return
+    index = out / INDEX
+    if index.exists() and f"\n## {study}\n" in "\n" + index.read_text():
+        raise click.ClickException(
+            f"{out} holds a {study} study already ({index}); pass --overwrite to replace it, or choose another --out"
+        )
 
 
 def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: bool = False):

@@ -113,9 +113,13 @@ def verify(store: Path) -> None:
 @click.command()
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--h5", "h5_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="HDF5 file.")
-def export(store: Path, h5_path: Path) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace the HDF5 file if it exists.")
+def export(store: Path, h5_path: Path, overwrite: bool) -> None:
     """Copy every array of a store to an HDF5 file (same paths; attributes as JSON)."""
     from .export import export_h5
+
+    if h5_path.exists() and not overwrite:
+        raise click.ClickException(f"{h5_path} exists already; pass --overwrite to replace it, or choose another file")
 
     written = export_h5(_open(store), h5_path)
     click.echo(f"wrote {h5_path}: {len(written)} arrays ({_size(h5_path.stat().st_size)})")

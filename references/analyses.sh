@@ -7,7 +7,7 @@ STORE=${1:-photos.zarr}
 RUNS=${2:-runs/quality}
 OUT=${3:-out/analyze}
 PREIMAGE=${PREIMAGE:-preimage}
-common=(--store "$STORE" --decoder "$RUNS" --out "$OUT")
+common=(--store "$STORE" --decoder "$RUNS" --out "$OUT" --overwrite)  # a rerun replaces its results
 convs=alexnet:conv1-conv5
 logits=efficientnet_lite0:logits
 
@@ -20,5 +20,5 @@ step sample "${common[@]}" --feature $convs,$logits --vectors 4096
 step ablate "${common[@]}" --feature $logits --n 8
 step window "${common[@]}" --feature $convs --window 3 --n 256
 step channels "${common[@]}" --feature $convs --channels 0:32 --n 256
-step compare --store "$STORE" --decoder "$RUNS" --out "$OUT" --feature hog --n 50
-step compare --store "$STORE" --decoder "$RUNS" --out "$OUT" --feature $convs --n 24  # the table accumulates
+step compare "${common[@]}" --feature hog --n 50
+step compare "${common[@]}" --feature $convs --n 24  # the table accumulates

@@ -111,3 +111,44 @@ def test_a_feature_missing_from_the_store_says_what_it_holds(run, tmp_path):
     args = ["train", "--store", str(store), "--feature", "lbp", "--out", str(tmp_path / "r")]
     fails_cleanly(args, "has no lbp features (it holds: hog)", "--feature lbp")
     assert not (tmp_path / "r").exists()
+
+
+def test_invert_keeps_same_named_inputs_apart_and_overwrites_only_when_asked(run, tmp_path):
+    _, run_dir, images = run
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    shutil.copy(images / "01.png", a / "photo.png")
+    shutil.copy(images / "02.png", b / "photo.png")
+    out = tmp_path / "out"
+    args = ["invert", str(a / "photo.png"), str(b / "photo.png"), "--decoder", str(run_dir), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    first = {name: (out / name / "photo.png").read_bytes() for name in ("a", "b")}
+    assert first["a"] != first["b"]  # two pictures, not one written twice
+    fails_cleanly(args, f"{out / 'a' / 'photo.png'}", "--overwrite")
+    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_export_and_studies_refuse_to_overwrite_unless_asked(run, tmp_path):
+    store, run_dir, _ = run
+    unrelated = tmp_path / "unrelated.h5"
+    unrelated.write_bytes(b"someone else's data")
+    fails_cleanly(["export", str(store), "--h5", str(unrelated)], f"{unrelated} exists already", "--overwrite")
+    assert unrelated.read_bytes() == b"someone else's data"
+    assert CliRunner().invoke(main, ["export", str(store), "--h5", str(unrelated), "--overwrite"]).exit_code == 0
+
+    study = ["analyze", "layers", "--store", str(store), "--decoder", str(run_dir), "--out", str(tmp_path / "s")]
+    assert CliRunner().invoke(main, study).exit_code == 0
+    before = (tmp_path / "s" / "layers.json").read_bytes()
+    fails_cleanly(study, "holds a layers study already", "--overwrite")
+    assert (tmp_path / "s" / "layers.json").read_bytes() == before
+    assert CliRunner().invoke(main, [*study, "--overwrite"]).exit_code == 0
+
+
+def test_train_never_writes_over_another_runs_folder(run, tmp_path):
+    store, run_dir, _ = run
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    (other / "checkpoint.safetensors").unlink()  # a folder another run began
+    args = ["train", "--store", str(store), "--feature", "hog", "--out", str(other), "--width", "32"]
+    fails_cleanly(args, "holds the run.json of another run (other batch_size, target_size, width)")

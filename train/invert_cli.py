@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -22,10 +23,18 @@ from ..pipeline.options import default_out
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"),
               show_default=True)  # fmt: skip
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
 @_optimize_options
-def invert(images, method, decoder, feature, size, out, weights, **options) -> None:
-    """Write original | reconstruction(s) for each image: the feature is computed from the image itself."""
+def invert(images, method, decoder, feature, size, out, weights, overwrite, **options) -> None:
+    """Write original | reconstruction(s) for each image: the feature is computed from the image itself. Inputs
+    with the same name from different folders keep their folders under --out."""
     import numpy as np
+
+    targets = [out / name for name in output_names(images)]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise click.ClickException(f"{', '.join(existing[:3])} exist(s) already ({len(existing)} in all); pass "
+                                   "--overwrite to replace them, or choose another --out")  # fmt: skip
 
     from ..analysis.figures import save_rgb, to_uint8
 
@@ -51,6 +60,22 @@ def invert(images, method, decoder, feature, size, out, weights, **options) -> N
             rows.append(list(to_uint8(crop.expand(3, -1, -1)[None])) + list(to_uint8(pre_images)))
             errors = ", ".join(f"{e:.4f}" for e in result.relative_error[i].tolist())
             click.echo(f"{images[i]}: ||Phi(x*) - phi0||^2 / ||phi0||^2 = {errors}")
-    for path, row in zip(images, rows, strict=True):
-        target = save_rgb(out / f"{path.stem}.png", np.concatenate(row, axis=1))
+    for target, row in zip(targets, rows, strict=True):
+        target = save_rgb(target, np.concatenate(row, axis=1))
         click.echo(f"wrote {target} (original | {' | '.join(['reconstruction'] * (len(row) - 1))})")
+
+
+def output_names(paths: tuple[Path, ...] | list[Path]) -> list[str]:
+    """A distinct output name for each input: its stem (``photo.png``) where that is unique, else its path under the
+    inputs' common folder (``a/photo.png``, ``b/photo.png``), keeping the extension where only it differs."""
+    resolved = [Path(p).resolve() for p in paths]
+    common = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path()
+    for name in (
+        lambda p: p.stem,
+        lambda p: str(p.relative_to(common).with_suffix("")),
+        lambda p: str(p.relative_to(common)),
+    ):
+        names = [name(p) + ".png" for p in resolved]
+        if len(set(names)) == len(names):
+            return names
+    raise click.ClickException("the same file is given twice")  # only identical paths remain

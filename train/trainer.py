@@ -189,6 +189,12 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
         check_fingerprint(header, fingerprint, config.store)
         state = header["state"]
     else:
+        if run_file.exists():  # a folder some other run began: never written over
+            other = checkpoint.read_json(run_file).get("config", {})
+            if other != config.fixed():
+                diff = sorted(k for k in set(other) | set(config.fixed()) if other.get(k) != config.fixed().get(k))
+                raise FileExistsError(f"{out} holds the run.json of another run (other {', '.join(diff)}); choose "
+                                      "another --out")  # fmt: skip
         precision = run_precision(config.precision, device)
         train_mask = split_rows(store, "train", config.held_out, config.train_fraction)
         if train_mask.sum() < config.batch_size:

@@ -100,8 +100,8 @@ def test_compare_runs_merge_into_one_table(trained, tmp_path):
     """Representations compared one run at a time accumulate in one table; a rerun replaces its own rows."""
     store, runs, _ = trained
     args = ["analyze", "compare", "--store", str(store), "--decoder", str(runs), "--feature", "hog", "--n", "3"]
-    for steps in ("5", "6"):
-        result = CliRunner().invoke(main, [*args, "--steps", steps, "--out", str(tmp_path)])
+    for steps, again in (("5", []), ("6", ["--overwrite"])):  # a rerun of the same representation asks for it
+        result = CliRunner().invoke(main, [*args, "--steps", steps, "--out", str(tmp_path), *again])
         assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "compare.json").read_text())
     assert [(row["feature"], row["method"]) for row in rows] == [("hog", "decoder"), ("hog", "optimisation")]

@@ -169,8 +169,8 @@ def test_every_study_writes_every_promised_file(tiny, tmp_path, study):
 def test_studies_share_one_index(tiny, tmp_path):
     store, runs = tiny
     common = ["--store", str(store), "--decoder", str(runs), "--out", str(tmp_path)]
-    for study in ("layers", "interpolate", "layers"):
-        assert CliRunner().invoke(main, ["analyze", study, *common]).exit_code == 0
+    for study, again in (("layers", []), ("interpolate", []), ("layers", ["--overwrite"])):
+        assert CliRunner().invoke(main, ["analyze", study, *common, *again]).exit_code == 0
     index = (tmp_path / "index.md").read_text()
     assert index.count("## layers") == 1 and index.count("## interpolate") == 1
 

@@ -111,7 +111,7 @@ def test_layers_names_the_newest_run_it_chose_and_takes_explicit_runs(run, tmp_p
         shutil.copytree(run_dir, runs / name)
         time.sleep(0.05)  # distinct checkpoint times
     os.utime(runs / "newer" / "checkpoint.safetensors")
-    common = ["analyze", "layers", "--store", str(store_path), "--out", str(tmp_path / "a"), "--decoder"]
+    common = ["analyze", "layers", "--store", str(store_path), "--out", str(tmp_path / "a"), "--overwrite", "--decoder"]
     chosen = CliRunner().invoke(main, [*common, str(runs)])
     assert chosen.exit_code == 0, chosen.output
     assert f"decoder hog: {runs / 'newer'} (the newest of 2 runs; also {runs / 'older'}" in chosen.output
