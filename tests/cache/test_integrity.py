@@ -110,7 +110,7 @@ def test_plain_zarr_reads_the_checksummed_store_and_checks_it(copy):
         zarr.open_group(str(copy), mode="r")["features/hog"][:8]
 
 
-def test_train_and_analyze_stop_naming_the_damaged_file(copy, tmp_path):
+def test_train_and_analyze_stop_naming_the_damaged_file(copy, clean, tmp_path):
     file = next(p for p in sorted((copy / "features/hog/c/1").rglob("*")) if p.is_file())
     flip_bytes(file)
     config = TrainConfig(str(copy), "hog", str(tmp_path / "run"), target_size=16, epochs=1, batch_size=8, width=16,
@@ -120,6 +120,13 @@ def test_train_and_analyze_stop_naming_the_damaged_file(copy, tmp_path):
     args = ["train", "--store", str(copy), "--feature", "hog", "--out", str(tmp_path / "r2"), "--width", "16"]
     result = CliRunner().invoke(main, [*args, "--target-size", "16", "--batch-size", "8", "--epochs", "1"])
     assert result.exit_code == 1 and str(file) in result.output and "Traceback" not in result.output
+    good = tmp_path / "good"  # a decoder trained on the intact store, scored on the damaged copy
+    train(TrainConfig(str(clean[0]), "hog", str(good), target_size=16, epochs=1, batch_size=8, width=16,
+                      precision="fp32"), show_progress=False)  # fmt: skip
+    scored = CliRunner().invoke(
+        main, ["analyze", "error", "--store", str(copy), "--decoder", str(good), "--split", "all"]
+    )
+    assert scored.exit_code == 1 and str(file) in scored.output and "Traceback" not in scored.output
 
 
 def test_an_older_store_without_checksums_is_read_and_says_so(folder, dask_client, tmp_path, monkeypatch):
