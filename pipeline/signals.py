@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DUPLICATE_SECONDS = 3.0  # a repeat of the same signal this soon is one request reaching the process twice
 
 
 class Interrupted(Exception):
@@ -39,18 +41,25 @@ class StopRequest:
 
 @contextlib.contextmanager
 def on_signals(graceful: bool = False, signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[StopRequest]:
-    """Within the block, the first of ``signals`` raises :class:`Interrupted` at once, or with ``graceful`` only
-    sets the yielded :class:`StopRequest` (the caller stops at its next safe point); a second one raises. Outside
-    the main thread, where Python cannot install handlers, nothing changes."""
+    """Within the block, the first of ``signals`` raises :class:`Interrupted` at once, or with ``graceful``
+    only sets the yielded :class:`StopRequest` (the caller stops at its next safe point); a second one raises,
+    unless it is the same signal again within :data:`DUPLICATE_SECONDS` (a launcher such as torchrun passes on
+    what the scheduler sent every process already). Outside the main thread, where Python cannot install
+    handlers, nothing changes."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
 
+    first: dict[int, float] = {}
+
     def handle(signum, frame) -> None:
+        now = time.monotonic()
         if graceful and request.signum is None:
-            request.signum = signum
+            request.signum, first[signum] = signum, now
             return
+        if graceful and now - first.get(signum, -DUPLICATE_SECONDS) < DUPLICATE_SECONDS:
+            return  # the same signal again at once: delivered twice (by SLURM and by torchrun), not a second request
         raise Interrupted(signum)
 
     previous = {sig: signal.signal(sig, handle) for sig in signals}

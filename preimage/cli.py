@@ -19,6 +19,7 @@ from .pipeline.features_cli import features
 from .pipeline.memory import keep_freed_memory
 from .pipeline.signals import Interrupted
 from .pipeline.tour import tour
+from .sbatch import sbatch
 from .train.cli import train
 from .train.invert_cli import invert
 
@@ -33,13 +34,14 @@ def expected_failure(err: BaseException) -> str | None:
     a damaged store or checkpoint, a wrong option value, a busy store), None for anything else (a bug: its
     traceback stays)."""
     from .cache.store import StoreLocked
+    from .pipeline.batch_cluster import ClusterError
     from .pipeline.decode import ImageReadError
 
     name = type(err).__name__
     if name == "KilledWorker":
         return (f"a dask worker died repeatedly running {err.args[0] if err.args else 'a task'} (out of memory?); "
                 "what was complete is kept: run the same command again to resume")  # fmt: skip
-    if isinstance(err, StoreLocked | ImageReadError | ValueError | KeyError | OSError):
+    if isinstance(err, StoreLocked | ClusterError | ImageReadError | ValueError | KeyError | OSError):
         text = str(err).strip("'\"") if isinstance(err, KeyError) else str(err)
         if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
             text = f"{err.filename}: {text}"
@@ -78,7 +80,7 @@ def main(verbose: int) -> None:
     keep_freed_memory()  # training steps and batches allocate the same large tensors again and again
 
 
-for _command in (features, extract, info, verify, export, train, invert, analyze, demo, tour):
+for _command in (features, extract, info, verify, export, train, invert, analyze, sbatch, demo, tour):
     main.add_command(_command)
 
 

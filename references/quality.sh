@@ -19,8 +19,7 @@ PREIMAGE=${PREIMAGE:-preimage}
 # AVX512-BF16) and in fp32 elsewhere (emulated bf16 is 14x slower); each run says which it chose.
 while read -r name feature width epochs augment; do
   args=(--store "$STORE" --feature "$feature" --out "$RUNS/$name" --width "$width" --epochs "$epochs" --augment "$augment"
-        --precision auto)
-  if [ -f "$RUNS/$name/checkpoint.safetensors" ]; then args+=(--resume); fi
+        --precision auto --resume auto)
   "$PREIMAGE" train "${args[@]}"
 done <<'TABLE'
 hog    hog                       128  90  crop
@@ -35,6 +34,6 @@ logits efficientnet_lite0:logits 128  10  none
 TABLE
 
 # The autoencoder upper bound for CONV2 (docs/analyses.md): AlexNet's CONV1-CONV2 fine-tuned with the decoder.
-args=(--store "$STORE" --feature alexnet:conv2 --out "$RUNS/conv2-ae" --autoencoder --width 64 --epochs 2 --precision auto)
-if [ -f "$RUNS/conv2-ae/checkpoint.safetensors" ]; then args+=(--resume); fi
+args=(--store "$STORE" --feature alexnet:conv2 --out "$RUNS/conv2-ae" --autoencoder --width 64 --epochs 2 --precision auto
+      --resume auto)
 "$PREIMAGE" train "${args[@]}"

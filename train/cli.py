@@ -32,7 +32,9 @@ import click
 @click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (a budget).")
 @click.option("--checkpoint-every", default=100, show_default=True, help="Steps between checkpoints.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", type=click.Choice(["yes", "auto"]), is_flag=False, flag_value="yes", default=None,
+              help="Continue the run in --out from its last checkpoint; --resume auto: continue it if it has one, "
+              "start it otherwise (one batch script for the first start and every requeue).")  # fmt: skip
 @click.option("--autoencoder", is_flag=True, help="Fine-tune the CNN up to --feature's layer with the decoder, "
               "from the stored images (the upper bound of the fixed-feature decoder).")  # fmt: skip
 @click.option("--augment", type=click.Choice(["none", "flip", "crop"]), default="none", show_default=True,
@@ -54,6 +56,9 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, 
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
     on GPUs, one GPU per rank): torchrun --nproc-per-node 2 -m preimage train ...
+
+    SIGTERM, SIGINT or SIGUSR1 stop it at the next step with a checkpoint; it exits with 128 + the signal's number
+    (143, 130, 138). `preimage sbatch train ...` writes a batch script that requeues and resumes it.
     """
     from .trainer import TrainConfig
     from .trainer import train as run
@@ -63,7 +68,7 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, 
         held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
         max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision,
     )  # fmt: skip
-    result = run(config, resume=resume, announce=click.echo)
+    result = run(config, resume={"yes": True, "auto": "auto"}.get(resume, False), announce=click.echo)
     if result:
         click.echo(
             f"held-out ({result['heldout_rows']} images): normalised error {result['normalised_error']:.3f}, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -23,7 +24,7 @@ import torch
 from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import get_representation
 from ..pipeline.progress import Progress
-from ..pipeline.signals import Interrupted, StopRequest, on_signals
+from ..pipeline.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
 from . import checkpoint
 from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
@@ -130,9 +131,12 @@ def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
     return AutoEncoder(config.feature, decoder) if config.autoencoder else decoder
 
 
-def train(config: TrainConfig, resume: bool = False, show_progress: bool = True, announce=None) -> dict:
-    """Train (or resume) the run in ``config.out``; returns the last evaluation's metrics. ``announce(line)``
-    hears what the run resolved (device, precision and why, steps)."""
+def train(config: TrainConfig, resume: bool | str = False, show_progress: bool = True, announce=None) -> dict:
+    """Train (or resume) the run in ``config.out``; returns the last evaluation's metrics. ``resume``: True to
+    continue the run there (an error when it has no checkpoint), ``"auto"`` to continue it when there is one and
+    start it otherwise (one batch script for the first start and every requeue). ``announce(line)`` hears what
+    the run resolved (device, precision and why, steps). SIGTERM, SIGINT and SIGUSR1 (what SLURM sends before a
+    time limit or at preemption) stop it at the next step with a checkpoint: :class:`Interrupted`."""
     device = training_device(config.device)
     check_precision(config.precision)  # before anything is written
     if not 0 <= config.decay_from <= 1:
@@ -174,6 +178,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     resuming = (out / CHECKPOINT).exists()
     if world > 1:
         torch.distributed.barrier()  # every rank has looked before rank 0 writes the first checkpoint
+    if resume is True and not resuming:
+        raise FileNotFoundError(f"{out} holds no checkpoint to resume; leave out --resume, or use --resume auto")
     if resuming:
         if not resume:
             raise FileExistsError(f"{out} holds a run already; pass --resume to continue it, or choose another --out")
@@ -227,7 +233,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
         progress.update(state["step"] * config.batch_size * world)
     run = _Run(config, model, network, optimizer, stream, steps_per_epoch, total, last, progress, fingerprint,
                store, rank, world, device)  # fmt: skip
-    with on_signals(graceful=True) as run.stop:
+    with on_signals(graceful=True, signals=(*STOP_SIGNALS, signal.SIGUSR1)) as run.stop:
         evaluation = _loop_with_rollbacks(run, state, out / CHECKPOINT)
     if progress:
         progress.close()

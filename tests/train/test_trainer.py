@@ -274,3 +274,18 @@ def test_a_signal_stops_at_a_step_with_a_checkpoint_and_the_resumed_run_repeats_
 def losses_logged(run) -> bool:
     metrics = run / "metrics.jsonl"
     return metrics.exists() and '"loss"' in metrics.read_text()
+
+
+def test_resume_auto_starts_or_continues_and_plain_resume_needs_a_checkpoint(store, tmp_path):
+    from click.testing import CliRunner
+
+    from preimage.cli import main
+
+    args = ["train", "--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1",
+            "--batch-size", "8", "--width", "16", "--precision", "fp32", "--out", str(tmp_path / "r")]  # fmt: skip
+    missing = CliRunner().invoke(main, [*args, "--resume"])
+    assert missing.exit_code == 1 and "holds no checkpoint to resume" in missing.output
+    first = CliRunner().invoke(main, [*args, "--resume", "auto", "--max-steps", "4"])
+    assert first.exit_code == 0 and "from step 0" in first.output, first.output
+    again = CliRunner().invoke(main, [*args, "--resume", "auto"])
+    assert again.exit_code == 0 and "from step 4" in again.output, again.output
