@@ -143,6 +143,7 @@ class FeatureStore:
         self.meta = meta
         self._arrays: dict[str, zarr.Array] = {}  # opened once: each open reads metadata from disk
         self._layouts: dict[str, ShardLayout | None] = {}  # arrays whose whole shards cache.shards writes
+        self._rows: int | None = None
 
     # -- opening and creating -------------------------------------------------------------------------------
 
@@ -222,7 +223,10 @@ class FeatureStore:
 
     @property
     def rows(self) -> int:
-        return int(self.group["ids"].shape[0])
+        """Rows of every array (read once: it never changes)."""
+        if self._rows is None:
+            self._rows = int(self.group["ids"].shape[0])
+        return self._rows
 
     @property
     def shard_rows(self) -> int:
