@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from ..pipeline.options import default_out, hidden_alias
+from ..pipeline.options import batch_job_options, default_out, hidden_alias
 
 
 @click.group()
@@ -281,13 +283,20 @@ def interpolate(store, decoders, features, out, pair, steps) -> None:
 @click.option("--samples", default=8, show_default=True, help="Random vectors drawn per feature and method.")
 @click.option("--alpha", default=2.0, show_default=True, help="Scale of the histogram samples (the paper's 2).")
 @click.option("--seed", default=0, show_default=True)
-def sample(store, decoders, features, out, vectors, samples, alpha, seed) -> None:
+@batch_job_options
+def sample(store, decoders, features, out, vectors, samples, alpha, seed, batch) -> None:
     """Reconstructions of random feature vectors drawn from per-dimension histograms and from one truncated
-    Gaussian (Figure 11); the histograms are computed with dask from the store."""
+    Gaussian (Figure 11); the histograms are computed with dask from the store (on batch jobs with --cluster)."""
     from .studies import sampling_study
 
     opened, runs = _open(store, decoders, features)
-    files = sampling_study(opened, runs, vectors, samples, alpha, seed, out)
+    with contextlib.ExitStack() as stack:
+        if batch:  # the histograms' dask graph then runs on the jobs' workers
+            from ..pipeline.batch_cluster import batch_cluster
+
+            client = stack.enter_context(batch_cluster(replace(batch, dashboard_address=":0"), (store,)))
+            click.echo(f"dask: {batch.jobs} {batch.kind} jobs; dashboard {client.dashboard_link}")
+        files = sampling_study(opened, runs, vectors, samples, alpha, seed, out)
     _finish(out, "sample", f"Histograms over the first {vectors} stored vectors; alpha {alpha}; seed {seed}.", files)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import click
 
 from .decode import DEFAULT_MAX_PIXELS
-from .options import DASHBOARD_ADDRESS, hidden_alias
+from .options import DASHBOARD_ADDRESS, batch_job_options, hidden_alias
 
 DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 
@@ -33,21 +34,7 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 @click.option("--shard-rows", default=64, show_default=True, help="Rows per shard (and per task).")
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler (tcp://host:8786).")
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster [one per core].")
-@click.option("--cluster", type=click.Choice(["slurm", "pbs", "sge", "lsf"]), default=None,
-              help="Run the workers as batch jobs of this scheduler (dask-jobqueue); the store must be on a "
-              "filesystem every job sees.")  # fmt: skip
-@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="With --cluster: jobs.")
-@click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With --cluster: cores per job (torch threads of its worker).")  # fmt: skip
-@click.option("--memory", default="4GB", show_default=True, help="With --cluster: memory per job.")
-@click.option("--walltime", default="01:00:00", show_default=True, help="With --cluster: time limit per job.")
-@click.option("--queue", default=None, help="With --cluster: the queue or partition.")
-@click.option("--account", default=None, help="With --cluster: the account charged.")
-@click.option("--job-extra", multiple=True, help="With --cluster: another scheduler directive, e.g. --gres=gpu:1.")
-@click.option("--interface", default=None, help="With --cluster: the network interface the workers reach the "
-              "scheduler on (e.g. ib0; lo on a single node).")  # fmt: skip
-@click.option("--worker-timeout", type=float, default=600.0, show_default=True,
-              help="With --cluster: seconds to wait for the first worker before giving up.")  # fmt: skip
+@batch_job_options
 @click.option(
     "--dashboard-address",
     default=DASHBOARD_ADDRESS,
@@ -72,9 +59,8 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 )
 @click.option("--strict", is_flag=True, help="Exit non-zero when any image could not be read.")
 @click.option("--wait", is_flag=True, help="If another extract holds the store, wait for it instead of stopping.")
-def extract(images, store, specs, size, shard_rows, scheduler, workers, cluster, jobs, cores, memory, walltime, queue,
-            account, job_extra, interface, worker_timeout, dashboard_address, float16, weights, max_pixels, repair,
-            strict, wait) -> None:  # fmt: skip
+def extract(images, store, specs, size, shard_rows, scheduler, workers, batch, dashboard_address, float16, weights,
+            max_pixels, repair, strict, wait) -> None:  # fmt: skip
     """Compute features for a collection of images into a sharded zarr store, resumably.
 
     Only what the store lacks is computed: run the same command again after a crash to finish, or with more
@@ -95,14 +81,13 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, cluster,
         threads = sum(w.get("nthreads", 0) for w in workers_info.values())
         click.echo(f"dask: {len(workers_info)} workers, {threads} threads; dashboard {client.dashboard_link}")
 
-    if scheduler and cluster:
+    if scheduler and batch:
         raise click.UsageError("give --scheduler (a running dask cluster) or --cluster (batch jobs), not both")
-    if cluster:
-        from .batch_cluster import BatchJobs, batch_cluster
+    if batch:
+        from .batch_cluster import batch_cluster
 
-        logs = store.resolve().parent / f"{store.name}.jobs"  # the jobs' own output, beside the store
-        spec = BatchJobs(cluster, jobs, cores, memory, walltime, queue, account, tuple(job_extra), interface,
-                         worker_timeout, str(logs), dashboard_address)  # fmt: skip
+        spec = replace(batch, log_directory=str(store.resolve().parent / f"{store.name}.jobs"),
+                       dashboard_address=dashboard_address)  # fmt: skip
         visible = [store] + ([source.location] if source.kind in ("folder", "list") else [])
 
         def submitted(client, line: str) -> None:

@@ -33,3 +33,43 @@ def hidden_alias(old: str, param: str, **option):
         return click.option(old, legacy, hidden=True, default=None, **option)(command)
 
     return decorate
+
+
+def batch_job_options(command):
+    """``--cluster slurm|pbs|sge|lsf`` and the batch jobs' resources, for commands whose dask work scales with the
+    store; the command receives them as one ``batch`` argument (a ``BatchJobs``, or None without ``--cluster``)."""
+
+    @functools.wraps(command)
+    def with_batch(*args, **kwargs):
+        names = ("cluster", "jobs", "cores", "memory", "walltime", "queue", "account", "job_extra", "interface",
+                 "worker_timeout")  # fmt: skip
+        values = {name: kwargs.pop(name) for name in names}
+        batch = None
+        if values["cluster"]:
+            from .batch_cluster import BatchJobs
+
+            kind = values.pop("cluster")
+            batch = BatchJobs(kind, **{**values, "job_extra": tuple(values["job_extra"])})
+        return command(*args, batch=batch, **kwargs)
+
+    options = [
+        click.option("--cluster", type=click.Choice(["slurm", "pbs", "sge", "lsf"]), default=None,
+                     help="Run the dask workers as batch jobs of this scheduler (dask-jobqueue); the store must be "
+                     "on a filesystem every job sees."),
+        click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="With --cluster: jobs."),
+        click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="With --cluster: cores per job (torch threads of its worker)."),
+        click.option("--memory", default="4GB", show_default=True, help="With --cluster: memory per job."),
+        click.option("--walltime", default="01:00:00", show_default=True, help="With --cluster: time limit per job."),
+        click.option("--queue", default=None, help="With --cluster: the queue or partition."),
+        click.option("--account", default=None, help="With --cluster: the account charged."),
+        click.option("--job-extra", multiple=True,
+                     help="With --cluster: another scheduler directive, e.g. --gres=gpu:1."),
+        click.option("--interface", default=None, help="With --cluster: the network interface the workers reach "
+                     "the scheduler on (e.g. ib0; lo on a single node)."),
+        click.option("--worker-timeout", type=float, default=600.0, show_default=True,
+                     help="With --cluster: seconds to wait for the first worker before giving up."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        with_batch = option(with_batch)
+    return with_batch

@@ -164,3 +164,18 @@ def test_training_under_sbatch_is_signalled_requeued_and_ends_as_an_uninterrupte
     assert len(starts) == 2 and "from step 0" in starts[0] and "from step 0" not in starts[1]
     ours, theirs = losses(signalled), losses(reference)
     assert max(ours) == max(theirs) and ours == {step: theirs[step] for step in ours}
+
+
+def test_the_sampling_study_runs_its_histograms_on_batch_jobs_alike(slurm, local_store, tmp_path):
+    from preimage.train.trainer import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(str(local_store), "hog", str(run), target_size=16, epochs=1, batch_size=8, width=16,
+                      precision="fp32"), show_progress=False)  # fmt: skip
+    study = [*CLI, "analyze", "sample", "--store", str(local_store), "--decoder", str(run), "--vectors", "20"]
+    here = slurm_run(slurm, *study, "--out", str(tmp_path / "here"))
+    jobs = slurm_run(slurm, *study, "--out", str(tmp_path / "jobs"), "--cluster", "slurm", "--jobs", "1",
+                     "--interface", "lo")  # fmt: skip
+    assert here.returncode == 0 and jobs.returncode == 0, here.stderr + jobs.stderr
+    assert "dask: 1 slurm jobs" in jobs.stdout
+    assert (tmp_path / "here" / "sample.json").read_text() == (tmp_path / "jobs" / "sample.json").read_text()
