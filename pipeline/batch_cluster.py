@@ -65,6 +65,8 @@ class BatchJobs:
             "job_name": "preimage-extract",
             "scheduler_options": {"dashboard_address": self.dashboard_address},
         }
+        if self.kind in ("sge", "lsf"):  # their jobs name the charged account 'project'
+            kwargs["project"] = kwargs.pop("account")
         if self.kind == "lsf":
             kwargs["walltime"] = self.walltime.rsplit(":", 1)[0]  # LSF takes HH:MM
         return kwargs
