@@ -21,6 +21,19 @@ def _directives(pairs: list[tuple[str, object]]) -> list[str]:
     return [f"#SBATCH --{name}={value}" for name, value in pairs if value not in (None, "")]
 
 
+def _job(job_name: str, memory, time: str, partition, account, workdir) -> list[tuple[str, object]]:
+    """The directives every script shares: resources, where it runs, one log across requeues."""
+    return [
+        ("mem", memory),
+        ("time", time),
+        ("partition", partition),
+        ("account", account),
+        ("chdir", Path(workdir).resolve()),
+        ("output", f"{job_name}-%j.out"),
+        ("open-mode", "append"),  # one log across requeues
+    ]
+
+
 def train_script(
     train_args: list[str],
     nodes: int = 1,
@@ -48,13 +61,7 @@ def train_script(
         ("ntasks-per-node", 1),  # one torchrun launcher per node; it starts the ranks there
         ("cpus-per-task", cpus_per_task * processes_per_node),
         ("gpus-per-node", gpus_per_node or None),
-        ("mem", memory),
-        ("time", time),
-        ("partition", partition),
-        ("account", account),
-        ("chdir", Path(workdir).resolve()),
-        ("output", f"{job_name}-%j.out"),
-        ("open-mode", "append"),  # one log across requeues
+        *_job(job_name, memory, time, partition, account, workdir),
         ("signal", f"B:USR1@{signal_seconds}"),  # to this script, before the time limit
     ])  # fmt: skip
     command = " ".join(shlex.quote(a) for a in ["-m", "preimage", "train", *args, "--resume", "auto"])
@@ -104,13 +111,7 @@ def extract_script(
         ("nodes", 1),
         ("ntasks", 1),
         ("cpus-per-task", cpus),
-        ("mem", memory),
-        ("time", time),
-        ("partition", partition),
-        ("account", account),
-        ("chdir", Path(workdir).resolve()),
-        ("output", f"{job_name}-%j.out"),
-        ("open-mode", "append"),
+        *_job(job_name, memory, time, partition, account, workdir),
     ])  # fmt: skip
     command = " ".join(shlex.quote(a) for a in [python, "-m", "preimage", "extract", *extract_args])
     return "\n".join([

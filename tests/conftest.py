@@ -100,3 +100,17 @@ def dask_client():
 
     with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, dask_client, photos):
+    """A small store of HOG (96 crops at 32x32) and a decoder trained on it: (store, run folder, image folder)."""
+    from preimage.train.trainer import TrainConfig, train
+
+    from .train.test_trainer import make_store
+
+    root = tmp_path_factory.mktemp("run")
+    store = make_store(root, dask_client, photos, 32)
+    config = TrainConfig(str(store), "hog", str(root / "run"), target_size=16, epochs=1, batch_size=8, width=16)
+    train(config, show_progress=False)
+    return store, root / "run", root / "images"

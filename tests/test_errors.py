@@ -14,18 +14,7 @@ from safetensors.torch import save_file
 
 from preimage.cli import main
 from preimage.train.checkpoint import CheckpointError
-from preimage.train.trainer import TrainConfig, load_decoder, train
-
-from .train.test_trainer import make_store
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, dask_client, photos):
-    root = tmp_path_factory.mktemp("errors")
-    store = make_store(root, dask_client, photos, 32)
-    config = TrainConfig(str(store), "hog", str(root / "run"), target_size=16, epochs=1, batch_size=8, width=16)
-    train(config, show_progress=False)
-    return store, root / "run", root / "images"
+from preimage.train.trainer import load_decoder
 
 
 def fails_cleanly(args: list[str], *fragments: str) -> str:

@@ -18,18 +18,6 @@ from preimage.pipeline.decode import read_image
 from preimage.pipeline.extract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from preimage.pipeline.images import center_square
 from preimage.train.invert import decoder_job
-from preimage.train.trainer import TrainConfig, train
-
-from .test_trainer import make_store
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, dask_client, photos):
-    root = tmp_path_factory.mktemp("invert")
-    store = make_store(root, dask_client, photos, 32)
-    config = TrainConfig(str(store), "hog", str(root / "run"), target_size=16, epochs=1, batch_size=8, width=16)
-    train(config, show_progress=False)
-    return store, root / "run", root / "images"
 
 
 def test_features_of_a_file_equal_its_stored_row(run):
