@@ -434,10 +434,14 @@ def extract(
             try:
                 with (client_factory or local_cluster)() as client:
                     compute_seconds = _run(client, tasks, steps, show_progress)
-            except Interrupted as err:
+            except BaseException as err:
+                # the signal, or an error of the cluster's shutdown while the signal was unwinding it
+                signalled = err if isinstance(err, Interrupted) else err.__context__
+                if not isinstance(signalled, Interrupted):
+                    raise
                 done = int(np.sum([store.done(job.name).sum() for job in jobs]))
                 total = len(jobs) * len(store.partitions())
-                raise Interrupted(err.signum, f"{done} of {total} partition features are complete and kept; run "
+                raise Interrupted(signalled.signum, f"{done} of {total} partition features are complete and kept; run "
                                   "the same command again to finish") from None  # fmt: skip
         status = store.status()
         failures = store.failures()
