@@ -184,7 +184,7 @@ def compare(store, decoders, features, n, out, weights, columns, **options) -> N
     table, pictures = [], {}
     opened = FeatureStore.open(store)
     for run in chosen_runs(decoders, features):
-        click.echo(f"{run.feature}: decoder {run.path}, optimisation of {n} held-out images")
+        click.echo(f"{run.feature}: the decoder against the optimisation of {n} held-out images")
         bar = StepProgress()
         rows, images = compare_feature(opened, run, n, config, weights, bar)
         bar.close()

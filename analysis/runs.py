@@ -11,6 +11,7 @@ import torch
 
 from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import expand_specs
+from ..train.checkpoint import CheckpointError, read_json
 from ..train.data import split_rows
 from ..train.decoders import Decoder
 from ..train.trainer import CHECKPOINT, load_decoder
@@ -48,8 +49,6 @@ def read_run(folder: Path) -> TrainedRun | None:
     info, weights = folder / "run.json", folder / CHECKPOINT
     if not (info.is_file() and weights.is_file()):
         return None
-    from ..train.checkpoint import CheckpointError, read_json
-
     saved = read_json(info)
     config = saved.get("config")
     if not isinstance(config, dict) or "feature" not in config:

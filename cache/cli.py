@@ -28,7 +28,7 @@ def _size(n: float) -> str:
 @click.option("--failures", "all_failures", is_flag=True, help="List every unreadable file, not the first 10.")
 def info(store: Path, all_failures: bool) -> None:
     """Print what a feature store holds: rows, arrays, sizes on disk, extractor parameters, failures."""
-    from .store import PENDING, READ, UNREADABLE
+    from .store import PENDING, READ, UNREADABLE, progress_subject
 
     s = _open(store)
     meta = s.meta
@@ -56,8 +56,7 @@ def info(store: Path, all_failures: bool) -> None:
         itemsize = a.dtype.itemsize if hasattr(a.dtype, "itemsize") and a.dtype.kind not in "TUO" else 0
         raw = _size(int(np.prod(a.shape)) * itemsize) if itemsize else "-"
         shards = a.shards[0] if a.shards else "-"
-        name = path.removeprefix("features/")
-        what = "images" if path == "images" else name.replace("/", ":") if path.startswith("features/") else None
+        what = progress_subject(path)
         done = f"{s.done(what).sum()}/{len(s.partitions())}" if what else ""
         shape = "x".join(map(str, a.shape))
         dtype = "str" if "String" in str(a.dtype) else str(a.dtype)

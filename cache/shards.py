@@ -156,21 +156,24 @@ class ShardLayout:
         offset, length = (int(v) for v in shard.index[chunk])
         if offset == NO_CHUNK:
             return False
-        rows = self.shard_rows_of(shard.number)
-        first = rows[0] + chunk * self.chunk_rows
-        name = f"chunk {chunk} (rows {first}-{min(first + self.chunk_rows, self.rows) - 1})"
         if offset + length > len(shard.data) - 16 * len(shard.index) - 4:
-            raise ShardDamaged(shard.path, rows, f"{name} lies outside the file")
+            raise self._damaged(shard, chunk, "lies outside the file")
         frame = shard.data[offset : offset + length]
         if self.checksum:
             frame, stored = frame[:-4], bytes(frame[-4:])
             if _crc(frame) != stored:
-                raise ShardDamaged(shard.path, rows, f"{name} fails its checksum")
+                raise self._damaged(shard, chunk, "fails its checksum")
         try:
             Zstd().decode(frame, out=out)
         except Exception as err:  # a format 1 store has no checksum: damage shows as a frame that does not decode
-            raise ShardDamaged(shard.path, rows, f"{name} does not decode ({err})") from None
+            raise self._damaged(shard, chunk, f"does not decode ({err})") from None
         return True
+
+    def _damaged(self, shard: _Shard, chunk: int, problem: str) -> ShardDamaged:
+        """The error for one chunk of a loaded shard, naming the chunk and its rows (built only on failure)."""
+        first = shard.number * self.shard_rows + chunk * self.chunk_rows
+        name = f"chunk {chunk} (rows {first}-{min(first + self.chunk_rows, self.rows) - 1})"
+        return ShardDamaged(shard.path, self.shard_rows_of(shard.number), f"{name} {problem}")
 
     def verify(self, shard: int) -> None:
         """Read and check every chunk of one shard (a missing file goes to :attr:`missing`)."""

@@ -75,6 +75,14 @@ def feature_path(name: str) -> str:
     return "features/" + name.replace(":", "/")
 
 
+def progress_subject(path: str) -> str | None:
+    """What the completion markers of row-sharded array ``path`` are named after: ``images``, or the
+    representation (``features/alexnet/conv3`` -> ``alexnet:conv3``); None for any other array."""
+    if path == "images":
+        return "images"
+    return path.removeprefix("features/").replace("/", ":") if path.startswith("features/") else None
+
+
 def progress_path(what: str) -> str:
     """Path of the completion markers of ``images`` or of a representation."""
     return "progress/" + what.replace(":", "/")
@@ -239,7 +247,7 @@ class FeatureStore:
 
     def feature_names(self) -> list[str]:
         """Representations the store has arrays for (complete or not)."""
-        return [p.removeprefix("features/").replace("/", ":") for p in self.array_paths() if p.startswith("features/")]
+        return [progress_subject(p) for p in self.array_paths() if p.startswith("features/")]
 
     def ensure_feature(self, name: str, row_shape: tuple[int, ...], dtype: str, attrs: dict) -> zarr.Array:
         """The array of representation ``name``, created if new; an error naming any parameter that differs."""
@@ -314,12 +322,14 @@ class FeatureStore:
 
     def _missing_shard(self, path: str, layout: ShardLayout, shard: int) -> None:
         """A shard file that is absent: an error when its partition is marked complete (never zeros)."""
-        what = "images" if path == "images" else path.removeprefix("features/").replace("/", ":")
+        what = progress_subject(path)
+        if what is None:
+            return
         try:
             complete = bool(self.done(what)[shard])
         except Exception:  # a damaged marker: verify reports it; take the partition as complete here
             complete = True
-        if (path == "images" or path.startswith("features/")) and complete:
+        if complete:
             raise ShardDamaged(layout.shard_path(shard), layout.shard_rows_of(shard),
                                "the shard file is missing, though its partition is marked complete")  # fmt: skip
 
@@ -374,6 +384,10 @@ class FeatureStore:
         ``progress(n)`` hears of each shard or chunk checked."""
         damage: list[Damage] = []
         partitions = self.partitions()
+        try:
+            images_done = self.done("images")
+        except Exception:  # a damaged marker: its own chunk is reported below; every status chunk must then exist
+            images_done = np.ones(len(partitions), bool)
         for path in self.array_paths():
             layout = self._layout(path)
             if layout is not None:
@@ -389,21 +403,16 @@ class FeatureStore:
             step = int(array.chunks[0])
             for chunk, start in enumerate(range(0, int(array.shape[0]), step)):
                 file = self.path / path / "c" / str(chunk)
-                rows = self._rows_of(path, chunk, start, step)
+                # the store rows this chunk stands for (a progress marker: its partition's rows)
+                rows = partitions[chunk] if path.startswith("progress/") else (start, min(start + step, self.rows))
                 try:
                     array[start : start + step]
                 except Exception as err:  # zarr's checksum error, or a chunk that does not decode
                     damage.append(Damage(path, file, rows, f"chunk fails its checksum or does not decode ({err})"))
                     continue
-                if path == "status" and not file.exists() and self.done("images")[chunk]:
+                if path == "status" and not file.exists() and images_done[chunk]:
                     damage.append(Damage(path, file, rows, "missing, though its partition is marked complete"))
         return damage
-
-    def _rows_of(self, path: str, chunk: int, start: int, step: int) -> tuple[int, int]:
-        """The store rows a chunk of a plain array stands for (a progress marker: its partition's rows)."""
-        if path.startswith("progress/"):
-            return self.partitions()[chunk]
-        return start, min(start + step, self.rows)
 
     # -- writing safely ----------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cache.store import READ, UNREADABLE, FeatureStore, StoreHeader, feature_path
+from ..cache.store import READ, UNREADABLE, FeatureStore, StoreHeader, feature_path, progress_subject
 from .decode import DECODE_RECIPE, DEFAULT_MAX_PIXELS, ImageReadError
 from .features import expand_specs, get_representation
 from .images import center_square, rgb_to_gray, to_float
@@ -206,8 +206,8 @@ def stored_row_shape(name: str, input_size: int) -> tuple[int, ...]:
 def pending_tasks(
     store: FeatureStore, source: Source, jobs: list[FeatureJob], dtype: str, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> list[PartitionTask]:
-    run = uuid.uuid4().hex
     """One task per partition that lacks its images or any asked feature, carrying only what is missing."""
+    run = uuid.uuid4().hex
     images_done = store.done("images")
     features_done = {job.name: store.done(job.name) for job in jobs}
     tasks = []
@@ -410,10 +410,8 @@ def extract(
 
     Images larger than ``max_pixels`` when decoded are rows with ``status`` 2 and the reason. With ``repair``, an
     existing store is verified first and its damaged or missing pieces recomputed (:func:`repair_store`).
-    ``client_factory()``
-    is a context manager giving a dask client, entered only when
-    there is work, so a complete store costs no cluster start-up (default: :func:`local_cluster`). Holds the
-    store's lock throughout.
+    ``client_factory()`` is a context manager giving a dask client, entered only when there is work, so a
+    complete store costs no cluster start-up (default: :func:`local_cluster`). Holds the store's lock throughout.
     """
     from ..cache.store import FeatureStore
 
@@ -472,10 +470,10 @@ def repair_store(store: FeatureStore, source: Source) -> list:
             start, stop = store.partitions()[index]
             values = source.ids[start:stop] if piece.array == "ids" else source.labels[start:stop]
             store.array(piece.array)[start:stop] = np.asarray(values, dtype=str if piece.array == "ids" else np.int32)
-        elif piece.array in ("images", "status", "failures"):
+        elif piece.array in ("status", "failures"):  # written with the images: redo those
             store.mark_done("images", index, False)
-        elif piece.array.startswith("features/"):
-            store.mark_done(piece.array.removeprefix("features/").replace("/", ":"), index, False)
+        elif progress_subject(piece.array):
+            store.mark_done(progress_subject(piece.array), index, False)
         elif piece.array.startswith("progress/"):
             store.array(piece.array)[index] = 0  # written afresh: that partition is computed again
     return damage

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -25,6 +26,11 @@ MAX_INPUT_VALUES = 50_000_000
 
 class CheckpointError(ValueError):
     """A file that is not a usable preimage checkpoint or run: the message names it and says why."""
+
+
+def _first_line(err: Exception) -> str:
+    """An exception as one short line: safetensors' parse errors run to several."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
 
 
 def _not_a_checkpoint(path, reason: str) -> CheckpointError:
@@ -92,7 +98,7 @@ def read_header(path: str | os.PathLike) -> dict:
     except KeyError:
         raise _not_a_checkpoint(path, "no preimage header") from None
     except Exception as err:  # safetensors raises its own error type for a file it cannot parse
-        raise _not_a_checkpoint(path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+        raise _not_a_checkpoint(path, _first_line(err)) from None
     if not isinstance(header, dict) or not isinstance(header.get("decoder"), dict):
         raise _not_a_checkpoint(path, "its header describes no decoder")
     return header
@@ -104,7 +110,7 @@ def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
         with safe_open(str(path), framework="pt") as f:
             return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
     except Exception as err:
-        raise _not_a_checkpoint(path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+        raise _not_a_checkpoint(path, _first_line(err)) from None
 
 
 def check_decoder_header(path: str | os.PathLike, decoder: dict) -> None:
@@ -115,9 +121,7 @@ def check_decoder_header(path: str | os.PathLike, decoder: dict) -> None:
         shape = [int(v) for v in decoder["input_shape"]]
     except (KeyError, TypeError, ValueError):
         raise _not_a_checkpoint(path, f"its decoder description is incomplete: {decoder}") from None
-    values = 1
-    for v in shape:
-        values *= max(v, 0)
+    values = math.prod(max(v, 0) for v in shape)
     if not (1 <= width <= MAX_WIDTH and 8 <= target <= MAX_TARGET and shape and all(v >= 1 for v in shape)
             and values <= MAX_INPUT_VALUES):  # fmt: skip
         raise _not_a_checkpoint(
@@ -141,7 +145,7 @@ def check_shapes(path: str | os.PathLike, model: torch.nn.Module, prefix: str = 
 def load(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Load weights (and optimizer state) saved by :func:`save`; returns the header."""
     model_state, optim_state = {}, {}
-    read_header(path)  # a clear error for a file that is not a checkpoint
+    header = read_header(path)  # a clear error for a file that is not a checkpoint
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         for key in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
@@ -162,4 +166,4 @@ def load(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim
         if groups is None:
             raise ValueError(f"{path} holds no optimizer state; it cannot resume training")
         optimizer.load_state_dict({"state": optim_state, "param_groups": groups})
-    return json.loads(meta["header"])
+    return header

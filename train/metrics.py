@@ -35,7 +35,7 @@ def normalised_error(recon: torch.Tensor, images: torch.Tensor, normaliser: floa
     return float(distances.mean()) / (mean_pairwise_distance(images) if normaliser is None else normaliser)
 
 
-SSIM_IMAGES = 64  # SSIM runs on the CPU image by image: the first 64 images give it to +-0.005
+SSIM_IMAGES = 64  # SSIM runs on the CPU image by image: it is scored on the first 64 images only
 
 
 def scores(recon: torch.Tensor, images: torch.Tensor) -> dict[str, float]:

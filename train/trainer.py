@@ -184,11 +184,8 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
         if not resume:
             raise FileExistsError(f"{out} holds a run already; pass --resume to continue it, or choose another --out")
         saved = checkpoint.read_json(run_file)
-        # settings added since the run was written take their defaults
-        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-        saved_config = {k: v for k, v in {**defaults, **saved["config"]}.items() if k in config.fixed()}
-        if saved_config != config.fixed():
-            diff = [k for k in saved_config if saved_config[k] != config.fixed().get(k)]
+        diff = settings_differing(saved["config"], config)
+        if diff:
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); resume with the same ones")
         precision = run_precision(config.precision, device, saved.get("precision", saved["config"].get("precision")))
         header = checkpoint.load(out / CHECKPOINT, model, optimizer)
@@ -196,9 +193,8 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
         state = header["state"]
     else:
         if run_file.exists():  # a folder some other run began: never written over
-            other = checkpoint.read_json(run_file).get("config", {})
-            if other != config.fixed():
-                diff = sorted(k for k in set(other) | set(config.fixed()) if other.get(k) != config.fixed().get(k))
+            diff = sorted(settings_differing(checkpoint.read_json(run_file).get("config", {}), config))
+            if diff:
                 raise FileExistsError(f"{out} holds the run.json of another run (other {', '.join(diff)}); choose "
                                       "another --out")  # fmt: skip
         precision = run_precision(config.precision, device)
@@ -238,6 +234,15 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     if progress:
         progress.close()
     return evaluation
+
+
+def settings_differing(saved: dict, config: TrainConfig) -> list[str]:
+    """The settings a run.json holds otherwise than ``config`` (:meth:`TrainConfig.fixed`); settings added since
+    the run was written take their defaults."""
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    fixed = config.fixed()
+    saved = {**defaults, **saved}
+    return [k for k in fixed if saved.get(k) != fixed[k]]
 
 
 def _loop_with_rollbacks(run: _Run, state: dict, last_checkpoint: Path) -> dict:
@@ -468,7 +473,9 @@ def load_decoder(run: str | os.PathLike, store: FeatureStore | None = None, feat
         problem = f"{path}: its header describes no decoder this preimage builds ({err})"
         raise checkpoint.CheckpointError(problem) from None
     checkpoint.check_shapes(path, skeleton, "model.decoder." if header.get("autoencoder") else "model.")
-    model = _decoder_of(config, header)
+    model = create_decoder(config)
+    if header.get("autoencoder"):
+        model = AutoEncoder(header["autoencoder"], model, pretrained=False)  # the weights come from the checkpoint
     checkpoint.load(path, model)
     if store is not None:
         if not isinstance(header.get("fingerprint"), dict):
@@ -476,11 +483,3 @@ def load_decoder(run: str | os.PathLike, store: FeatureStore | None = None, feat
         name = feature or header["fingerprint"]["feature"]["representation"]
         check_fingerprint(header, checkpoint.store_fingerprint(store, name), str(store.path))
     return model.eval()
-
-
-def _decoder_of(config: DecoderConfig, header: dict) -> Decoder:
-    """The (untrained) model a checkpoint header describes: a decoder, or an autoencoder around one."""
-    model = create_decoder(config)
-    if header.get("autoencoder"):
-        model = AutoEncoder(header["autoencoder"], model, pretrained=False)  # the weights come from the checkpoint
-    return model
