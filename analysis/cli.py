@@ -13,6 +13,28 @@ import click
 from ..pipeline.options import batch_job_options, default_out, hidden_alias
 
 
+class DecoderArgument(click.ParamType):
+    """A decoder on the command line: an existing run folder, folder of runs or checkpoint file; a shipped
+    decoder's representation (``hog``, ``alexnet:conv5``); or ``zoo``, every shipped decoder."""
+
+    name = "decoder"
+
+    def convert(self, value, param, ctx) -> Path:
+        from ..train import zoo
+
+        if isinstance(value, Path) or Path(value).exists():
+            return Path(value)
+        if value == zoo.ALL:
+            return zoo.ZOO_DIR
+        try:
+            return zoo.shipped(value).path
+        except FileNotFoundError as err:
+            self.fail(f"{value!r} is no run folder, and {err}", param, ctx)
+
+
+DECODER = DecoderArgument()
+
+
 @click.group()
 def analyze() -> None:
     """Studies on feature stores and trained decoders; each writes numbers and figures to --out."""
@@ -20,8 +42,8 @@ def analyze() -> None:
 
 @analyze.command()
 @click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--decoder", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="A run folder.")  # fmt: skip
+@click.option("--decoder", type=DECODER, required=True,
+              help="A run folder, or a shipped decoder's representation (preimage zoo).")  # fmt: skip
 @click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True,
               help="heldout: the rows the run never saw; train: those it trained on; all: every row read (a store "
               "the decoder was not trained on).")  # fmt: skip
@@ -36,7 +58,8 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
 
     run = read_run(decoder)
     if run is None:
-        raise click.ClickException(f"{decoder}: not a run folder (run.json and checkpoint.safetensors)")
+        raise click.ClickException(f"{decoder}: not a run folder (run.json and checkpoint.safetensors) nor a shipped "
+                                   "decoder")  # fmt: skip
     opened = FeatureStore.open(store)
     model = run.decoder(opened)
     result = evaluate(model, opened, run.feature, run.held_out, rows, split, train_fraction=run.train_fraction)
@@ -50,11 +73,12 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
 
 def decoder_option(command):
     """``--decoder`` for the studies: run folders or folders of runs, repeatable (``--decoders``: hidden alias)."""
-    spec = dict(type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True)
+    spec = dict(type=DECODER, multiple=True)
     command = hidden_alias("--decoders", "decoders", **spec)(command)
     return click.option("--decoder", "decoders", **spec,
-                        help="A run folder, or a folder of runs (the newest run of each feature is used, and "
-                        "named); repeat for several.")(command)  # fmt: skip
+                        help="A run folder, a folder of runs (the newest run of each feature is used, and named), "
+                        "or a shipped decoder's representation; repeat for several [default: zoo, the decoders "
+                        "that ship: preimage zoo].")(command)  # fmt: skip
 
 
 def feature_option(default: str | None, help_text: str):
@@ -117,7 +141,9 @@ def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: b
     from .runs import trained_runs
 
     if not decoders:
-        raise click.UsageError("give --decoder RUN (a run folder or a folder of runs)")
+        from ..train.zoo import ZOO_DIR
+
+        decoders = (ZOO_DIR,)  # the decoders that ship
     runs = trained_runs(decoders, features, autoencoder)
     for run in runs:
         click.echo(f"decoder {run.describe()}")
@@ -172,9 +198,12 @@ def optimize_config(steps, lr, lambda_tv, restarts, seed, window, channels):
 @out_option
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
 @click.option("--columns", default=8, show_default=True, help="Images shown in the figure.")
+@click.option("--hoggles", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A HOGgles dictionary (train --method hoggles --out RUN): a third method for HOG.")  # fmt: skip
 @_optimize_options
-def compare(store, decoders, features, n, out, weights, columns, **options) -> None:
-    """Decoder against Mahendran & Vedaldi's optimisation on the same held-out images: one table, one figure."""
+def compare(store, decoders, features, n, out, weights, columns, hoggles, **options) -> None:
+    """Decoder against Mahendran & Vedaldi's optimisation (and, for HOG, HOGgles) on the same held-out images: one
+    table, one figure per representation."""
     from ..cache.store import FeatureStore
     from ..pipeline.progress import StepProgress
     from .compare import COLUMNS, KEYS, compare_feature, write_report
@@ -183,15 +212,23 @@ def compare(store, decoders, features, n, out, weights, columns, **options) -> N
     config = optimize_config(**options)
     table, pictures = [], {}
     opened = FeatureStore.open(store)
+    dictionary = None
+    if hoggles is not None:
+        from ..train.hoggles import load_hoggles
+
+        dictionary = load_hoggles(hoggles, opened)
     for run in chosen_runs(decoders, features):
-        click.echo(f"{run.feature}: the decoder against the optimisation of {n} held-out images")
+        third = dictionary if run.feature == "hog" else None
+        click.echo(f"{run.feature}: the decoder against the optimisation{' and HOGgles' if third else ''} of {n} "
+                   "held-out images")  # fmt: skip
         bar = StepProgress()
-        rows, images = compare_feature(opened, run, n, config, weights, bar)
+        rows, images = compare_feature(opened, run, n, config, weights, bar, third)
         bar.close()
         table += rows
         pictures[run.feature] = images
     files = write_report(out, table, pictures, columns)
-    summary = f"Decoder against Mahendran & Vedaldi's optimisation on {n} held-out images of `{store}`."
+    summary = (f"Decoder against Mahendran & Vedaldi's optimisation{' and HOGgles' if hoggles else ''} on {n} "
+               f"held-out images of `{store}`.")  # fmt: skip
     index = update_index(out, "compare", summary, files)
     click.echo(markdown_table(table, COLUMNS, KEYS))
     click.echo(f"wrote {', '.join(str(f) for f in files)} and {index}")

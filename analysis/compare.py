@@ -1,4 +1,4 @@
-"""Decoder against optimisation on the same held-out images: the two seed papers' methods side by side.
+"""Decoder against optimisation (and, for HOG, HOGgles) on the same held-out images: the methods side by side.
 
 For each representation: the trained decoder (one forward pass) and Mahendran & Vedaldi's optimisation invert
 the stored features of the same held-out rows; both are scored in image space (Dosovitskiy & Brox's normalised
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
+from ..train.hoggles import PairedDictionary
 from ..train.invert import decoder_job
 from ..train.metrics import feature_error, mean_pairwise_squared_distance, normalised_error, psnr, ssim, upsample_to
 from .figures import save_rgb, tile_row
@@ -26,7 +27,7 @@ from .optimize import OptimizeConfig, differentiable_target, optimize
 from .report import write_json, write_markdown
 from .runs import TrainedRun, heldout_rows, read_features, read_images
 
-METHODS = ("decoder", "optimisation")
+METHODS = ("decoder", "optimisation", "hoggles")  # the last for HOG, when a dictionary is given
 
 
 def compare_feature(
@@ -36,8 +37,10 @@ def compare_feature(
     config: OptimizeConfig,
     weights: str | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    dictionary: PairedDictionary | None = None,
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    """Rows of the table for one representation, and the images compared (target, then each method's)."""
+    """Rows of the table for one representation, and the images compared (target, then each method's); with a
+    HOGgles ``dictionary`` (HOG only) a third method."""
     feature = run.feature
     rows = heldout_rows(store, run.held_out, n)
     model = run.decoder(store)
@@ -63,8 +66,14 @@ def compare_feature(
     recon = {"decoder": upsample_to(decoded, size), "optimisation": resize_to(optimised, size)}
     at_input = {"decoder": target.prepare(upsample_to(decoded, target.size)), "optimisation": None}
     seconds = {"decoder": decoder_seconds, "optimisation": optimisation_seconds}
+    if dictionary is not None:
+        start = time.perf_counter()
+        gray = dictionary(phi0).expand(-1, 3, -1, -1)  # HOGgles reconstructs gray, compared as it is
+        seconds["hoggles"] = (time.perf_counter() - start) / len(rows)
+        recon["hoggles"] = resize_to(gray, size)
+        at_input["hoggles"] = target.prepare(resize_to(gray, target.size))
     table = []
-    for method in METHODS:
+    for method in recon:
         with torch.no_grad():
             phi = (
                 inversion.features[:, 0]
@@ -116,11 +125,12 @@ def write_report(
     for feature, images in pictures.items():
         size = images["image"].shape[-1]
         rows = [tile_row("image", images["image"][:columns])]
-        rows += [tile_row(f"{feature} {method}", images[method][:columns], size) for method in METHODS]
+        rows += [tile_row(f"{feature} {method}", images[method][:columns], size) for method in METHODS
+                 if method in images]  # fmt: skip
         path = save_rgb(out / f"compare-{feature.replace(':', '-')}.png", np.concatenate(rows, axis=0))
         figures = sorted({*figures, path})
     return [
         write_json(previous, merged),
-        write_markdown(out / "compare.md", "Decoder against optimisation (held-out images)", merged, COLUMNS, KEYS),
+        write_markdown(out / "compare.md", "Inversion methods on held-out images", merged, COLUMNS, KEYS),
         *figures,
     ]

@@ -11,7 +11,8 @@ import torch
 
 from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import expand_specs
-from ..train.checkpoint import CheckpointError, read_json
+from ..train import zoo
+from ..train.checkpoint import CheckpointError, read_header, read_json
 from ..train.data import split_rows
 from ..train.decoders import Decoder
 from ..train.trainer import CHECKPOINT, load_decoder
@@ -45,7 +46,14 @@ class TrainedRun:
 
 
 def read_run(folder: Path) -> TrainedRun | None:
-    """The run in ``folder``, or None when it holds no finished run (run.json and a checkpoint)."""
+    """The run in ``folder`` (or a checkpoint file that carries its settings: a shipped decoder), or None when it
+    holds no finished run (run.json and a checkpoint)."""
+    if folder.is_file() and folder.suffix == zoo.SUFFIX:
+        config = read_header(folder).get("config")
+        if not isinstance(config, dict) or "feature" not in config:
+            raise CheckpointError(f"{folder}: a checkpoint without its training settings; give its run folder")
+        return TrainedRun(folder, config["feature"], config["held_out"], bool(config.get("autoencoder")),
+                          config.get("train_fraction", 1.0))  # fmt: skip
     info, weights = folder / "run.json", folder / CHECKPOINT
     if not (info.is_file() and weights.is_file()):
         return None
@@ -55,6 +63,11 @@ def read_run(folder: Path) -> TrainedRun | None:
         raise CheckpointError(f"{info}: not a run.json of preimage train (no settings)")
     return TrainedRun(folder, config["feature"], config["held_out"], bool(config.get("autoencoder")),
                       config.get("train_fraction", 1.0))  # fmt: skip
+
+
+def weights_file(run: Path) -> Path:
+    """A run folder's checkpoint, or the checkpoint file itself."""
+    return run if run.is_file() else run / CHECKPOINT
 
 
 def trained_runs(
@@ -77,14 +90,14 @@ def trained_runs(
             continue
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: not a run folder (run.json and {CHECKPOINT}) nor a folder of runs")
-        for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+        for folder in sorted(p for p in path.iterdir() if p.is_dir() or p.suffix == zoo.SUFFIX):
             found = read_run(folder)
             if found is not None and found.autoencoder == autoencoder:
                 scanned.setdefault(found.feature, []).append(found)
     chosen = dict(explicit)
     for feature, candidates in scanned.items():
         if feature not in chosen:
-            candidates.sort(key=lambda r: (r.path / CHECKPOINT).stat().st_mtime, reverse=True)
+            candidates.sort(key=lambda r: weights_file(r.path).stat().st_mtime, reverse=True)
             chosen[feature] = replace(candidates[0], others=tuple(r.path for r in candidates[1:]))
     if features is None:
         return [chosen[name] for name in sorted(chosen)]

@@ -22,6 +22,7 @@ from .pipeline.tour import tour
 from .sbatch import sbatch
 from .train.cli import train
 from .train.invert_cli import invert
+from .train.zoo_cli import zoo
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -80,7 +81,7 @@ def main(verbose: int) -> None:
     keep_freed_memory()  # training steps and batches allocate the same large tensors again and again
 
 
-for _command in (features, extract, info, verify, export, train, invert, analyze, sbatch, demo, tour):
+for _command in (features, extract, info, verify, export, train, invert, zoo, analyze, sbatch, demo, tour):
     main.add_command(_command)
 
 

@@ -70,11 +70,16 @@ def store_fingerprint(store: FeatureStore, feature: str) -> dict:
 
 
 def save(
-    path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, header: dict
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    header: dict,
+    weights_dtype: torch.dtype | None = None,
 ) -> None:
-    """Write model (and optimizer) tensors with ``header`` as JSON metadata, atomically."""
+    """Write model (and optimizer) tensors with ``header`` as JSON metadata, atomically; ``weights_dtype``
+    (float16 for a shipped decoder) stores the model's weight tensors in that type (:func:`load` casts back)."""
     path = Path(path)
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": _stored(v.detach(), weights_dtype) for k, v in model.state_dict().items()}
     optim_meta = None
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -87,6 +92,13 @@ def save(
     partial = path.with_name(path.name + ".partial")
     save_file(tensors, str(partial), metadata=metadata)
     partial.replace(path)
+
+
+def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """A weight tensor as saved: cast to ``dtype`` when given (scalars such as the input scale keep theirs)."""
+    if dtype is not None and tensor.is_floating_point() and tensor.ndim > 0:
+        tensor = tensor.to(dtype)
+    return tensor.contiguous()
 
 
 def read_header(path: str | os.PathLike) -> dict:

@@ -9,7 +9,14 @@ import click
 
 @click.command()
 @click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--feature", required=True, help="A representation in the store, e.g. hog or alexnet:conv3.")
+@click.option("--feature", default=None, help="A representation in the store, e.g. hog or alexnet:conv3 (--method "
+              "hoggles: hog).")  # fmt: skip
+@click.option("--method", type=click.Choice(["decoder", "hoggles"]), default="decoder", show_default=True,
+              help="decoder: the up-convolutional network; hoggles: Vondrick et al.'s paired dictionary for HOG "
+              "(--atoms, --window, --sparsity; --max-steps dictionary updates, default 1000).")  # fmt: skip
+@click.option("--atoms", default=1024, show_default=True, help="--method hoggles: dictionary size (ihog's).")
+@click.option("--window", default=5, show_default=True, help="--method hoggles: HOG cells per window side.")
+@click.option("--sparsity", default=0.02, show_default=True, help="--method hoggles: the lasso's lambda.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The run folder.")
 @click.option("--target-size", default=64, show_default=True, help="Side of the reconstructed images.")
 @click.option("--epochs", default=10, show_default=True)
@@ -50,8 +57,9 @@ import click
 )
 @click.option("--device", default="auto", show_default=True,
               help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.")  # fmt: skip
-def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, width, seed, held_out, train_fraction,
-          workers, max_steps, checkpoint_every, resume, autoencoder, augment, precision, device) -> None:  # fmt: skip
+def train(store, feature, method, atoms, window, sparsity, out, target_size, epochs, batch_size, lr, decay_from, width,
+          seed, held_out, train_fraction, workers, max_steps, checkpoint_every, resume, autoencoder, augment, precision,
+          device) -> None:  # fmt: skip
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
@@ -60,6 +68,20 @@ def train(store, feature, out, target_size, epochs, batch_size, lr, decay_from, 
     SIGTERM, SIGINT or SIGUSR1 stop it at the next step with a checkpoint; it exits with 128 + the signal's number
     (143, 130, 138). `preimage sbatch train ...` writes a batch script that requeues and resumes it.
     """
+    if method == "hoggles":
+        if feature not in (None, "hog"):
+            raise click.UsageError(f"--method hoggles inverts HOG; got --feature {feature}")
+        from ..pipeline.progress import Progress
+        from .hoggles import HogglesConfig, train_hoggles
+
+        config = HogglesConfig(atoms=atoms, window=window, sparsity=sparsity, steps=max_steps or 1000, seed=seed)
+        bar = Progress(config.steps, "steps")
+        target = train_hoggles(store, out, config, held_out, bar)
+        bar.close()
+        click.echo(f"paired dictionary: {target} (preimage invert IMAGE --method hoggles --decoder {out})")
+        return
+    if feature is None:
+        raise click.UsageError("--method decoder needs --feature, e.g. --feature hog")
     from .trainer import TrainConfig
     from .trainer import train as run
 

@@ -1,4 +1,5 @@
-"""Reconstruct new images with a trained decoder: the feature is computed exactly as the store computed it."""
+"""Reconstruct new images with a trained decoder (or a HOGgles dictionary): the feature is computed exactly as the
+store computed it."""
 
 from __future__ import annotations
 
@@ -11,16 +12,27 @@ import torch
 from ..pipeline.decode import read_images
 from ..pipeline.extract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ..pipeline.images import center_square, to_float
-from . import checkpoint
+from . import checkpoint, hoggles, zoo
 from .metrics import upsample_to
 from .trainer import CHECKPOINT, load_decoder
 
+BATCH = 64  # images per forward pass: bounds the memory a long list of photos needs
+
+
+def is_hoggles(run: str | os.PathLike) -> bool:
+    """Whether ``run`` is a HOGgles dictionary (a run folder of ``train --method hoggles`` or its file)."""
+    path = Path(run)
+    return (path / hoggles.DICTIONARY).is_file() or (path.is_file() and path.name == hoggles.DICTIONARY)
+
 
 def decoder_job(run: str | os.PathLike, weights: str | None = None) -> tuple[FeatureJob, int, str]:
-    """The feature job a decoder was trained on, the stored image size, and the stored dtype."""
-    path = Path(run)
-    header = checkpoint.read_header(path / CHECKPOINT if path.is_dir() else path)
-    fingerprint = header["fingerprint"]
+    """The feature job a decoder (a run, a checkpoint, a shipped name or a HOGgles dictionary) was trained on,
+    the stored image size, and the stored dtype."""
+    if is_hoggles(run):
+        fingerprint = hoggles.read_dictionary_header(run)["fingerprint"]
+    else:
+        path = zoo.resolve(run)
+        fingerprint = checkpoint.read_header(path / CHECKPOINT if path.is_dir() else path)["fingerprint"]
     attrs = fingerprint["feature"]
     return FeatureJob.from_attrs(attrs, weights), int(fingerprint["image_size"]), attrs["dtype"]
 
@@ -32,19 +44,33 @@ def invert_images(
     return invert_arrays(read_images(paths, DRAFT_MIN_SIDE), run, weights)
 
 
-@torch.no_grad()
 def invert_arrays(
     images: list[np.ndarray], run: str | os.PathLike, weights: str | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(original crop, reconstruction) as uint8 RGB at the stored image size, for each uint8 RGB image
     (H, W, 3) of any size: centre-cropped and resized, its feature computed, exactly as the store did."""
+    crops, recon = reconstruct_arrays(images, run, weights)
+    pictures = (upsample_to(recon, crops.shape[1]).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    return list(zip(crops, pictures, strict=True))
+
+
+@torch.no_grad()
+def reconstruct_arrays(
+    images: list[np.ndarray], run: str | os.PathLike, weights: str | None = None
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The stored-size crops (N, S, S, 3) uint8 of uint8 RGB images of any size, and their reconstructions
+    (N, 3, T, T) in [0, 1] at the decoder's size: each crop's feature computed exactly as the store did, so these
+    score as the store's rows would."""
     job, image_size, dtype = decoder_job(run, weights)
-    model = load_decoder(run)
-    crops = {size: np.stack([center_square(im, size) for im in images]) for size in {job.input_size, image_size}}
-    if getattr(model, "takes", "features") == "images":  # an autoencoder run: its encoder computes the feature
-        inputs = to_float(crops[image_size])
-    else:
-        inputs = torch.from_numpy(compute_features([job], crops)[job.name].astype(dtype)).float()  # rounded as stored
-    recon = upsample_to(model(inputs), image_size).clamp(0, 1)
-    pictures = (recon.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-    return list(zip(crops[image_size], pictures, strict=True))
+    model = hoggles.load_hoggles(run) if is_hoggles(run) else load_decoder(run)
+    crops, recon = [], []
+    for start in range(0, len(images), BATCH):
+        part = images[start : start + BATCH]
+        sized = {size: np.stack([center_square(im, size) for im in part]) for size in {job.input_size, image_size}}
+        if getattr(model, "takes", "features") == "images":  # an autoencoder run: its encoder computes the feature
+            inputs = to_float(sized[image_size])
+        else:  # rounded to the stored dtype, as the store holds it
+            inputs = torch.from_numpy(compute_features([job], sized)[job.name].astype(dtype)).float()
+        crops.append(sized[image_size])
+        recon.append(model(inputs).clamp(0, 1).expand(-1, 3, -1, -1))  # HOGgles: gray, shown as it is
+    return np.concatenate(crops), torch.cat(recon)

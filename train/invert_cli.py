@@ -13,11 +13,13 @@ from ..pipeline.options import default_out
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--method", type=click.Choice(["decoder", "optimize"]), default="decoder", show_default=True,
-              help="A trained decoder (one pass) or Mahendran & Vedaldi's optimisation (gradient steps).")  # fmt: skip
-@click.option("--decoder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="A run folder (preimage train --out).")  # fmt: skip
-@click.option("--feature", default=None, help="With --method optimize: the representation, e.g. alexnet:conv3.")
+@click.option("--method", type=click.Choice(["decoder", "optimize", "hoggles"]), default="decoder", show_default=True,
+              help="A trained decoder (one pass), Mahendran & Vedaldi's optimisation (gradient steps), or a HOGgles "
+              "paired dictionary (--decoder RUN of train --method hoggles).")  # fmt: skip
+@click.option("--decoder", default=None, help="A run folder (preimage train --out) [default: the decoder that ships "
+              "for --feature: preimage zoo].")  # fmt: skip
+@click.option("--feature", default=None, help="The representation, e.g. alexnet:conv3: its shipped decoder, or what "
+              "--method optimize matches.")  # fmt: skip
 @click.option("--size", type=int, default=None, help="With --method optimize: input side [default: 128 HOG, the "
               "backbone's size for CNN layers].")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"),
@@ -38,10 +40,23 @@ def invert(images, method, decoder, feature, size, out, weights, overwrite, **op
 
     from ..analysis.figures import save_rgb, to_uint8
 
-    if method == "decoder":
-        if decoder is None:
-            raise click.UsageError("--method decoder needs --decoder RUN (or use --method optimize --feature F)")
+    if method == "hoggles":
+        from .invert import invert_images, is_hoggles
+
+        if decoder is None or not is_hoggles(decoder):
+            raise click.UsageError("--method hoggles needs --decoder RUN, a folder of preimage train --method hoggles")
+        rows = [[original, recon] for original, recon in invert_images(list(images), decoder)]
+    elif method == "decoder":
+        if decoder is None and feature is None:
+            raise click.UsageError("--method decoder needs --feature F (the decoder that ships for F: preimage zoo) "
+                                   "or --decoder RUN (your own run)")  # fmt: skip
+        if decoder is not None and feature is not None:
+            raise click.UsageError("give --feature (a shipped decoder) or --decoder (a run), not both")
         from .invert import invert_images
+        from .zoo import resolve, shipped
+
+        decoder = resolve(decoder) if decoder is not None else shipped(feature).path
+        click.echo(f"decoder: {decoder}")
 
         rows = [[original, recon] for original, recon in invert_images(list(images), decoder, weights)]
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 import warnings
 from dataclasses import dataclass
 
@@ -57,6 +58,19 @@ def _cpuinfo_flags() -> set[str]:
             return {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
     except OSError:
         return set()
+
+
+def machine(device: torch.device) -> str:
+    """What a run trained on, in words, for its record: the GPU's name, or the CPU's model and torch's threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def hardware(device: torch.device) -> Hardware:

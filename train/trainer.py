@@ -25,12 +25,12 @@ from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import get_representation
 from ..pipeline.progress import Progress
 from ..pipeline.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
-from . import checkpoint
+from . import checkpoint, zoo
 from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
 from .decoders import Decoder, DecoderConfig, create_decoder
 from .metrics import Smoothed, scores, upsample_to
-from .precision import PrecisionWarning, check_precision, hardware, resolve_precision, step_loss
+from .precision import PrecisionWarning, check_precision, hardware, machine, resolve_precision, step_loss
 
 CHECKPOINT = "checkpoint.safetensors"
 MAX_ROLLBACKS = 8
@@ -208,8 +208,9 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
             out.mkdir(parents=True, exist_ok=True)
     if rank == 0:  # what this session runs: the precision it resolved to, and how long it goes
         session = {"from_step": state["step"], "precision": precision, "precision_asked": config.precision,
-                   "device": str(device), "epochs": config.epochs, "max_steps": config.max_steps,
-                   "schedule_steps": total, "stops_at_step": last, "world": world}  # fmt: skip
+                   "device": str(device), "machine": machine(device), "epochs": config.epochs,
+                   "max_steps": config.max_steps, "schedule_steps": total, "stops_at_step": last,
+                   "world": world}  # fmt: skip
         saved.update(precision=precision, sessions=[*saved.get("sessions", []), session])
         run_file.write_text(json.dumps(saved, indent=2, sort_keys=True))
     config = replace(config, precision=precision)
@@ -308,6 +309,7 @@ class _Run:
         loss_window = Smoothed(50)
         evaluation: dict = {}
         start_time, samples = time.perf_counter(), 0
+        seconds_before = state.get("seconds", 0.0)  # training time of earlier sessions (the model card's figure)
         for epoch in range(state["epoch"], config.epochs):
             self.stream.set_epoch(epoch)
             loader = torch.utils.data.DataLoader(
@@ -350,6 +352,7 @@ class _Run:
                     median, lr = loss_window.median, optimizer.param_groups[0]["lr"]
                     self.log({"step": state["step"], "epoch": epoch, "loss": value, "loss_median": median, "lr": lr,
                               "samples_per_s": rate})  # fmt: skip
+                state["seconds"] = seconds_before + time.perf_counter() - start_time
                 if state["step"] % config.checkpoint_every == 0:
                     self.save(state)
             if state["step"] >= self.last and state["batch"] < self.steps_per_epoch[epoch]:
@@ -360,7 +363,8 @@ class _Run:
             evaluation = evaluate(
                 self.model, self.store, config.feature, config.held_out, config.eval_rows, preview=preview
             )
-            self.log({"event": "eval", "epoch": epoch + 1, "step": state["step"], **evaluation})
+            self.log({"event": "eval", "epoch": epoch + 1, "step": state["step"], "seconds": state.get("seconds", 0.0),
+                      **evaluation})  # fmt: skip
             self.save(state)
             if state["step"] >= self.last:
                 break
@@ -456,10 +460,11 @@ def write_preview(path: Path, targets: torch.Tensor, recon: torch.Tensor) -> Non
 
 
 def load_decoder(run: str | os.PathLike, store: FeatureStore | None = None, feature: str | None = None) -> Decoder:
-    """The trained decoder of a run folder (or checkpoint file); with ``store``, refused unless that store's
+    """The trained decoder of a run folder, a checkpoint file or a shipped representation (``"hog"``,
+    ``"alexnet:conv5"``: :mod:`.zoo`), in float32; with ``store``, refused unless that store's
     ``feature`` was computed exactly as the training features were. The header is checked (bounds, then every
     tensor's shape against the decoder it describes, built on the meta device) before anything is allocated."""
-    path = Path(run)
+    path = zoo.resolve(run)
     path = path / CHECKPOINT if path.is_dir() else path
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; a run folder holds {CHECKPOINT}, written by preimage train")

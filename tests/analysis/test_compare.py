@@ -86,7 +86,7 @@ def test_invert_by_optimisation_writes_every_restart(trained, tmp_path):
     [
         (["--method", "optimize", "--feature", "lbp"], "train a decoder"),
         (["--method", "optimize"], "needs --feature"),
-        (["--method", "decoder"], "needs --decoder"),
+        (["--method", "decoder"], "needs --feature F (the decoder that ships for F"),
         (["--method", "optimize", "--feature", "hog", "--channels", "x"], "START:STOP"),
     ],
 )

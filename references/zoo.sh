@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The decoders that ship with preimage (train/zoo/, `preimage zoo`): one store of the shared photos, one decoder
+# per representation, each exported with its model card (float16 weights, held-out scores measured on export).
+#   bash references/zoo.sh [PHOTOS_DIR] [STORE] [RUNS]
+# Every step resumes where a killed run stopped (extract and train both do, `--resume auto`), so rerun it after a
+# crash or a time limit; export reads finished runs only. The held-out part is the 10% of file paths chosen by hash.
+set -euo pipefail
+PHOTOS=${1:-../shared/data/photos}
+STORE=${2:-photos.zarr}
+RUNS=${3:-runs/zoo}
+PREIMAGE=${PREIMAGE:-preimage}
+PYTHON=${PYTHON:-python}
+
+"$PREIMAGE" extract --images "$PHOTOS" --store "$STORE" --feature hog,lbp,sift,alexnet:conv1-conv5 --size 128
+
+# name  feature        width  epochs  augment   (docs/quality.md: how the widths and epochs were chosen)
+# HOG, LBP and SIFT train on re-cropped images, their features recomputed; CNN layers see a 224 px crop of the
+# source photo that the store does not keep, so they train on the stored features as they are.
+# --precision auto: bf16 where the CPU (AVX512-BF16, AMX) or GPU computes it natively, fp32 elsewhere.
+while read -r name feature width epochs augment; do
+  "$PREIMAGE" train --store "$STORE" --feature "$feature" --out "$RUNS/$name" --width "$width" --epochs "$epochs" \
+    --augment "$augment" --precision auto --resume auto
+done <<'TABLE'
+conv5  alexnet:conv5  128  24  none
+conv4  alexnet:conv4  128  24  none
+conv3  alexnet:conv3  128  24  none
+conv2  alexnet:conv2  128  24  none
+conv1  alexnet:conv1  128  24  none
+hog    hog            128  90  crop
+lbp    lbp            128  40  crop
+sift   sift           128  30  crop
+TABLE
+
+"$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/{hog,lbp,sift,conv1,conv2,conv3,conv4,conv5}

@@ -1,0 +1,179 @@
+"""Ship trained runs as preimage's own decoders (train/zoo/): float16 weights, a model card, measured numbers.
+
+    python references/zoo_export.py --store photos.zarr runs/zoo/hog runs/zoo/conv5 ...
+
+For each run folder: its held-out scores on the store (the rows the run never saw) with the float32 weights and
+with the float16 ones that ship (float32 ships instead where they differ by more than 0.001), the training part's
+mean image as the baseline, its scores on scikit-image's photos (what the tests check where the shared photos are
+absent), and its recipe from run.json. Writes train/zoo/<name>.safetensors and the card as <name>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from preimage.analysis.runs import mean_image, read_run
+from preimage.cache.store import FeatureStore
+from preimage.pipeline.images import sample_photos
+from preimage.train import checkpoint, zoo
+from preimage.train.data import split_rows
+from preimage.train.invert import reconstruct_arrays
+from preimage.train.metrics import normalised_error, scores
+from preimage.train.trainer import CHECKPOINT, evaluate, load_decoder
+
+MAX_ROWS = 1000  # held-out rows scored (the shared photos have 985)
+FLOAT16_TOLERANCE = 0.001  # the most the shipped weights may move the held-out error
+RECIPE = ("width", "batch_size", "lr", "decay_from", "augment", "target_size", "seed", "held_out", "train_fraction")
+
+
+def shipped_weights(run: Path, store: FeatureStore, feature: str, held_out: float, reference: float,
+                    tmp: Path) -> tuple[str, dict]:  # fmt: skip
+    """The weights' type that ships (float16 unless it moves the held-out error by more than the tolerance) and
+    the held-out scores of what ships."""
+    model = load_decoder(run, store, feature)
+    header = checkpoint.read_header(run / CHECKPOINT)
+    checkpoint.save(tmp, model, None, header, weights_dtype=torch.float16)
+    half = evaluate(load_decoder(tmp, store, feature), store, feature, held_out, MAX_ROWS)
+    if abs(half["normalised_error"] - reference) <= FLOAT16_TOLERANCE:
+        return "float16", half
+    return "float32", evaluate(model, store, feature, held_out, MAX_ROWS)
+
+
+def sample_scores(path: Path) -> dict:
+    """Scores on the colour photos that ship with scikit-image, as ``preimage invert`` computes them."""
+    photos = sample_photos()
+    crops, recon = reconstruct_arrays(list(photos.values()), path)
+    targets = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    return {"photos": sorted(photos), **{k: round(v, 4) for k, v in scores(recon, targets).items()}}
+
+
+def card(run: Path, store: FeatureStore, feature: str, dtype: str, heldout: dict, fp32: dict, baseline: float) -> dict:
+    """The model card: training data and split, recipe, time, held-out and sample-photo scores, how to reproduce."""
+    saved = json.loads((run / "run.json").read_text())
+    config, sessions = saved["config"], saved["sessions"]
+    state = checkpoint.read_header(run / CHECKPOINT)["state"]
+    source = store.meta["source"]
+    return {
+        "feature": feature,
+        "training_photos": {
+            "source": "the shared photos: Caltech-101 (9,144 JPEG) and BSDS500 (500 JPEG)",
+            "files": source["rows"],
+            "train_rows": int(split_rows(store, "train", config["held_out"], config["train_fraction"]).sum()),
+            "heldout_rows": int(split_rows(store, "heldout", config["held_out"]).sum()),
+            "split": f"{config['held_out']:.0%} of the file paths held out, chosen by SHA-256 hash (train/data.py)",
+            "image_recipe": f"centre square, {store.meta['recipe']['image_size']} px",
+        },
+        "recipe": {
+            **{k: config[k] for k in RECIPE},
+            "epochs": sessions[-1]["epochs"],
+            "steps": state["step"],
+            "precision": saved["precision"],
+            "devices": sorted({f"{s['device']} ({s.get('machine', 'not recorded')})" for s in sessions}),
+            "minutes": round(state.get("seconds", 0.0) / 60, 1),
+        },
+        "heldout": {
+            "rows": heldout["heldout_rows"],
+            "normalised_error": round(heldout["normalised_error"], 4),
+            "psnr": round(heldout["psnr"], 2),
+            "ssim": round(heldout["ssim"], 4),
+            "normalised_error_float32": round(fp32["normalised_error"], 4),
+            "mean_image_error": round(baseline, 4),
+        },
+        "weights": {"dtype": dtype},
+        "reproduce": "bash references/zoo.sh ../shared/data/photos photos.zarr runs/zoo",
+        "evaluate": f"preimage analyze error --store photos.zarr --decoder {feature}",
+    }
+
+
+def markdown(entry: dict, size: int, parameters: int) -> str:
+    """The card as text, beside the weights."""
+    photos, recipe, held, sample = entry["training_photos"], entry["recipe"], entry["heldout"], entry["sample_photos"]
+    lines = [
+        f"# Shipped decoder: {entry['feature']}",
+        "",
+        f"An up-convolutional decoder (Dosovitskiy & Brox 2016) from {entry['feature']} features to a "
+        f"{recipe['target_size']}x{recipe['target_size']} colour image. {parameters:,} parameters in "
+        f"{entry['weights']['dtype']}, {size / 1e6:.1f} MB.",
+        "",
+        "## Training photos",
+        f"- {photos['source']}: {photos['files']:,} files; {photos['train_rows']:,} trained on, "
+        f"{photos['heldout_rows']:,} held out ({photos['split']}).",
+        f"- Images: {photos['image_recipe']}, as `preimage extract` stores them.",
+        "",
+        "## Recipe",
+        f"- width {recipe['width']}, {recipe['epochs']} epochs ({recipe['steps']:,} steps of {recipe['batch_size']}), "
+        f"Adam at {recipe['lr']} decayed (cosine) from {recipe['decay_from']:.0%} of the steps, augmentation "
+        f"{recipe['augment']}, seed {recipe['seed']}",
+        f"- {recipe['precision']} on {', '.join(recipe['devices'])}: {recipe['minutes']} minutes",
+        "",
+        "## Held-out photos",
+        "| rows | normalised error | PSNR dB | SSIM | mean image | float32 weights |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {held['rows']} | **{held['normalised_error']:.4f}** | {held['psnr']:.2f} | {held['ssim']:.4f} | "
+        f"{held['mean_image_error']:.4f} | {held['normalised_error_float32']:.4f} |",
+        "",
+        f"On scikit-image's photos ({', '.join(sample['photos'])}): normalised error {sample['normalised_error']:.4f}, "
+        f"PSNR {sample['psnr']:.2f} dB, SSIM {sample['ssim']:.4f}.",
+        "",
+        "## Reproduce",
+        "```bash",
+        entry["reproduce"] + "   # extract, train every shipped decoder, export",
+        entry["evaluate"] + "   # the held-out row above",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export(run: Path, store: FeatureStore, out: Path) -> Path:
+    """Write one run as a shipped decoder in ``out``; returns the file."""
+    trained = read_run(run)
+    if trained is None or trained.autoencoder:
+        raise SystemExit(f"{run}: not a finished decoder run")
+    feature = trained.feature
+    fp32 = evaluate(load_decoder(run, store, feature), store, feature, trained.held_out, MAX_ROWS)
+    target = out / f"{zoo.file_stem(feature)}{zoo.SUFFIX}"
+    tmp = target.with_name(target.name + ".check")
+    dtype, heldout = shipped_weights(run, store, feature, trained.held_out, fp32["normalised_error"], tmp)
+    rows = np.flatnonzero(split_rows(store, "heldout", trained.held_out))[:MAX_ROWS]
+    targets = torch.from_numpy(store.take("images", rows)).permute(0, 3, 1, 2).float() / 255
+    baseline = normalised_error(mean_image(store, trained.held_out)[None].expand_as(targets), targets)
+    entry = card(run, store, feature, dtype, heldout, fp32, baseline)
+    header = {
+        **checkpoint.read_header(run / CHECKPOINT),
+        "config": json.loads((run / "run.json").read_text())["config"],
+    }
+    model = load_decoder(run, store, feature)
+    weights = torch.float16 if dtype == "float16" else None
+    checkpoint.save(tmp, model, None, {**header, "card": entry}, weights_dtype=weights)
+    entry["sample_photos"] = sample_scores(tmp)  # what ships, on photos every installation has
+    checkpoint.save(target, model, None, {**header, "card": entry}, weights_dtype=weights)
+    tmp.unlink()
+    target.chmod(0o644)
+    parameters = sum(p.numel() for p in model.parameters())
+    target.with_suffix(".md").write_text(markdown(entry, target.stat().st_size, parameters))
+    print(f"{feature}: held-out {heldout['normalised_error']:.4f} ({dtype}; float32 {fp32['normalised_error']:.4f}), "
+          f"scikit-image photos {entry['sample_photos']['normalised_error']:.4f}, {target.stat().st_size / 1e6:.1f} MB "
+          f"-> {target}")  # fmt: skip
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders of preimage train")
+    parser.add_argument("--store", type=Path, required=True, help="the store they were trained on")
+    parser.add_argument("--out", type=Path, default=zoo.ZOO_DIR, help="where shipped decoders live")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = FeatureStore.open(args.store)
+    for run in args.runs:
+        export(run, store, args.out)
+
+
+if __name__ == "__main__":
+    main()

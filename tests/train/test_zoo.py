@@ -1,0 +1,157 @@
+"""The decoders that ship: each reproduces its model card's numbers, loads by name, and refuses foreign features."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from preimage.cache.store import FeatureStore
+from preimage.cli import main
+from preimage.pipeline.decode import read_images
+from preimage.pipeline.extract import DRAFT_MIN_SIDE
+from preimage.pipeline.sources import folder_source
+from preimage.train import zoo
+from preimage.train.data import split_of
+from preimage.train.invert import reconstruct_arrays
+from preimage.train.metrics import scores
+from preimage.train.trainer import load_decoder
+
+from ..conftest import SHARED_PHOTOS
+from ..helpers import run_extract
+
+SHIPPED = zoo.list_shipped()
+NAMES = [entry.feature for entry in SHIPPED]
+TOLERANCE = 0.002  # between the card and a re-run: other CPUs' kernels, other batch sizes
+
+
+def score_files(entry: zoo.Shipped, images: list[np.ndarray]) -> dict:
+    crops, recon = reconstruct_arrays(images, entry.feature)
+    return scores(recon, torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255)
+
+
+def test_the_zoo_holds_a_decoder_per_promised_representation_in_a_few_tens_of_mb():
+    assert set(NAMES) >= {"hog", "lbp", "sift", *(f"alexnet:conv{i}" for i in range(1, 6))}
+    assert sum(entry.path.stat().st_size for entry in SHIPPED) < 40e6
+    for entry in SHIPPED:
+        card = entry.card
+        assert card["feature"] == entry.feature and entry.card_text.is_file()
+        assert card["heldout"]["normalised_error"] < card["heldout"]["mean_image_error"]
+        assert abs(card["heldout"]["normalised_error"] - card["heldout"]["normalised_error_float32"]) <= 0.001
+        assert card["recipe"]["minutes"] > 0 and card["reproduce"].startswith("bash references/zoo.sh")
+
+
+def test_the_card_goals_hold():
+    errors = {entry.feature: entry.card["heldout"]["normalised_error"] for entry in SHIPPED}
+    assert errors["alexnet:conv5"] <= 0.40
+    depth = [errors[f"alexnet:conv{i}"] for i in range(1, 6)]
+    assert depth == sorted(depth), f"the error should grow with depth: {depth}"
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=NAMES)
+def test_each_decoder_reproduces_its_cards_figure_on_scikit_images_photos(entry, photos):
+    expected = entry.card["sample_photos"]
+    if sorted(photos) != expected["photos"]:
+        pytest.skip(f"this scikit-image has the photos {sorted(photos)}, the card was scored on {expected['photos']}")
+    got = score_files(entry, list(photos.values()))
+    assert got["normalised_error"] == pytest.approx(expected["normalised_error"], abs=TOLERANCE)
+    assert got["psnr"] == pytest.approx(expected["psnr"], abs=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason=f"the shared photos are absent ({SHARED_PHOTOS})")
+def test_each_decoder_reproduces_its_cards_heldout_error_on_the_shared_photos():
+    """The 985 held-out photos read from their files, as ``preimage invert`` reads a user's photo."""
+    source = folder_source(SHARED_PHOTOS)
+    keys = [key for key, ident in zip(source.keys, source.ids, strict=True) if split_of(ident) == "heldout"]
+    images = [image for image in read_images(keys, DRAFT_MIN_SIDE) if isinstance(image, np.ndarray)]
+    assert len(images) == SHIPPED[0].card["heldout"]["rows"]
+    for entry in SHIPPED:
+        got = score_files(entry, images)
+        held = entry.card["heldout"]
+        assert got["normalised_error"] == pytest.approx(held["normalised_error"], abs=TOLERANCE), entry.feature
+        assert got["psnr"] == pytest.approx(held["psnr"], abs=0.05), entry.feature
+
+
+def test_load_decoder_by_name_gives_float32_weights_and_a_clear_error_for_other_names():
+    model = load_decoder(NAMES[0])
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert zoo.resolve(NAMES[0]) == SHIPPED[0].path
+    with pytest.raises(FileNotFoundError, match="ships with preimage .shipped: .*alexnet:conv5"):
+        load_decoder("alexnet:conv9")
+
+
+@pytest.fixture(scope="module")
+def conv5_store(tmp_path_factory, dask_client, photos):
+    """A default store (128 px) of AlexNet's CONV5 and HOG over 40 crops of scikit-image's photos, and the same
+    at 96 px: features computed otherwise than the shipped decoders'."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("zoo")
+    folder = root / "images"
+    folder.mkdir()
+    sources = list(photos.values())
+    for i in range(40):
+        photo = sources[i % len(sources)]
+        crop = photo[5 * i : 5 * i + 200, 3 * i : 3 * i + 200]
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    stores = {}
+    for size in (128, 96):
+        stores[size] = root / f"s{size}.zarr"
+        run_extract(stores[size], folder_source(folder), "alexnet:conv5", dask_client, image_size=size, shard_rows=8)
+    return stores, folder
+
+
+def test_a_shipped_decoder_refuses_features_computed_differently(conv5_store):
+    stores, _ = conv5_store
+    load_decoder("alexnet:conv5", FeatureStore.open(stores[128]))  # the default recipe: accepted
+    with pytest.raises(ValueError, match="computed differently"):
+        load_decoder("alexnet:conv5", FeatureStore.open(stores[96]))
+    result = CliRunner().invoke(main, ["analyze", "error", "--store", str(stores[96]), "--decoder", "alexnet:conv5",
+                                       "--split", "all"])  # fmt: skip
+    assert result.exit_code == 1 and "computed differently" in result.output
+
+
+def test_invert_uses_the_shipped_decoder_of_feature_without_training(conv5_store, tmp_path):
+    _, folder = conv5_store
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["invert", str(folder / "01.png"), "--feature", "alexnet:conv5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "alexnet-conv5.safetensors" in result.output
+    import cv2
+
+    assert cv2.imread(str(out / "01.png")).shape == (128, 256, 3)
+    both = ["invert", str(folder / "01.png"), "--feature", "hog", "--decoder", str(SHIPPED[0].path)]
+    assert "not both" in CliRunner().invoke(main, [*both, "--out", str(tmp_path / "x")]).output
+    unknown = CliRunner().invoke(main, ["invert", str(folder / "01.png"), "--feature", "alexnet:conv9"])
+    assert unknown.exit_code == 1 and "shipped: " in unknown.output
+
+
+def test_studies_take_shipped_decoders_by_name_and_default_to_the_zoo(conv5_store, tmp_path):
+    stores, _ = conv5_store
+    store = str(stores[128])
+    named = CliRunner().invoke(main, ["analyze", "error", "--store", store, "--decoder", "alexnet:conv5", "--split",
+                                      "all"])  # fmt: skip
+    assert named.exit_code == 0 and "normalised error" in named.output, named.output
+    out = tmp_path / "studies"
+    args = ["--store", store, "--feature", "alexnet:conv5", "--out", str(out)]
+    layers = CliRunner().invoke(main, ["analyze", "layers", *args, "--n", "8"])
+    assert layers.exit_code == 0, layers.output
+    assert f"alexnet:conv5: {zoo.shipped('alexnet:conv5').path}" in layers.output  # named as chosen
+    table = json.loads((out / "layers.json").read_text())
+    assert [row["feature"] for row in table] == ["alexnet:conv5"]
+    sampled = CliRunner().invoke(main, ["analyze", "sample", *args, "--decoder", "zoo", "--samples", "2"])
+    assert sampled.exit_code == 0, sampled.output
+
+
+def test_zoo_lists_every_shipped_decoder_with_its_numbers_and_prints_a_card():
+    listing = CliRunner().invoke(main, ["zoo"])
+    assert listing.exit_code == 0, listing.output
+    for entry in SHIPPED:
+        line = next(line for line in listing.output.splitlines() if line.startswith(entry.feature + " "))
+        assert f"{entry.card['heldout']['normalised_error']:.3f}" in line
+    card = CliRunner().invoke(main, ["zoo", "alexnet:conv5"])
+    assert card.exit_code == 0 and card.output.startswith("# Shipped decoder: alexnet:conv5")
