@@ -4,8 +4,8 @@
     preimage.hog(images)                            # VLFeat's HOG of a batch, differentiable; also lbp, sift
     preimage.representation("alexnet:conv3")        # any representation as an nn.Module
     preimage.FeatureStore.open("photos.zarr")       # the store `preimage extract` writes
-    preimage.load_decoder("runs/hog")               # a trained decoder: features -> images
-    preimage.invert("photo.jpg", decoder="runs/hog")        # images -> reconstructions
+    preimage.load_decoder("alexnet:conv5")          # a shipped decoder (or a run folder): features -> images
+    preimage.invert("photo.jpg", decoder="hog")     # images -> reconstructions
     preimage.optimize(images, "alexnet:conv3", steps=200)  # Mahendran & Vedaldi's inversion
 
 Names load on first use, so ``import preimage`` (and the ``preimage`` command's start) costs no torch import.

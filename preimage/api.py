@@ -45,7 +45,8 @@ def _uint8_images(images: Images, name: str) -> list[np.ndarray]:
 
 
 def invert(images: Images, decoder: str | os.PathLike, weights: str | None = None) -> torch.Tensor:
-    """Reconstructions (N, 3, S, S) in [0, 1] of ``images`` by the decoder of a run folder: each image is
+    """Reconstructions (N, 3, S, S) in [0, 1] of ``images`` by the decoder of a run folder, or the one that ships
+    for a representation (``decoder="alexnet:conv5"``; ``preimage zoo`` lists them): each image is
     centre-cropped and resized as the decoder's store did (S is its ``--size``), its feature computed exactly
     as there, and decoded. ``weights``: a backbone weights file, for CNN layers."""
     pairs = invert_arrays(_uint8_images(images, "invert"), decoder, weights)

@@ -73,7 +73,7 @@ def card(run: Path, store: FeatureStore, feature: str, dtype: str, heldout: dict
             "epochs": sessions[-1]["epochs"],
             "steps": state["step"],
             "precision": saved["precision"],
-            "devices": sorted({f"{s['device']} ({s.get('machine', 'not recorded')})" for s in sessions}),
+            "devices": sorted({s["device"] + (f" ({s['machine']})" if "machine" in s else "") for s in sessions}),
             "minutes": round(state.get("seconds", 0.0) / 60, 1),
         },
         "heldout": {

@@ -34,3 +34,16 @@ def checksums(path) -> dict[str, str]:
 
     visit(zarr.open_group(str(path), mode="r"), "")
     return out
+
+
+def write_crops(folder, photos: dict, count: int, side: int, step: tuple[int, int] = (4, 3)):
+    """``count`` PNG crops ``side`` pixels square of scikit-image's photos, each shifted by ``step`` from the last
+    (cycling through the photos): a folder of distinct real images for small stores."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = list(photos.values())
+    for i in range(count):
+        crop = sources[i % len(sources)][step[0] * i : step[0] * i + side, step[1] * i : step[1] * i + side]
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    return folder

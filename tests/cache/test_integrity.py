@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import zarr
@@ -19,21 +18,14 @@ from preimage.cli import main
 from preimage.pipeline.sources import folder_source
 from preimage.train.trainer import TrainConfig, train
 
-from ..helpers import checksums, run_extract
+from ..helpers import checksums, run_extract, write_crops
 
 SPECS = "hog,lbp"
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, photos) -> Path:
-    root = tmp_path_factory.mktemp("integrity") / "images"
-    root.mkdir()
-    sources = list(photos.values())
-    for i in range(40):
-        photo = sources[i % len(sources)]
-        crop = photo[4 * i : 4 * i + 100, 3 * i : 3 * i + 100]
-        cv2.imwrite(str(root / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-    return root
+    return write_crops(tmp_path_factory.mktemp("integrity") / "images", photos, 40, 100)
 
 
 @pytest.fixture(scope="module")

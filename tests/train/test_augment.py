@@ -16,19 +16,14 @@ from preimage.train.augment import augment_images, augmentable, recompute
 from preimage.train.data import ShardStream
 from preimage.train.trainer import TrainConfig, train
 
-from ..helpers import run_extract
+from ..helpers import run_extract, write_crops
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, dask_client, photos):
     """40 crops of real photos at 32x32 with HOG and LBP, shards of 8 rows."""
     root = tmp_path_factory.mktemp("augment")
-    folder = root / "images"
-    folder.mkdir()
-    sources = list(photos.values())
-    for i in range(40):
-        crop = sources[i % len(sources)][5 * i : 5 * i + 100, 3 * i : 3 * i + 100]
-        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    folder = write_crops(root / "images", photos, 40, 100, (5, 3))
     path = root / "s.zarr"
     run_extract(path, folder_source(folder), "hog,lbp", dask_client, image_size=32, shard_rows=8)
     return path

@@ -22,7 +22,7 @@ from preimage.train.hoggles import (
     train_hoggles,
 )
 
-from ..helpers import run_extract
+from ..helpers import run_extract, write_crops
 
 SMALL = HogglesConfig(atoms=48, steps=40, batch=64, lasso_steps=60, seed=3)
 
@@ -31,13 +31,7 @@ SMALL = HogglesConfig(atoms=48, steps=40, batch=64, lasso_steps=60, seed=3)
 def stores(tmp_path_factory, dask_client, photos):
     """HOG stores of 80 crops of scikit-image's photos at 64 px, and at 48 px (HOG computed otherwise)."""
     root = tmp_path_factory.mktemp("hoggles")
-    folder = root / "images"
-    folder.mkdir()
-    sources = list(photos.values())
-    for i in range(80):
-        photo = sources[i % len(sources)]
-        crop = photo[4 * i : 4 * i + 160, 3 * i : 3 * i + 160]
-        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    folder = write_crops(root / "images", photos, 80, 160)
     paths = {}
     for size in (64, 48):
         paths[size] = root / f"s{size}.zarr"
@@ -125,8 +119,9 @@ def test_learning_resumes_to_what_an_uninterrupted_run_learns(stores, tmp_path):
     whole = learn_dictionary(gray, grids, config, 8)
     torch.testing.assert_close(resumed.gray, whole.gray)
     torch.testing.assert_close(resumed.hog, whole.hog)
-    with pytest.raises(ValueError, match="other settings .atoms"):
-        learn_dictionary(gray, grids, HogglesConfig(**{**config.__dict__, "atoms": 40}), 8, tmp_path / "state.safetensors")
+    other = HogglesConfig(**{**config.__dict__, "atoms": 40})
+    with pytest.raises(ValueError, match=r"other settings \(atoms"):
+        learn_dictionary(gray, grids, other, 8, tmp_path / "state.safetensors")
 
 
 def test_a_dictionary_refuses_hog_computed_differently(stores, learned):
@@ -174,7 +169,7 @@ def test_compare_gains_hoggles_as_a_third_method_for_hog(stores, learned, tmp_pa
     table = json.loads((out / "compare.json").read_text())
     assert [row["method"] for row in table] == ["decoder", "optimisation", "hoggles"]
     hoggles_row = table[2]
-    assert hoggles_row["images"] == 4 and 0 < hoggles_row["normalised_error"] and hoggles_row["seconds_per_image"] > 0
+    assert hoggles_row["images"] == 4 and hoggles_row["normalised_error"] > 0 and hoggles_row["seconds_per_image"] > 0
     assert cv2.imread(str(out / "compare-hog.png")).shape[0] == 4 * 64  # image, decoder, optimisation, hoggles
     foreign = CliRunner().invoke(main, [*args[:3], str(paths[48]), *args[4:], "--overwrite"])
     assert foreign.exit_code == 1 and "computed differently" in foreign.output
