@@ -65,7 +65,7 @@ def card(run: Path, store: FeatureStore, feature: str, dtype: str, heldout: dict
             "files": source["rows"],
             "train_rows": int(split_rows(store, "train", config["held_out"], config["train_fraction"]).sum()),
             "heldout_rows": int(split_rows(store, "heldout", config["held_out"]).sum()),
-            "split": f"{config['held_out']:.0%} of the file paths held out, chosen by SHA-256 hash (train/data.py)",
+            "split": f"the {config['held_out']:.0%} of file paths chosen by their SHA-256 (train/data.py)",
             "image_recipe": f"centre square, {store.meta['recipe']['image_size']} px",
         },
         "recipe": {
