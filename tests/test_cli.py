@@ -81,8 +81,9 @@ def test_the_readme_quick_start_runs_as_written(tmp_path, monkeypatch):
     lines = printed.stdout.splitlines()
     assert lines[0] == "torch.Size([1, 64, 64, 31])"
     assert lines[1].startswith("torch.Size([1, 3, 128, 128]) 0.")
-    assert lines[2].startswith("torch.Size([1, 1, 1, 128, 128]) 0.")
-    assert lines[3] == "torch.Size([2, 384, 13, 13])"
+    assert lines[2] == "torch.Size([1, 3, 128, 128])"  # the shipped CONV5 decoder
+    assert lines[3].startswith("torch.Size([1, 1, 1, 128, 128]) 0.")
+    assert lines[4] == "torch.Size([2, 384, 13, 13])"
 
 
 def test_help_version_and_import_load_no_torch():

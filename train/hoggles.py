@@ -178,6 +178,7 @@ def learn_dictionary(
         state = {"atoms": atoms, "a": torch.zeros(config.atoms, config.atoms),
                  "b": torch.zeros(atoms.shape[0], config.atoms), "step": torch.tensor(0)}  # fmt: skip
     atoms, a_stat, b_stat = state["atoms"], state["a"], state["b"]
+    start = time.perf_counter()
     if progress is not None:
         progress.update(int(state["step"]))
     for step in range(int(state["step"]), config.steps):
@@ -193,26 +194,24 @@ def learn_dictionary(
             atoms = atoms - (atoms @ a_stat - b_stat) / lipschitz
             atoms = atoms / atoms.norm(dim=0, keepdim=True).clamp_min(1.0)
         if state_file is not None and ((step + 1) % STATE_EVERY == 0 or step + 1 == config.steps):
-            _save_state(state_file, config, atoms, a_stat, b_stat, step + 1)
+            seconds = float(state.get("seconds", 0.0)) + time.perf_counter() - start
+            _save_state(state_file, config, atoms, a_stat, b_stat, step + 1, seconds)
         if progress is not None:
             progress.update(1)
     split = model.gray.shape[0]
     model.gray.copy_(atoms[:split])
     model.hog.copy_(atoms[split:])
+    model.seconds = float(state.get("seconds", 0.0)) + time.perf_counter() - start  # over every session
     return model
 
 
 STATE_EVERY = 50  # learning steps between saved states
 
 
-def _save_state(path, config: HogglesConfig, atoms, a_stat, b_stat, step: int) -> None:
+def _save_state(path, config: HogglesConfig, atoms, a_stat, b_stat, step: int, seconds: float) -> None:
     partial = Path(path).with_name(Path(path).name + ".partial")
-    tensors = {
-        "atoms": atoms.contiguous(),
-        "a": a_stat.contiguous(),
-        "b": b_stat.contiguous(),
-        "step": torch.tensor(step),
-    }
+    tensors = {"atoms": atoms, "a": a_stat, "b": b_stat, "step": torch.tensor(step), "seconds": torch.tensor(seconds)}
+    tensors = {key: value.contiguous() for key, value in tensors.items()}
     save_file(tensors, str(partial), metadata={"config": json.dumps(asdict(config), sort_keys=True)})
     partial.replace(path)
 
@@ -259,10 +258,9 @@ def train_hoggles(
     cell = int(fingerprint["feature"]["params"]["cell_size"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     model = learn_dictionary(gray, grids, config, cell, out / LEARNING_STATE, progress)
     header = {"hoggles": asdict(config), "fingerprint": fingerprint, "cell_size": cell, "channels": model.channels,
-              "held_out": held_out, "train_rows": len(rows), "seconds": time.perf_counter() - start}  # fmt: skip
+              "held_out": held_out, "train_rows": len(rows), "seconds": model.seconds}  # fmt: skip
     target = out / DICTIONARY
     save_file({"gray": model.gray.contiguous(), "hog": model.hog.contiguous()}, str(target),
               metadata={"header": json.dumps(header, sort_keys=True)})  # fmt: skip
