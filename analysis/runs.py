@@ -52,8 +52,7 @@ def read_run(folder: Path) -> TrainedRun | None:
         config = read_header(folder).get("config")
         if not isinstance(config, dict) or "feature" not in config:
             raise CheckpointError(f"{folder}: a checkpoint without its training settings; give its run folder")
-        return TrainedRun(folder, config["feature"], config["held_out"], bool(config.get("autoencoder")),
-                          config.get("train_fraction", 1.0))  # fmt: skip
+        return _from_settings(folder, config)
     info, weights = folder / "run.json", folder / CHECKPOINT
     if not (info.is_file() and weights.is_file()):
         return None
@@ -61,7 +60,12 @@ def read_run(folder: Path) -> TrainedRun | None:
     config = saved.get("config")
     if not isinstance(config, dict) or "feature" not in config:
         raise CheckpointError(f"{info}: not a run.json of preimage train (no settings)")
-    return TrainedRun(folder, config["feature"], config["held_out"], bool(config.get("autoencoder")),
+    return _from_settings(folder, config)
+
+
+def _from_settings(path: Path, config: dict) -> TrainedRun:
+    """The run at ``path`` described by its training settings (run.json's ``config``)."""
+    return TrainedRun(path, config["feature"], config["held_out"], bool(config.get("autoencoder")),
                       config.get("train_fraction", 1.0))  # fmt: skip
 
 

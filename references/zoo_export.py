@@ -14,10 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from preimage.analysis.runs import mean_image, read_run
+from preimage.analysis.runs import heldout_rows, mean_image, read_images, read_run
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.images import sample_photos
 from preimage.train import checkpoint, zoo
@@ -31,17 +30,15 @@ FLOAT16_TOLERANCE = 0.001  # the most the shipped weights may move the held-out 
 RECIPE = ("width", "batch_size", "lr", "decay_from", "augment", "target_size", "seed", "held_out", "train_fraction")
 
 
-def shipped_weights(run: Path, store: FeatureStore, feature: str, held_out: float, reference: float,
+def shipped_weights(model, header: dict, store: FeatureStore, feature: str, held_out: float, fp32: dict,
                     tmp: Path) -> tuple[str, dict]:  # fmt: skip
     """The weights' type that ships (float16 unless it moves the held-out error by more than the tolerance) and
-    the held-out scores of what ships."""
-    model = load_decoder(run, store, feature)
-    header = checkpoint.read_header(run / CHECKPOINT)
+    the held-out scores of what ships (``fp32``: those of the float32 weights)."""
     checkpoint.save(tmp, model, None, header, weights_dtype=torch.float16)
     half = evaluate(load_decoder(tmp, store, feature), store, feature, held_out, MAX_ROWS)
-    if abs(half["normalised_error"] - reference) <= FLOAT16_TOLERANCE:
+    if abs(half["normalised_error"] - fp32["normalised_error"]) <= FLOAT16_TOLERANCE:
         return "float16", half
-    return "float32", evaluate(model, store, feature, held_out, MAX_ROWS)
+    return "float32", fp32
 
 
 def sample_scores(path: Path) -> dict:
@@ -136,19 +133,16 @@ def export(run: Path, store: FeatureStore, out: Path) -> Path:
     if trained is None or trained.autoencoder:
         raise SystemExit(f"{run}: not a finished decoder run")
     feature = trained.feature
-    fp32 = evaluate(load_decoder(run, store, feature), store, feature, trained.held_out, MAX_ROWS)
+    model = load_decoder(run, store, feature)
+    header = checkpoint.read_header(run / CHECKPOINT)
+    fp32 = evaluate(model, store, feature, trained.held_out, MAX_ROWS)
     target = out / f"{zoo.file_stem(feature)}{zoo.SUFFIX}"
     tmp = target.with_name(target.name + ".check")
-    dtype, heldout = shipped_weights(run, store, feature, trained.held_out, fp32["normalised_error"], tmp)
-    rows = np.flatnonzero(split_rows(store, "heldout", trained.held_out))[:MAX_ROWS]
-    targets = torch.from_numpy(store.take("images", rows)).permute(0, 3, 1, 2).float() / 255
+    dtype, heldout = shipped_weights(model, header, store, feature, trained.held_out, fp32, tmp)
+    targets = read_images(store, heldout_rows(store, trained.held_out, MAX_ROWS))
     baseline = normalised_error(mean_image(store, trained.held_out)[None].expand_as(targets), targets)
     entry = card(run, store, feature, dtype, heldout, fp32, baseline)
-    header = {
-        **checkpoint.read_header(run / CHECKPOINT),
-        "config": json.loads((run / "run.json").read_text())["config"],
-    }
-    model = load_decoder(run, store, feature)
+    header = {**header, "config": json.loads((run / "run.json").read_text())["config"]}
     weights = torch.float16 if dtype == "float16" else None
     checkpoint.save(tmp, model, None, {**header, "card": entry}, weights_dtype=weights)
     entry["sample_photos"] = sample_scores(tmp)  # what ships, on photos every installation has
