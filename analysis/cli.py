@@ -331,7 +331,9 @@ def sample(store, decoders, features, out, vectors, samples, alpha, seed, batch)
         if batch:  # the histograms' dask graph then runs on the jobs' workers
             from ..pipeline.batch_cluster import batch_cluster
 
-            client = stack.enter_context(batch_cluster(replace(batch, dashboard_address=":0"), (store,)))
+            logs = str(Path(out).resolve() / "jobs")  # the jobs' own logs, beside the study's output
+            client = stack.enter_context(batch_cluster(replace(batch, dashboard_address=":0", log_directory=logs),
+                                                       (store,)))  # fmt: skip
             click.echo(f"dask: {batch.jobs} {batch.kind} jobs; dashboard {client.dashboard_link}")
         files = sampling_study(opened, runs, vectors, samples, alpha, seed, out)
     _finish(out, "sample", f"Histograms over the first {vectors} stored vectors; alpha {alpha}; seed {seed}.", files)

@@ -14,14 +14,20 @@ class Progress:
         self.total, self.unit = total, unit
         self.stream = stream or sys.stderr
         self.done = 0
+        self.before = 0  # done by an earlier, resumed session: shown in the count, left out of the rate
         self.extra = ""  # appended to the line, e.g. the current loss
         self.start = self.last = time.perf_counter()
         self.every = every
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
+    def resumed(self, n: int) -> None:
+        """Count ``n`` units done before this session (a resumed run) without crediting them to its rate."""
+        self.done += n
+        self.before += n
+
     def rate(self) -> float:
         elapsed = time.perf_counter() - self.start
-        return self.done / elapsed if elapsed > 0 else 0.0
+        return (self.done - self.before) / elapsed if elapsed > 0 else 0.0
 
     def line(self) -> str:
         rate = self.rate()

@@ -113,11 +113,12 @@ def test_no_worker_within_the_timeout_is_a_clear_error(slurm, photo_folder, tmp_
     assert not queued(slurm, "preimage-extract")  # its job is cancelled on the way out
 
 
-def test_a_worker_that_cannot_see_the_store_stops_the_run(slurm, monkeypatch):
+def test_a_worker_that_cannot_see_the_store_stops_the_run(slurm, monkeypatch, tmp_path):
     from preimage.pipeline.batch_cluster import BatchJobs, ClusterError, batch_cluster
 
     monkeypatch.setenv("SLURM_CONF", slurm["SLURM_CONF"])
-    spec = BatchJobs("slurm", jobs=1, interface="lo", worker_timeout=120, dashboard_address=":0")
+    spec = BatchJobs("slurm", jobs=1, interface="lo", worker_timeout=120, dashboard_address=":0",
+                     log_directory=str(tmp_path))  # fmt: skip
     cannot_see = r"cannot see /nowhere/store\.zarr: the store and the images must be"
     with pytest.raises(ClusterError, match=cannot_see), batch_cluster(spec, ("/nowhere/store.zarr",)):
         pass
@@ -179,3 +180,5 @@ def test_the_sampling_study_runs_its_histograms_on_batch_jobs_alike(slurm, local
     assert here.returncode == 0 and jobs.returncode == 0, here.stderr + jobs.stderr
     assert "dask: 1 slurm jobs" in jobs.stdout
     assert (tmp_path / "here" / "sample.json").read_text() == (tmp_path / "jobs" / "sample.json").read_text()
+    assert list((tmp_path / "jobs" / "jobs").glob("*.out")), "the workers' logs belong beside the study"
+    assert not list(Path.cwd().glob("slurm-*.out"))

@@ -101,12 +101,18 @@ def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     return tensor.contiguous()
 
 
+def json_header(path: str | os.PathLike) -> object:
+    """The JSON under a safetensors file's ``header`` metadata key, read without loading any tensor (a
+    ``KeyError`` where there is none; safetensors' own error for a file it cannot parse)."""
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {})["header"])
+
+
 def read_header(path: str | os.PathLike) -> dict:
     """The JSON header of a checkpoint, read without loading any tensor; a :class:`CheckpointError` naming the
     file for anything that is not one of ours (a pickle, a truncated file, a foreign safetensors file)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = json.loads((f.metadata() or {})["header"])
+        header = json_header(path)
     except KeyError:
         raise _not_a_checkpoint(path, "no preimage header") from None
     except Exception as err:  # safetensors raises its own error type for a file it cannot parse

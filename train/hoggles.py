@@ -26,6 +26,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .checkpoint import json_header
+
 EPS = 1e-8
 
 
@@ -180,7 +182,7 @@ def learn_dictionary(
     atoms, a_stat, b_stat = state["atoms"], state["a"], state["b"]
     start = time.perf_counter()
     if progress is not None:
-        progress.update(int(state["step"]))
+        progress.resumed(int(state["step"]))
     for step in range(int(state["step"]), config.steps):
         pairs = sample(config.batch, step)
         codes = sparse_code(pairs, atoms, config.sparsity, config.lasso_steps)
@@ -272,12 +274,11 @@ def read_dictionary_header(path: str | os.PathLike) -> dict:
     path = Path(path)
     path = path / DICTIONARY if path.is_dir() else path
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = json.loads((f.metadata() or {})["header"])
+        header = json_header(path)
     except Exception as err:
         raise ValueError(f"{path}: not a HOGgles dictionary written by preimage train --method hoggles "
                          f"({type(err).__name__})") from None  # fmt: skip
-    if "hoggles" not in header:
+    if not isinstance(header, dict) or "hoggles" not in header:
         raise ValueError(f"{path}: not a HOGgles dictionary written by preimage train --method hoggles")
     return {**header, "path": str(path)}
 

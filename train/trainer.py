@@ -227,7 +227,7 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
         )
     progress = Progress(last * config.batch_size * world, "samples") if show_progress and rank == 0 else None
     if progress:
-        progress.update(state["step"] * config.batch_size * world)
+        progress.resumed(state["step"] * config.batch_size * world)
     run = _Run(config, model, network, optimizer, stream, steps_per_epoch, total, last, progress, fingerprint,
                store, rank, world, device)  # fmt: skip
     with on_signals(graceful=True, signals=(*STOP_SIGNALS, signal.SIGUSR1)) as run.stop:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from click.testing import CliRunner
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
 from preimage.pipeline.features import hog
+from preimage.pipeline.progress import Progress
 from preimage.pipeline.sources import folder_source
 from preimage.train.hoggles import (
     HogglesConfig,
@@ -105,16 +108,15 @@ def test_learning_resumes_to_what_an_uninterrupted_run_learns(stores, tmp_path):
     grids = torch.from_numpy(store.take("features/hog", np.arange(40)))
     config = HogglesConfig(**{**SMALL.__dict__, "steps": 70})
 
-    class Kill:
-        done = 0
-
+    class Kill(Progress):
         def update(self, n):
-            self.done += n
+            super().update(n)
             if self.done == 60:
                 raise KeyboardInterrupt
 
+    killer = Kill(config.steps, "steps", io.StringIO())
     with pytest.raises(KeyboardInterrupt):
-        learn_dictionary(gray, grids, config, 8, tmp_path / "state.safetensors", Kill())
+        learn_dictionary(gray, grids, config, 8, tmp_path / "state.safetensors", killer)
     resumed = learn_dictionary(gray, grids, config, 8, tmp_path / "state.safetensors")
     whole = learn_dictionary(gray, grids, config, 8)
     torch.testing.assert_close(resumed.gray, whole.gray)
