@@ -25,9 +25,9 @@ from ..train.metrics import feature_error, mean_pairwise_squared_distance, norma
 from .figures import save_rgb, tile_row
 from .optimize import OptimizeConfig, differentiable_target, optimize
 from .report import write_json, write_markdown
-from .runs import TrainedRun, heldout_rows, read_features, read_images
+from .runs import TrainedRun, heldout_rows, mean_image, read_features, read_images
 
-METHODS = ("decoder", "optimisation", "hoggles")  # the last for HOG, when a dictionary is given
+METHODS = ("decoder", "optimisation", "hoggles")  # the figure's rows; hoggles for HOG, when a dictionary is given
 
 
 def compare_feature(
@@ -40,7 +40,7 @@ def compare_feature(
     dictionary: PairedDictionary | None = None,
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Rows of the table for one representation, and the images compared (target, then each method's); with a
-    HOGgles ``dictionary`` (HOG only) a third method."""
+    HOGgles ``dictionary`` (HOG only) a third method; last, the training split's mean image as the baseline."""
     feature = run.feature
     rows = heldout_rows(store, run.held_out, n)
     model = run.decoder(store)
@@ -72,6 +72,9 @@ def compare_feature(
         seconds["hoggles"] = (time.perf_counter() - start) / len(rows)
         recon["hoggles"] = resize_to(gray, size)
         at_input["hoggles"] = target.prepare(resize_to(gray, target.size))
+    baseline = mean_image(store, run.held_out).expand(len(rows), -1, -1, -1)  # the floor every method must beat
+    recon["mean image"], seconds["mean image"] = baseline, 0.0
+    at_input["mean image"] = target.prepare(resize_to(baseline, target.size))
     table = []
     for method in recon:
         with torch.no_grad():

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every study of docs/analyses.md on the decoders that references/quality.sh trains, into one folder with an index.
 #   bash references/analyses.sh [STORE] [RUNS] [OUT]
-# Each step prints its wall time; the optimisation comparison (tens of seconds per image and layer) comes last.
+# Each step prints its wall time. The comparison with the optimisation and HOGgles is docs/quality.md's (the zoo).
 set -euo pipefail
 STORE=${1:-photos.zarr}
 RUNS=${2:-runs/quality}
@@ -20,5 +20,3 @@ step sample "${common[@]}" --feature $convs,$logits --vectors 4096
 step ablate "${common[@]}" --feature $logits --n 8
 step window "${common[@]}" --feature $convs --window 3 --n 256
 step channels "${common[@]}" --feature $convs --channels 0:32 --n 256
-step compare "${common[@]}" --feature hog --n 50
-step compare "${common[@]}" --feature $convs --n 24  # the table accumulates

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from preimage.analysis.compare import COLUMNS, KEYS
 from preimage.analysis.report import markdown_table
-from preimage.analysis.runs import trained_runs
+from preimage.analysis.runs import heldout_rows, mean_image, read_images, trained_runs
+from preimage.cache.store import FeatureStore
 from preimage.cli import main
-from preimage.train.metrics import feature_error, mean_pairwise_squared_distance
+from preimage.train.metrics import feature_error, mean_pairwise_squared_distance, normalised_error
 from preimage.train.trainer import TrainConfig, train
 
 from ..train.test_trainer import make_store
@@ -43,13 +44,17 @@ def test_compare_writes_one_labelled_table_and_one_figure(trained, tmp_path):
     result = CliRunner().invoke(main, [*args, "--n", "6", "--steps", "40", "--out", str(out), "--columns", "4"])
     assert result.exit_code == 0, result.output
     table = json.loads((out / "compare.json").read_text())
-    assert [row["method"] for row in table] == ["decoder", "optimisation"]
+    assert [row["method"] for row in table] == ["decoder", "optimisation", "mean image"]
     for row in table:
-        assert row["images"] == 6 and all(
-            row[key] > 0 for key in ("normalised_error", "feature_error", "psnr", "seconds_per_image")
-        )
-    # optimisation matches the features far better than a 1-epoch decoder does
-    assert table[1]["feature_error"] < table[0]["feature_error"]
+        assert row["images"] == 6 and all(row[key] > 0 for key in ("normalised_error", "feature_error", "psnr"))
+    assert table[0]["seconds_per_image"] > 0 and table[1]["seconds_per_image"] > 0
+    # optimisation matches the features far better than a 1-epoch decoder does, and than the baseline
+    assert table[1]["feature_error"] < min(table[0]["feature_error"], table[2]["feature_error"])
+    # the baseline is the one image the layers study scores too: the training split's mean
+    opened = FeatureStore.open(store)
+    images = read_images(opened, heldout_rows(opened, 0.1, 6))
+    expected = normalised_error(mean_image(opened, 0.1).expand(6, -1, -1, -1), images)
+    assert table[2]["normalised_error"] == pytest.approx(expected, rel=1e-6)
     md = (out / "compare.md").read_text()
     assert (
         "image-space error (D&B)" in md
@@ -104,9 +109,10 @@ def test_compare_runs_merge_into_one_table(trained, tmp_path):
         result = CliRunner().invoke(main, [*args, "--steps", steps, "--out", str(tmp_path), *again])
         assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "compare.json").read_text())
-    assert [(row["feature"], row["method"]) for row in rows] == [("hog", "decoder"), ("hog", "optimisation")]
+    methods = ["decoder", "optimisation", "mean image"]
+    assert [(row["feature"], row["method"]) for row in rows] == [("hog", method) for method in methods]
     other = [{**row, "feature": "alexnet:conv9"} for row in rows]
     (tmp_path / "compare.json").write_text(json.dumps(other))
     assert CliRunner().invoke(main, [*args, "--steps", "5", "--out", str(tmp_path)]).exit_code == 0
     features = [row["feature"] for row in json.loads((tmp_path / "compare.json").read_text())]
-    assert features == ["alexnet:conv9", "alexnet:conv9", "hog", "hog"]
+    assert features == ["alexnet:conv9"] * 3 + ["hog"] * 3

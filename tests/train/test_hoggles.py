@@ -169,7 +169,7 @@ def test_compare_gains_hoggles_as_a_third_method_for_hog(stores, learned, tmp_pa
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     table = json.loads((out / "compare.json").read_text())
-    assert [row["method"] for row in table] == ["decoder", "optimisation", "hoggles"]
+    assert [row["method"] for row in table] == ["decoder", "optimisation", "hoggles", "mean image"]
     hoggles_row = table[2]
     assert hoggles_row["images"] == 4 and hoggles_row["normalised_error"] > 0 and hoggles_row["seconds_per_image"] > 0
     assert cv2.imread(str(out / "compare-hog.png")).shape[0] == 4 * 64  # image, decoder, optimisation, hoggles

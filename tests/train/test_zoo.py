@@ -33,7 +33,7 @@ def score_files(entry: zoo.Shipped, images: list[np.ndarray]) -> dict:
     return scores(recon, torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255)
 
 
-PROMISED = {"hog", "lbp", *(f"alexnet:conv{i}" for i in range(1, 6))}  # SIFT joins them when its training ends
+PROMISED = {"hog", "lbp", "sift", *(f"alexnet:conv{i}" for i in range(1, 6))}
 
 
 def test_the_zoo_holds_a_decoder_per_promised_representation_in_a_few_tens_of_mb():

@@ -1,0 +1,63 @@
+"""The figures of docs/quality.md, made from what `preimage analyze` wrote (PNG) as JPEGs small enough for the repo.
+
+    python references/docs_figures.py --layers out/zoo --compare out/table2 --compare out/compare-cnn --docs docs
+
+- ``zoo-grid.jpg``: the layers study's grid of the shipped decoders (``analyze layers``), as it is.
+- ``compare.jpg``: the held-out photos once, then every method's row of each compared representation in the
+  order given (``analyze compare``: HOG with HOGgles first, then CONV1, CONV3 and CONV5).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+QUALITY = 85  # JPEG quality: the figures stay readable at a tenth of the PNG's size
+LAYERS_SHOWN = ("alexnet-conv1", "alexnet-conv3", "alexnet-conv5")
+
+
+def rows(path: Path, size: int) -> list[np.ndarray]:
+    """The figure's rows (each ``size`` pixels high: a label, then the images)."""
+    picture = cv2.imread(str(path))
+    if picture is None or picture.shape[0] % size:
+        raise SystemExit(f"{path}: not a figure of {size}-pixel rows")
+    return [picture[i : i + size] for i in range(0, picture.shape[0], size)]
+
+
+def write_jpeg(path: Path, picture: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), picture, [cv2.IMWRITE_JPEG_QUALITY, QUALITY]):
+        raise SystemExit(f"could not write {path}")
+    print(f"wrote {path} ({picture.shape[1]}x{picture.shape[0]})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=Path, required=True, help="an analyze layers folder (layers-grid.png)")
+    parser.add_argument("--compare", type=Path, action="append", required=True, help="analyze compare folders")
+    parser.add_argument("--docs", type=Path, default=Path("docs"))
+    parser.add_argument("--size", type=int, default=128, help="the store's image size: each row's height")
+    args = parser.parse_args()
+
+    grid = cv2.imread(str(args.layers / "layers-grid.png"))
+    if grid is None:
+        raise SystemExit(f"{args.layers / 'layers-grid.png'} is missing: run preimage analyze layers first")
+    write_jpeg(args.docs / "zoo-grid.jpg", grid)
+
+    stacked: list[np.ndarray] = []
+    for folder in args.compare:
+        for figure in sorted(folder.glob("compare-*.png")):
+            name = figure.stem.removeprefix("compare-")
+            if name != "hog" and name not in LAYERS_SHOWN:
+                continue
+            image, *methods = rows(figure, args.size)
+            stacked += ([] if stacked else [image]) + methods
+    if not stacked:
+        raise SystemExit(f"no compare-*.png in {', '.join(map(str, args.compare))}: run preimage analyze compare")
+    write_jpeg(args.docs / "compare.jpg", np.concatenate(stacked, axis=0))
+
+
+if __name__ == "__main__":
+    main()
