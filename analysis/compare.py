@@ -72,7 +72,7 @@ def compare_feature(
         seconds["hoggles"] = (time.perf_counter() - start) / len(rows)
         recon["hoggles"] = resize_to(gray, size)
         at_input["hoggles"] = target.prepare(resize_to(gray, target.size))
-    baseline = mean_image(store, run.held_out).expand(len(rows), -1, -1, -1)  # the floor every method must beat
+    baseline = mean_image(store, run.held_out).expand(len(rows), -1, -1, -1)  # the baseline every method must beat
     recon["mean image"], seconds["mean image"] = baseline, 0.0
     at_input["mean image"] = target.prepare(resize_to(baseline, target.size))
     table = []
