@@ -98,7 +98,7 @@ def dask_client():
     """An in-process dask cluster (threads): the real scheduler without the start-up of worker processes."""
     from distributed import Client
 
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address="127.0.0.1:0") as client:
         yield client
 
 

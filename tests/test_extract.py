@@ -198,7 +198,9 @@ def test_a_worker_killed_inside_a_decoder_loses_only_that_file(tmp_path, photos)
         saved = dict(os.environ)  # dask's nannies leave their workers' settings in this process's environment
         try:
             with (
-                LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="1GiB", dashboard_address=None) as cluster,
+                LocalCluster(
+                    n_workers=1, threads_per_worker=1, memory_limit="1GiB", dashboard_address="127.0.0.1:0"
+                ) as cluster,
                 Client(cluster) as client,
             ):
                 yield client

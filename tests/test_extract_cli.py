@@ -107,7 +107,9 @@ def test_strict_makes_unreadable_files_an_error_after_recording_them(bad_folder,
 def test_scheduler_runs_the_graph_on_an_existing_cluster(photo_folder, tmp_path):
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None) as c:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address="127.0.0.1:0"
+    ) as c:
         command = [*extract_command(photo_folder, tmp_path / "s.zarr"), "--features", "hog,lbp"]  # old spelling
         result = subprocess.run([*command, "--scheduler", c.scheduler_address], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
