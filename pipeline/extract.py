@@ -11,6 +11,7 @@ import contextlib
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -89,12 +90,15 @@ class PartitionTask:
 class DecodingLog:
     """Which rows of a partition a task began to decode, in a small file of the store's (``.decoding-N.log``), so that
     when a worker dies inside a decoder (out of memory, a crash in a library) the task dask retries refuses the
-    file that was being decoded and keeps every other one: the failure lands on the file that caused it.
+    file that was being decoded and keeps every other one: the failure lands on the file that caused it. A file is
+    refused only once it was being decoded at two deaths: a worker that died once there may have been killed from
+    outside (a cancelled batch job, a node lost), and the retry decodes it again.
 
     Lines carry the extraction's ``run`` token: only a retry within the same run reads them; a run that was itself
     killed says nothing against its files. A file, not a folder, so zarr does not take it for a group member."""
 
-    REASON = "the worker decoding this file died (out of memory, or a crash in the decoder); it was skipped"
+    REASON = "the worker decoding this file died twice (out of memory, or a crash in the decoder); it was skipped"
+    DEATHS = 2  # attempts that began the file and never finished it before it is refused
 
     def __init__(self, store: str | os.PathLike, index: int, run: str) -> None:
         self.path = Path(store) / f".decoding-{index}.log"
@@ -103,15 +107,15 @@ class DecodingLog:
         self._row: int | None = None
 
     def crashed(self) -> dict[int, str]:
-        """The rows an earlier attempt of this run began and never finished, with the reason to record."""
+        """The rows that earlier attempts of this run began and never finished ``DEATHS`` times, with the reason."""
         if not self.path.exists():
             return {}
-        started, finished = set(), set()
+        unfinished: Counter[int] = Counter()
         for line in self.path.read_text().splitlines():
             run, _, row = line.partition(" ")
             if run == self.run and row:
-                (finished if row.startswith("+") else started).add(int(row.lstrip("+")))
-        return dict.fromkeys(sorted(started - finished), self.REASON)
+                unfinished[int(row.lstrip("+"))] += -1 if row.startswith("+") else 1
+        return dict.fromkeys(sorted(r for r, n in unfinished.items() if n >= self.DEATHS), self.REASON)
 
     def begin(self, row: int) -> None:
         """Note that ``row`` is being decoded (and that the row before it, if any, finished)."""

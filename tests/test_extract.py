@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from preimage.cache.store import READ, UNREADABLE, FeatureStore, StoreError
-from preimage.pipeline.extract import local_cluster
+from preimage.pipeline.extract import DecodingLog, local_cluster
 from preimage.pipeline.features import hog, lbp
 from preimage.pipeline.images import rgb_to_gray, to_float
 from preimage.pipeline.memory import MALLOC_SETTINGS
@@ -178,9 +178,27 @@ def test_the_summary_rate_counts_the_time_the_tasks_ran_not_the_cluster_start(tm
 
 
 @pytest.mark.slow
+def test_a_file_is_refused_only_when_a_worker_died_decoding_it_twice(tmp_path):
+    """One death may come from outside (a cancelled batch job): the retry decodes the file again; a second death
+    at the same file refuses it. Each attempt writes the log and dies without closing it, as a killed worker does."""
+    first = DecodingLog(tmp_path, 0, "run-a")
+    for row in (0, 1):
+        first.begin(row)  # dies decoding row 1
+    assert DecodingLog(tmp_path, 0, "run-a").crashed() == {}
+    second = DecodingLog(tmp_path, 0, "run-a")
+    for row in (0, 1, 2):
+        second.begin(row)  # row 1 decodes this time; dies decoding row 2
+    assert DecodingLog(tmp_path, 0, "run-a").crashed() == {}
+    third = DecodingLog(tmp_path, 0, "run-a")
+    for row in (0, 1, 2):
+        third.begin(row)  # dies at row 2 again
+    assert DecodingLog(tmp_path, 0, "run-a").crashed() == {2: DecodingLog.REASON}
+    assert DecodingLog(tmp_path, 0, "run-b").crashed() == {}  # another run's attempts say nothing against its files
+
+
 def test_a_worker_killed_inside_a_decoder_loses_only_that_file(tmp_path, photos):
     """The bound off, a header-only 15000x15000 PNG grows its worker past its memory limit and the nanny kills it;
-    the retried task refuses that file, with the reason, and keeps every other one."""
+    the task retried after its second death refuses that file, with the reason, and keeps every other one."""
     from distributed import Client, LocalCluster
 
     from preimage.pipeline.extract import extract
