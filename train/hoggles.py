@@ -115,8 +115,10 @@ class PairedDictionary(nn.Module):
         padded = F.pad(grids.float(), (0, 0, pad, pad, pad, pad))  # zero HOG around the grid
         windows = hog_windows(padded, config.window)
         ny, nx = windows.shape[1:3]
-        codes = sparse_code(normalise_rows(windows.reshape(-1, windows.shape[-1])), self.hog, config.sparsity,
-                            config.lasso_steps)  # fmt: skip
+        rows = windows.reshape(-1, windows.shape[-1])
+        codes = rows.new_zeros(len(rows), config.atoms)  # an all-zero window (padding, a flat region) codes to zero
+        some = rows.abs().amax(1) > 0
+        codes[some] = sparse_code(normalise_rows(rows[some]), self.hog, config.sparsity, config.lasso_steps)
         patches = (codes @ self.gray.T) * gaussian(side, config.sigma).flatten()  # (n*ny*nx, side*side)
         patches = patches.view(n, ny * nx, side * side).transpose(1, 2)
         canvas = ((h + 2 * pad + 2) * cell, (w + 2 * pad + 2) * cell)  # one cell of margin around the windows
