@@ -165,7 +165,7 @@ def learn_dictionary(
     their section 3.4), then the dictionary that minimises the surrogate 1/2 tr(D^T D A) - tr(D^T B) under
     ||d_j|| <= 1, by projected gradient steps. With ``state_file`` the learning resumes from it and saves to it
     every 50 steps: batch ``t`` is drawn from seed (config.seed, t), so a resumed run learns what an uninterrupted
-    one would. ``progress.update(1)`` after each step."""
+    one would. ``progress``: a :class:`Progress` over the steps (an earlier session's counted as resumed)."""
     if grids.shape[1] < config.window + 2 or grids.shape[2] < config.window + 2:
         raise ValueError(f"HOG grids of {tuple(grids.shape[1:3])} cells hold no {config.window}x{config.window} "
                          "window with a one-cell margin; use larger images or a smaller window")  # fmt: skip
@@ -182,7 +182,7 @@ def learn_dictionary(
         state = {"atoms": atoms, "a": torch.zeros(config.atoms, config.atoms),
                  "b": torch.zeros(atoms.shape[0], config.atoms), "step": torch.tensor(0)}  # fmt: skip
     atoms, a_stat, b_stat = state["atoms"], state["a"], state["b"]
-    start = time.perf_counter()
+    earlier, start = float(state.get("seconds", 0.0)), time.perf_counter()  # learning seconds of earlier sessions
     if progress is not None:
         progress.resumed(int(state["step"]))
     for step in range(int(state["step"]), config.steps):
@@ -198,14 +198,13 @@ def learn_dictionary(
             atoms = atoms - (atoms @ a_stat - b_stat) / lipschitz
             atoms = atoms / atoms.norm(dim=0, keepdim=True).clamp_min(1.0)
         if state_file is not None and ((step + 1) % STATE_EVERY == 0 or step + 1 == config.steps):
-            seconds = float(state.get("seconds", 0.0)) + time.perf_counter() - start
-            _save_state(state_file, config, atoms, a_stat, b_stat, step + 1, seconds)
+            _save_state(state_file, config, atoms, a_stat, b_stat, step + 1, earlier + time.perf_counter() - start)
         if progress is not None:
             progress.update(1)
     split = model.gray.shape[0]
     model.gray.copy_(atoms[:split])
     model.hog.copy_(atoms[split:])
-    model.seconds = float(state.get("seconds", 0.0)) + time.perf_counter() - start  # over every session
+    model.seconds = earlier + time.perf_counter() - start  # over every session
     return model
 
 
