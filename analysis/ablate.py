@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..pipeline.backbones import create_backbone, get_config, imagenet_class_names
+from ..pipeline.backbones import create_backbone, imagenet_class_names
 from ..pipeline.features import get_representation
 
 
@@ -26,12 +26,10 @@ class Classifier:
 
     def __init__(self, spec: str, weights: str | None = None) -> None:
         rep = get_representation(spec)
-        backbone = rep.params.get("backbone")
-        config = get_config(backbone) if backbone else None
-        if config is None or config.class_score_layer != rep.params["layer"]:
+        if not rep.class_scores:
             raise ValueError(f"{spec} is not a layer of class scores; use e.g. efficientnet_lite0:logits")
-        self.network, self.layer = create_backbone(backbone, weights), rep.params["layer"]
-        self.size = config.preprocess.input_size
+        self.network, self.layer = create_backbone(rep.backbone, weights), rep.layer
+        self.size = rep.input_size
         self.names = imagenet_class_names()
 
     @torch.no_grad()

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
+from ..pipeline.images import save_rgb
 from ..train.hoggles import PairedDictionary
 from ..train.invert import decoder_job
 from ..train.metrics import feature_error, mean_pairwise_squared_distance, normalised_error, psnr, ssim, upsample_to
-from .figures import save_rgb, tile_row
-from .optimize import OptimizeConfig, differentiable_target, optimize
+from ..train.optimize import OptimizeConfig, differentiable_target, optimize
+from .figures import tile_row
 from .report import write_json, write_markdown
 from .runs import TrainedRun, heldout_rows, mean_image, read_features, read_images
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from ..pipeline.images import to_uint8
+
 LABEL_WIDTH = 150
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Images (N, 3, H, W) in [0, 1] (clipped) as uint8 RGB (N, H, W, 3)."""
-    return (images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def label_panel(text: str, height: int, width: int = LABEL_WIDTH) -> np.ndarray:
@@ -40,14 +36,6 @@ def tile_row(label: str, images: torch.Tensor, size: int | None = None) -> np.nd
         images = images.expand(-1, 3, -1, -1)
     tiles = to_uint8(images)
     return np.concatenate([label_panel(label, tiles.shape[1]), *tiles], axis=1)
-
-
-def save_rgb(path: Path, picture: np.ndarray) -> Path:
-    """Write an RGB uint8 picture as PNG (creating the folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    return path
 
 
 SERIES_COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (127, 127, 127))

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
+from ..pipeline.images import save_rgb
 from ..train.metrics import normalised_error, scores, upsample_to
-from .figures import line_plot, save_rgb, tile_row
+from .figures import line_plot, tile_row
 from .report import write_json, write_markdown
 from .runs import TrainedRun, heldout_rows, mean_image, read_images, reconstruct
 

@@ -11,11 +11,12 @@ import torch
 
 from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import expand_specs
+from ..pipeline.images import to_float
 from ..train import zoo
-from ..train.checkpoint import CheckpointError, read_header, read_json
 from ..train.data import split_rows
 from ..train.decoders import Decoder
-from ..train.trainer import CHECKPOINT, load_decoder
+from ..train.inverters import load_decoder
+from ..train.locate import CHECKPOINT, locate
 
 
 @dataclass
@@ -47,31 +48,17 @@ class TrainedRun:
 
 def read_run(folder: Path) -> TrainedRun | None:
     """The run in ``folder`` (or a checkpoint file that carries its settings: a shipped decoder), or None when it
-    holds no finished run (run.json and a checkpoint)."""
-    if folder.is_file() and folder.suffix == zoo.SUFFIX:
-        config = read_header(folder).get("config")
-        if not isinstance(config, dict) or "feature" not in config:
-            raise CheckpointError(f"{folder}: a checkpoint without its training settings; give its run folder")
-        return _from_settings(folder, config)
-    info, weights = folder / "run.json", folder / CHECKPOINT
-    if not (info.is_file() and weights.is_file()):
+    holds no finished decoder run (run.json and a checkpoint)."""
+    if folder.is_file() and folder.suffix != zoo.SUFFIX:
         return None
-    saved = read_json(info)
-    config = saved.get("config")
-    if not isinstance(config, dict) or "feature" not in config:
-        raise CheckpointError(f"{info}: not a run.json of preimage train (no settings)")
-    return _from_settings(folder, config)
-
-
-def _from_settings(path: Path, config: dict) -> TrainedRun:
-    """The run at ``path`` described by its training settings (run.json's ``config``)."""
-    return TrainedRun(path, config["feature"], config["held_out"], bool(config.get("autoencoder")),
+    located = locate(folder)
+    if located.method != "decoder":
+        return None
+    config = located.settings()
+    if config is None:
+        return None
+    return TrainedRun(folder, config["feature"], config["held_out"], located.autoencoder,
                       config.get("train_fraction", 1.0))  # fmt: skip
-
-
-def weights_file(run: Path) -> Path:
-    """A run folder's checkpoint, or the checkpoint file itself."""
-    return run if run.is_file() else run / CHECKPOINT
 
 
 def trained_runs(
@@ -101,7 +88,7 @@ def trained_runs(
     chosen = dict(explicit)
     for feature, candidates in scanned.items():
         if feature not in chosen:
-            candidates.sort(key=lambda r: weights_file(r.path).stat().st_mtime, reverse=True)
+            candidates.sort(key=lambda r: locate(r.path).path.stat().st_mtime, reverse=True)
             chosen[feature] = replace(candidates[0], others=tuple(r.path for r in candidates[1:]))
     if features is None:
         return [chosen[name] for name in sorted(chosen)]
@@ -126,7 +113,7 @@ def heldout_rows(store: FeatureStore, held_out: float, n: int) -> np.ndarray:
 
 def read_images(store: FeatureStore, rows: np.ndarray) -> torch.Tensor:
     """Stored images of ``rows`` as floats (N, 3, S, S) in [0, 1]."""
-    return torch.from_numpy(store.take("images", rows)).permute(0, 3, 1, 2).float() / 255
+    return to_float(store.take("images", rows))
 
 
 def read_features(store: FeatureStore, feature: str, rows: np.ndarray) -> torch.Tensor:
@@ -136,7 +123,7 @@ def read_features(store: FeatureStore, feature: str, rows: np.ndarray) -> torch.
 
 def reconstruct(store: FeatureStore, run: TrainedRun, model: Decoder, rows: np.ndarray) -> torch.Tensor:
     """Reconstructions of stored rows: from their features, or from their images for an autoencoder run."""
-    inputs = read_images(store, rows) if run.autoencoder else read_features(store, run.feature, rows)
+    inputs = read_images(store, rows) if model.takes == "images" else read_features(store, run.feature, rows)
     return decode(model, inputs)
 
 

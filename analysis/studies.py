@@ -10,10 +10,11 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
+from ..pipeline.images import save_rgb
 from ..train.decoders import CHANNELS_LAST
 from ..train.metrics import normalised_error, upsample_to
 from .ablate import Classifier, ablate_top_k
-from .figures import captioned_row, line_plot, save_rgb, tile_row
+from .figures import captioned_row, line_plot, tile_row
 from .interpolate import interpolate
 from .layers import short_name
 from .perturb import PERTURBATIONS, perturb
@@ -137,7 +138,7 @@ def mask_study(store: FeatureStore, runs: list[TrainedRun], n: int, window: int 
     """Reconstructions from a spatial window or a channel range of a convolutional layer, the other features
     set to zero and the decoder trained on whole features (no retraining); error beside the unmasked one.
     Files are NAME.json, NAME.md and NAME.png, so a window study and a channel study share a folder."""
-    from .optimize import OptimizeConfig, feature_mask
+    from ..train.optimize import OptimizeConfig, feature_mask
 
     config = OptimizeConfig(window=window, channels=channels)
     table, picture_rows = [], []

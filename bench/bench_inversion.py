@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from timing import milliseconds_per_image, synchronize
 
-from preimage.analysis.optimize import OptimizeConfig, differentiable_target, optimize
-from preimage.pipeline.extract import stored_row_shape
+from preimage.pipeline.contract import stored_row_shape
 from preimage.pipeline.features import expand_specs, get_representation
 from preimage.pipeline.images import center_square, sample_photos, to_float
-from preimage.pipeline.memory import keep_freed_memory
+from preimage.runtime.memory import keep_freed_memory
 from preimage.train.decoders import DecoderConfig, create_decoder
+from preimage.train.optimize import OptimizeConfig, differentiable_target, optimize
 
 
 def photos(n: int, size: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ def decoder_ms(spec: str, size: int, width: int, device: torch.device, repeats: 
     """Milliseconds per image of the decoder for ``spec`` at batch 64 and at batch 1."""
     rep = get_representation(spec)
     row = stored_row_shape(spec, size)
-    model = create_decoder(DecoderConfig(rep.kind, row, 64, width)).to(device).eval()
+    model = create_decoder(DecoderConfig(rep.decoder, row, 64, width)).to(device).eval()
     result = [
         milliseconds_per_image(model, torch.rand(batch, *row, device=device), repeats, device) for batch in (64, 1)
     ]

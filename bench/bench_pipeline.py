@@ -30,17 +30,13 @@ import torch
 import zarr
 
 from preimage.cache.store import READ, FeatureStore, compressors, feature_path
-from preimage.pipeline.extract import (
-    DRAFT_MIN_SIDE,
-    StepTimer,
-    compute_features,
-    extract,
-    local_cluster,
-    plan_jobs,
-)
+from preimage.pipeline.cluster import local_cluster
+from preimage.pipeline.contract import DRAFT_MIN_SIDE, compute_features, plan_jobs
+from preimage.pipeline.extract import extract
 from preimage.pipeline.images import center_square
-from preimage.pipeline.memory import MALLOC_SETTINGS
 from preimage.pipeline.sources import Source, open_source
+from preimage.runtime.memory import MALLOC_SETTINGS
+from preimage.runtime.progress import StepTimer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 

@@ -26,7 +26,8 @@ import h5py
 import numpy as np
 
 from preimage.cache.store import READ, FeatureStore, progress_path
-from preimage.pipeline.extract import extract, open_store, pending_tasks, plan_jobs
+from preimage.pipeline.contract import plan_jobs
+from preimage.pipeline.extract import extract, open_store, pending_tasks
 from preimage.pipeline.sources import hdf5_source
 from preimage.train.data import ShardStream
 

@@ -6,7 +6,7 @@
    train`` does, in-process by default as the trainer) against the same model fed the same batches from tensors
    already in memory, the two timed alternately ``--repeats`` times and the best of each kept (a 2-core machine's
    noise is larger than the difference); and the fraction of the streaming step time spent waiting for data.
-   Both run with the malloc settings the ``preimage`` command applies (``pipeline/memory.py``) unless
+   Both run with the malloc settings the ``preimage`` command applies (``preimage/runtime/memory.py``) unless
    ``--default-malloc`` is given.
    Beside them, the in-memory samples/s under bfloat16 autocast (``preimage train --precision bf16``) over the
    same in float32, timed alternately with them (``bf16 x``).
@@ -23,10 +23,12 @@ from timing import milliseconds_per_image, synchronize
 
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
-from preimage.pipeline.memory import keep_freed_memory
+from preimage.runtime.device import pick_device
+from preimage.runtime.memory import keep_freed_memory
 from preimage.train.data import ShardStream
-from preimage.train.precision import hardware, step_loss
-from preimage.train.trainer import TrainConfig, build, training_device
+from preimage.train.objective import pixel_loss
+from preimage.train.precision import hardware
+from preimage.train.trainer import TrainConfig, build
 
 
 def train_steps(
@@ -43,7 +45,7 @@ def train_steps(
         x, y = next(iterator)
         waiting += time.perf_counter() - before
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = step_loss(model, x, y, precision)
+        loss = pixel_loss(model, x, y, precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -75,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     kept = not args.default_malloc and keep_freed_memory()
     malloc = "malloc keeps freed memory" if kept else "glibc default malloc"
-    device = training_device(args.device)
+    device = pick_device(args.device)
     store = FeatureStore.open(args.store)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = torch.get_num_threads()

@@ -1,3 +1,2 @@
-"""The zarr v3 feature store: layout, metadata and readers shared by every job (issue #3)."""
-
-SCHEMA_VERSION = 1
+"""The zarr v3 feature store: its layout, metadata, checksums, verification and repair, shared by every job.
+The schema version lives with the layout it describes (:data:`.store.SCHEMA_VERSION`)."""

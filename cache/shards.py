@@ -5,14 +5,13 @@ the store's small chunks that costs about as much again as the compression itsel
 A partition's writer has the whole shard in hand, so it compresses the chunks in one loop and writes one file.
 Only the layout ``cache.store`` creates is encoded here (rows sharded along the first axis, the inner codecs
 ``bytes`` + ``zstd`` + ``crc32c`` (stores of format 2; format 1 has no chunk checksum), the index ``bytes`` +
-``crc32c`` at the end, fill value 0, a local file store); :func:`shard_layout` says None for anything else, and
-the caller lets zarr write it. Reading checks every checksum and names the file, the chunk and its rows when
-one fails (:class:`ShardDamaged`).
+``crc32c`` at the end, fill value 0); :func:`shard_layout` says None for anything else, and the caller lets zarr
+write it. Shards are read and written whole through the store's :mod:`.backend`. Reading checks every checksum
+and names the file, the chunk and its rows when one fails (:class:`ShardDamaged`).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ import numpy as np
 import zarr
 from numcodecs import Zstd
 from zarr.storage import LocalStore
+
+from .backend import Backend, LocalBackend
 
 NO_CHUNK = np.iinfo(np.uint64).max  # the index entry (offset, length) of a chunk that is not stored
 
@@ -47,7 +48,7 @@ def _crc(data) -> bytes:
 class _Shard:
     """One shard file in memory: where it came from, its number, its bytes and its chunk index."""
 
-    path: Path
+    path: Path | str
     number: int
     data: memoryview
     index: np.ndarray
@@ -55,9 +56,11 @@ class _Shard:
 
 @dataclass(frozen=True)
 class ShardLayout:
-    """What encoding one shard of a row-sharded array needs: its folder, rows per chunk and shard, the codec."""
+    """What encoding one shard of a row-sharded array needs: where its objects live (a backend and the array's
+    key), rows per chunk and shard, the codec."""
 
-    folder: Path
+    backend: Backend
+    key: str  # the array's path in the store ('features/hog')
     rows: int  # rows of the whole array
     chunk_rows: int
     shard_rows: int
@@ -68,9 +71,13 @@ class ShardLayout:
     missing: Callable[[int], None] | None = field(default=None, compare=False, repr=False)  # called for an
     # absent shard file with its shard number: the store raises when that partition is marked complete
 
-    def shard_path(self, shard: int) -> Path:
-        """The file of shard ``shard`` (zarr's default chunk key encoding, '/' separated)."""
-        return self.folder / "c" / "/".join([str(shard)] + ["0"] * len(self.row_shape))
+    def shard_key(self, shard: int) -> str:
+        """The object key of shard ``shard`` (zarr's default chunk key encoding, '/' separated)."""
+        return f"{self.key}/c/" + "/".join([str(shard)] + ["0"] * len(self.row_shape))
+
+    def shard_path(self, shard: int) -> Path | str:
+        """Where shard ``shard`` lies (a file's path on a local disk), as messages name it."""
+        return self.backend.locate(self.shard_key(shard))
 
     def encode(self, values: np.ndarray) -> bytes:
         """One shard's bytes: the zstd frames of its chunks in row order, then the index and its crc32c.
@@ -138,9 +145,8 @@ class ShardLayout:
         """A shard file's bytes and its index (chunks x (offset, length)), the index checksum verified; None for
         a shard never written (after :attr:`missing` has had its say)."""
         path = self.shard_path(shard)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = self.backend.read(self.shard_key(shard))
+        if data is None:
             if self.missing is not None:
                 self.missing(shard)
             return None
@@ -189,22 +195,17 @@ class ShardLayout:
             raise ValueError(f"rows {start}:{start + len(values)} are not one whole shard of {self.shard_rows} rows")
         if values.shape[1:] != self.row_shape:
             raise ValueError(f"rows of shape {values.shape[1:]} written into rows of shape {self.row_shape}")
-        path = self.shard_path(start // self.shard_rows)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{uuid.uuid4().hex}.partial")  # zarr's own name for a file being written
-        try:
-            partial.write_bytes(self.encode(values))
-            partial.replace(path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        self.backend.write(self.shard_key(start // self.shard_rows), self.encode(values))
 
 
-def shard_layout(array: zarr.Array) -> ShardLayout | None:
-    """The layout of ``array`` when this module encodes it exactly as zarr would, else None."""
+def shard_layout(array: zarr.Array, backend: Backend | None = None) -> ShardLayout | None:
+    """The layout of ``array`` when this module encodes it exactly as zarr would, else None. ``backend``: where
+    the store's objects live (default: the folder of a local zarr store)."""
+    if backend is None and isinstance(array.store, LocalStore):
+        backend = LocalBackend(array.store.root)
     meta = array.metadata.to_dict()
     codecs = meta.get("codecs", [])
-    if len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed" or not isinstance(array.store, LocalStore):
+    if len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed" or backend is None:
         return None
     config = codecs[0]["configuration"]
     inner = [c["name"] for c in config["codecs"]]
@@ -229,7 +230,8 @@ def shard_layout(array: zarr.Array) -> ShardLayout | None:
     if not plain:
         return None
     return ShardLayout(
-        Path(array.store.root) / array.path,
+        backend,
+        array.path,
         int(array.shape[0]),
         int(chunk_shape[0]),
         int(shard_shape[0]),

@@ -24,14 +24,10 @@ which are complete.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import shutil
-import socket
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -40,13 +36,14 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from .backend import LOCK_FILE, Backend, backend_for
+from .backend import StoreLocked as StoreLocked  # re-exported: what a busy store raises
 from .shards import ShardDamaged, ShardLayout, shard_layout
 
 SCHEMA_VERSION = 2  # 2: chunk checksums
 READABLE_SCHEMAS = (1, 2)  # format 1 stores (no chunk checksums) are read and extended as they are
 CHUNK_ROWS = 4  # rows per chunk: one zarr codec call per 4 rows; per-row chunks cost 2x more to write and read
 PENDING, READ, UNREADABLE = 0, 1, 2
-LOCK_FILE = ".extract.lock"
 
 
 class StoreError(ValueError):
@@ -58,16 +55,12 @@ class Damage:
     """One damaged or missing piece of a store: the array, its file, the rows it holds, what is wrong."""
 
     array: str
-    file: Path
+    file: Path | str  # where the damaged object lies (a file on a local disk)
     rows: tuple[int, int]
     problem: str
 
     def __str__(self) -> str:
         return f"{self.array}: {self.file} (rows {self.rows[0]}-{self.rows[1] - 1}): {self.problem}"
-
-
-class StoreLocked(RuntimeError):
-    """Another process is writing the store."""
 
 
 def feature_path(name: str) -> str:
@@ -137,8 +130,9 @@ class StoreHeader:
 class FeatureStore:
     """A preimage store on disk (see the module docstring for the layout)."""
 
-    def __init__(self, path: str | os.PathLike, group: zarr.Group) -> None:
+    def __init__(self, path: str | os.PathLike, group: zarr.Group, backend: Backend | None = None) -> None:
         self.path = Path(path)
+        self.backend = backend or backend_for(path)
         self.group = group
         meta = dict(group.attrs).get("preimage")
         if not isinstance(meta, dict):
@@ -158,13 +152,14 @@ class FeatureStore:
     @classmethod
     def open(cls, path: str | os.PathLike, mode: str = "r") -> FeatureStore:
         """Open an existing store (``mode='r'`` to read, ``'r+'`` to add to it)."""
-        if not Path(path).exists():
+        backend = backend_for(path)
+        if not backend.exists():
             raise FileNotFoundError(f"no store at {path}")
         try:
-            group = zarr.open_group(str(path), mode=mode)
+            group = zarr.open_group(backend.zarr_path(), mode=mode)
         except Exception as err:
             raise StoreError(f"{path} is not a readable zarr v3 store: {err}") from None
-        return cls(path, group)
+        return cls(path, group, backend)
 
     @classmethod
     def create_or_open(
@@ -181,8 +176,8 @@ class FeatureStore:
         The root attributes are written last, so a run killed while creating leaves a store without them,
         which the next run simply creates again.
         """
-        path = Path(path)
-        if _state(path) == "store":
+        path, backend = Path(path), backend_for(path)
+        if _state(backend) == "store":
             store = cls.open(path, "r+")
             ignored = ("created", "schema_version")  # an older format is extended in its own format
             problems = differences(
@@ -203,12 +198,11 @@ class FeatureStore:
                     f"({changed} of the common rows differ): the source changed; write a new store"
                 )
             return store
-        if _state(path) == "foreign":
+        if _state(backend) == "foreign":
             raise StoreError(f"{path} exists and is not a preimage store; refusing to write into it")
-        for child in path.iterdir() if path.exists() else []:  # an interrupted creation: start again
-            if child.name != LOCK_FILE:
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        group = zarr.open_group(str(path), mode="a")
+        for top in {key.split("/", 1)[0] for key in backend.objects()} - {LOCK_FILE}:  # an interrupted creation
+            backend.remove(top)
+        group = zarr.open_group(backend.zarr_path(), mode="a")
         group.attrs["preimage_incomplete"] = True
         n, rows = len(ids), header.shard_rows
         checksum = SCHEMA_VERSION >= 2
@@ -225,7 +219,7 @@ class FeatureStore:
         images.attrs.update({"layout": "N, H, W, RGB", "size": image_size})
         _create_progress(group, "images", _count(n, rows), checksum)
         group.attrs.put({"preimage": {**header.attrs(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
-        return cls(path, group)
+        return cls(path, group, backend)
 
     # -- rows and partitions --------------------------------------------------------------------------------
 
@@ -314,7 +308,7 @@ class FeatureStore:
 
     def _layout(self, path: str) -> ShardLayout | None:
         if path not in self._layouts:
-            layout = shard_layout(self.array(path))
+            layout = shard_layout(self.array(path), self.backend)
             if layout is not None:
                 layout = replace(layout, missing=partial(self._missing_shard, path, layout))
             self._layouts[path] = layout
@@ -373,8 +367,8 @@ class FeatureStore:
         return paths
 
     def bytes_on_disk(self, path: str) -> int:
-        folder = self.path / path
-        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        """Bytes the objects of array ``path`` take in the store."""
+        return self.backend.size(path)
 
     # -- integrity ---------------------------------------------------------------------------------------------
 
@@ -402,7 +396,8 @@ class FeatureStore:
             array = self.array(path)
             step = int(array.chunks[0])
             for chunk, start in enumerate(range(0, int(array.shape[0]), step)):
-                file = self.path / path / "c" / str(chunk)
+                key = f"{path}/c/{chunk}"
+                file = self.backend.locate(key)
                 # the store rows this chunk stands for (a progress marker: its partition's rows)
                 rows = partitions[chunk] if path.startswith("progress/") else (start, min(start + step, self.rows))
                 try:
@@ -410,65 +405,34 @@ class FeatureStore:
                 except Exception as err:  # zarr's checksum error, or a chunk that does not decode
                     damage.append(Damage(path, file, rows, f"chunk fails its checksum or does not decode ({err})"))
                     continue
-                if path == "status" and not file.exists() and images_done[chunk]:
+                if path == "status" and not self.backend.exists(key) and images_done[chunk]:
                     damage.append(Damage(path, file, rows, "missing, though its partition is marked complete"))
         return damage
 
     # -- writing safely ----------------------------------------------------------------------------------------
 
     @staticmethod
-    @contextlib.contextmanager
-    def lock(path: str | os.PathLike, wait: bool = False) -> Iterator[None]:
-        """Hold the store's write lock (an ``flock`` on ``.extract.lock``); a second writer waits or is refused.
-
-        The file is removed on release (plain zarr listings would warn about it), so a waiter that wakes on
-        a removed file tries again on the new one.
-        """
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        lock_file = path / LOCK_FILE
-        while True:
-            handle = open(lock_file, "a+")  # noqa: SIM115 - closed below or on release
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                handle.close()
-                raise StoreLocked(
-                    f"{path} is being written by {holder}; wait for it to finish, or pass --wait to queue behind it"
-                ) from None
-            try:
-                same = os.fstat(handle.fileno()).st_ino == os.stat(lock_file).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            handle.close()
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"`preimage extract` (pid {os.getpid()} on {socket.gethostname()})")
-            handle.flush()
-            yield
-        finally:
-            lock_file.unlink(missing_ok=True)
-            handle.close()  # releases the flock
+    def lock(path: str | os.PathLike | Backend, wait: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Hold the store's write lock (:meth:`.backend.Backend.lock`); a second writer waits or is refused."""
+        return backend_for(path).lock(wait)
 
 
-def _state(path: Path) -> str:
+def _state(backend: Backend) -> str:
     """'store' (a preimage store), 'new' (absent, empty, or our own interrupted creation) or 'foreign'."""
-    if not path.exists():
-        return "new"
-    if not path.is_dir():
+    root = backend.locate()
+    if isinstance(root, Path) and root.exists() and not root.is_dir():
         return "foreign"
-    if (path / "zarr.json").is_file():
+    try:
+        meta = backend.read("zarr.json")
+    except OSError:
+        return "foreign"
+    if meta is not None:
         try:
-            attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
-        except (OSError, ValueError):
+            attrs = json.loads(meta).get("attributes", {})
+        except ValueError:
             return "foreign"
         return "store" if "preimage" in attrs else "new" if "preimage_incomplete" in attrs else "foreign"
-    return "new" if all(child.name == LOCK_FILE for child in path.iterdir()) else "foreign"
+    return "new" if all(key == LOCK_FILE for key in backend.objects()) else "foreign"
 
 
 def _count(n: int, step: int) -> int:

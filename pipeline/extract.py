@@ -7,68 +7,23 @@ complete store costs nothing to re-run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..cache.store import READ, UNREADABLE, FeatureStore, StoreHeader, feature_path, progress_subject
-from .decode import DECODE_RECIPE, DEFAULT_MAX_PIXELS, ImageReadError
-from .features import expand_specs, get_representation
-from .images import center_square, rgb_to_gray, to_float
-from .memory import MALLOC_SETTINGS
-from .options import DASHBOARD_ADDRESS
-from .signals import Interrupted, on_signals
+from ..cache.repair import repair_store
+from ..cache.store import READ, UNREADABLE, FeatureStore, StoreHeader, feature_path
+from ..runtime.progress import StepTimer
+from ..runtime.signals import Interrupted, on_signals
+from .contract import DRAFT_MIN_SIDE, FeatureJob, compute_features, plan_jobs, recipe, stored_row_shape
+from .decode import DEFAULT_MAX_PIXELS, ImageReadError
+from .images import center_square
 from .sources import Source
-
-EXTRACTOR_VERSION = 1  # bump when an extractor's output changes, so old stores are refused, not mixed
-DRAFT_MIN_SIDE = 1024  # big JPEGs decode at a reduced scale, never below this side (same for every feature)
-
-
-@dataclass(frozen=True)
-class FeatureJob:
-    """One representation to compute: where it goes and what input it takes."""
-
-    name: str  # 'hog', 'alexnet:conv3'
-    input: str  # 'gray' | 'rgb'
-    input_size: int
-    params: dict
-    weights: str | None = None  # an explicit weights file for a backbone
-    weights_sha256: str | None = None
-
-    @property
-    def backbone(self) -> str | None:
-        return self.params.get("backbone")
-
-    @classmethod
-    def from_attrs(cls, attrs: dict, weights: str | None = None) -> FeatureJob:
-        """The job that computed a stored feature, from the array's attributes (to compute it again)."""
-        if attrs.get("extractor_version") != EXTRACTOR_VERSION:
-            raise ValueError(
-                f"{attrs.get('representation')} was computed by extractor version {attrs.get('extractor_version')}; "
-                f"this preimage computes version {EXTRACTOR_VERSION}"
-            )
-        source = attrs["input"]
-        return cls(attrs["representation"], source["color"], source["size"], attrs["params"], weights,
-                   attrs.get("weights_sha256"))  # fmt: skip
-
-    def attrs(self) -> dict:
-        """What the store records with the array, and what must match to add to it."""
-        return {
-            "representation": self.name,
-            "extractor_version": EXTRACTOR_VERSION,
-            "input": {"color": self.input, "size": self.input_size, "range": "[0, 1]"},
-            "params": self.params,
-            "weights_sha256": self.weights_sha256,
-        }
 
 
 @dataclass
@@ -155,42 +110,6 @@ class PartitionResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def plan_jobs(specs: str, image_size: int, weights: str | None = None, dtype: str = "float32") -> list[FeatureJob]:
-    """Feature jobs for a comma-separated spec list; backbones are loaded once here to fix their weights hash."""
-    from .backbones import create_backbone
-
-    jobs = []
-    nets: dict = {}
-    for name in expand_specs(specs):
-        rep = get_representation(name)
-        if rep.input == "gray":
-            jobs.append(FeatureJob(name, "gray", image_size, rep.params))
-            continue
-        backbone = rep.params["backbone"]
-        if backbone not in nets:
-            nets[backbone] = create_backbone(backbone, weights)
-        nets[backbone].check_layers(rep.params["layer"])  # fails here, not on the workers, when weights lack it
-        sha256 = nets[backbone].weights.sha256
-        jobs.append(FeatureJob(name, "rgb", rep.params["input_size"], rep.params, weights, sha256))
-    if not jobs:
-        raise ValueError("no representation asked for; e.g. --features hog,lbp,sift,alexnet:conv1-conv5")
-    if np.dtype(dtype) not in (np.float32, np.float16):
-        raise ValueError(f"features are stored as float32 or float16, not {dtype}")
-    return jobs
-
-
-def recipe(image_size: int) -> dict:
-    """The crop/resize recipe recorded in a store."""
-    return {
-        "crop": "centre square (the shorter side)",
-        "resize": "cv2 INTER_AREA when shrinking, INTER_CUBIC when enlarging",
-        "image_size": image_size,
-        "gray": "MATLAB rgb2gray weights (0.2989, 0.5870, 0.1140) on [0, 1] floats",
-        "draft_min_side": DRAFT_MIN_SIDE,
-        "decode": DECODE_RECIPE,
-    }
-
-
 def open_store(path: str, source: Source, image_size: int, shard_rows: int, jobs: list[FeatureJob], dtype: str):
     """Create or reopen the store and its feature arrays; an error when anything was made differently."""
     header = StoreHeader(source.describe(), recipe(image_size), shard_rows)
@@ -198,13 +117,6 @@ def open_store(path: str, source: Source, image_size: int, shard_rows: int, jobs
     for job in jobs:
         store.ensure_feature(job.name, stored_row_shape(job.name, job.input_size), dtype, job.attrs())
     return store
-
-
-def stored_row_shape(name: str, input_size: int) -> tuple[int, ...]:
-    """One row of a representation as stored: CNN maps as torch gives them (C, H, W), grids as (H, W, C)."""
-    rep = get_representation(name)
-    shape = rep.output_shape(input_size, input_size)
-    return (shape[2], shape[0], shape[1]) if rep.input == "rgb" and len(shape) == 3 else shape
 
 
 def pending_tasks(
@@ -234,20 +146,6 @@ def pending_tasks(
             )
         )
     return tasks
-
-
-@cache
-def _backbone(name: str, weights: str | None, sha256: str | None):
-    """One loaded backbone per worker process; the weights must be those the client planned with."""
-    from .backbones import create_backbone
-
-    net = create_backbone(name, weights).eval()
-    if sha256 is not None and net.weights.sha256 != sha256:
-        raise RuntimeError(
-            f"{name}: this worker found other weights ({net.weights.source}, sha256 {net.weights.sha256[:12]}) "
-            f"than the client ({sha256[:12]}); give every machine the same file with --weights"
-        )
-    return net
 
 
 def run_partition(task: PartitionTask) -> PartitionResult:
@@ -323,57 +221,6 @@ def _check_same_rows(store: FeatureStore, task: PartitionTask, ok: np.ndarray, r
         )
 
 
-def compute_features(
-    jobs: list[FeatureJob], batches: dict[int, np.ndarray], timer: StepTimer | None = None
-) -> dict[str, np.ndarray]:
-    """Each job's values on uint8 RGB crops (``batches[input_size]``, (N, S, S, 3)), exactly as a store holds
-    them; one forward pass per backbone for all of its layers."""
-    timer = timer or StepTimer()
-    results = {}
-    by_backbone: dict[tuple, list[FeatureJob]] = {}
-    for job in jobs:
-        if job.backbone is None:
-            with timer(job.name), torch.inference_mode():
-                gray = rgb_to_gray(to_float(batches[job.input_size]))
-                results[job.name] = _handcrafted(job.name)(gray, job.params).numpy()
-        else:
-            by_backbone.setdefault((job.backbone, job.weights, job.weights_sha256, job.input_size), []).append(job)
-    for (backbone, weights, sha256, size), group in by_backbone.items():
-        with timer(backbone), torch.inference_mode():
-            net = _backbone(backbone, weights, sha256)
-            outputs = net(to_float(batches[size]), [job.params["layer"] for job in group])
-        results.update({job.name: outputs[job.params["layer"]].numpy() for job in group})
-    return results
-
-
-def _handcrafted(name: str):
-    """The function computing a hand-crafted representation from gray images and its parameter dict."""
-    from .features import HANDCRAFTED
-
-    params_cls, function, _, _ = HANDCRAFTED[name]
-    return lambda gray, params: function(gray, params_cls(**params))
-
-
-class StepTimer:
-    """Seconds spent per named step, summed: ``with timer("decode"): ...``."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-
-
-def available_cores() -> int:
-    """Cores this process may run on: the local cluster's default number of worker processes."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 @dataclass
 class ExtractSummary:
     """What one ``extract`` run did, for the command's report."""
@@ -417,8 +264,6 @@ def extract(
     ``client_factory()`` is a context manager giving a dask client, entered only when there is work, so a
     complete store costs no cluster start-up (default: :func:`local_cluster`). Holds the store's lock throughout.
     """
-    from ..cache.store import FeatureStore
-
     if len(source) == 0:
         raise ValueError(f"{source.location}: no files to read")
     jobs = plan_jobs(specs, image_size, weights, dtype)
@@ -429,11 +274,13 @@ def extract(
     repaired = []
     with on_signals(), FeatureStore.lock(store_path, wait):
         if repair and (Path(store_path) / "zarr.json").exists():
-            repaired = repair_store(FeatureStore.open(store_path, "r+"), source)
+            repaired = repair_store(FeatureStore.open(store_path, "r+"), source.ids, source.labels)
         store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
         tasks = pending_tasks(store, source, jobs, dtype, max_pixels)
         if tasks:
             try:
+                from .cluster import local_cluster
+
                 with (client_factory or local_cluster)() as client:
                     compute_seconds = _run(client, tasks, steps, show_progress)
             except BaseException as err:
@@ -462,33 +309,12 @@ def extract(
     )
 
 
-def repair_store(store: FeatureStore, source: Source) -> list:
-    """Verify ``store`` and undo what is damaged so that the extraction that follows recomputes exactly those
-    partitions: a damaged shard of ``images`` or a feature, or a damaged ``status``/``failures`` chunk, marks its
-    partition to be computed again; ``ids`` and ``labels`` are rewritten from the source; a damaged completion
-    marker is reset. Returns the damage found."""
-    damage = store.verify()
-    for piece in damage:
-        index = piece.rows[0] // store.shard_rows
-        if piece.array in ("ids", "labels"):
-            start, stop = store.partitions()[index]
-            values = source.ids[start:stop] if piece.array == "ids" else source.labels[start:stop]
-            store.array(piece.array)[start:stop] = np.asarray(values, dtype=str if piece.array == "ids" else np.int32)
-        elif piece.array in ("status", "failures"):  # written with the images: redo those
-            store.mark_done("images", index, False)
-        elif progress_subject(piece.array):
-            store.mark_done(progress_subject(piece.array), index, False)
-        elif piece.array.startswith("progress/"):
-            store.array(piece.array)[index] = 0  # written afresh: that partition is computed again
-    return damage
-
-
 def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progress: bool) -> float:
     """Submit every task, follow them with a progress line, stop at the first failure; returns the seconds from
     the first submission to the last task done."""
     from distributed import as_completed
 
-    from .progress import Progress
+    from ..runtime.progress import Progress
 
     begin = time.perf_counter()
     progress = Progress(sum(len(t.source) for t in tasks)) if show_progress else None
@@ -507,73 +333,3 @@ def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progr
         if progress:
             progress.close()
     return time.perf_counter() - begin
-
-
-def worker_config() -> dict:
-    """The local cluster's dask settings: workers spawned with :data:`~.memory.MALLOC_SETTINGS`, and without the
-    statistical profiler, which samples every thread's stack every 10 ms (8% of the CPU time on 2 cores) for a
-    dashboard page that extraction does not need (the task stream stays)."""
-    import dask
-
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_SETTINGS}
-    return {"distributed.worker.profile.enabled": False, "distributed.nanny.pre-spawn-environ": environ}
-
-
-@contextlib.contextmanager
-def local_cluster(
-    workers: int | None = None, announce=None, dashboard_address: str = DASHBOARD_ADDRESS
-) -> Iterator[object]:
-    """A client of a ``distributed.LocalCluster``: one single-threaded worker process per core (by default), each
-    running torch on ``cores // workers`` threads.
-
-    ``announce(client)`` is called once it is up (the CLI prints the dashboard address there). The dashboard
-    listens on loopback unless ``dashboard_address`` says otherwise (``:8787`` is every interface); the
-    scheduler always does.
-    """
-    import logging
-
-    import dask
-    from distributed import Client, LocalCluster
-
-    cores = available_cores()
-    workers = workers or cores
-    if not logging.getLogger().isEnabledFor(logging.INFO):  # the scheduler runs in this process: keep it quiet
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-    environ = dict(os.environ)
-    with (
-        dask.config.set(worker_config()),
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=dashboard_address,
-            silence_logs=logging.ERROR,
-            env={"OMP_NUM_THREADS": str(max(1, cores // workers))},  # torch threads in each worker process
-            preload=[__name__],  # torch and the extractors imported while the cluster starts, not by the first task
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        _restore_environ(environ)
-        if announce:
-            announce(client)
-        yield client
-
-
-def _restore_environ(saved: dict[str, str]) -> None:
-    """Undo what dask's nannies leave in this process's environment (they set ``pre-spawn-environ`` here before
-    spawning: OMP_NUM_THREADS=1 and the malloc settings would reach every later child of the caller)."""
-    for key in set(os.environ) - set(saved):
-        del os.environ[key]
-    os.environ.update(saved)
-
-
-@contextlib.contextmanager
-def remote_cluster(address: str, announce=None) -> Iterator[object]:
-    """A client of an existing dask scheduler (its workers must see the store's path and set their threads)."""
-    from distributed import Client
-
-    with Client(address) as client:
-        if announce:
-            announce(client)
-        yield client

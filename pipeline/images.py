@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import cv2
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -27,14 +28,32 @@ def to_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Images (N, 3, H, W) in [0, 1] (clipped) as uint8 RGB (N, H, W, 3): the inverse of :func:`to_float`."""
+    return (images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
 def center_square(image: np.ndarray, size: int) -> np.ndarray:
     """Centre crop to a square and resize to ``size`` x ``size`` (area interpolation when shrinking)."""
+    import cv2
+
     h, w = image.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     crop = image[top : top + side, left : left + side]
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
     return cv2.resize(crop, (size, size), interpolation=interpolation)
+
+
+def save_rgb(path: Path, picture: np.ndarray) -> Path:
+    """Write an RGB uint8 picture (PNG or JPEG by the suffix), creating the folder; an error when nothing was
+    written. The one place pictures are written."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(picture), cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
 
 
 def sample_photos() -> dict[str, np.ndarray]:

@@ -38,7 +38,7 @@ _EXPORTS = {
     "list_representations": ("preimage.pipeline.features", "list_representations"),
     "create_backbone": ("preimage.pipeline.backbones", "create_backbone"),
     "FeatureStore": ("preimage.cache.store", "FeatureStore"),
-    "load_decoder": ("preimage.train.trainer", "load_decoder"),
+    "load_decoder": ("preimage.train.inverters", "load_decoder"),
     "invert": ("preimage.api", "invert"),
     "optimize": ("preimage.api", "optimize"),
     "ImageInputError": ("preimage.pipeline.checks", "ImageInputError"),

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .analysis.optimize import Inversion, OptimizeConfig, differentiable_target, with_defaults
-from .analysis.optimize import optimize as _optimize
 from .pipeline.checks import ImageInputError, as_tensor
+from .pipeline.contract import DRAFT_MIN_SIDE
 from .pipeline.decode import read_images
-from .pipeline.extract import DRAFT_MIN_SIDE
 from .pipeline.features.extractor import as_rgb_batch
 from .pipeline.images import center_square, to_float
 from .train.invert import invert_arrays
+from .train.optimize import Inversion, OptimizeConfig, differentiable_target, with_defaults
+from .train.optimize import optimize as _optimize
 
 Images = str | os.PathLike | Sequence[str | os.PathLike] | torch.Tensor | np.ndarray
 
@@ -50,7 +50,7 @@ def invert(images: Images, decoder: str | os.PathLike, weights: str | None = Non
     centre-cropped and resized as the decoder's store did (S is its ``--size``), its feature computed exactly
     as there, and decoded. ``weights``: a backbone weights file, for CNN layers."""
     pairs = invert_arrays(_uint8_images(images, "invert"), decoder, weights)
-    return torch.from_numpy(np.stack([recon for _, recon in pairs])).permute(0, 3, 1, 2).float() / 255
+    return to_float(np.stack([recon for _, recon in pairs]))
 
 
 def optimize(
@@ -62,7 +62,7 @@ def optimize(
     **settings,
 ) -> Inversion:
     """Mahendran & Vedaldi's inversion: pixels found by gradient descent so that their ``feature`` (``hog`` or
-    a CNN layer) matches the images' own. ``settings`` are :class:`~preimage.analysis.optimize.OptimizeConfig`
+    a CNN layer) matches the images' own. ``settings`` are :class:`~preimage.train.optimize.OptimizeConfig`
     fields (``steps``, ``restarts``, ``lambda_tv``, ``window``, ...). Returns the pre-images
     (``.images``: N, restarts, C, S, S) with each one's relative feature error."""
     target = differentiable_target(feature, size, weights, device)

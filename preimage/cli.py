@@ -1,4 +1,4 @@
-"""The ``preimage`` command: the root group gathers the subcommands that live with their packages.
+"""The ``preimage`` command: the root group gathers the subcommands of :mod:`preimage.commands`.
 
 It sits above every package, so it may import them all; each subcommand's module imports only click at load
 time (torch, dask and the backbones load when a command runs), so ``--help`` and ``--version`` answer at once.
@@ -11,18 +11,18 @@ import warnings
 
 import click
 
-from .analysis.cli import analyze
-from .cache.cli import export, info, verify
-from .demo import demo
-from .pipeline.extract_cli import extract
-from .pipeline.features_cli import features
-from .pipeline.memory import keep_freed_memory
-from .pipeline.signals import Interrupted
-from .pipeline.tour import tour
-from .sbatch import sbatch
-from .train.cli import train
-from .train.invert_cli import invert
-from .train.zoo_cli import zoo
+from .commands.analyze import analyze
+from .commands.demo import demo
+from .commands.extract import extract
+from .commands.features import features
+from .commands.invert import invert
+from .commands.sbatch import sbatch
+from .commands.store import export, info, verify
+from .commands.tour import tour
+from .commands.train import train
+from .commands.zoo import zoo
+from .runtime.memory import keep_freed_memory
+from .runtime.signals import Interrupted
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -34,7 +34,7 @@ def expected_failure(err: BaseException) -> str | None:
     """The one-line message for a failure that bad input or a bad environment causes (a missing or foreign file,
     a damaged store or checkpoint, a wrong option value, a busy store), None for anything else (a bug: its
     traceback stays)."""
-    from .cache.store import StoreLocked
+    from .cache.backend import StoreLocked
     from .pipeline.batch_cluster import ClusterError
     from .pipeline.decode import ImageReadError
 

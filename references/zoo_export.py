@@ -21,9 +21,11 @@ from preimage.cache.store import FeatureStore
 from preimage.pipeline.images import sample_photos
 from preimage.train import checkpoint, zoo
 from preimage.train.data import split_rows
+from preimage.train.evaluation import evaluate
 from preimage.train.invert import reconstruct_arrays
+from preimage.train.inverters import load_decoder
+from preimage.train.locate import CHECKPOINT
 from preimage.train.metrics import normalised_error, scores
-from preimage.train.trainer import CHECKPOINT, evaluate, load_decoder
 
 MAX_ROWS = 1000  # held-out rows scored (the shared photos have 985)
 FLOAT16_TOLERANCE = 0.001  # the most the shipped weights may move the held-out error

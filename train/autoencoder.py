@@ -41,11 +41,11 @@ class AutoEncoder(nn.Module):
     def __init__(self, spec: str, decoder: Decoder, weights: str | None = None, pretrained: bool = True) -> None:
         super().__init__()
         rep = get_representation(spec)
-        if "backbone" not in rep.params:
+        if rep.backbone is None:
             raise ValueError(f"{spec} has no weights to fine-tune; the autoencoder mode needs a CNN layer")
-        self.spec, self.layer = spec, rep.params["layer"]
-        self.input_size = rep.params["input_size"]
-        self.encoder = create_backbone(rep.params["backbone"], weights, random_init=not pretrained)
+        self.spec, self.layer = spec, rep.layer
+        self.input_size = rep.input_size
+        self.encoder = create_backbone(rep.backbone, weights, random_init=not pretrained)
         self.encoder.check_layers(self.layer)
         drop_unused(self.encoder, lambda: self.encode(torch.zeros(1, 3, 32, 32)))
         self.decoder = decoder

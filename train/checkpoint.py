@@ -69,26 +69,43 @@ def store_fingerprint(store: FeatureStore, feature: str) -> dict:
     return {**fingerprint, "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
+Models = torch.nn.Module | dict[str, torch.nn.Module]
+Optimizers = torch.optim.Optimizer | dict[str, torch.optim.Optimizer] | None
+
+
+def _named(value, name: str) -> dict:
+    """A named collection: one model (or optimiser) is the collection of that one under its usual name."""
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, dict) else {name: value}
+
+
 def save(
     path: str | os.PathLike,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None,
+    models: Models,
+    optimizers: Optimizers,
     header: dict,
     weights_dtype: torch.dtype | None = None,
 ) -> None:
-    """Write model (and optimizer) tensors with ``header`` as JSON metadata, atomically; ``weights_dtype``
-    (float16 for a shipped decoder) stores the model's weight tensors in that type (:func:`load` casts back)."""
+    """Write named models' (and optimisers') tensors with ``header`` as JSON metadata, atomically: model ``NAME``'s
+    tensors under ``NAME.``, optimiser ``NAME``'s state under ``NAME.INDEX.`` and its parameter groups in the
+    metadata ``NAME_groups`` (a decoder run: ``model`` and ``optimizer``; a GAN adds its discriminator and its
+    optimiser). ``weights_dtype`` (float16 for a shipped decoder) stores the models' weights in that type
+    (:func:`load` casts back)."""
     path = Path(path)
-    tensors = {f"model.{k}": _stored(v.detach(), weights_dtype) for k, v in model.state_dict().items()}
-    optim_meta = None
-    if optimizer is not None:
+    tensors, metadata = {}, {"header": json.dumps(header, sort_keys=True)}
+    for name, model in _named(models, "model").items():
+        tensors.update({f"{name}.{k}": _stored(v.detach(), weights_dtype) for k, v in model.state_dict().items()})
+    optimizers = _named(optimizers, "optimizer")
+    for name, optimizer in optimizers.items():
         state = optimizer.state_dict()
         for index, values in state["state"].items():
             for key, value in values.items():
                 tensor = value if torch.is_tensor(value) else torch.tensor(value)
-                tensors[f"optimizer.{index}.{key}"] = tensor.detach().contiguous()
-        optim_meta = state["param_groups"]
-    metadata = {"header": json.dumps(header, sort_keys=True), "optimizer_groups": json.dumps(optim_meta)}
+                tensors[f"{name}.{index}.{key}"] = tensor.detach().contiguous()
+        metadata[f"{name}_groups"] = json.dumps(state["param_groups"])
+    if not optimizers:
+        metadata["optimizer_groups"] = json.dumps(None)
     partial = path.with_name(path.name + ".partial")
     save_file(tensors, str(partial), metadata=metadata)
     partial.replace(path)
@@ -160,28 +177,32 @@ def check_shapes(path: str | os.PathLike, model: torch.nn.Module, prefix: str = 
         raise _not_a_checkpoint(path, f"its tensors do not match the decoder its header describes ({detail})")
 
 
-def load(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
-    """Load weights (and optimizer state) saved by :func:`save`; returns the header."""
-    model_state, optim_state = {}, {}
+def load(path: str | os.PathLike, models: Models, optimizers: Optimizers = None) -> dict:
+    """Load the named models (and optimisers) saved by :func:`save`; returns the header."""
     header = read_header(path)  # a clear error for a file that is not a checkpoint
+    models, optimizers = _named(models, "model"), _named(optimizers, "optimizer")
+    model_state: dict[str, dict] = {name: {} for name in models}
+    optim_state: dict[str, dict] = {name: {} for name in optimizers}
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         for key in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
-            if key.startswith("model."):
-                model_state[key.removeprefix("model.")] = f.get_tensor(key)
-            elif key.startswith("optimizer."):
-                _, index, name = key.split(".", 2)
-                optim_state.setdefault(int(index), {})[name] = f.get_tensor(key)
-    try:
-        model.load_state_dict(model_state)
-    except RuntimeError as err:
-        raise ValueError(
-            f"{path} does not fit the {type(model).__name__} its header describes (saved by another version of "
-            f"preimage?): {str(err).splitlines()[1].strip()}"
-        ) from None
-    if optimizer is not None:
-        groups = json.loads(meta["optimizer_groups"])
+            owner, _, rest = key.partition(".")
+            if owner in model_state:
+                model_state[owner][rest] = f.get_tensor(key)
+            elif owner in optim_state:
+                index, name = rest.split(".", 1)
+                optim_state[owner].setdefault(int(index), {})[name] = f.get_tensor(key)
+    for name, model in models.items():
+        try:
+            model.load_state_dict(model_state[name])
+        except RuntimeError as err:
+            raise ValueError(
+                f"{path} does not fit the {type(model).__name__} its header describes (saved by another version of "
+                f"preimage?): {str(err).splitlines()[1].strip()}"
+            ) from None
+    for name, optimizer in optimizers.items():
+        groups = json.loads(meta.get(f"{name}_groups") or "null")
         if groups is None:
-            raise ValueError(f"{path} holds no optimizer state; it cannot resume training")
-        optimizer.load_state_dict({"state": optim_state, "param_groups": groups})
+            raise ValueError(f"{path} holds no {name} state; it cannot resume training")
+        optimizer.load_state_dict({"state": optim_state[name], "param_groups": groups})
     return header

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..cache.store import READ, FeatureStore, feature_path
-from ..pipeline.extract import FeatureJob
+from ..pipeline.contract import FeatureJob
 from .augment import augment_images, augmentable, check_augment, recompute
 
 SPLITS = ("train", "heldout")

@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .checkpoint import json_header
+from .locate import DICTIONARY, Located, locate
 
 EPS = 1e-8
 
@@ -89,6 +89,8 @@ def gaussian(size: int, sigma: float) -> torch.Tensor:
 
 class PairedDictionary(nn.Module):
     """HOG grids (N, H, W, C) in, gray images (N, 1, H*cell, W*cell) in [0, 1] out (:func:`invert_hog`)."""
+
+    takes = "features"
 
     def __init__(self, config: HogglesConfig, cell_size: int, channels: int) -> None:
         super().__init__()
@@ -232,7 +234,6 @@ def _load_state(path, config: HogglesConfig) -> dict | None:
         return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
 
 
-DICTIONARY = "hoggles.safetensors"  # the learned dictionary in a run folder
 LEARNING_STATE = "learning.safetensors"  # the state a killed learning resumes from
 
 
@@ -246,7 +247,7 @@ def train_hoggles(
     """Learn a paired dictionary from the training rows of a store's images and HOG (the rows the decoders train
     on); saved as ``out/hoggles.safetensors`` with the HOG's fingerprint, like a decoder. Resumes a killed run."""
     from ..cache.store import FeatureStore, feature_path
-    from ..pipeline.images import rgb_to_gray
+    from ..pipeline.images import rgb_to_gray, to_float
     from .checkpoint import store_fingerprint
     from .data import split_rows
 
@@ -255,7 +256,7 @@ def train_hoggles(
     rows = np.flatnonzero(split_rows(store, "train", held_out))
     if len(rows) == 0:
         raise ValueError(f"{store_path} has no training rows to learn a dictionary from")
-    gray = torch.cat([rgb_to_gray(torch.from_numpy(store.take("images", part)).float() / 255)
+    gray = torch.cat([rgb_to_gray(to_float(store.take("images", part)))
                       for part in np.array_split(rows, max(1, len(rows) // 256))])  # fmt: skip
     grids = torch.from_numpy(store.take(feature_path("hog"), rows))
     cell = int(fingerprint["feature"]["params"]["cell_size"])
@@ -270,37 +271,28 @@ def train_hoggles(
     return target
 
 
-def read_dictionary_header(path: str | os.PathLike) -> dict:
-    """The header of a saved dictionary (a run folder or the file), or a clear error for anything else."""
-    path = Path(path)
-    path = path / DICTIONARY if path.is_dir() else path
-    try:
-        header = json_header(path)
-    except Exception as err:
-        raise ValueError(f"{path}: not a HOGgles dictionary written by preimage train --method hoggles "
-                         f"({type(err).__name__})") from None  # fmt: skip
-    if not isinstance(header, dict) or "hoggles" not in header:
-        raise ValueError(f"{path}: not a HOGgles dictionary written by preimage train --method hoggles")
-    return {**header, "path": str(path)}
+def read_dictionary(located: Located) -> PairedDictionary:
+    """The paired dictionary of a located dictionary file (:func:`~.locate.locate`), its shapes checked against its
+    header."""
+    header = located.header
+    model = PairedDictionary(HogglesConfig.from_dict(header["hoggles"]), int(header["cell_size"]),
+                             int(header["channels"]))  # fmt: skip
+    with safe_open(str(located.path), framework="pt") as f:
+        for name in ("gray", "hog"):
+            tensor = f.get_tensor(name)
+            if tensor.shape != getattr(model, name).shape:
+                raise ValueError(f"{located.path}: its {name} atoms have shape {tuple(tensor.shape)}, its header "
+                                 f"says {tuple(getattr(model, name).shape)}")  # fmt: skip
+            getattr(model, name).copy_(tensor)
+    return model.eval()
 
 
 def load_hoggles(path: str | os.PathLike, store=None) -> PairedDictionary:
     """The paired dictionary of a run folder (or its file); with ``store``, refused unless that store's HOG was
     computed exactly as the dictionary's was."""
-    from .trainer import check_fingerprint
+    from .inverters import load_inverter
 
-    header = read_dictionary_header(path)
-    model = PairedDictionary(HogglesConfig.from_dict(header["hoggles"]), int(header["cell_size"]),
-                             int(header["channels"]))  # fmt: skip
-    with safe_open(header["path"], framework="pt") as f:
-        for name in ("gray", "hog"):
-            tensor = f.get_tensor(name)
-            if tensor.shape != getattr(model, name).shape:
-                raise ValueError(f"{header['path']}: its {name} atoms have shape {tuple(tensor.shape)}, its header "
-                                 f"says {tuple(getattr(model, name).shape)}")  # fmt: skip
-            getattr(model, name).copy_(tensor)
-    if store is not None:
-        from .checkpoint import store_fingerprint
-
-        check_fingerprint(header, store_fingerprint(store, "hog"), str(store.path))
-    return model.eval()
+    located = locate(path)
+    if located.method != "hoggles":
+        raise ValueError(f"{located.path}: not a HOGgles dictionary written by preimage train --method hoggles")
+    return load_inverter(path, store)

@@ -4,35 +4,24 @@ store computed it."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ..pipeline.decode import read_images
-from ..pipeline.extract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ..pipeline.images import center_square, to_float
-from . import checkpoint, hoggles, zoo
+from .inverters import load_inverter
+from .locate import locate
 from .metrics import upsample_to
-from .trainer import CHECKPOINT, load_decoder
 
 BATCH = 64  # images per forward pass: bounds the memory a long list of photos needs
-
-
-def is_hoggles(run: str | os.PathLike) -> bool:
-    """Whether ``run`` is a HOGgles dictionary (a run folder of ``train --method hoggles`` or its file)."""
-    path = Path(run)
-    return (path / hoggles.DICTIONARY).is_file() or (path.is_file() and path.name == hoggles.DICTIONARY)
 
 
 def decoder_job(run: str | os.PathLike, weights: str | None = None) -> tuple[FeatureJob, int, str]:
     """The feature job a decoder (a run, a checkpoint, a shipped name or a HOGgles dictionary) was trained on,
     the stored image size, and the stored dtype."""
-    if is_hoggles(run):
-        fingerprint = hoggles.read_dictionary_header(run)["fingerprint"]
-    else:
-        path = zoo.resolve(run)
-        fingerprint = checkpoint.read_header(path / CHECKPOINT if path.is_dir() else path)["fingerprint"]
+    fingerprint = locate(run).fingerprint
     attrs = fingerprint["feature"]
     return FeatureJob.from_attrs(attrs, weights), int(fingerprint["image_size"]), attrs["dtype"]
 
@@ -62,12 +51,12 @@ def reconstruct_arrays(
     (N, 3, T, T) in [0, 1] at the decoder's size: each crop's feature computed exactly as the store did, so these
     score as the store's rows would."""
     job, image_size, dtype = decoder_job(run, weights)
-    model = hoggles.load_hoggles(run) if is_hoggles(run) else load_decoder(run)
+    model = load_inverter(run)
     crops, recon = [], []
     for start in range(0, len(images), BATCH):
         part = images[start : start + BATCH]
         sized = {size: np.stack([center_square(im, size) for im in part]) for size in {job.input_size, image_size}}
-        if getattr(model, "takes", "features") == "images":  # an autoencoder run: its encoder computes the feature
+        if model.takes == "images":  # an autoencoder run: its encoder computes the feature
             inputs = to_float(sized[image_size])
         else:  # rounded to the stored dtype, as the store holds it
             inputs = torch.from_numpy(compute_features([job], sized)[job.name].astype(dtype)).float()

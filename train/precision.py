@@ -113,11 +113,3 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"autocast needs a resolved precision (fp32 or bf16), got {precision!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def step_loss(network: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> torch.Tensor:
-    """One training step's loss: pixel MSE of the network's prediction for ``x`` against ``y``, the forward pass
-    in ``precision`` (resolved) and the loss in float32."""
-    with autocast(x.device, precision):
-        prediction = network(x)
-    return torch.nn.functional.mse_loss(prediction.float(), y)

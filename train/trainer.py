@@ -1,4 +1,6 @@
-"""The training loop: a decoder learns the expected pre-image from stored features (pixel MSE, Adam).
+"""The training loop: a decoder learns the expected pre-image from stored features (Adam on an objective of
+:mod:`.objective`, the pixel MSE by default). Evaluation is :mod:`.evaluation`, loading a trained decoder
+:mod:`.inverters`: neither needs this loop.
 
 A run lives in one folder: ``run.json`` (settings, decoder config, the store's fingerprint),
 ``checkpoint.safetensors`` (the last good state), ``metrics.jsonl`` (one line per log step and per evaluation),
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import time
 import warnings
@@ -23,17 +24,22 @@ import torch
 
 from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import get_representation
-from ..pipeline.progress import Progress
-from ..pipeline.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
-from . import checkpoint, zoo
+from ..runtime.device import init_distributed, pick_device
+from ..runtime.progress import Progress
+from ..runtime.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
+from . import checkpoint
 from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
 from .decoders import Decoder, DecoderConfig, create_decoder
-from .metrics import Smoothed, scores, upsample_to
-from .precision import PrecisionWarning, check_precision, hardware, machine, resolve_precision, step_loss
+from .evaluation import evaluate
+from .inverters import check_fingerprint
+from .locate import CHECKPOINT, RUN_FILE
+from .metrics import Smoothed
+from .objective import Objective, create_objective
+from .precision import PrecisionWarning, check_precision, hardware, machine, resolve_precision
 
-CHECKPOINT = "checkpoint.safetensors"
 MAX_ROLLBACKS = 8
+LOSS_WINDOW = 50  # steps the running median (progress, spike detection) spans; resumed with the checkpoint
 
 
 @dataclass
@@ -63,6 +69,7 @@ class TrainConfig:
     augment: str = "none"  # 'flip' or 'crop' (crops and flips): new images, features recomputed (train/augment.py)
     precision: str = "auto"  # 'bf16' (bfloat16 autocast; weights and Adam in float32), 'fp32', or 'auto': bf16
     # where the hardware computes it natively (train/precision.py)
+    loss: str = "pixel"  # what a step minimises: a registered objective (train/objective.py)
 
     def fixed(self) -> dict:
         """The settings a resumed run must share with the original (its length and device may change)."""
@@ -72,31 +79,6 @@ class TrainConfig:
 
 class Diverged(Exception):
     """The loss left its range: roll back."""
-
-
-def training_device(name: str = "auto") -> torch.device:
-    """The device a run trains on: ``auto`` is the first GPU when torch has one, else the CPU; under torchrun
-    each rank takes the GPU of its local rank."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: this torch sees no GPU; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    return device
-
-
-def init_distributed(device: torch.device | None = None) -> tuple[int, int]:
-    """Join the process group that ``torchrun`` describes (nccl on GPUs, gloo on CPUs), or run alone; returns
-    (rank, world)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device is not None and device.type == "cuda" else "gloo")
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def learning_rate(config: TrainConfig, step: int, total: int, scale: float) -> float:
@@ -124,44 +106,26 @@ def feature_scale(store: FeatureStore, feature: str, mask: np.ndarray, rows: int
 
 def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
     """The decoder for the run's feature, as stored (with its encoder in the autoencoder mode)."""
-    kind = get_representation(config.feature).kind
+    decoder_kind = get_representation(config.feature).decoder
     row_shape = tuple(store.array(feature_path(config.feature)).shape[1:])
     torch.manual_seed(config.seed)
-    decoder = create_decoder(DecoderConfig(kind, row_shape, config.target_size, config.width))
+    decoder = create_decoder(DecoderConfig(decoder_kind, row_shape, config.target_size, config.width))
     return AutoEncoder(config.feature, decoder) if config.autoencoder else decoder
 
 
-def train(config: TrainConfig, resume: bool | str = False, show_progress: bool = True, announce=None) -> dict:
-    """Train (or resume) the run in ``config.out``; returns the last evaluation's metrics. ``resume``: True to
-    continue the run there (an error when it has no checkpoint), ``"auto"`` to continue it when there is one and
-    start it otherwise (one batch script for the first start and every requeue). ``announce(line)`` hears what
-    the run resolved (device, precision and why, steps). SIGTERM, SIGINT and SIGUSR1 (what SLURM sends before a
-    time limit or at preemption) stop it at the next step with a checkpoint: :class:`Interrupted`."""
-    device = training_device(config.device)
-    check_precision(config.precision)  # before anything is written
+def check_settings(config: TrainConfig) -> None:
+    """Refuse settings out of range before anything is opened or written."""
+    check_precision(config.precision)
     if not 0 <= config.decay_from <= 1:
         raise ValueError(f"decay_from is a fraction of the steps, in [0, 1]; got {config.decay_from}")
     if not 0 < config.train_fraction <= 1:
         raise ValueError(f"train_fraction is a fraction of the training part, in (0, 1]; got {config.train_fraction}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ValueError(f"--max-steps must be at least 1; got {config.max_steps}")
-    rank, world = init_distributed(device)
-    out = Path(config.out)
-    store = FeatureStore.open(config.store)
-    fingerprint = checkpoint.store_fingerprint(store, config.feature)
-    stream = ShardStream(
-        config.store,
-        config.feature,
-        "train",
-        config.target_size,
-        config.batch_size,
-        config.buffer_shards,
-        config.seed,
-        config.held_out,
-        inputs="images" if config.autoencoder else "features",
-        augment=config.augment,
-        train_fraction=config.train_fraction,
-    )
+
+
+def schedule_steps(config: TrainConfig, stream: ShardStream) -> tuple[list[int], int, int]:
+    """Steps of each epoch, the steps the schedule spans and the step this run stops after (``max_steps``)."""
     steps_per_epoch = [_steps(stream, e, config.workers) for e in range(config.epochs)]
     total = sum(steps_per_epoch)
     if config.max_steps is not None and config.max_steps > total:
@@ -170,16 +134,72 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
             f"--max-steps {config.max_steps} is more than the {total} steps that {config.epochs} epochs give "
             f"({total // max(config.epochs, 1)} a epoch); ask for --epochs {needed} or fewer --max-steps"
         )
-    last = min(total, config.max_steps or total)
+    return steps_per_epoch, total, min(total, config.max_steps or total)
+
+
+def train(config: TrainConfig, resume: bool | str = False, show_progress: bool = True, announce=None) -> dict:
+    """Train (or resume) the run in ``config.out``; returns the last evaluation's metrics. ``resume``: True to
+    continue the run there (an error when it has no checkpoint), ``"auto"`` to continue it when there is one and
+    start it otherwise (one batch script for the first start and every requeue). ``announce(line)`` hears what
+    the run resolved (device, precision and why, steps). SIGTERM, SIGINT and SIGUSR1 (what SLURM sends before a
+    time limit or at preemption) stop it at the next step with a checkpoint: :class:`Interrupted`."""
+    device = pick_device(config.device)
+    check_settings(config)
+    objective = create_objective(config.loss)
+    rank, world = init_distributed(device)
+    out = Path(config.out)
+    store = FeatureStore.open(config.store)
+    fingerprint = checkpoint.store_fingerprint(store, config.feature)
+    stream = ShardStream(config.store, config.feature, "train", config.target_size, config.batch_size,
+                         config.buffer_shards, config.seed, config.held_out,
+                         inputs="images" if config.autoencoder else "features", augment=config.augment,
+                         train_fraction=config.train_fraction)  # fmt: skip
+    steps_per_epoch, total, last = schedule_steps(config, stream)
     model = build(config, store).to(device)
+    objective.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
-    state = {"epoch": 0, "batch": 0, "step": 0, "lr_scale": 1.0}
-    run_file = out / "run.json"
-    resuming = (out / CHECKPOINT).exists()
+    run = _Run(config, model, model, optimizer, objective, stream, steps_per_epoch, total, last, None, fingerprint,
+               store, rank, world, device)  # fmt: skip
+    state, saved, resuming = _open_run(run, resume)
+    if rank == 0:  # what this session runs: the precision it resolved to, and how long it goes
+        session = {"from_step": state["step"], "precision": run.config.precision, "precision_asked": config.precision,
+                   "device": str(device), "machine": machine(device), "epochs": config.epochs,
+                   "max_steps": config.max_steps, "schedule_steps": total, "stops_at_step": last,
+                   "world": world}  # fmt: skip
+        saved.update(precision=run.config.precision, sessions=[*saved.get("sessions", []), session])
+        (out / RUN_FILE).write_text(json.dumps(saved, indent=2, sort_keys=True))
+    if announce and rank == 0:
+        budget = f", stopping at step {last} (--max-steps)" if last < total else ""
+        announce(f"training {config.feature} on {device} in {run.config.precision} ({hardware(device).reason}); "
+                 f"{total} steps in {config.epochs} epochs{budget}; from step {state['step']}")  # fmt: skip
+    if not resuming:
+        run.save(state)  # step 0: what a rollback returns to
     if world > 1:
+        run.network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if show_progress and rank == 0:
+        run.progress = Progress(last * config.batch_size * world, "samples")
+        run.progress.resumed(state["step"] * config.batch_size * world)
+    with on_signals(graceful=True, signals=(*STOP_SIGNALS, signal.SIGUSR1)) as run.stop:
+        evaluation = _loop_with_rollbacks(run, state, out / CHECKPOINT)
+    if run.progress:
+        run.progress.close()
+    return evaluation
+
+
+def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
+    """Continue the run in its folder (its checkpoint loaded, its settings and store checked) or begin it; returns
+    the training state, the run.json to record this session in, and whether it resumed. Sets the run's
+    precision."""
+    config, out = run.config, Path(run.config.out)
+    run_file = out / RUN_FILE
+    resuming = (out / CHECKPOINT).exists()
+    if run.world > 1:
         torch.distributed.barrier()  # every rank has looked before rank 0 writes the first checkpoint
     if resume is True and not resuming:
         raise FileNotFoundError(f"{out} holds no checkpoint to resume; leave out --resume, or use --resume auto")
+    state = {"epoch": 0, "batch": 0, "step": 0, "lr_scale": 1.0}
     if resuming:
         if not resume:
             raise FileExistsError(f"{out} holds a run already; pass --resume to continue it, or choose another --out")
@@ -187,54 +207,26 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
         diff = settings_differing(saved["config"], config)
         if diff:
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); resume with the same ones")
-        precision = run_precision(config.precision, device, saved.get("precision", saved["config"].get("precision")))
-        header = checkpoint.load(out / CHECKPOINT, model, optimizer)
-        check_fingerprint(header, fingerprint, config.store)
-        state = header["state"]
-    else:
-        if run_file.exists():  # a folder some other run began: never written over
-            diff = sorted(settings_differing(checkpoint.read_json(run_file).get("config", {}), config))
-            if diff:
-                raise FileExistsError(f"{out} holds the run.json of another run (other {', '.join(diff)}); choose "
-                                      "another --out")  # fmt: skip
-        precision = run_precision(config.precision, device)
-        train_mask = split_rows(store, "train", config.held_out, config.train_fraction)
-        if train_mask.sum() < config.batch_size:
-            raise ValueError(f"{config.store}: {train_mask.sum()} training rows, fewer than one batch")
-        model.input_scale.fill_(feature_scale(store, config.feature, train_mask))
-        saved = {"config": config.fixed(), "decoder": model.config.as_dict(), "fingerprint": fingerprint,
-                 "autoencoder": config.autoencoder, "sessions": []}  # fmt: skip
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-    if rank == 0:  # what this session runs: the precision it resolved to, and how long it goes
-        session = {"from_step": state["step"], "precision": precision, "precision_asked": config.precision,
-                   "device": str(device), "machine": machine(device), "epochs": config.epochs,
-                   "max_steps": config.max_steps, "schedule_steps": total, "stops_at_step": last,
-                   "world": world}  # fmt: skip
-        saved.update(precision=precision, sessions=[*saved.get("sessions", []), session])
-        run_file.write_text(json.dumps(saved, indent=2, sort_keys=True))
-    config = replace(config, precision=precision)
-    if announce and rank == 0:
-        budget = f", stopping at step {last} (--max-steps)" if last < total else ""
-        announce(f"training {config.feature} on {device} in {precision} ({hardware(device).reason}); "
-                 f"{total} steps in {config.epochs} epochs{budget}; from step {state['step']}")  # fmt: skip
-    if not resuming:
-        save_checkpoint(config, model, optimizer, state, fingerprint, rank)  # step 0: what a rollback returns to
-    network = model
-    if world > 1:
-        network = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    progress = Progress(last * config.batch_size * world, "samples") if show_progress and rank == 0 else None
-    if progress:
-        progress.resumed(state["step"] * config.batch_size * world)
-    run = _Run(config, model, network, optimizer, stream, steps_per_epoch, total, last, progress, fingerprint,
-               store, rank, world, device)  # fmt: skip
-    with on_signals(graceful=True, signals=(*STOP_SIGNALS, signal.SIGUSR1)) as run.stop:
-        evaluation = _loop_with_rollbacks(run, state, out / CHECKPOINT)
-    if progress:
-        progress.close()
-    return evaluation
+        previous = saved.get("precision", saved["config"].get("precision"))
+        run.config = replace(config, precision=run_precision(config.precision, run.device, previous))
+        header = run.load(out / CHECKPOINT)
+        check_fingerprint(header, run.fingerprint, config.store)
+        return header["state"], saved, True
+    if run_file.exists():  # a folder some other run began: never written over
+        diff = sorted(settings_differing(checkpoint.read_json(run_file).get("config", {}), config))
+        if diff:
+            raise FileExistsError(f"{out} holds the run.json of another run (other {', '.join(diff)}); choose "
+                                  "another --out")  # fmt: skip
+    run.config = replace(config, precision=run_precision(config.precision, run.device))
+    train_mask = split_rows(run.store, "train", config.held_out, config.train_fraction)
+    if train_mask.sum() < config.batch_size:
+        raise ValueError(f"{config.store}: {train_mask.sum()} training rows, fewer than one batch")
+    run.model.input_scale.fill_(feature_scale(run.store, config.feature, train_mask))
+    saved = {"config": config.fixed(), "decoder": run.model.config.as_dict(), "fingerprint": run.fingerprint,
+             "autoencoder": config.autoencoder, "sessions": []}  # fmt: skip
+    if run.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    return state, saved, False
 
 
 def settings_differing(saved: dict, config: TrainConfig) -> list[str]:
@@ -256,7 +248,10 @@ def _loop_with_rollbacks(run: _Run, state: dict, last_checkpoint: Path) -> dict:
             rollbacks += 1
             if rollbacks > MAX_ROLLBACKS:
                 raise RuntimeError(f"training diverged {rollbacks} times; last: {err}; try a lower --lr") from None
-            previous = checkpoint.load(last_checkpoint, run.model, run.optimizer)["state"]
+            previous = run.load(last_checkpoint)["state"]
+            # a new course at a lower rate: the recent losses start again (the checkpoint's may hold the spike's
+            # own cause), unlike a resume, which replays the window to repeat the uninterrupted run
+            previous.pop("loss_window", None)
             state = {**previous, "lr_scale": state["lr_scale"] * 0.5}
             run.log({"event": "rollback", "reason": str(err), **state})
 
@@ -291,6 +286,7 @@ class _Run:
     model: Decoder
     network: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
+    objective: Objective
     stream: ShardStream
     steps_per_epoch: list[int]
     total: int  # steps the schedule spans
@@ -302,11 +298,14 @@ class _Run:
     world: int
     device: torch.device
     stop: StopRequest = field(default_factory=StopRequest)  # set by SIGTERM or SIGINT: stop at the next step
+    losses: Smoothed = field(default_factory=lambda: Smoothed(LOSS_WINDOW))  # the recent losses: spikes, progress
 
     def loop(self, state: dict) -> dict:
         """Epochs from ``state`` on (updated in place); raises :class:`Diverged` for a rollback."""
-        config, optimizer = self.config, self.optimizer
-        loss_window = Smoothed(50)
+        config = self.config
+        self.losses = Smoothed(LOSS_WINDOW)
+        for value in state.get("loss_window", []):  # as the checkpoint left it, so a resumed run logs the same
+            self.losses.update(value)
         evaluation: dict = {}
         start_time, samples = time.perf_counter(), 0
         seconds_before = state.get("seconds", 0.0)  # training time of earlier sessions (the model card's figure)
@@ -321,36 +320,17 @@ class _Run:
                     break
                 if index < state["batch"]:
                     continue  # replaying the epoch up to where the checkpoint stopped
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(config, state["step"], self.total, state["lr_scale"])
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                loss = step_loss(self.network, x, y, config.precision)
-                value = float(loss.detach())
-                window = loss_window.values
-                reference = loss_window.median if len(window) >= 5 else window[0] if window else math.inf
-                bad = float(not math.isfinite(value) or value > 10 * reference)
-                flags = torch.tensor([bad, float(self.stop.signum or 0)], device=self.device)
-                if self.world > 1:  # all ranks roll back, or stop, together
-                    torch.distributed.all_reduce(flags, torch.distributed.ReduceOp.MAX)
-                if flags[1].item():  # a signal: stop at this step boundary, with a checkpoint of it
-                    self.save(state)
-                    raise Interrupted(int(flags[1].item()), f"checkpoint at step {state['step']} written to "
-                                      f"{config.out}; continue with --resume")  # fmt: skip
-                if flags[0].item():
-                    raise Diverged(f"loss {value:.4g} at step {state['step']} (recent median {reference:.4g})")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_window.update(value)
+                value, terms = self.step(state, x, y)
                 state.update(batch=index + 1, step=state["step"] + 1)
                 samples += len(x)
                 if self.progress:
-                    self.progress.extra = f"loss {loss_window.median:.4f}"
+                    self.progress.extra = f"loss {self.losses.median:.4f}"
                     self.progress.update(len(x) * self.world)
                 if state["step"] % config.log_every == 0:
                     rate = samples / (time.perf_counter() - start_time)
-                    median, lr = loss_window.median, optimizer.param_groups[0]["lr"]
-                    self.log({"step": state["step"], "epoch": epoch, "loss": value, "loss_median": median, "lr": lr,
+                    self.log({"step": state["step"], "epoch": epoch, "loss": value, **terms,
+                              "loss_median": self.losses.median, "lr": self.optimizer.param_groups[0]["lr"],
                               "samples_per_s": rate})  # fmt: skip
                 state["seconds"] = seconds_before + time.perf_counter() - start_time
                 if state["step"] % config.checkpoint_every == 0:
@@ -370,121 +350,54 @@ class _Run:
                 break
         return evaluation
 
+    def step(self, state: dict, x: torch.Tensor, y: torch.Tensor) -> tuple[float, dict]:
+        """One optimisation step at ``state``'s step: the loss and its terms; :class:`Diverged` when the loss left
+        its range, :class:`Interrupted` (after a checkpoint) when a signal asked to stop."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, state["step"], self.total, state["lr_scale"])
+        loss, terms = self.objective.step(self.network, x, y, self.config.precision)
+        value = float(loss.detach())
+        window = self.losses.values
+        reference = self.losses.median if len(window) >= 5 else window[0] if window else math.inf
+        bad = float(not math.isfinite(value) or value > 10 * reference)
+        flags = torch.tensor([bad, float(self.stop.signum or 0)], device=self.device)
+        if self.world > 1:  # all ranks roll back, or stop, together
+            torch.distributed.all_reduce(flags, torch.distributed.ReduceOp.MAX)
+        if flags[1].item():  # a signal: stop at this step boundary, with a checkpoint of it
+            self.save(state)
+            raise Interrupted(int(flags[1].item()), f"checkpoint at step {state['step']} written to "
+                              f"{self.config.out}; continue with --resume")  # fmt: skip
+        if flags[0].item():
+            raise Diverged(f"loss {value:.4g} at step {state['step']} (recent median {reference:.4g})")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.objective.after_step()
+        self.losses.update(value)
+        return value, terms
+
+    def models(self) -> dict[str, torch.nn.Module]:
+        """Everything the checkpoint holds weights of: the decoder as ``model``, and the objective's own."""
+        return {"model": self.model, **self.objective.models()}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer, **self.objective.optimizers()}
+
     def save(self, state: dict) -> None:
-        save_checkpoint(self.config, self.model, self.optimizer, state, self.fingerprint, self.rank)
+        """The run's checkpoint at ``state``, with the loss window (rank 0 only)."""
+        if self.rank == 0:
+            state = {**state, "loss_window": list(self.losses.values)}
+            header = {"state": state, "fingerprint": self.fingerprint, "decoder": self.model.config.as_dict()}
+            if isinstance(self.model, AutoEncoder):
+                header["autoencoder"] = self.model.spec
+            checkpoint.save(Path(self.config.out) / CHECKPOINT, self.models(), self.optimizers(), header)
+
+    def load(self, path: Path) -> dict:
+        """Load every model and optimiser from a checkpoint; returns its header."""
+        return checkpoint.load(path, self.models(), self.optimizers())
 
     def log(self, record: dict) -> None:
         """One line of ``metrics.jsonl`` (rank 0 only)."""
         if self.rank == 0:
             with open(Path(self.config.out) / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-
-
-def save_checkpoint(config: TrainConfig, model: Decoder, optimizer, state: dict, fingerprint: dict, rank: int) -> None:
-    """The run's checkpoint at ``state`` (rank 0 only)."""
-    if rank == 0:
-        header = {"state": dict(state), "fingerprint": fingerprint, "decoder": model.config.as_dict()}
-        if isinstance(model, AutoEncoder):
-            header["autoencoder"] = model.spec
-        checkpoint.save(Path(config.out) / CHECKPOINT, model, optimizer, header)
-
-
-def check_fingerprint(header: dict, fingerprint: dict, where: str) -> None:
-    """A decoder only applies to features computed exactly as those it was trained on."""
-    trained = header["fingerprint"]
-    if trained["sha256"] != fingerprint["sha256"]:
-        from ..cache.store import differences
-
-        problems = differences(
-            {k: v for k, v in fingerprint.items() if k != "sha256"},
-            {k: v for k, v in trained.items() if k != "sha256"},
-            labels=("the store", "the decoder"),
-        )
-        raise ValueError(
-            f"the decoder was trained on features computed differently from those in {where}:\n  "
-            + "\n  ".join(problems)
-        )
-
-
-@torch.no_grad()
-def evaluate(
-    model: Decoder,
-    store: FeatureStore,
-    feature: str,
-    held_out: float = 0.1,
-    max_rows: int = 256,
-    split: str = "heldout",
-    preview: Path | None = None,
-    train_fraction: float = 1.0,
-) -> dict:
-    """Quality (:func:`~.metrics.scores`) on the first ``max_rows`` rows of a split, each reconstruction
-    up-sampled to the stored image size; optionally a preview PNG of 8. The training split is the run's own
-    (``train_fraction`` of the training part); ``all`` is every row read."""
-    was_training = model.training
-    model.eval()
-    rows = np.flatnonzero(split_rows(store, split, held_out, train_fraction))[:max_rows]
-    if len(rows) < 2:
-        return {}
-    takes_images = getattr(model, "takes", "features") == "images"
-    device = next(model.parameters()).device
-    recon, targets = [], []
-    for start, stop in store.partitions():
-        picked = rows[(rows >= start) & (rows < stop)] - start
-        if len(picked):
-            stored = store.read_rows("images", start, stop)[picked]
-            target = torch.from_numpy(stored).permute(0, 3, 1, 2).float() / 255
-            if takes_images:
-                inputs = target
-            else:
-                inputs = torch.from_numpy(store.read_rows(feature_path(feature), start, stop)[picked]).float()
-            recon.append(model(inputs.to(device)).cpu())
-            targets.append(target)
-    recon_t, target_t = torch.cat(recon), torch.cat(targets)
-    result = {f"{split}_rows": len(rows), **scores(recon_t, target_t)}
-    if preview is not None:
-        write_preview(preview, target_t[:8], recon_t[:8])
-    model.train(was_training)
-    return result
-
-
-def write_preview(path: Path, targets: torch.Tensor, recon: torch.Tensor) -> None:
-    """A grid: one row per image, target | reconstruction (up-sampled to the target's size)."""
-    import cv2
-
-    recon = upsample_to(recon, targets.shape[-1]).clamp(0, 1)
-    pairs = torch.cat([targets, recon], dim=3)  # side by side
-    grid = torch.cat(list(pairs), dim=1)  # stacked
-    picture = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-
-
-def load_decoder(run: str | os.PathLike, store: FeatureStore | None = None, feature: str | None = None) -> Decoder:
-    """The trained decoder of a run folder, a checkpoint file or a shipped representation (``"hog"``,
-    ``"alexnet:conv5"``: :mod:`.zoo`), in float32; with ``store``, refused unless that store's
-    ``feature`` was computed exactly as the training features were. The header is checked (bounds, then every
-    tensor's shape against the decoder it describes, built on the meta device) before anything is allocated."""
-    path = zoo.resolve(run)
-    path = path / CHECKPOINT if path.is_dir() else path
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; a run folder holds {CHECKPOINT}, written by preimage train")
-    header = checkpoint.read_header(path)
-    checkpoint.check_decoder_header(path, header["decoder"])
-    try:
-        config = DecoderConfig.from_dict(header["decoder"])
-        with torch.device("meta"):
-            skeleton = create_decoder(config)
-    except (KeyError, TypeError, ValueError) as err:
-        problem = f"{path}: its header describes no decoder this preimage builds ({err})"
-        raise checkpoint.CheckpointError(problem) from None
-    checkpoint.check_shapes(path, skeleton, "model.decoder." if header.get("autoencoder") else "model.")
-    model = create_decoder(config)
-    if header.get("autoencoder"):
-        model = AutoEncoder(header["autoencoder"], model, pretrained=False)  # the weights come from the checkpoint
-    checkpoint.load(path, model)
-    if store is not None:
-        if not isinstance(header.get("fingerprint"), dict):
-            raise checkpoint.CheckpointError(f"{path}: its header has no fingerprint of the features it was trained on")
-        name = feature or header["fingerprint"]["feature"]["representation"]
-        check_fingerprint(header, checkpoint.store_fingerprint(store, name), str(store.path))
-    return model.eval()

@@ -1,6 +1,7 @@
 """Pretrained CNN backbones behind one registry: ``list_backbones()``, ``create_backbone(name)``.
 
-Adding a backbone is one module that defines the network and calls :func:`register_backbone`, imported below.
+Adding a backbone is one module that defines the network and calls :func:`register_backbone`; built-in ones are
+named in ``registry._BUILTIN`` and imported on first use, a plug-in's through the ``preimage.backbones`` entry points.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import alexnet, efficientnet_lite, vgg  # noqa: F401  (each registers itself)
 from .registry import (
     BackboneConfig,
     Preprocess,

@@ -66,5 +66,6 @@ register_backbone(
         ),
         description="torchvision AlexNet (ImageNet), layers with the paper's last-processing-step semantics",
         class_score_layer="fc8",
+        tour_layers="conv1-conv5",
     )
 )

@@ -102,5 +102,6 @@ register_backbone(
         ),
         description="EfficientNet-Lite0 ImageNet classifier; 'logits' are real class scores",
         class_score_layer="logits",
+        tour_layers="logits",
     )
 )

@@ -55,9 +55,22 @@ class BackboneConfig:
     sources: tuple[WeightSource, ...]
     description: str = ""
     class_score_layer: str | None = None
+    tour_layers: str | None = None  # the layers ``preimage tour`` shows (a spec: 'conv1-conv5'); None: not toured
 
 
 _REGISTRY: dict[str, BackboneConfig] = {}
+# built-in backbones by the module that registers each, imported on first use (so importing the registry costs
+# no network definitions); plug-ins declare theirs in the ``preimage.backbones`` entry-point group the same way
+_BUILTIN = {"alexnet": "alexnet", "vgg16": "vgg", "efficientnet_lite0": "efficientnet_lite"}
+ENTRY_POINTS = "preimage.backbones"
+
+
+@functools.cache
+def _plugins() -> dict[str, object]:
+    """Backbones that installed packages declare: name -> entry point (whose module registers it on import)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS)}
 
 
 def computable_layers(config: BackboneConfig) -> tuple[tuple[str, ...], str]:
@@ -77,12 +90,19 @@ def register_backbone(config: BackboneConfig) -> BackboneConfig:
 
 
 def list_backbones() -> list[str]:
-    """Names of all registered backbones."""
-    return sorted(_REGISTRY)
+    """Names of all backbones: built in, declared by plug-ins, and registered at run time."""
+    return sorted(set(_REGISTRY) | set(_BUILTIN) | set(_plugins()))
 
 
 def get_config(name: str) -> BackboneConfig:
-    """The config of a registered backbone, or a clear error listing the known names."""
+    """The config of a backbone (its module imported on first use), or a clear error listing the known names."""
+    if name not in _REGISTRY:
+        import importlib
+
+        if name in _BUILTIN:
+            importlib.import_module(f"{__package__}.{_BUILTIN[name]}")
+        elif name in _plugins():
+            _plugins()[name].load()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -98,23 +118,27 @@ def imagenet_class_names() -> tuple[str, ...]:
 
 
 def parse_layers(config: BackboneConfig, spec: str | Sequence[str]) -> tuple[str, ...]:
-    """Layers named by ``spec``: 'conv3', 'conv1-conv5' (a range in forward order), 'conv1+fc6', or a list."""
+    """Layers named by ``spec``: 'conv3', 'conv1-conv5' (a range in forward order), 'conv1+fc6', or a list. A layer's
+    own name always wins over reading a '-' in it as a range (``ViT-B-32``-style names pass through)."""
+    layers = config.layers
     parts = spec.split("+") if isinstance(spec, str) else list(spec)
     chosen: list[str] = []
     for part in parts:
-        ends = part.split("-")
-        for end in ends:
-            if end not in config.layers:
-                raise ValueError(f"{config.name} has no layer {end!r}; its layers are {', '.join(config.layers)}")
-        if len(ends) == 1:
-            chosen.append(ends[0])
-        elif len(ends) == 2:
-            lo, hi = config.layers.index(ends[0]), config.layers.index(ends[1])
-            if lo > hi:
-                raise ValueError(f"layer range {part!r} runs backwards; {config.name} layers go {config.layers}")
-            chosen.extend(config.layers[lo : hi + 1])
-        else:
+        if part in layers:
+            chosen.append(part)
+            continue
+        ends = [(part[:i], part[i + 1 :]) for i, c in enumerate(part) if c == "-"]
+        ranges = [(a, b) for a, b in ends if a in layers and b in layers]
+        if not ranges:
+            unknown = [end for end in ends[0] if end not in layers][:1] if len(ends) == 1 else []
+            raise ValueError(f"{config.name} has no layer {(unknown or [part])[0]!r}; its layers are "
+                             f"{', '.join(layers)}")  # fmt: skip
+        if len(ranges) > 1:
             raise ValueError(f"cannot read layer range {part!r}; write FIRST-LAST, e.g. conv1-conv5")
+        lo, hi = layers.index(ranges[0][0]), layers.index(ranges[0][1])
+        if lo > hi:
+            raise ValueError(f"layer range {part!r} runs backwards; {config.name} layers go {layers}")
+        chosen.extend(layers[lo : hi + 1])
     return tuple(dict.fromkeys(chosen))
 
 

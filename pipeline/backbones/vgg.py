@@ -69,5 +69,6 @@ register_backbone(
         ),
         description="torchvision VGG16 (ImageNet); conv layers after ReLU, pool1-pool5, fc6-fc8",
         class_score_layer="fc8",
+        tour_layers="conv5_3",
     )
 )

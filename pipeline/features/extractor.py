@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..checks import ImageInputError, as_tensor
-from . import HANDCRAFTED, get_representation
+from .representation import get_representation
 
 
 def as_rgb_batch(images: torch.Tensor, name: str) -> torch.Tensor:
@@ -24,7 +24,7 @@ def as_rgb_batch(images: torch.Tensor, name: str) -> torch.Tensor:
 
 
 class Extractor(nn.Module):
-    """One representation (``hog``, ``lbp``, ``sift``, ``BACKBONE:LAYER``) of a batch of images in [0, 1].
+    """One representation (``hog``, ``lbp``, ``sift``, ``MODEL:LAYER``) of a batch of images in [0, 1].
 
     Hand-crafted ones take gray (N, H, W) or colour batches (made gray with MATLAB's weights) and return
     (N, Hc, Wc, C); CNN layers take colour (N, 3, H, W) or (N, H, W, 3), apply the backbone's own preprocessing
@@ -36,26 +36,22 @@ class Extractor(nn.Module):
         super().__init__()
         self.representation = get_representation(spec, **params)
         self.spec = spec
-        self.backbone = None
-        if spec in HANDCRAFTED:
-            params_cls, self._function, _, _ = HANDCRAFTED[spec]
-            self.params = params_cls(**self.representation.params)
-        else:
-            from ..backbones import create_backbone
+        self.module = self.representation.load(weights)
 
-            self.backbone = create_backbone(self.representation.params["backbone"], weights)
-            self.backbone.check_layers(self.representation.params["layer"])
+    @property
+    def backbone(self) -> nn.Module | None:
+        """The backbone that computes a CNN layer (None for a hand-crafted representation)."""
+        return self.module if self.representation.backbone is not None else None
 
     @property
     def input_size(self) -> int | None:
         """The side a store feeds this representation (None: the store's ``--size``)."""
-        return self.representation.params.get("input_size")
+        return self.representation.input_size
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.backbone is None:
-            return self._function(images, self.params)
-        layer = self.representation.params["layer"]
-        return self.backbone(as_rgb_batch(images, self.spec), [layer])[layer]
+        if self.representation.input == "gray":
+            return self.module(images)
+        return self.representation.compute(self.module, as_rgb_batch(images, self.spec))[self.spec]
 
     def extra_repr(self) -> str:
         return f"{self.spec!r}, input {self.representation.input}, {self.representation.params}"

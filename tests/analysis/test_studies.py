@@ -20,7 +20,8 @@ from preimage.analysis.sample import histograms, sample_gaussian, sample_histogr
 from preimage.cli import main
 from preimage.pipeline.backbones import WeightsUnavailable, create_backbone
 from preimage.pipeline.sources import folder_source
-from preimage.train.trainer import TrainConfig, load_decoder, train
+from preimage.train.inverters import load_decoder
+from preimage.train.trainer import TrainConfig, train
 
 from ..helpers import run_extract
 from ..train.test_trainer import make_store

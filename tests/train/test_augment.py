@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from preimage.cache.store import FeatureStore
-from preimage.pipeline.extract import FeatureJob, plan_jobs
+from preimage.pipeline.contract import FeatureJob, plan_jobs
 from preimage.pipeline.sources import folder_source
 from preimage.train.augment import augment_images, augmentable, recompute
 from preimage.train.data import ShardStream

@@ -13,7 +13,8 @@ from preimage.cli import main
 from preimage.pipeline.backbones import WeightsUnavailable, create_backbone
 from preimage.pipeline.sources import folder_source
 from preimage.train.autoencoder import AutoEncoder
-from preimage.train.trainer import TrainConfig, load_decoder, train
+from preimage.train.inverters import load_decoder
+from preimage.train.trainer import TrainConfig, train
 
 from ..helpers import run_extract
 from .test_trainer import make_store

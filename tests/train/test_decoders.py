@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from preimage.pipeline.extract import stored_row_shape
+from preimage.pipeline.contract import stored_row_shape
 from preimage.pipeline.features import get_representation
 from preimage.train.decoders import (
     DecoderConfig,
@@ -50,7 +50,7 @@ def test_up_convolution_gradients_in_float64():
 )
 @pytest.mark.parametrize("target", [64, 128])
 def test_every_kind_reconstructs_at_the_target_size(spec, size, target):
-    kind = get_representation(spec).kind
+    kind = get_representation(spec).decoder
     decoder = create_decoder(DecoderConfig(kind, stored_row_shape(spec, size), target, width=32))
     out = decoder(torch.rand(2, *stored_row_shape(spec, size)))
     assert out.shape == (2, 3, target, target)

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
 from preimage.pipeline.features import hog
-from preimage.pipeline.progress import Progress
 from preimage.pipeline.sources import folder_source
+from preimage.runtime.progress import Progress
 from preimage.train.hoggles import (
     HogglesConfig,
     learn_dictionary,

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
+from preimage.pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from preimage.pipeline.decode import read_image
-from preimage.pipeline.extract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from preimage.pipeline.images import center_square
 from preimage.train.invert import decoder_job
 

@@ -16,8 +16,9 @@ import torch
 
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.sources import folder_source
+from preimage.train.inverters import load_decoder
 from preimage.train.metrics import normalised_error, psnr
-from preimage.train.trainer import TrainConfig, load_decoder, train
+from preimage.train.trainer import TrainConfig, train
 
 from ..helpers import run_extract
 
@@ -132,7 +133,7 @@ def test_two_ranks_train_together(store, tmp_path):
 
 
 def test_the_device_is_chosen_or_refused_clearly(store, tmp_path, monkeypatch):
-    from preimage.train.trainer import training_device
+    from preimage.runtime.device import pick_device as training_device
 
     assert training_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -200,8 +201,8 @@ def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
 def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(store, tmp_path):
     from click.testing import CliRunner
 
-    from preimage.analysis.cli import analyze
     from preimage.cli import main
+    from preimage.commands.analyze import analyze
     from preimage.train.data import split_rows
 
     args = ["--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1", "--width", "16"]
@@ -289,3 +290,20 @@ def test_resume_auto_starts_or_continues_and_plain_resume_needs_a_checkpoint(sto
     assert first.exit_code == 0 and "from step 0" in first.output, first.output
     again = CliRunner().invoke(main, [*args, "--resume", "auto"])
     assert again.exit_code == 0 and "from step 4" in again.output, again.output
+
+
+def test_a_resumed_run_logs_every_record_as_an_uninterrupted_one(store, tmp_path):
+    """Every field of metrics.jsonl but the wall-clock ones: the running median and spike detection resume with
+    the checkpoint's window of recent losses."""
+    clock = {"samples_per_s", "seconds"}
+
+    def records(run) -> list[dict]:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k not in clock} for line in lines]
+
+    train(config(store, tmp_path / "whole"), show_progress=False)
+    train(config(store, tmp_path / "split", max_steps=7), show_progress=False)
+    train(config(store, tmp_path / "split"), resume=True, show_progress=False)
+    whole, split = records(tmp_path / "whole"), records(tmp_path / "split")
+    assert len(whole) > 10 and any("loss_median" in r for r in whole)
+    assert split == whole

@@ -11,14 +11,14 @@ from click.testing import CliRunner
 
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
+from preimage.pipeline.contract import DRAFT_MIN_SIDE
 from preimage.pipeline.decode import read_images
-from preimage.pipeline.extract import DRAFT_MIN_SIDE
 from preimage.pipeline.sources import folder_source
 from preimage.train import zoo
 from preimage.train.data import split_of
 from preimage.train.invert import reconstruct_arrays
+from preimage.train.inverters import load_decoder
 from preimage.train.metrics import scores
-from preimage.train.trainer import load_decoder
 
 from ..conftest import SHARED_PHOTOS
 from ..helpers import run_extract, write_crops

@@ -1,0 +1,83 @@
+"""The dask clusters extraction and the studies run on: a local one (one worker process per core) or an existing
+scheduler; batch-job clusters are in :mod:`.batch_cluster`. Started and stopped here, nowhere else."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from ..runtime.device import available_cores
+from ..runtime.memory import MALLOC_SETTINGS
+
+DASHBOARD_ADDRESS = "127.0.0.1:8787"  # the local cluster's dashboard: loopback, as the scheduler
+
+
+def worker_config() -> dict:
+    """The local cluster's dask settings: workers spawned with :data:`~.memory.MALLOC_SETTINGS`, and without the
+    statistical profiler, which samples every thread's stack every 10 ms (8% of the CPU time on 2 cores) for a
+    dashboard page that extraction does not need (the task stream stays)."""
+    import dask
+
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_SETTINGS}
+    return {"distributed.worker.profile.enabled": False, "distributed.nanny.pre-spawn-environ": environ}
+
+
+@contextlib.contextmanager
+def local_cluster(
+    workers: int | None = None, announce=None, dashboard_address: str = DASHBOARD_ADDRESS
+) -> Iterator[object]:
+    """A client of a ``distributed.LocalCluster``: one single-threaded worker process per core (by default), each
+    running torch on ``cores // workers`` threads.
+
+    ``announce(client)`` is called once it is up (the CLI prints the dashboard address there). The dashboard
+    listens on loopback unless ``dashboard_address`` says otherwise (``:8787`` is every interface); the
+    scheduler always does.
+    """
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    cores = available_cores()
+    workers = workers or cores
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # the scheduler runs in this process: keep it quiet
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    environ = dict(os.environ)
+    with (
+        dask.config.set(worker_config()),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=dashboard_address,
+            silence_logs=logging.ERROR,
+            env={"OMP_NUM_THREADS": str(max(1, cores // workers))},  # torch threads in each worker process
+            preload=["preimage.pipeline.extract"],  # torch and the extractors imported as the cluster starts
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        _restore_environ(environ)
+        if announce:
+            announce(client)
+        yield client
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Undo what dask's nannies leave in this process's environment (they set ``pre-spawn-environ`` here before
+    spawning: OMP_NUM_THREADS=1 and the malloc settings would reach every later child of the caller)."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def remote_cluster(address: str, announce=None) -> Iterator[object]:
+    """A client of an existing dask scheduler (its workers must see the store's path and set their threads)."""
+    from distributed import Client
+
+    with Client(address) as client:
+        if announce:
+            announce(client)
+        yield client

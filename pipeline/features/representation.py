@@ -1,0 +1,260 @@
+"""The one resolver from a spec to a :class:`Representation`, used by every caller (extraction, decoders, the
+optimisation, the autoencoder, the commands).
+
+Spec grammar (several specs are separated by commas)::
+
+    hog | lbp | sift              a hand-crafted representation
+    MODEL:LAYERS                  layers of a model; MODEL is everything before the last ':', so names such as
+                                  ``ViT-B-32`` or ``hf-hub:timm/vit_small`` pass through whole
+    LAYERS = PART ('+' PART)*     e.g. ``conv2+fc6``
+    PART = LAYER | FIRST-LAST     a layer name as the model spells it (``stages.2``, ``conv5_3``), or a range in
+                                  forward order; a '-' splits a range only where the whole part is no layer name
+
+A representation knows what it is (``kind``): ``grid`` (hand-crafted cells, stored (H, W, C)), ``map`` (a
+convolutional layer, stored (C, H, W)), ``tokens`` (a transformer's sequence) or ``vector`` (D,); the decoder
+family that inverts it follows from that (:attr:`Representation.decoder`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+import torch
+from torch import nn
+
+from .hog import HOG, HogParams, hog, hog_torch
+from .lbp import LBP, LbpParams, lbp
+from .sift import SiftParams, SparseSIFT, sift
+
+KINDS = ("grid", "map", "tokens", "vector")
+
+
+@dataclass(frozen=True)
+class Handcrafted:
+    """A hand-crafted representation: its parameters, batch function and module, and whether it has a gradient."""
+
+    name: str
+    params_cls: type
+    function: Callable[..., torch.Tensor]  # function(gray images, params) -> (N, Hc, Wc, C)
+    module_cls: type[nn.Module]
+    description: str
+    gradient: Callable[..., torch.Tensor] | None = None  # the same in torch ops, any device: None when not
+    # differentiable (a detector decides, or the codes are discrete)
+    pixel_mean: float = 0.5  # what the optimisation subtracts from gray pixels (the paper feeds HOG 255 * gray - 128)
+
+
+HANDCRAFTED: dict[str, Handcrafted] = {
+    h.name: h
+    for h in (
+        Handcrafted("hog", HogParams, hog, HOG, "VLFeat UoCTTI HOG (vl_hog)", hog_torch),
+        Handcrafted("lbp", LbpParams, lbp, LBP, "VLFeat uniform LBP (vl_lbp)"),
+        Handcrafted("sift", SiftParams, sift, SparseSIFT, "sparse SIFT keypoints on a d x d grid"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Representation:
+    """A computable representation: its name, what it is, its input, parameters and output layout."""
+
+    name: str
+    kind: str  # 'grid' | 'map' | 'tokens' | 'vector' (see the module's docstring)
+    input: str  # 'gray' (N, H, W) or 'rgb' (N, 3, H, W), floats in [0, 1]
+    differentiable: bool
+    params: dict  # recorded in a store's fingerprint: change nothing here for an existing representation
+    description: str
+    shape_fn: Callable[[int, int], tuple[int, ...]] = field(repr=False, compare=False)
+    backbone: str | None = None  # the model whose layer this is; None for a hand-crafted one
+    layer: str | None = None
+
+    def output_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """Shape of one image's features: (Hc, Wc, C) for spatial ones, (D,) for vectors."""
+        return self.shape_fn(height, width)
+
+    def stored_shape(self, size: int) -> tuple[int, ...]:
+        """One row as a store holds it at input side ``size``: grids (H, W, C), maps as torch gives them (C, H, W)."""
+        shape = self.output_shape(size, size)
+        return (shape[2], shape[0], shape[1]) if self.kind == "map" else shape
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether a stored row keeps its channels last (the hand-crafted grids)."""
+        return self.kind == "grid"
+
+    @property
+    def decoder(self) -> str:
+        """The decoder family that inverts it (``train.decoders``' registry key)."""
+        return self.name if self.kind == "grid" else "conv" if self.kind == "map" else self.kind
+
+    @property
+    def input_size(self) -> int | None:
+        """The side a store feeds this representation (None: the store's ``--size``)."""
+        return self.params.get("input_size")
+
+    @property
+    def handcrafted(self) -> Handcrafted | None:
+        return HANDCRAFTED.get(self.name) if self.backbone is None else None
+
+    @property
+    def class_scores(self) -> bool:
+        """Whether it is a classifier's layer of class scores (its model's ``class_score_layer``)."""
+        if self.backbone is None:
+            return False
+        from ..backbones import get_config
+
+        return get_config(self.backbone).class_score_layer == self.layer
+
+    @property
+    def group(self) -> str:
+        """Representations of one group are computed by one module in one pass (a backbone's layers)."""
+        return self.backbone or self.name
+
+    def load(self, weights: str | None = None) -> nn.Module:
+        """The module that computes this representation's group: the hand-crafted module, or the backbone with
+        its weights (``weights``: an explicit file)."""
+        if self.backbone is None:
+            return self.handcrafted.module_cls(self.handcrafted.params_cls(**self.params))
+        from ..backbones import create_backbone
+
+        network = create_backbone(self.backbone, weights)
+        network.check_layers(self.layer)
+        return network
+
+    def gradient_form(self, weights: str | None = None, device: torch.device | None = None) -> GradientForm:
+        """This representation with a gradient, on ``device`` (an error when it has none)."""
+        if not self.differentiable:
+            raise ValueError(
+                f"{self.name} is not differentiable ({self.description}), so it cannot be inverted by optimisation; "
+                f"train a decoder instead: preimage train --feature {self.name} ..., then preimage invert --decoder RUN"
+            )
+        if self.backbone is None:
+            entry = self.handcrafted
+            params = entry.params_cls(**self.params)
+            phi = lambda x: entry.gradient(x[:, 0], params)  # noqa: E731
+            return GradientForm(phi, 1, (entry.pixel_mean,), None, (self.name,), self.name)
+        network = self.load(weights).requires_grad_(False).to(device)
+        return GradientForm(lambda x: network(x, [self.layer])[self.layer], 3, tuple(network.config.preprocess.mean),
+                            self.input_size, network.config.layers, self.layer)  # fmt: skip
+
+    def compute(self, module: nn.Module, rgb: torch.Tensor, others: Sequence[Representation] = ()) -> dict:
+        """This representation and ``others`` of its group from RGB images (N, 3, H, W) in [0, 1] by ``module``
+        (:meth:`load`), in one pass: {name: features as stored}."""
+        if self.backbone is None:
+            from ..images import rgb_to_gray
+
+            return {self.name: module(rgb_to_gray(rgb))}
+        wanted = [self, *others]
+        outputs = module(rgb, [rep.layer for rep in wanted])
+        return {rep.name: outputs[rep.layer] for rep in wanted}
+
+
+@dataclass(frozen=True)
+class GradientForm:
+    """A representation as a function with a gradient, for the optimisation: images (N, C, S, S) in [0, 1] (C = 1
+    for gray ones) -> features as stored, with the pixel mean the input is centred on, its input side (None: any),
+    and its model's layers with its own (a hand-crafted representation is a model of one layer)."""
+
+    phi: Callable[[torch.Tensor], torch.Tensor]
+    channels: int
+    pixel_mean: tuple[float, ...]
+    size: int | None
+    layers: tuple[str, ...]
+    layer: str
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """(model, layers) of ``MODEL:LAYERS``; (name, None) for a hand-crafted one."""
+    if spec in HANDCRAFTED:
+        return spec, None
+    model, sep, layers = spec.rpartition(":")
+    if not sep or not model or not layers:
+        raise ValueError(f"unknown representation {spec!r}; use hog, lbp, sift or MODEL:LAYER (e.g. alexnet:conv3)")
+    return model, layers
+
+
+def _handcrafted(name: str, **params) -> Representation:
+    entry = HANDCRAFTED[name]
+    p = entry.params_cls(**params)
+    differentiable = entry.gradient is not None
+    return Representation(name, "grid", "gray", differentiable, p.as_dict(), entry.description, p.output_shape)
+
+
+@cache
+def _backbone_shapes(backbone: str, height: int, width: int) -> dict[str, tuple[int, ...]]:
+    """Every layer's output shape for one image, from one pass of the network with uninitialised weights (built
+    on the meta device, so nothing is initialised; the pass itself on the CPU, 5x quicker to start than one on
+    the meta device)."""
+    from ..backbones import get_config
+
+    config = get_config(backbone)
+    with torch.device("meta"):
+        network = config.build()
+    with torch.inference_mode():
+        out = network.to_empty(device="cpu").forward_layers(torch.zeros(1, 3, height, width), list(config.layers))
+    return {name: tuple(value.shape[1:]) for name, value in out.items()}
+
+
+def _layer_shape(backbone: str, layer: str, height: int, width: int) -> tuple[int, ...]:
+    """Output shape of one backbone layer (channels last for maps)."""
+    shape = _backbone_shapes(backbone, height, width)[layer]
+    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
+
+
+def _kind(shape: tuple[int, ...]) -> str:
+    """What a layer's output (channels first, batch dimension dropped) is."""
+    return {3: "map", 2: "tokens", 1: "vector"}.get(len(shape), "unsupported")
+
+
+def get_representation(spec: str, **params) -> Representation:
+    """The representation named by ``spec`` ('hog', 'lbp', 'sift', 'alexnet:conv3', ...)."""
+    if spec in HANDCRAFTED:
+        return _handcrafted(spec, **params)
+    from ..backbones import get_config, parse_layers
+
+    backbone, layers = split_spec(spec)
+    config = get_config(backbone)
+    (layer,) = parse_layers(config, layers)
+    size = config.preprocess.input_size
+    kind = _kind(_backbone_shapes(backbone, size, size)[layer])
+    if kind not in ("map", "vector"):
+        raise ValueError(f"{backbone}:{layer} gives outputs of shape {_backbone_shapes(backbone, size, size)[layer]}"
+                         ", which preimage cannot store yet")  # fmt: skip
+    params = {"backbone": backbone, "layer": layer, "input_size": size}
+    return Representation(
+        f"{backbone}:{layer}",
+        kind,
+        "rgb",
+        True,
+        params,
+        config.description,
+        lambda h, w: _layer_shape(backbone, layer, h, w),
+        backbone,
+        layer,
+    )
+
+
+def expand_specs(specs: str) -> list[str]:
+    """Split 'hog,lbp,alexnet:conv1-conv5' into single representations, expanding layer ranges."""
+    from ..backbones import get_config, parse_layers
+
+    out: list[str] = []
+    for spec in filter(None, (s.strip() for s in specs.split(","))):
+        model, layers = split_spec(spec)
+        if layers is None:
+            out.append(spec)
+            continue
+        config = get_config(model)
+        out += [f"{model}:{layer}" for layer in parse_layers(config, layers)]
+    return out
+
+
+def list_representations() -> list[str]:
+    """Every representation name: the hand-crafted ones and each layer of each built-in or plugged-in backbone."""
+    from ..backbones import get_config, list_backbones
+
+    names = list(HANDCRAFTED)
+    for backbone in list_backbones():
+        names += [f"{backbone}:{layer}" for layer in get_config(backbone).layers]
+    return names

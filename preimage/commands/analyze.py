@@ -1,0 +1,347 @@
+"""``preimage analyze``: studies on feature stores and trained decoders."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from .options import batch_job_options, default_out, hidden_alias, optimize_config, optimize_options, parse_channels
+
+
+class DecoderArgument(click.ParamType):
+    """A decoder on the command line: an existing run folder, folder of runs or checkpoint file; a shipped
+    decoder's representation (``hog``, ``alexnet:conv5``); or ``zoo``, every shipped decoder."""
+
+    name = "decoder"
+
+    def convert(self, value, param, ctx) -> Path:
+        from ..train import zoo
+
+        if value == zoo.ALL and not Path(value).exists():
+            return zoo.ZOO_DIR
+        try:
+            return zoo.resolve(value)
+        except FileNotFoundError as err:
+            self.fail(str(err), param, ctx)
+
+
+DECODER = DecoderArgument()
+
+
+@click.group()
+def analyze() -> None:
+    """Studies on feature stores and trained decoders; each writes numbers and figures to --out."""
+
+
+@analyze.command()
+@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--decoder", type=DECODER, required=True,
+              help="A run folder, or a shipped decoder's representation (preimage zoo).")  # fmt: skip
+@click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True,
+              help="heldout: the rows the run never saw; train: those it trained on; all: every row read (a store "
+              "the decoder was not trained on).")  # fmt: skip
+@click.option("--n", "rows", default=1000, show_default=True, help="At most this many rows of the split.")
+@hidden_alias("--rows", "rows", type=int)
+def error(store: Path, decoder: Path, split: str, rows: int) -> None:
+    """The paper's normalised reconstruction error, PSNR and SSIM of a decoder on a split of a store (the same
+    scoring as ``analyze layers``)."""
+    from ..analysis.runs import read_run
+    from ..cache.store import FeatureStore
+    from ..train.evaluation import evaluate
+
+    run = read_run(decoder)
+    if run is None:
+        raise click.ClickException(f"{decoder}: not a run folder (run.json and checkpoint.safetensors) nor a shipped "
+                                   "decoder")  # fmt: skip
+    opened = FeatureStore.open(store)
+    model = run.decoder(opened)
+    result = evaluate(model, opened, run.feature, run.held_out, rows, split, train_fraction=run.train_fraction)
+    if not result:
+        raise click.ClickException(f"the {split} split of {store} has fewer than two readable rows")
+    click.echo(f"{run.feature} decoder {decoder} on {result[f'{split}_rows']} {split} rows of {store}:")
+    click.echo(f"  normalised error (Dosovitskiy & Brox, image space): {result['normalised_error']:.4f}")
+    click.echo(f"  PSNR: {result['psnr']:.2f} dB")
+    click.echo(f"  SSIM (first 64 images): {result['ssim']:.4f}")
+
+
+def decoder_option(command):
+    """``--decoder`` for the studies: run folders or folders of runs, repeatable (``--decoders``: hidden alias)."""
+    spec = dict(type=DECODER, multiple=True)
+    command = hidden_alias("--decoders", "decoders", **spec)(command)
+    return click.option("--decoder", "decoders", **spec,
+                        help="A run folder, a folder of runs (the newest run of each feature is used, and named), "
+                        "or a shipped decoder's representation; repeat for several [default: zoo, the decoders "
+                        "that ship: preimage zoo].")(command)  # fmt: skip
+
+
+def feature_option(default: str | None, help_text: str):
+    """``--feature``: one representation or a comma-separated list (``--features``: hidden alias)."""
+
+    def decorate(command):
+        command = hidden_alias("--features", "features")(command)
+        return click.option("--feature", "features", default=default, show_default=default is not None,
+                            help=help_text)(command)  # fmt: skip
+
+    return decorate
+
+
+def out_option(command):
+    """``--out``, the study folder (``out/analyze`` by default; its index.md shows every study run into it), and
+    ``--overwrite``: a study already in that folder is refused before any work unless it is given."""
+
+    @functools.wraps(command)
+    def guarded(*args, overwrite: bool, **kwargs):
+        study = click.get_current_context().info_name
+        refuse_to_overwrite(kwargs["out"], study, kwargs.get("features") if study == "compare" else None, overwrite)
+        return command(*args, **kwargs)
+
+    guarded = click.option("--overwrite", is_flag=True, help="Replace this study's results in --out.")(guarded)
+    return click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=default_out("analyze"),
+        show_default=True,
+        help="The study folder (index.md shows every study run into it).",
+    )(guarded)
+
+
+def refuse_to_overwrite(out: Path, study: str, features: str | None, overwrite: bool) -> None:
+    """A study whose results ``out`` holds already (its section of index.md; for ``compare``, rows of the same
+    representations: other ones accumulate) is replaced only with ``--overwrite``."""
+    from ..analysis.report import INDEX
+
+    if overwrite:
+        return
+    if study == "compare":
+        from ..pipeline.features import expand_specs
+
+        table = out / "compare.json"
+        held = {row["feature"] for row in json.loads(table.read_text())} if table.exists() else set()
+        again = sorted(held & set(expand_specs(features or "")))
+        if again:
+            raise click.ClickException(f"{out} holds the comparison of {', '.join(again)} already; pass --overwrite "
+                                       "to replace it, or choose another --out")  # fmt: skip
+        return
+    index = out / INDEX
+    if index.exists() and f"\n## {study}\n" in "\n" + index.read_text():
+        raise click.ClickException(
+            f"{out} holds a {study} study already ({index}); pass --overwrite to replace it, or choose another --out"
+        )
+
+
+def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: bool = False):
+    """The runs for ``features`` under ``decoders``, each announced with how it was chosen."""
+    from ..analysis.runs import trained_runs
+
+    if not decoders:
+        from ..train.zoo import ZOO_DIR
+
+        decoders = (ZOO_DIR,)  # the decoders that ship
+    runs = trained_runs(decoders, features, autoencoder)
+    for run in runs:
+        click.echo(f"decoder {run.describe()}")
+    return runs
+
+
+@analyze.command()
+@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@decoder_option
+@feature_option("hog,alexnet:conv1-conv5", "The representations compared, e.g. hog,alexnet:conv1-conv5.")
+@click.option("--n", default=50, show_default=True, help="Held-out images compared.")
+@out_option
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option("--columns", default=8, show_default=True, help="Images shown in the figure.")
+@click.option("--hoggles", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A HOGgles dictionary (train --method hoggles --out RUN): a third method for HOG.")  # fmt: skip
+@optimize_options
+def compare(store, decoders, features, n, out, weights, columns, hoggles, **options) -> None:
+    """Decoder against Mahendran & Vedaldi's optimisation (and, for HOG, HOGgles) on the same held-out images: one
+    table, one figure per representation."""
+    from ..analysis.compare import COLUMNS, KEYS, compare_feature, write_report
+    from ..analysis.report import markdown_table, update_index
+    from ..cache.store import FeatureStore
+    from ..runtime.progress import StepProgress
+
+    config = optimize_config(**options)
+    table, pictures = [], {}
+    opened = FeatureStore.open(store)
+    dictionary = None
+    if hoggles is not None:
+        from ..train.hoggles import load_hoggles
+
+        dictionary = load_hoggles(hoggles, opened)
+    for run in chosen_runs(decoders, features):
+        third = dictionary if run.feature == "hog" else None
+        click.echo(f"{run.feature}: the decoder against the optimisation{' and HOGgles' if third else ''} of {n} "
+                   "held-out images")  # fmt: skip
+        bar = StepProgress()
+        rows, images = compare_feature(opened, run, n, config, weights, bar, third)
+        bar.close()
+        table += rows
+        pictures[run.feature] = images
+    files = write_report(out, table, pictures, columns)
+    summary = (f"Decoder against Mahendran & Vedaldi's optimisation{' and HOGgles' if hoggles else ''} on {n} "
+               f"held-out images of `{store}`.")  # fmt: skip
+    index = update_index(out, "compare", summary, files)
+    click.echo(markdown_table(table, COLUMNS, KEYS))
+    click.echo(f"wrote {', '.join(str(f) for f in files)} and {index}")
+
+
+def _study_options(command):
+    """Options every decoder study shares: the store, the decoders, which features, where."""
+    command = out_option(command)
+    command = feature_option(None, "Which decoders, e.g. hog,alexnet:conv1-conv5 [default: all].")(command)
+    command = decoder_option(command)
+    return click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        required=True)(command)  # fmt: skip
+
+
+def _open(store: Path, decoders: tuple[Path, ...], features: str | None):
+    """The opened store and the trained runs (announced)."""
+    from ..cache.store import FeatureStore
+
+    return FeatureStore.open(store), chosen_runs(decoders, features)
+
+
+@analyze.command()
+@_study_options
+@click.option("--n", default=1000, show_default=True, help="Held-out images per decoder.")
+@click.option("--autoencoder", is_flag=True, help="Also the runs trained with --autoencoder (encoder fine-tuned).")
+def layers(store, decoders, features, out, n, autoencoder) -> None:
+    """Normalised error per representation or layer (the paper's Figure 7), beside the mean-image baseline and
+    the paper's figures, and a grid of reconstructions (one row per representation)."""
+    from ..analysis.layers import COLUMNS, layer_errors, write_layers
+    from ..analysis.report import markdown_table, update_index
+
+    opened, runs = _open(store, decoders, features)
+    if autoencoder:
+        runs += chosen_runs(decoders, None, autoencoder=True)
+    table, pictures = layer_errors(opened, runs, n)
+    files = write_layers(out, table, pictures)
+    summary = f"Each decoder on up to {n} held-out images of `{store}`; baseline: the training split's mean image."
+    index = update_index(out, "layers", summary, files)
+    click.echo(markdown_table(table, COLUMNS))
+    click.echo(f"wrote {', '.join(str(f) for f in files)} and {index}")
+
+
+def _finish(out: Path, study: str, summary: str, files: list[Path]) -> None:
+    from ..analysis.report import update_index
+
+    index = update_index(out, study, summary, files)
+    for path in files:
+        if path.suffix == ".md":
+            click.echo(path.read_text().split("\n", 2)[-1])
+    click.echo(f"wrote {', '.join(str(f) for f in files)} and {index}")
+
+
+@analyze.command()
+@_study_options
+@click.option("--n", default=1000, show_default=True, help="Held-out images per decoder.")
+def perturb(store, decoders, features, out, n) -> None:
+    """Error per layer with binarised, dropped-out and sparsified features (the paper's Figures 7 and 9)."""
+    from ..analysis.studies import perturbation_study
+
+    opened, runs = _open(store, decoders, features)
+    files = perturbation_study(opened, runs, n, out)
+    summary = (
+        f"Each decoder on up to {n} held-out images with its features perturbed at test time (the decoders were "
+        "trained on clean features)."
+    )
+    _finish(out, "perturb", summary, files)
+
+
+@analyze.command()
+@_study_options
+@click.option("--pair", default="0,1", show_default=True, help="Which two held-out images (their order).")
+@click.option("--steps", default=8, show_default=True, help="Points on the line, ends included.")
+def interpolate(store, decoders, features, out, pair, steps) -> None:
+    """Reconstructions along the straight line between two images' features, per layer (Figure 10)."""
+    from ..analysis.studies import interpolation_study
+
+    try:
+        a, b = (int(v) for v in pair.split(","))
+    except ValueError:
+        raise click.BadParameter(f"write two indices, e.g. 0,1; got {pair!r}", param_hint="--pair") from None
+    opened, runs = _open(store, decoders, features)
+    files = interpolation_study(opened, runs, (a, b), steps, out)
+    _finish(out, "interpolate", f"Held-out images {a} and {b} of `{store}`, {steps} points.", files)
+
+
+@analyze.command()
+@_study_options
+@click.option("--vectors", default=4096, show_default=True, help="Stored vectors the histograms are built from.")
+@click.option("--samples", default=8, show_default=True, help="Random vectors drawn per feature and method.")
+@click.option("--alpha", default=2.0, show_default=True, help="Scale of the histogram samples (the paper's 2).")
+@click.option("--seed", default=0, show_default=True)
+@batch_job_options
+def sample(store, decoders, features, out, vectors, samples, alpha, seed, batch) -> None:
+    """Reconstructions of random feature vectors drawn from per-dimension histograms and from one truncated
+    Gaussian (Figure 11); the histograms are computed with dask from the store (on batch jobs with --cluster)."""
+    from ..analysis.studies import sampling_study
+
+    opened, runs = _open(store, decoders, features)
+    with contextlib.ExitStack() as stack:
+        if batch:  # the histograms' dask graph then runs on the jobs' workers
+            from ..pipeline.batch_cluster import batch_cluster
+
+            logs = str(Path(out).resolve() / "jobs")  # the jobs' own logs, beside the study's output
+            client = stack.enter_context(batch_cluster(replace(batch, dashboard_address=":0", log_directory=logs),
+                                                       (store,)))  # fmt: skip
+            click.echo(f"dask: {batch.jobs} {batch.kind} jobs; dashboard {client.dashboard_link}")
+        files = sampling_study(opened, runs, vectors, samples, alpha, seed, out)
+    _finish(out, "sample", f"Histograms over the first {vectors} stored vectors; alpha {alpha}; seed {seed}.", files)
+
+
+@analyze.command()
+@_study_options
+@click.option("--n", default=8, show_default=True, help="Held-out images in the figure.")
+@click.option("--error-rows", default=256, show_default=True, help="Held-out images the table is computed on.")
+@click.option("--k", default=5, show_default=True, help="How many of the largest scores are kept or zeroed.")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+def ablate(store, decoders, features, out, n, error_rows, k, weights) -> None:
+    """Reconstructions from all class scores, the top-k only and the top-k zeroed, each named by the classifier
+    (the paper's coloured-apple study); --features picks the class-score decoder (default: the first found)."""
+    from ..analysis.studies import ablation_study
+    from ..pipeline.features import get_representation
+
+    opened, runs = _open(store, decoders, features or None)
+    scores = [run for run in runs if get_representation(run.feature).class_scores]
+    if not scores:
+        where = ", ".join(map(str, decoders))
+        raise click.ClickException(f"no decoder of class scores under {where}; train one on e.g. "
+                                   "efficientnet_lite0:logits")  # fmt: skip
+    files = ablation_study(opened, scores[0], n, k, weights, out, error_rows)
+    summary = f"{scores[0].feature}, k = {k}: figure of {n} held-out images, table over up to {error_rows}."
+    _finish(out, "ablate", summary, files)
+
+
+def _mask_command(name: str, help_text: str):
+    @analyze.command(name=name, help=help_text)
+    @_study_options
+    @click.option("--n", default=256, show_default=True, help="Held-out images per decoder.")
+    @click.option("--window", type=int, default=None, help="Keep the central WxW cells of the feature map.")
+    @click.option("--channels", default=None, help="Keep channels START:STOP.")
+    def command(store, decoders, features, out, n, window, channels) -> None:
+        from ..analysis.studies import mask_study
+
+        parsed = parse_channels(channels)
+        if window is None and parsed is None:
+            raise click.UsageError("give --window W and/or --channels START:STOP")
+        opened, runs = _open(store, decoders, features)
+        files = mask_study(opened, runs, n, window, parsed, out, name=name)
+        kept = " and ".join(filter(None, [f"the central {window}x{window} cells" if window else "",
+                                          f"channels {channels}" if channels else ""]))  # fmt: skip
+        summary = (f"Only {kept} kept, the other features set to zero and decoded by the decoder trained on "
+                   "whole features (no retraining).")  # fmt: skip
+        _finish(out, name, summary, files)
+
+    return command
+
+
+channels = _mask_command("channels", "Reconstructions from a subset of a layer's channels (features masked).")
+window = _mask_command("window", "Reconstructions from a spatial window of a layer (features masked).")

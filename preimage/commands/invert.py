@@ -1,0 +1,96 @@
+"""``preimage invert``: reconstruct image files from their features, with a trained decoder or by optimisation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from .options import default_out, optimize_config, optimize_options
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--method", type=click.Choice(["decoder", "optimize", "hoggles"]), default="decoder", show_default=True,
+              help="A trained decoder (one pass), Mahendran & Vedaldi's optimisation (gradient steps), or a HOGgles "
+              "paired dictionary (--decoder RUN of train --method hoggles).")  # fmt: skip
+@click.option("--decoder", default=None, help="A run folder (preimage train --out) [default: the decoder that ships "
+              "for --feature: preimage zoo].")  # fmt: skip
+@click.option("--feature", default=None, help="The representation, e.g. alexnet:conv3: its shipped decoder, or what "
+              "--method optimize matches.")  # fmt: skip
+@click.option("--size", type=int, default=None, help="With --method optimize: input side [default: 128 HOG, the "
+              "backbone's size for CNN layers].")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"),
+              show_default=True)  # fmt: skip
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
+@optimize_options
+def invert(images, method, decoder, feature, size, out, weights, overwrite, **options) -> None:
+    """Write original | reconstruction(s) for each image: the feature is computed from the image itself. Inputs
+    with the same name from different folders keep their folders under --out."""
+    import numpy as np
+
+    targets = [out / name for name in output_names(images)]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise click.ClickException(f"{', '.join(existing[:3])} exist(s) already ({len(existing)} in all); pass "
+                                   "--overwrite to replace them, or choose another --out")  # fmt: skip
+
+    from ..pipeline.images import save_rgb, to_uint8
+
+    if method == "hoggles":
+        from ..train.invert import invert_images
+        from ..train.locate import locate
+
+        if decoder is None or not Path(decoder).exists() or locate(decoder).method != "hoggles":
+            raise click.UsageError("--method hoggles needs --decoder RUN, a folder of preimage train --method hoggles")
+        rows = [[original, recon] for original, recon in invert_images(list(images), decoder)]
+    elif method == "decoder":
+        if decoder is None and feature is None:
+            raise click.UsageError("--method decoder needs --feature F (the decoder that ships for F: preimage zoo) "
+                                   "or --decoder RUN (your own run)")  # fmt: skip
+        if decoder is not None and feature is not None:
+            raise click.UsageError("give --feature (a shipped decoder) or --decoder (a run), not both")
+        from ..train.invert import invert_images
+        from ..train.zoo import resolve, shipped
+
+        decoder = resolve(decoder) if decoder is not None else shipped(feature).path
+        click.echo(f"decoder: {decoder}")
+
+        rows = [[original, recon] for original, recon in invert_images(list(images), decoder, weights)]
+    else:
+        if feature is None:
+            raise click.UsageError("--method optimize needs --feature, e.g. --feature alexnet:conv3")
+        from ..runtime.progress import StepProgress
+        from ..train.optimize import invert_files
+
+        bar = StepProgress()
+        crops, result = invert_files([str(p) for p in images], feature, optimize_config(**options), size, weights,
+                                     bar)  # fmt: skip
+        bar.close()
+        rows = []
+        for i, crop in enumerate(crops):
+            pre_images = result.images[i].expand(-1, 3, -1, -1)
+            rows.append(list(to_uint8(crop.expand(3, -1, -1)[None])) + list(to_uint8(pre_images)))
+            errors = ", ".join(f"{e:.4f}" for e in result.relative_error[i].tolist())
+            click.echo(f"{images[i]}: ||Phi(x*) - phi0||^2 / ||phi0||^2 = {errors}")
+    for target, row in zip(targets, rows, strict=True):
+        target = save_rgb(target, np.concatenate(row, axis=1))
+        click.echo(f"wrote {target} (original | {' | '.join(['reconstruction'] * (len(row) - 1))})")
+
+
+def output_names(paths: tuple[Path, ...] | list[Path]) -> list[str]:
+    """A distinct output name for each input: its stem (``photo.png``) where that is unique, else its path under the
+    inputs' common folder (``a/photo.png``, ``b/photo.png``), keeping the extension where only it differs."""
+    resolved = [Path(p).resolve() for p in paths]
+    common = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path()
+    for name in (
+        lambda p: p.stem,
+        lambda p: str(p.relative_to(common).with_suffix("")),
+        lambda p: str(p.relative_to(common)),
+    ):
+        names = [name(p) + ".png" for p in resolved]
+        if len(set(names)) == len(names):
+            return names
+    raise click.ClickException("the same file is given twice")  # only identical paths remain

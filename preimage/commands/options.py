@@ -1,0 +1,113 @@
+"""Command-line spellings every ``preimage`` command shares: one name per idea, old names kept as hidden aliases,
+and one default output folder per command (``out/<command>``)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+
+def default_out(command: str) -> Path:
+    """Where a command writes when ``--out`` is not given: ``out/<command>`` (``out/analyze`` for every study)."""
+    return Path("out") / command
+
+
+def hidden_alias(old: str, param: str, **option):
+    """Accept the old spelling ``old`` of the option stored in ``param`` without showing it in ``--help``; a value
+    given under the old name is used as if given under the new one (appended, for a repeatable option)."""
+    legacy = f"legacy_{param}"
+
+    def decorate(function):
+        @functools.wraps(function)
+        def command(*args, **kwargs):
+            value = kwargs.pop(legacy)
+            if value not in (None, ()):
+                current = kwargs.get(param)
+                kwargs[param] = (*(current or ()), *value) if option.get("multiple") else value
+            return function(*args, **kwargs)
+
+        return click.option(old, legacy, hidden=True, default=None, **option)(command)
+
+    return decorate
+
+
+def batch_job_options(command):
+    """``--cluster slurm|pbs|sge|lsf`` and the batch jobs' resources, for commands whose dask work scales with the
+    store; the command receives them as one ``batch`` argument (a ``BatchJobs``, or None without ``--cluster``)."""
+
+    @functools.wraps(command)
+    def with_batch(*args, **kwargs):
+        names = ("cluster", "jobs", "cores", "memory", "walltime", "queue", "account", "job_extra", "interface",
+                 "worker_timeout")  # fmt: skip
+        values = {name: kwargs.pop(name) for name in names}
+        batch = None
+        if values["cluster"]:
+            from ..pipeline.batch_cluster import BatchJobs
+
+            kind = values.pop("cluster")
+            batch = BatchJobs(kind, **{**values, "job_extra": tuple(values["job_extra"])})
+        return command(*args, batch=batch, **kwargs)
+
+    options = [
+        click.option("--cluster", type=click.Choice(["slurm", "pbs", "sge", "lsf"]), default=None,
+                     help="Run the dask workers as batch jobs of this scheduler (dask-jobqueue); the store must be "
+                     "on a filesystem every job sees."),
+        click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="With --cluster: jobs."),
+        click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="With --cluster: cores per job (torch threads of its worker)."),
+        click.option("--memory", default="4GB", show_default=True, help="With --cluster: memory per job."),
+        click.option("--walltime", default="01:00:00", show_default=True, help="With --cluster: time limit per job."),
+        click.option("--queue", default=None, help="With --cluster: the queue or partition."),
+        click.option("--account", default=None, help="With --cluster: the account charged."),
+        click.option("--job-extra", multiple=True,
+                     help="With --cluster: another scheduler directive, e.g. --gres=gpu:1."),
+        click.option("--interface", default=None, help="With --cluster: the network interface the workers reach "
+                     "the scheduler on (e.g. ib0; lo on a single node)."),
+        click.option("--worker-timeout", type=float, default=600.0, show_default=True,
+                     help="With --cluster: seconds to wait for the first worker before giving up."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        with_batch = option(with_batch)
+    return with_batch
+
+
+def optimize_options(command):
+    """The optimisation settings shared by ``invert --method optimize`` and ``analyze compare``."""
+    options = [
+        click.option("--steps", type=int, default=None, help="Gradient steps [default: 400 CNN, 800 HOG]."),
+        click.option("--lr", type=float, default=None, help="Initial rate of the step decay [default: 0.004]."),
+        click.option("--lambda-tv", type=float, default=None, help="TV weight [default: by depth, the paper's]."),
+        click.option("--restarts", type=int, default=1, show_default=True, help="Pre-images per image."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--window", type=int, default=None, help="Keep only the central WxW cells of the feature."),
+        click.option("--channels", default=None, help="Keep only channels START:STOP of the feature."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def parse_channels(channels: str | None) -> tuple[int, int] | None:
+    """``--channels START:STOP`` as a pair (None when not given)."""
+    if not channels:
+        return None
+    try:
+        start, stop = (int(v) for v in channels.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"write START:STOP, e.g. 0:32; got {channels!r}", param_hint="--channels") from None
+    return start, stop
+
+
+def optimize_config(steps, lr, lambda_tv, restarts, seed, window, channels):
+    """An :class:`OptimizeConfig` from the command-line options (errors as click errors)."""
+    from ..train.optimize import OptimizeConfig, with_defaults
+
+    parsed = parse_channels(channels)
+    if restarts < 1:
+        raise click.BadParameter("needs at least 1", param_hint="--restarts")
+    return with_defaults(
+        OptimizeConfig(), steps=steps, lr=lr, lambda_tv=lambda_tv, restarts=restarts, seed=seed, window=window,
+        channels=parsed,
+    )  # fmt: skip

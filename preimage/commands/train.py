@@ -1,0 +1,99 @@
+"""``preimage train``: fit a decoder to a stored representation (recipe in :mod:`preimage.train.trainer`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--feature", default=None, help="A representation in the store, e.g. hog or alexnet:conv3 (--method "
+              "hoggles: hog).")  # fmt: skip
+@click.option("--method", type=click.Choice(["decoder", "hoggles"]), default="decoder", show_default=True,
+              help="decoder: the up-convolutional network; hoggles: Vondrick et al.'s paired dictionary for HOG "
+              "(--atoms, --window, --sparsity; --max-steps dictionary updates, default 1000).")  # fmt: skip
+@click.option("--atoms", default=1024, show_default=True, help="--method hoggles: dictionary size (ihog's).")
+@click.option("--window", default=5, show_default=True, help="--method hoggles: HOG cells per window side.")
+@click.option("--sparsity", default=0.02, show_default=True, help="--method hoggles: the lasso's lambda.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The run folder.")
+@click.option("--target-size", default=64, show_default=True, help="Side of the reconstructed images.")
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="Adam's rate (0.9, 0.999), decayed at the end.")
+@click.option("--decay-from", default=0.7, show_default=True,
+              help="Fraction of the steps after which the rate decays (cosine) to 1% of --lr.")  # fmt: skip
+@click.option(
+    "--width",
+    default=128,
+    show_default=True,
+    help="Channels at the decoder's bottleneck (docs/quality.md: 128 hand-crafted, 64 CNN layers).",
+)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--held-out", default=0.1, show_default=True, help="Fraction of ids (by path hash) kept for tests.")
+@click.option("--train-fraction", default=1.0, show_default=True,
+              help="Train on this fraction of the training part, the same photos every time (a second path "
+              "hash; smaller fractions are subsets of larger ones): learning curves. The held-out part stays "
+              "whole.")  # fmt: skip
+@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (a budget).")
+@click.option("--checkpoint-every", default=100, show_default=True, help="Steps between checkpoints.")
+@click.option("--resume", type=click.Choice(["yes", "auto"]), is_flag=False, flag_value="yes", default=None,
+              help="Continue the run in --out from its last checkpoint; --resume auto: continue it if it has one, "
+              "start it otherwise (one batch script for the first start and every requeue).")  # fmt: skip
+@click.option("--autoencoder", is_flag=True, help="Fine-tune the CNN up to --feature's layer with the decoder, "
+              "from the stored images (the upper bound of the fixed-feature decoder).")  # fmt: skip
+@click.option("--augment", type=click.Choice(["none", "flip", "crop"]), default="none", show_default=True,
+              help="Train on mirrored (flip) or re-cropped and mirrored (crop) stored images, their features "
+              "recomputed by the store's extractor (hog, lbp, sift).")  # fmt: skip
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="bf16: bfloat16 autocast (weights stay float32), 1.45-2x faster where the CPU (AVX512-BF16, AMX) or "
+    "GPU computes it natively, 14x slower where it is emulated; auto: bf16 where native, else fp32.",
+)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.")  # fmt: skip
+def train(store, feature, method, atoms, window, sparsity, out, target_size, epochs, batch_size, lr, decay_from, width,
+          seed, held_out, train_fraction, workers, max_steps, checkpoint_every, resume, autoencoder, augment, precision,
+          device) -> None:  # fmt: skip
+    """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
+
+    With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
+    on GPUs, one GPU per rank): torchrun --nproc-per-node 2 -m preimage train ...
+
+    SIGTERM, SIGINT or SIGUSR1 stop it at the next step with a checkpoint; it exits with 128 + the signal's number
+    (143, 130, 138). `preimage sbatch train ...` writes a batch script that requeues and resumes it.
+    """
+    if method == "hoggles":
+        if feature not in (None, "hog"):
+            raise click.UsageError(f"--method hoggles inverts HOG; got --feature {feature}")
+        from ..runtime.progress import Progress
+        from ..train.hoggles import HogglesConfig, train_hoggles
+
+        config = HogglesConfig(atoms=atoms, window=window, sparsity=sparsity, steps=max_steps or 1000, seed=seed)
+        bar = Progress(config.steps, "steps")
+        target = train_hoggles(store, out, config, held_out, bar)
+        bar.close()
+        click.echo(f"paired dictionary: {target} (preimage invert IMAGE --method hoggles --decoder {out})")
+        return
+    if feature is None:
+        raise click.UsageError("--method decoder needs --feature, e.g. --feature hog")
+    from ..train.trainer import TrainConfig
+    from ..train.trainer import train as run
+
+    config = TrainConfig(
+        str(store), feature, str(out), target_size, epochs, batch_size, lr, decay_from, width=width, seed=seed,
+        held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
+        max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision,
+    )  # fmt: skip
+    result = run(config, resume={"yes": True, "auto": "auto"}.get(resume, False), announce=click.echo)
+    if result:
+        click.echo(
+            f"held-out ({result['heldout_rows']} images): normalised error {result['normalised_error']:.3f}, "
+            f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}"
+        )
+    click.echo(f"run folder: {out} (checkpoint.safetensors, metrics.jsonl, preview-eNNN.png)")

@@ -1,0 +1,143 @@
+"""Every expected failure of the command line: one `Error:` line naming the thing and what to do, exit code 1, no
+traceback (`-v` shows it), and nothing created on disk by an argument error."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from preimage.cli import main
+from preimage.train.checkpoint import CheckpointError
+from preimage.train.inverters import load_decoder
+
+
+def fails_cleanly(args: list[str], *fragments: str) -> str:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "\nError: " in "\n" + result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+    return result.output
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda f: f.write_bytes(pickle.dumps({"weights": [1, 2, 3]})),
+        lambda f: f.write_bytes(f.read_bytes()[:100]),
+    ],
+    ids=["pickle", "truncated"],
+)
+def test_a_run_folder_with_a_foreign_checkpoint_names_the_file(run, tmp_path, damage):
+    store, run_dir, images = run
+    broken = tmp_path / "run"
+    shutil.copytree(run_dir, broken)
+    damage(broken / "checkpoint.safetensors")
+    named = str(broken / "checkpoint.safetensors")
+    fails_cleanly(["invert", str(images / "01.png"), "--decoder", str(broken), "--out", str(tmp_path / "o")], named)
+    fails_cleanly(["analyze", "error", "--store", str(store), "--decoder", str(broken)], named)
+    args = ["train", "--store", str(store), "--feature", "hog", "--out", str(broken), "--target-size", "16"]
+    fails_cleanly([*args, "--epochs", "1", "--batch-size", "8", "--width", "16", "--resume"], named)
+    assert not (tmp_path / "o").exists()
+    verbose = CliRunner().invoke(main, ["-v", "analyze", "error", "--store", str(store), "--decoder", str(broken)])
+    assert verbose.exit_code == 1 and isinstance(verbose.exception, CheckpointError)  # -v: the real exception
+
+
+def test_a_crafted_header_is_refused_before_anything_is_allocated(run, tmp_path):
+    _, run_dir, images = run
+    header = json.loads(json.loads(json.dumps(_metadata(run_dir)))["header"])
+    header["decoder"]["width"] = 200_000  # 720 GB of weights, were they allocated
+    folder = tmp_path / "crafted"
+    folder.mkdir()
+    save_file({"model.x": torch.zeros(1)}, str(folder / "checkpoint.safetensors"), {"header": json.dumps(header)})
+    with pytest.raises(CheckpointError, match=r"width 200000.*outside the bounds"):
+        load_decoder(folder)
+    header["decoder"]["width"] = 32  # within bounds, but the tensors do not fit it
+    save_file({"model.x": torch.zeros(1)}, str(folder / "checkpoint.safetensors"), {"header": json.dumps(header)})
+    fails_cleanly(["invert", str(images / "01.png"), "--decoder", str(folder)], "tensors do not match")
+
+
+def _metadata(run_dir) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / "checkpoint.safetensors"), framework="pt") as f:
+        return f.metadata()
+
+
+def test_a_run_json_that_is_not_json_names_the_file(run, tmp_path):
+    store, run_dir, _ = run
+    broken = tmp_path / "run"
+    shutil.copytree(run_dir, broken)
+    (broken / "run.json").write_bytes(pickle.dumps({"config": 1}))
+    fails_cleanly(["analyze", "error", "--store", str(store), "--decoder", str(broken)], f"{broken / 'run.json'}")
+
+
+def test_a_file_named_h5_that_is_not_hdf5_is_named_and_nothing_is_created(tmp_path):
+    fake = tmp_path / "images.h5"
+    fake.write_text("not hdf5")
+    fails_cleanly(
+        ["extract", "--images", str(fake), "--store", str(tmp_path / "s.zarr")], f"{fake}: not a readable HDF5"
+    )
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_argument_errors_leave_no_store_behind(run, tmp_path):
+    _, _, images = run
+    fails_cleanly(["extract", "--images", str(tmp_path / "nowhere"), "--store", str(tmp_path / "a.zarr")])
+    fails_cleanly(["extract", "--images", str(images), "--store", str(tmp_path / "b.zarr"), "--feature", "nope"],
+                  "unknown representation 'nope'")  # fmt: skip
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+
+
+def test_a_feature_missing_from_the_store_says_what_it_holds(run, tmp_path):
+    store, _, _ = run
+    args = ["train", "--store", str(store), "--feature", "lbp", "--out", str(tmp_path / "r")]
+    fails_cleanly(args, "has no lbp features (it holds: hog)", "--feature lbp")
+    assert not (tmp_path / "r").exists()
+
+
+def test_invert_keeps_same_named_inputs_apart_and_overwrites_only_when_asked(run, tmp_path):
+    _, run_dir, images = run
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    shutil.copy(images / "01.png", a / "photo.png")
+    shutil.copy(images / "02.png", b / "photo.png")
+    out = tmp_path / "out"
+    args = ["invert", str(a / "photo.png"), str(b / "photo.png"), "--decoder", str(run_dir), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    first = {name: (out / name / "photo.png").read_bytes() for name in ("a", "b")}
+    assert first["a"] != first["b"]  # two pictures, not one written twice
+    fails_cleanly(args, f"{out / 'a' / 'photo.png'}", "--overwrite")
+    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_export_and_studies_refuse_to_overwrite_unless_asked(run, tmp_path):
+    store, run_dir, _ = run
+    unrelated = tmp_path / "unrelated.h5"
+    unrelated.write_bytes(b"someone else's data")
+    fails_cleanly(["export", str(store), "--h5", str(unrelated)], f"{unrelated} exists already", "--overwrite")
+    assert unrelated.read_bytes() == b"someone else's data"
+    assert CliRunner().invoke(main, ["export", str(store), "--h5", str(unrelated), "--overwrite"]).exit_code == 0
+
+    study = ["analyze", "layers", "--store", str(store), "--decoder", str(run_dir), "--out", str(tmp_path / "s")]
+    assert CliRunner().invoke(main, study).exit_code == 0
+    before = (tmp_path / "s" / "layers.json").read_bytes()
+    fails_cleanly(study, "holds a layers study already", "--overwrite")
+    assert (tmp_path / "s" / "layers.json").read_bytes() == before
+    assert CliRunner().invoke(main, [*study, "--overwrite"]).exit_code == 0
+
+
+def test_train_never_writes_over_another_runs_folder(run, tmp_path):
+    store, run_dir, _ = run
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    (other / "checkpoint.safetensors").unlink()  # a folder another run began
+    args = ["train", "--store", str(store), "--feature", "hog", "--out", str(other), "--width", "32"]
+    fails_cleanly(args, "holds the run.json of another run (other batch_size, target_size, width)")

@@ -1,0 +1,114 @@
+"""The three ways preimage inverts a representation, behind one protocol and one loader.
+
+An :class:`Inverter` maps inputs to images (N, C, T, T) in [0, 1]: a trained decoder (Dosovitskiy & Brox) and a
+HOGgles paired dictionary (Vondrick et al.) take stored features, an autoencoder run takes images
+(``takes == "images"``), and :class:`Optimization` (Mahendran & Vedaldi) takes features and finds pixels by
+gradient descent. :func:`load_inverter` loads either trained kind from what :func:`~.locate.locate` resolves
+(a run folder, a file, a shipped name). Importing this module costs no dask, click or cv2.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ..cache.store import FeatureStore, differences
+from . import checkpoint
+from .decoders import Decoder, DecoderConfig, create_decoder
+from .locate import Located, locate
+from .optimize import OptimizeConfig, Target, optimize
+
+
+@runtime_checkable
+class Inverter(Protocol):
+    """What every inversion method offers: what it takes (``features`` or ``images``) and a call from those to
+    images (N, C, T, T) in [0, 1] (C = 1 for a gray method such as HOGgles)."""
+
+    takes: str
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor: ...
+
+
+class Optimization(nn.Module):
+    """Mahendran & Vedaldi's inversion as an :class:`Inverter`: features (N, ...) -> the first restart's pre-images."""
+
+    takes = "features"
+
+    def __init__(self, target: Target, config: OptimizeConfig | None = None, progress=None) -> None:
+        super().__init__()
+        self.target, self.config, self.progress = target, config or OptimizeConfig(), progress
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return optimize(self.target, features, self.config, self.progress).images[:, 0]
+
+
+def check_fingerprint(header: dict, fingerprint: dict, where: str) -> None:
+    """An inverter only applies to features computed exactly as those it was trained on."""
+    trained = header["fingerprint"]
+    if trained["sha256"] != fingerprint["sha256"]:
+        problems = differences(
+            {k: v for k, v in fingerprint.items() if k != "sha256"},
+            {k: v for k, v in trained.items() if k != "sha256"},
+            labels=("the store", "the decoder"),
+        )
+        raise ValueError(
+            f"the decoder was trained on features computed differently from those in {where}:\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def check_store(located: Located, store: FeatureStore | None, feature: str | None = None) -> None:
+    """With a ``store``: refused unless its ``feature`` (default: the trained one) was computed as the training
+    features were."""
+    if store is not None:
+        name = feature or located.fingerprint["feature"]["representation"]
+        check_fingerprint(located.header, checkpoint.store_fingerprint(store, name), str(store.path))
+
+
+def load_decoder(run: str | os.PathLike, store: FeatureStore | None = None, feature: str | None = None) -> Decoder:
+    """The trained decoder of a run folder, a checkpoint file or a shipped representation (``"hog"``,
+    ``"alexnet:conv5"``), in float32; with ``store``, refused unless that store's ``feature`` was computed exactly
+    as the training features were. The header is checked (bounds, then every tensor's shape against the decoder it
+    describes, built on the meta device) before anything is allocated."""
+    located = locate(run)
+    if located.method != "decoder":
+        raise checkpoint.CheckpointError(f"{located.path}: a HOGgles dictionary, not a decoder; load it with "
+                                         "load_inverter")  # fmt: skip
+    return _decoder(located, store, feature)
+
+
+def load_inverter(run: str | os.PathLike, store: FeatureStore | None = None, feature: str | None = None) -> nn.Module:
+    """The trained inverter ``run`` names, a decoder or a HOGgles dictionary, checked against ``store`` as
+    :func:`load_decoder` does."""
+    located = locate(run)
+    if located.method == "hoggles":
+        from .hoggles import read_dictionary
+
+        model = read_dictionary(located)
+        check_store(located, store, "hog")
+        return model
+    return _decoder(located, store, feature)
+
+
+def _decoder(located: Located, store: FeatureStore | None, feature: str | None) -> Decoder:
+    path, header = located.path, located.header
+    checkpoint.check_decoder_header(path, header["decoder"])
+    try:
+        config = DecoderConfig.from_dict(header["decoder"])
+        with torch.device("meta"):
+            skeleton = create_decoder(config)
+    except (KeyError, TypeError, ValueError) as err:
+        problem = f"{path}: its header describes no decoder this preimage builds ({err})"
+        raise checkpoint.CheckpointError(problem) from None
+    checkpoint.check_shapes(path, skeleton, "model.decoder." if located.autoencoder else "model.")
+    model = create_decoder(config)
+    if located.autoencoder:
+        from .autoencoder import AutoEncoder
+
+        model = AutoEncoder(header["autoencoder"], model, pretrained=False)  # the weights come from the checkpoint
+    checkpoint.load(path, model)
+    check_store(located, store, feature)
+    return model.eval()
