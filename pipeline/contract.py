@@ -65,17 +65,15 @@ def plan_jobs(specs: str, image_size: int, weights: str | None = None, dtype: st
     """Feature jobs for a comma-separated spec list; each model is loaded once here to fix its weights hash (and to
     fail here, not on the workers, when its weights lack a layer)."""
     jobs = []
-    modules: dict[str, torch.nn.Module] = {}
+    modules: dict[tuple, torch.nn.Module] = {}
     for name in expand_specs(specs):
         rep = get_representation(name)
-        if rep.backbone is None:
-            jobs.append(FeatureJob(name, rep.input, image_size, rep.params))
-            continue
-        if rep.group not in modules:
-            modules[rep.group] = rep.load(weights)
-        network = modules[rep.group]
-        network.check_layers(rep.layer)
-        jobs.append(FeatureJob(name, rep.input, rep.input_size, rep.params, weights, network.weights.sha256))
+        if rep.module_key not in modules:
+            modules[rep.module_key] = rep.load(weights)
+        module = modules[rep.module_key]
+        rep.check(module)
+        jobs.append(FeatureJob(name, rep.input, rep.input_size or image_size, rep.params, weights,
+                               rep.weights_sha256(module)))  # fmt: skip
     if not jobs:
         raise ValueError("no representation asked for; e.g. --features hog,lbp,sift,alexnet:conv1-conv5")
     if np.dtype(dtype) not in (np.float32, np.float16):
@@ -106,10 +104,10 @@ _MODULES: dict[tuple, torch.nn.Module] = {}
 def _module(rep: Representation, weights: str | None, sha256: str | None) -> torch.nn.Module:
     """One loaded module per process for each group (a model's layers share it); a model's weights must be those
     the client planned with."""
-    key = (rep.group, weights, sha256, None if rep.backbone else tuple(sorted(rep.params.items())))
+    key = (rep.module_key, weights, sha256)
     if key not in _MODULES:
         module = rep.load(weights).eval()
-        if sha256 is not None and module.weights.sha256 != sha256:
+        if sha256 is not None and rep.weights_sha256(module) != sha256:
             raise RuntimeError(
                 f"{rep.group}: this worker found other weights ({module.weights.source}, sha256 "
                 f"{module.weights.sha256[:12]}) than the client ({sha256[:12]}); give every machine the same file "

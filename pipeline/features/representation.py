@@ -111,9 +111,15 @@ class Representation:
         """Representations of one group are computed by one module in one pass (a backbone's layers)."""
         return self.backbone or self.name
 
+    @property
+    def module_key(self) -> tuple:
+        """What tells one loaded module from another: a model's layers share theirs, a hand-crafted representation's
+        module is its parameters."""
+        return (self.backbone,) if self.backbone else (self.name, tuple(sorted(self.params.items())))
+
     def load(self, weights: str | None = None) -> nn.Module:
         """The module that computes this representation's group: the hand-crafted module, or the backbone with
-        its weights (``weights``: an explicit file)."""
+        its weights (``weights``: an explicit file; hand-crafted ones have none)."""
         if self.backbone is None:
             return self.handcrafted.module_cls(self.handcrafted.params_cls(**self.params))
         from ..backbones import create_backbone
@@ -121,6 +127,15 @@ class Representation:
         network = create_backbone(self.backbone, weights)
         network.check_layers(self.layer)
         return network
+
+    def check(self, module: nn.Module) -> None:
+        """An error now, not on a worker, when ``module``'s weights cannot compute this representation."""
+        if self.backbone is not None:
+            module.check_layers(self.layer)
+
+    def weights_sha256(self, module: nn.Module) -> str | None:
+        """The hash of the weights ``module`` computes this representation with (None: it has none)."""
+        return module.weights.sha256 if self.backbone is not None else None
 
     def gradient_form(self, weights: str | None = None, device: torch.device | None = None) -> GradientForm:
         """This representation with a gradient, on ``device`` (an error when it has none)."""

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import click
 
-from .options import batch_job_options, default_out, hidden_alias, optimize_config, optimize_options, parse_channels
+from .options import (
+    STORE,
+    batch_job_options,
+    default_out,
+    hidden_alias,
+    optimize_config,
+    optimize_options,
+    parse_channels,
+)
 
 
 class DecoderArgument(click.ParamType):
@@ -39,7 +47,7 @@ def analyze() -> None:
 
 
 @analyze.command()
-@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--store", type=STORE, required=True)
 @click.option("--decoder", type=DECODER, required=True,
               help="A run folder, or a shipped decoder's representation (preimage zoo).")  # fmt: skip
 @click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True,
@@ -149,7 +157,7 @@ def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: b
 
 
 @analyze.command()
-@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--store", type=STORE, required=True)
 @decoder_option
 @feature_option("hog,alexnet:conv1-conv5", "The representations compared, e.g. hog,alexnet:conv1-conv5.")
 @click.option("--n", default=50, show_default=True, help="Held-out images compared.")
@@ -197,8 +205,7 @@ def _study_options(command):
     command = out_option(command)
     command = feature_option(None, "Which decoders, e.g. hog,alexnet:conv1-conv5 [default: all].")(command)
     command = decoder_option(command)
-    return click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                        required=True)(command)  # fmt: skip
+    return click.option("--store", type=STORE, required=True)(command)
 
 
 def _open(store: Path, decoders: tuple[Path, ...], features: str | None):

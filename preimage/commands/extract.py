@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
 import click
 
 from ..pipeline.cluster import DASHBOARD_ADDRESS
 from ..pipeline.decode import DEFAULT_MAX_PIXELS
-from .options import batch_job_options, hidden_alias
+from .options import NEW_STORE, batch_job_options, hidden_alias
 
 DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 
@@ -22,7 +21,7 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
     help="A folder (walked recursively; class sub-folders become labels), a .txt list of paths, or FILE.h5[:DATASET]. "
     "Default: the colour photos that ship with scikit-image.",
 )
-@click.option("--store", type=click.Path(path_type=Path), required=True, help="The zarr store to write or add to.")
+@click.option("--store", type=NEW_STORE, required=True, help="The zarr store to write or add to.")
 @click.option(
     "--feature",
     "specs",

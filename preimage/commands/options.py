@@ -9,6 +9,31 @@ from pathlib import Path
 import click
 
 
+class StoreLocation(click.ParamType):
+    """A store on the command line: a folder (which must exist unless the command creates it). A URL is passed on
+    as it is, for the store's backend (:mod:`preimage.cache.backend`) to serve or refuse."""
+
+    name = "store"
+
+    def __init__(self, exists: bool = True) -> None:
+        self.exists = exists
+
+    def convert(self, value, param, ctx) -> Path | str:
+        text = str(value)
+        if "://" in text and not text.startswith("file://"):
+            return text
+        path = Path(text.removeprefix("file://"))
+        if self.exists and not path.exists():
+            self.fail(f"Path {text!r} does not exist.", param, ctx)
+        if path.exists() and not path.is_dir():
+            self.fail(f"{text!r} is a file, not a store (a store is a folder).", param, ctx)
+        return path
+
+
+STORE = StoreLocation()  # a store a command reads or adds to
+NEW_STORE = StoreLocation(exists=False)  # a store ``extract`` creates or adds to
+
+
 def default_out(command: str) -> Path:
     """Where a command writes when ``--out`` is not given: ``out/<command>`` (``out/analyze`` for every study)."""
     return Path("out") / command

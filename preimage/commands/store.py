@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from .options import STORE
+
 
 def _open(store: Path):
     from ..cache.store import FeatureStore
@@ -24,7 +26,7 @@ def _size(n: float) -> str:
 
 
 @click.command()
-@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", type=STORE)
 @click.option("--failures", "all_failures", is_flag=True, help="List every unreadable file, not the first 10.")
 def info(store: Path, all_failures: bool) -> None:
     """Print what a feature store holds: rows, arrays, sizes on disk, extractor parameters, failures."""
@@ -82,7 +84,7 @@ def info(store: Path, all_failures: bool) -> None:
 
 
 @click.command()
-@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", type=STORE)
 def verify(store: Path) -> None:
     """Read every chunk of a store and check it: list each damaged or missing shard with the rows it holds
     (exit 1 when any), and say how to recompute them."""
@@ -110,7 +112,7 @@ def verify(store: Path) -> None:
 
 
 @click.command()
-@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", type=STORE)
 @click.option("--h5", "h5_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="HDF5 file.")
 @click.option("--overwrite", is_flag=True, help="Replace the HDF5 file if it exists.")
 def export(store: Path, h5_path: Path, overwrite: bool) -> None:

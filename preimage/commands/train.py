@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from .options import STORE
+
 
 @click.command()
-@click.option("--store", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--store", type=STORE, required=True)
 @click.option("--feature", default=None, help="A representation in the store, e.g. hog or alexnet:conv3 (--method "
               "hoggles: hog).")  # fmt: skip
 @click.option("--method", type=click.Choice(["decoder", "hoggles"]), default="decoder", show_default=True,

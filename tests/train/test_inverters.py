@@ -1,0 +1,55 @@
+"""One protocol for the three inversion methods, one loader for the trained ones, one resolver of where they live."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from preimage.cache.store import FeatureStore, feature_path
+from preimage.pipeline.features import hog
+from preimage.train import zoo
+from preimage.train.checkpoint import CheckpointError
+from preimage.train.decoders import Decoder
+from preimage.train.hoggles import PairedDictionary
+from preimage.train.inverters import Inverter, Optimization, load_decoder, load_inverter
+from preimage.train.locate import CHECKPOINT, DICTIONARY, locate
+from preimage.train.optimize import OptimizeConfig, differentiable_target
+
+from .test_hoggles import learned, stores  # noqa: F401  (fixtures)
+
+
+def test_each_method_is_an_inverter_from_features_to_images(learned, stores):  # noqa: F811
+    paths, _ = stores
+    store = FeatureStore.open(paths[64])
+    grids = torch.from_numpy(store.take(feature_path("hog"), [0, 1])).float()
+    dictionary = load_inverter(learned, store)
+    decoder = load_inverter("hog")
+    optimization = Optimization(differentiable_target("hog", 64, device="cpu"), OptimizeConfig(steps=8))
+    for method in (dictionary, optimization, decoder):
+        assert isinstance(method, Inverter) and method.takes == "features"
+    assert isinstance(dictionary, PairedDictionary) and isinstance(decoder, Decoder)
+    assert dictionary(grids).shape == (2, 1, 64, 64)
+    images = optimization(grids)
+    assert images.shape == (2, 1, 64, 64) and 0 <= float(images.min()) <= float(images.max()) <= 1
+    # the optimisation moved towards the features it was given: its HOG is nearer theirs than noise's is
+    assert (hog(images[:, 0]) - grids).norm() < (hog(torch.rand(2, 64, 64)) - grids).norm()
+
+
+def test_one_resolver_for_run_folders_files_and_shipped_names(learned, tmp_path):  # noqa: F811
+    shipped = locate("hog")
+    assert (shipped.method, shipped.folder, shipped.path) == ("decoder", None, zoo.shipped("hog").path)
+    assert shipped.settings()["feature"] == "hog" and not shipped.autoencoder
+    folder = locate(learned)
+    assert (folder.method, folder.path, folder.folder) == ("hoggles", learned / DICTIONARY, learned)
+    renamed = tmp_path / "mine.safetensors"  # a dictionary under another name is still found to be one
+    renamed.write_bytes((learned / DICTIONARY).read_bytes())
+    assert locate(renamed).method == "hoggles"
+    empty = tmp_path / "run"
+    empty.mkdir()
+    assert locate(empty).path == empty / CHECKPOINT and locate(empty).settings() is None
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_decoder(empty)
+    with pytest.raises(CheckpointError, match="a HOGgles dictionary, not a decoder"):
+        load_decoder(learned)
+    with pytest.raises(FileNotFoundError, match="no such run folder or checkpoint"):
+        locate(tmp_path / "absent")
