@@ -59,9 +59,12 @@ from .options import STORE
 )
 @click.option("--device", default="auto", show_default=True,
               help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.")  # fmt: skip
+@click.option("--loss", default="pixel", show_default=True,
+              help="What a step minimises: pixel (the paper's mean squared error), or an objective registered with "
+              "preimage.train.objective.register_objective.")  # fmt: skip
 def train(store, feature, method, atoms, window, sparsity, out, target_size, epochs, batch_size, lr, decay_from, width,
           seed, held_out, train_fraction, workers, max_steps, checkpoint_every, resume, autoencoder, augment, precision,
-          device) -> None:  # fmt: skip
+          device, loss) -> None:  # fmt: skip
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
@@ -90,7 +93,7 @@ def train(store, feature, method, atoms, window, sparsity, out, target_size, epo
     config = TrainConfig(
         str(store), feature, str(out), target_size, epochs, batch_size, lr, decay_from, width=width, seed=seed,
         held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
-        max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision,
+        max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision, loss=loss,
     )  # fmt: skip
     result = run(config, resume={"yes": True, "auto": "auto"}.get(resume, False), announce=click.echo)
     if result:
