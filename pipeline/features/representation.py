@@ -95,6 +95,7 @@ class Representation:
 
     @property
     def handcrafted(self) -> Handcrafted | None:
+        """The registry entry of a hand-crafted representation (None for a model's layer)."""
         return HANDCRAFTED.get(self.name) if self.backbone is None else None
 
     @property
