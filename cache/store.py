@@ -65,7 +65,17 @@ class Damage:
 
 def feature_path(name: str) -> str:
     """Array path of a representation: ``hog`` -> ``features/hog``, ``alexnet:conv3`` -> ``features/alexnet/conv3``."""
-    return "features/" + name.replace(":", "/")
+    return "features/" + _key(name)
+
+
+def _key(name: str) -> str:
+    """A representation's name as a store key: ':' separates folders; a '/' inside a name (a Hugging Face id,
+    ``hf:facebook/dinov2-small:...``) is written %2F so that the name comes back whole (:func:`_name`)."""
+    return name.replace("%", "%25").replace("/", "%2F").replace(":", "/")
+
+
+def _name(key: str) -> str:
+    return key.replace("/", ":").replace("%2F", "/").replace("%25", "%")
 
 
 def progress_subject(path: str) -> str | None:
@@ -73,12 +83,12 @@ def progress_subject(path: str) -> str | None:
     representation (``features/alexnet/conv3`` -> ``alexnet:conv3``); None for any other array."""
     if path == "images":
         return "images"
-    return path.removeprefix("features/").replace("/", ":") if path.startswith("features/") else None
+    return _name(path.removeprefix("features/")) if path.startswith("features/") else None
 
 
 def progress_path(what: str) -> str:
     """Path of the completion markers of ``images`` or of a representation."""
-    return "progress/" + what.replace(":", "/")
+    return "progress/" + _key(what)
 
 
 def _canonical(value) -> object:

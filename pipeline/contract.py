@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..runtime.progress import StepTimer
+from .backbones import RANDOM_WEIGHTS
 from .decode import DECODE_RECIPE
 from .features import Representation, expand_specs, get_representation
 from .images import to_float
@@ -47,18 +48,24 @@ class FeatureJob:
                 f"this preimage computes version {EXTRACTOR_VERSION}"
             )
         source = attrs["input"]
+        if str(attrs.get("weights", "")).startswith("random"):
+            weights = RANDOM_WEIGHTS
         return cls(attrs["representation"], source["color"], source["size"], attrs["params"], weights,
                    attrs.get("weights_sha256"))  # fmt: skip
 
     def attrs(self) -> dict:
-        """What the store records with the array, and what must match to add to it."""
-        return {
+        """What the store records with the array, and what must match to add to it (a model's random weights
+        are said so, beside their hash)."""
+        attrs = {
             "representation": self.name,
             "extractor_version": EXTRACTOR_VERSION,
             "input": {"color": self.input, "size": self.input_size, "range": "[0, 1]"},
             "params": self.params,
             "weights_sha256": self.weights_sha256,
         }
+        if self.backbone is not None and self.weights == RANDOM_WEIGHTS:
+            attrs["weights"] = "random initialisation (seed 0)"
+        return attrs
 
 
 def plan_jobs(specs: str, image_size: int, weights: str | None = None, dtype: str = "float32") -> list[FeatureJob]:

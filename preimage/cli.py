@@ -35,6 +35,7 @@ def expected_failure(err: BaseException) -> str | None:
     a damaged store or checkpoint, a wrong option value, a busy store), None for anything else (a bug: its
     traceback stays)."""
     from .cache.backend import StoreLocked
+    from .pipeline.backbones.weights import WeightsUnavailable
     from .pipeline.batch_cluster import ClusterError
     from .pipeline.decode import ImageReadError
 
@@ -42,7 +43,9 @@ def expected_failure(err: BaseException) -> str | None:
     if name == "KilledWorker":
         return (f"a dask worker died repeatedly running {err.args[0] if err.args else 'a task'} (out of memory?); "
                 "what was complete is kept: run the same command again to resume")  # fmt: skip
-    if isinstance(err, StoreLocked | ClusterError | ImageReadError | ValueError | KeyError | OSError):
+    if isinstance(
+        err, StoreLocked | ClusterError | ImageReadError | WeightsUnavailable | ValueError | KeyError | OSError
+    ):
         text = str(err).strip("'\"") if isinstance(err, KeyError) else str(err)
         if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
             text = f"{err.filename}: {text}"

@@ -60,8 +60,11 @@ def store_fingerprint(store: FeatureStore, feature: str) -> dict:
     attrs = dict(store.array(feature_path(feature)).attrs)
     recipe = store.meta["recipe"]
     keep = {"representation", "extractor_version", "input", "params", "weights_sha256", "dtype", "row_shape"}
+    feature = {k: attrs.get(k) for k in sorted(keep)}
+    if "weights" in attrs:  # random weights, said so (absent for pretrained ones: older fingerprints stay equal)
+        feature["weights"] = attrs["weights"]
     fingerprint = {
-        "feature": {k: attrs.get(k) for k in sorted(keep)},
+        "feature": feature,
         "image_size": recipe["image_size"],
         "crop": recipe["crop"],
     }

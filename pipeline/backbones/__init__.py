@@ -26,6 +26,7 @@ from .registry import (
 from .weights import WeightsUnavailable, load_state_dict, state_dict_digest
 
 __all__ = [
+    "RANDOM_WEIGHTS",
     "Backbone",
     "BackboneConfig",
     "Preprocess",
@@ -38,6 +39,7 @@ __all__ = [
     "register_backbone",
 ]
 log = logging.getLogger(__name__)
+RANDOM_WEIGHTS = "random"  # --weights random: a randomly initialised model, asked for explicitly and recorded so
 
 
 @dataclass(frozen=True)
@@ -134,4 +136,6 @@ def create_backbone(name: str, weights: str | Path | None = None, random_init: b
         loaded = LoadedWeights(label, covered, state_dict_digest(state), tuple(tried))
         log.info("%s weights: %s", name, label)
         return Backbone(config, network, loaded)
+    if len(tried) == 1:
+        raise WeightsUnavailable(tried[0].split(": ", 1)[1])
     raise WeightsUnavailable(f"no weights for {name}; tried:\n  " + "\n  ".join(tried))

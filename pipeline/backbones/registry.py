@@ -17,16 +17,26 @@ from torch import nn
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How a network expects its input: images in [0, 1] RGB are mapped to ``(x * range - mean) / std``."""
+    """How a network expects its input: images in [0, 1] RGB are mapped to ``(x * range - mean) / std``; with
+    ``crop``, a store feeds squares of ``input_size`` and the network sees their central ``crop`` x ``crop`` (a
+    Hugging Face processor's resize, then centre crop)."""
 
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     pixel_range: float = 1.0
     channel_order: str = "RGB"
+    crop: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"input_size": self.input_size, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
+                "pixel_range": self.pixel_range, "channel_order": self.channel_order}  # fmt: skip
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalise a batch (N, 3, H, W) of RGB images in [0, 1]."""
+        """Normalise a batch (N, 3, H, W) of RGB images in [0, 1] (centre-cropped to ``crop`` when larger)."""
+        if self.crop is not None and min(images.shape[-2:]) > self.crop:
+            top, left = (images.shape[-2] - self.crop) // 2, (images.shape[-1] - self.crop) // 2
+            images = images[..., top : top + self.crop, left : left + self.crop]
         if self.channel_order == "BGR":
             images = images.flip(1)
         mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
@@ -63,6 +73,8 @@ _REGISTRY: dict[str, BackboneConfig] = {}
 # no network definitions); plug-ins declare theirs in the ``preimage.backbones`` entry-point group the same way
 _BUILTIN = {"alexnet": "alexnet", "vgg16": "vgg", "efficientnet_lite0": "efficientnet_lite"}
 ENTRY_POINTS = "preimage.backbones"
+# model sources named by a prefix (``hf:facebook/dinov2-small``): module and function building a config by name
+_SOURCES = {"hf": ("huggingface", "hf_backbone_config")}
 
 
 @functools.cache
@@ -89,6 +101,11 @@ def register_backbone(config: BackboneConfig) -> BackboneConfig:
     return config
 
 
+def builtin(name: str) -> bool:
+    """Whether ``name`` is one of the backbones that ship with preimage."""
+    return name in _BUILTIN
+
+
 def list_backbones() -> list[str]:
     """Names of all backbones: built in, declared by plug-ins, and registered at run time."""
     return sorted(set(_REGISTRY) | set(_BUILTIN) | set(_plugins()))
@@ -103,10 +120,15 @@ def get_config(name: str) -> BackboneConfig:
             importlib.import_module(f"{__package__}.{_BUILTIN[name]}")
         elif name in _plugins():
             _plugins()[name].load()
+        elif name.split(":", 1)[0] in _SOURCES:
+            module, function = _SOURCES[name.split(":", 1)[0]]
+            register_backbone(getattr(importlib.import_module(f"{__package__}.{module}"), function)(name))
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}") from None
+        sources = ", ".join(f"{prefix}:NAME" for prefix in _SOURCES)
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}, or a model from a source "
+                       f"({sources})") from None  # fmt: skip
 
 
 @functools.cache
@@ -117,29 +139,46 @@ def imagenet_class_names() -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-def parse_layers(config: BackboneConfig, spec: str | Sequence[str]) -> tuple[str, ...]:
+def parse_layers(config: BackboneConfig, spec: str | Sequence[str], companions: bool = True) -> tuple[str, ...]:
     """Layers named by ``spec``: 'conv3', 'conv1-conv5' (a range in forward order), 'conv1+fc6', or a list. A layer's
-    own name always wins over reading a '-' in it as a range (``ViT-B-32``-style names pass through)."""
+    own name always wins over reading a '-' in it as a range (``ViT-B-32``-style names pass through). A range keeps
+    the layers as deep as its ends (``encoder.layer.0-encoder.layer.11``: the blocks, not their sublayers). A layer
+    brings its companions (``LAYER#prefix``: a transformer layer's class tokens), so nothing is dropped unasked."""
     layers = config.layers
     parts = spec.split("+") if isinstance(spec, str) else list(spec)
     chosen: list[str] = []
     for part in parts:
         if part in layers:
             chosen.append(part)
+            if companions:  # its companions: a transformer layer's class tokens
+                chosen += [layer for layer in layers if layer.startswith(part + "#")]
             continue
         ends = [(part[:i], part[i + 1 :]) for i, c in enumerate(part) if c == "-"]
         ranges = [(a, b) for a, b in ends if a in layers and b in layers]
         if not ranges:
-            unknown = [end for end in ends[0] if end not in layers][:1] if len(ends) == 1 else []
-            raise ValueError(f"{config.name} has no layer {(unknown or [part])[0]!r}; its layers are "
-                             f"{', '.join(layers)}")  # fmt: skip
+            unknown = ([end for end in ends[0] if end not in layers][:1] if len(ends) == 1 else []) or [part]
+            raise ValueError(f"{config.name} has no layer {unknown[0]!r}; {_layer_hint(unknown[0], layers)}")
         if len(ranges) > 1:
             raise ValueError(f"cannot read layer range {part!r}; write FIRST-LAST, e.g. conv1-conv5")
         lo, hi = layers.index(ranges[0][0]), layers.index(ranges[0][1])
+        while companions and hi + 1 < len(layers) and layers[hi + 1].startswith(layers[hi].split("#")[0] + "#"):
+            hi += 1  # the last layer's companions come with it
         if lo > hi:
             raise ValueError(f"layer range {part!r} runs backwards; {config.name} layers go {layers}")
-        chosen.extend(layers[lo : hi + 1])
+        depth = ranges[0][0].count(".")
+        chosen.extend(layer for layer in layers[lo : hi + 1] if layer.count(".") == depth)
     return tuple(dict.fromkeys(chosen))
+
+
+def _layer_hint(name: str, layers: Sequence[str]) -> str:
+    """The closest layer names, then all of them where they are few (a transformer has hundreds)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, layers, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    if len(layers) <= 24:
+        return hint + f"its layers are {', '.join(layers)}"
+    return hint + f"it has {len(layers)} layers (preimage features --model NAME lists them)"
 
 
 class TappedSequence(nn.Module):

@@ -123,9 +123,10 @@ class Representation:
         its weights (``weights``: an explicit file; hand-crafted ones have none)."""
         if self.backbone is None:
             return self.handcrafted.module_cls(self.handcrafted.params_cls(**self.params))
-        from ..backbones import create_backbone
+        from ..backbones import RANDOM_WEIGHTS, create_backbone
 
-        network = create_backbone(self.backbone, weights)
+        random = weights == RANDOM_WEIGHTS
+        network = create_backbone(self.backbone, None if random else weights, random_init=random)
         network.check_layers(self.layer)
         return network
 
@@ -208,7 +209,8 @@ def _backbone_shapes(backbone: str, height: int, width: int) -> dict[str, tuple[
     with torch.device("meta"):
         network = config.build()
     with torch.inference_mode():
-        out = network.to_empty(device="cpu").forward_layers(torch.zeros(1, 3, height, width), list(config.layers))
+        images = config.preprocess(torch.zeros(1, 3, height, width))  # a centre crop where the model takes one
+        out = network.to_empty(device="cpu").forward_layers(images, list(config.layers))
     return {name: tuple(value.shape[1:]) for name, value in out.items()}
 
 
@@ -228,16 +230,23 @@ def get_representation(spec: str, **params) -> Representation:
     if spec in HANDCRAFTED:
         return _handcrafted(spec, **params)
     from ..backbones import get_config, parse_layers
+    from ..backbones.registry import builtin
 
     backbone, layers = split_spec(spec)
     config = get_config(backbone)
-    (layer,) = parse_layers(config, layers)
+    named = parse_layers(config, layers, companions=False)
+    if len(named) != 1:
+        raise ValueError(f"{spec} names {len(named)} layers; a representation is one (expand_specs takes ranges)")
+    (layer,) = named
     size = config.preprocess.input_size
     kind = _kind(_backbone_shapes(backbone, size, size)[layer])
     if kind not in ("map", "vector"):
-        raise ValueError(f"{backbone}:{layer} gives outputs of shape {_backbone_shapes(backbone, size, size)[layer]}"
-                         ", which preimage cannot store yet")  # fmt: skip
+        shape = _backbone_shapes(backbone, size, size)[layer]
+        raise ValueError(f"{backbone}:{layer} gives outputs of shape {shape} ({kind}), which preimage cannot "
+                         "store: a map (C, H, W), a vector (D,), or a patch model's tokens (a grid)")  # fmt: skip
     params = {"backbone": backbone, "layer": layer, "input_size": size}
+    if not builtin(backbone):  # a model from a source or a plug-in: its preprocessing is part of the features
+        params["preprocess"] = config.preprocess.as_dict()
     return Representation(
         f"{backbone}:{layer}",
         kind,

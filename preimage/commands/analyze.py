@@ -12,6 +12,8 @@ import click
 
 from .options import (
     STORE,
+    WEIGHTS,
+    WEIGHTS_HELP,
     batch_job_options,
     default_out,
     hidden_alias,
@@ -162,7 +164,7 @@ def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: b
 @feature_option("hog,alexnet:conv1-conv5", "The representations compared, e.g. hog,alexnet:conv1-conv5.")
 @click.option("--n", default=50, show_default=True, help="Held-out images compared.")
 @out_option
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 @click.option("--columns", default=8, show_default=True, help="Images shown in the figure.")
 @click.option("--hoggles", type=click.Path(exists=True, path_type=Path), default=None,
               help="A HOGgles dictionary (train --method hoggles --out RUN): a third method for HOG.")  # fmt: skip
@@ -309,7 +311,7 @@ def sample(store, decoders, features, out, vectors, samples, alpha, seed, batch)
 @click.option("--n", default=8, show_default=True, help="Held-out images in the figure.")
 @click.option("--error-rows", default=256, show_default=True, help="Held-out images the table is computed on.")
 @click.option("--k", default=5, show_default=True, help="How many of the largest scores are kept or zeroed.")
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 def ablate(store, decoders, features, out, n, error_rows, k, weights) -> None:
     """Reconstructions from all class scores, the top-k only and the top-k zeroed, each named by the classifier
     (the paper's coloured-apple study); --features picks the class-score decoder (default: the first found)."""

@@ -9,7 +9,7 @@ import click
 
 from ..pipeline.cluster import DASHBOARD_ADDRESS
 from ..pipeline.decode import DEFAULT_MAX_PIXELS
-from .options import NEW_STORE, batch_job_options, hidden_alias
+from .options import NEW_STORE, WEIGHTS, WEIGHTS_HELP, batch_job_options, hidden_alias
 
 DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 
@@ -42,7 +42,7 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
     help="Where the local cluster's dashboard listens (HOST:PORT; :8787 for every interface).",
 )
 @click.option("--float16", is_flag=True, help="Store features as float16 (half the bytes; docs/performance.md).")
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 @click.option(
     "--max-pixels",
     type=click.IntRange(min=1),

@@ -6,9 +6,16 @@ import click
 
 
 @click.command()
-@click.option("--size", default=224, show_default=True, help="Square image size for the output shapes.")
-def features(size: int) -> None:
+@click.option("--size", default=None, type=int, help="Square image size for the output shapes [default: 224; with "
+              "--model, the side a store feeds it].")  # fmt: skip
+@click.option("--model", default=None, help="One model's layers instead, e.g. hf:facebook/dinov2-small or a folder "
+              "(hf:./my-vit): each with its output shape and how it is stored.")  # fmt: skip
+def features(size: int | None, model: str | None) -> None:
     """List every representation this install can compute, with parameters and output shape."""
+    if model is not None:
+        _model_layers(model, size)
+        return
+    size = size or 224
     from ..pipeline.backbones import get_config, list_backbones
     from ..pipeline.backbones.registry import computable_layers
     from ..pipeline.features import get_representation, list_representations
@@ -30,3 +37,23 @@ def features(size: int) -> None:
         found = f"present here: {source}" if source else "none present here (a download may still work)"
         click.echo(f"  {backbone}: " + "; ".join(s.name for s in config.sources) + f"\n    {found}")
     click.echo("* no weights for this layer are present here: supply a file with --weights or go online")
+
+
+def _model_layers(model: str, size: int | None) -> None:
+    """Every layer of one model in forward order: its output as stored at ``size`` and its kind."""
+    from ..pipeline.backbones import get_config
+    from ..pipeline.features import get_representation
+
+    config = get_config(model)
+    size = size or config.preprocess.input_size
+    crop = f", centre crop {config.preprocess.crop}" if config.preprocess.crop else ""
+    click.echo(f"{model}: {config.description}; a store feeds it {config.preprocess.input_size}x"
+               f"{config.preprocess.input_size}{crop}")  # fmt: skip
+    click.echo(f"{'layer':48} {'kind':7} stored at {size}x{size}")
+    for layer in config.layers:
+        try:
+            rep = get_representation(f"{model}:{layer}")
+            shape, kind = "x".join(map(str, rep.stored_shape(size))), rep.kind
+        except ValueError as err:  # an output preimage cannot store (a tuple, a raw token sequence)
+            shape, kind = str(err).split(": ", 1)[-1][:60], "-"
+        click.echo(f"{layer:48} {kind:7} {shape}")

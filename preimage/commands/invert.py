@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import default_out, optimize_config, optimize_options
+from .options import WEIGHTS, WEIGHTS_HELP, default_out, optimize_config, optimize_options
 
 
 @click.command()
@@ -23,7 +23,7 @@ from .options import default_out, optimize_config, optimize_options
               "backbone's size for CNN layers].")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"),
               show_default=True)  # fmt: skip
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, help="Backbone weights file.")
+@click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
 @optimize_options
 def invert(images, method, decoder, feature, size, out, weights, overwrite, **options) -> None:

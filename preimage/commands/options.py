@@ -30,6 +30,19 @@ class StoreLocation(click.ParamType):
         return path
 
 
+class WeightsArgument(click.ParamType):
+    """``--weights``: a weights file, or ``random`` for a randomly initialised model (recorded in the store)."""
+
+    name = "file|random"
+
+    def convert(self, value, param, ctx) -> str:
+        if value == "random" or Path(value).is_file():
+            return str(value)
+        self.fail(f"{value!r}: no such weights file (or write 'random' for random weights)", param, ctx)
+
+
+WEIGHTS = WeightsArgument()
+WEIGHTS_HELP = "Model weights: a file (safetensors or a state_dict), or 'random' (a randomly initialised model)."
 STORE = StoreLocation()  # a store a command reads or adds to
 NEW_STORE = StoreLocation(exists=False)  # a store ``extract`` creates or adds to
 

@@ -1,0 +1,285 @@
+"""Hugging Face ``transformers`` vision models as backbones: ``hf:ID_OR_FOLDER:LAYER`` (``hf:facebook/dinov2-small:
+encoder.layer.8``, ``hf:./my-vit:layers.3``).
+
+Layers are the model's own ``named_modules()`` paths, in the order a forward pass calls them, taken with forward
+hooks (several in one pass, which stops once the last asked layer is out). A layer whose output is a token
+sequence (N, prefix + H/p * W/p, C) of a patch model becomes two representations, so nothing is dropped: the
+layer itself as the grid of its patch tokens (N, C, H/p, W/p), which decoders invert like a CNN map, and
+``LAYER#prefix``, its class and register tokens concatenated (N, prefix * C). Preprocessing comes from the
+model's ``preprocessor_config.json`` (resize, centre crop, rescale, mean and std). Weights: a local folder, the
+hub cache, or a download (not when ``HF_HUB_OFFLINE=1``); random weights only when asked (``--weights random``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import threading
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .registry import BackboneConfig, Preprocess, WeightSource
+from .weights import WeightsUnavailable
+
+PREFIX = "hf:"
+TOKENS_SUFFIX = "#prefix"  # the class and register tokens of a token layer
+INSTALL = "pip install 'preimage[models]'"
+
+
+def _transformers():
+    """The ``transformers`` package, or one line saying how to install it."""
+    try:
+        import transformers
+    except ImportError:
+        raise WeightsUnavailable(f"Hugging Face models need the transformers package: {INSTALL}") from None
+    return transformers
+
+
+def offline() -> bool:
+    """Whether the hub must not be asked (``HF_HUB_OFFLINE`` or ``PREIMAGE_OFFLINE``)."""
+    return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "PREIMAGE_OFFLINE"))
+
+
+def _local(ref: str) -> bool:
+    return Path(ref).expanduser().is_dir()
+
+
+def _hub_file(ref: str, filename: str) -> Path | None:
+    """A file of a model: in its folder, or in the hub cache, or downloaded (online only); None when absent."""
+    if _local(ref):
+        path = Path(ref).expanduser() / filename
+        return path if path.is_file() else None
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(ref, filename)
+    if isinstance(cached, str):
+        return Path(cached)
+    if offline():
+        return None
+    try:
+        return Path(hf_hub_download(ref, filename))
+    except Exception:  # absent from the repository, or the hub unreachable: the caller says what is missing
+        return None
+
+
+def _read_json(ref: str, filename: str) -> dict | None:
+    path = _hub_file(ref, filename)
+    return json.loads(path.read_text()) if path is not None else None
+
+
+def preprocess_from(processor: dict, model_config) -> Preprocess:
+    """A :class:`Preprocess` from an image processor's settings: the square a store feeds (the resize), the
+    centre crop, the rescale and the normalisation, as the processor applies them to a square photo."""
+    size = processor.get("size") or {}
+    if isinstance(size, int):
+        size = {"shortest_edge": size}
+    side = size.get("shortest_edge") or size.get("height") or getattr(model_config, "image_size", None) or 224
+    crop = None
+    if processor.get("do_center_crop"):
+        crop_size = processor.get("crop_size") or {}
+        crop = crop_size.get("height") if isinstance(crop_size, dict) else crop_size
+    if "crop_pct" in processor and processor.get("crop_pct") and side < 384:  # ConvNeXt / ResNet: resize, crop
+        crop, side = side, int(side / processor["crop_pct"])
+    rescale = float(processor.get("rescale_factor", 1 / 255)) if processor.get("do_rescale", True) else 1.0
+    normalise = processor.get("do_normalize", True)
+    mean = tuple(processor.get("image_mean", (0.0, 0.0, 0.0))) if normalise else (0.0, 0.0, 0.0)
+    std = tuple(processor.get("image_std", (1.0, 1.0, 1.0))) if normalise else (1.0, 1.0, 1.0)
+    return Preprocess(int(side), mean, std, pixel_range=255 * rescale, crop=int(crop) if crop and crop < side else None)
+
+
+def _output_tensor(name: str, output) -> torch.Tensor:
+    """The tensor a hooked module gives (the first of a tuple or a model output), or a clear error."""
+    if isinstance(output, torch.Tensor):
+        return output
+    values = list(output.values()) if isinstance(output, dict) else list(output) if isinstance(output, tuple) else []
+    if values and isinstance(values[0], torch.Tensor):
+        return values[0]
+    raise ValueError(f"layer {name!r} gives a {type(output).__name__}, not a tensor; choose another layer")
+
+
+class _Done(Exception):
+    """Every asked layer is out: the rest of the forward pass is not needed."""
+
+
+class HookedModel(nn.Module):
+    """A ``transformers`` model whose named modules are taken with forward hooks (``forward_layers``); token
+    sequences of a patch model come out as grids, their prefix tokens under ``LAYER#prefix``."""
+
+    def __init__(self, model: nn.Module, patch_size: int | None) -> None:
+        super().__init__()
+        self.model = model
+        self.patch_size = patch_size
+
+    def forward_layers(self, x: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+        wanted = list(dict.fromkeys(layer.removesuffix(TOKENS_SUFFIX) for layer in layers))
+        modules = dict(self.model.named_modules())
+        unknown = [name for name in wanted if name not in modules]
+        if unknown:
+            raise ValueError(f"the model has no module {unknown[0]!r}")
+        raw: dict[str, torch.Tensor] = {}
+        caller = threading.get_ident()  # threads of one dask worker share the model: each takes its own pass only
+
+        def hook(name: str):
+            def take(module, args, output) -> None:
+                if threading.get_ident() != caller:
+                    return
+                raw[name] = _output_tensor(name, output)
+                if len(raw) == len(wanted):
+                    raise _Done
+
+            return take
+
+        handles = [modules[name].register_forward_hook(hook(name)) for name in wanted]
+        try:
+            self.model(pixel_values=x)
+        except _Done:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        out: dict[str, torch.Tensor] = {}
+        for layer in layers:
+            name = layer.removesuffix(TOKENS_SUFFIX)
+            if name not in raw:
+                raise ValueError(f"the forward pass never called {name!r}; choose a layer it uses")
+            grid, prefix = self.split_tokens(raw[name], x.shape[-2:])
+            out[layer] = prefix if layer.endswith(TOKENS_SUFFIX) else grid
+        return out
+
+    def split_tokens(self, value: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A token sequence (N, prefix + h * w, C) as its patch grid (N, C, h, w) and its prefix tokens
+        (N, prefix * C); anything else as it is (and no prefix)."""
+        if value.ndim != 3 or not self.patch_size:
+            return value, None
+        h, w = size[0] // self.patch_size, size[1] // self.patch_size
+        prefix = value.shape[1] - h * w
+        if h * w == 0 or prefix < 0:
+            return value, None
+        grid = value[:, prefix:].transpose(1, 2).reshape(len(value), value.shape[2], h, w)
+        return grid, value[:, :prefix].flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _output_tensor("the model", self.model(pixel_values=x))
+
+
+def _patch_size(model_config) -> int | None:
+    patch = getattr(model_config, "patch_size", None)
+    return int(patch[0] if isinstance(patch, list | tuple) else patch) if patch else None
+
+
+def _call_order(build, size: int) -> tuple[str, ...]:
+    """The model's modules in the order one forward pass calls them, with ``LAYER#prefix`` after each layer whose
+    output is a token sequence with prefix tokens (weights uninitialised: only the order and shapes matter)."""
+    with torch.device("meta"):
+        network = build()
+    network = network.to_empty(device="cpu").eval()
+    order: list[str] = []  # by first call: a block before its sublayers
+    outputs: dict[str, torch.Tensor | None] = {}
+
+    def called(name: str):
+        def hook(module, args) -> None:
+            if name not in outputs:
+                order.append(name)
+                outputs[name] = None
+
+        return hook
+
+    def returned(name: str):
+        def hook(module, args, output) -> None:
+            if outputs.get(name) is None:
+                with contextlib.suppress(ValueError):
+                    outputs[name] = _output_tensor(name, output)
+
+        return hook
+
+    named = [(n, m) for n, m in network.model.named_modules() if n]
+    handles = [m.register_forward_pre_hook(called(n)) for n, m in named]
+    handles += [m.register_forward_hook(returned(n)) for n, m in named]
+    try:
+        with torch.inference_mode():
+            network.model(pixel_values=torch.zeros(1, 3, size, size))
+    except Exception as err:
+        raise ValueError(f"the model cannot take {size}x{size} images: {type(err).__name__}: {err}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    layers: list[str] = []
+    for name in order:
+        layers.append(name)
+        prefix = network.split_tokens(outputs[name], (size, size))[1] if outputs[name] is not None else None
+        if prefix is not None and prefix.shape[1]:
+            layers.append(name + TOKENS_SUFFIX)
+    return tuple(layers)
+
+
+@functools.cache
+def hf_backbone_config(name: str) -> BackboneConfig:
+    """The :class:`BackboneConfig` of ``hf:ID_OR_FOLDER``: the architecture from its ``config.json``, the
+    preprocessing from its ``preprocessor_config.json``, the weights from the same place."""
+    ref = name.removeprefix(PREFIX)
+    transformers = _transformers()
+    settings = _read_json(ref, "config.json")
+    if settings is None:
+        where = (
+            "that folder has no config.json"
+            if _local(ref)
+            else ("not in the hub cache, and HF_HUB_OFFLINE is set" if offline() else "no such model on the hub")
+        )
+        raise WeightsUnavailable(f"{name}: {where}; give a model id (hf:facebook/dinov2-small) or a folder that "
+                                 "save_pretrained wrote")  # fmt: skip
+    model_config = transformers.AutoConfig.for_model(**settings)
+    processor = _read_json(ref, "preprocessor_config.json")
+    if processor is None:
+        raise WeightsUnavailable(f"{name}: no preprocessor_config.json, so its preprocessing is unknown; save the "
+                                 "model's image processor beside it (processor.save_pretrained(folder))")  # fmt: skip
+    preprocess = preprocess_from(processor, model_config)
+    patch = _patch_size(model_config)
+
+    def build() -> HookedModel:
+        return HookedModel(transformers.AutoModel.from_config(model_config), patch).eval()
+
+    layers = _call_order(build, preprocess.crop or preprocess.input_size)
+    source = WeightSource(f"Hugging Face {'folder' if _local(ref) else 'hub'} {ref}",
+                          functools.partial(_pretrained_state, ref),
+                          present=lambda: _weights_present(ref))  # fmt: skip
+    return BackboneConfig(name, build, layers, preprocess, (source,),
+                          description=f"Hugging Face {model_config.model_type} ({ref})")  # fmt: skip
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def _weights_present(ref: str) -> bool:
+    if _local(ref):
+        return any((Path(ref).expanduser() / f).is_file() for f in WEIGHT_FILES)
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(ref, f), str) for f in WEIGHT_FILES)
+
+
+def _pretrained_state(ref: str) -> dict[str, torch.Tensor]:
+    """The model's pretrained weights as :class:`HookedModel` names them: ``from_pretrained`` reads the files
+    (safetensors, or torch files with ``weights_only``), renames old checkpoints' keys and drops a task model's
+    prefix; tensors the files lack (a pooler never trained) stay out, so the hash is that of what was trained."""
+    transformers = _transformers()
+    if not _weights_present(ref) and (_local(ref) or offline()):
+        where = f"the folder {ref}" if _local(ref) else "the hub cache (HF_HUB_OFFLINE is set)"
+        raise WeightsUnavailable(f"no weights for {ref} in {where}; download them online, or give --weights random "
+                                 "for a randomly initialised model (recorded as such)")  # fmt: skip
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # its load report lists what preimage leaves out anyway
+    transformers.logging.disable_progress_bar()
+    try:
+        model, info = transformers.AutoModel.from_pretrained(ref, local_files_only=_local(ref) or offline(),
+                                                             output_loading_info=True)  # fmt: skip
+    except OSError as err:
+        raise WeightsUnavailable(f"no weights for {ref}: {str(err).splitlines()[0]}") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        transformers.logging.enable_progress_bar()
+    missing = set(info.get("missing_keys", ()))
+    return {f"model.{key}": value for key, value in model.state_dict().items() if key not in missing}

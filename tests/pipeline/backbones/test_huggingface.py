@@ -1,0 +1,179 @@
+"""Hugging Face models as representations: a ViT, a DINOv2 (resize then centre crop, register tokens) and a ResNet,
+each built from a config and saved as ``save_pretrained`` writes it, with the preprocessing the hub's own
+processors declare. Stored features must equal the model's own forward on identically preprocessed input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from preimage.cache.store import FeatureStore, feature_path
+from preimage.cli import main
+from preimage.pipeline.backbones.huggingface import _output_tensor
+from preimage.pipeline.features import expand_specs, get_representation
+from preimage.pipeline.features.extractor import Extractor
+from preimage.pipeline.images import to_float
+from preimage.pipeline.sources import folder_source
+
+from ...helpers import run_extract, write_crops
+
+transformers = pytest.importorskip("transformers", reason="the models extra: pip install 'preimage[models]'")
+
+IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+# the image processors' settings as the hub's own files give them (google/vit-base-patch16-224,
+# facebook/dinov2-small, microsoft/resnet-50), at the tiny models' sizes
+PROCESSORS = {
+    "vit": {"do_resize": True, "size": {"height": 32, "width": 32}, "do_rescale": True, "rescale_factor": 1 / 255,
+            "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3},
+    "dinov2": {"do_resize": True, "size": {"shortest_edge": 32}, "do_center_crop": True,
+               "crop_size": {"height": 28, "width": 28}, "do_rescale": True, "rescale_factor": 1 / 255,
+               "do_normalize": True, **IMAGENET},
+    "resnet": {"do_resize": True, "size": {"shortest_edge": 28}, "crop_pct": 0.875, "do_rescale": True,
+               "rescale_factor": 1 / 255, "do_normalize": True, **IMAGENET},
+}  # fmt: skip
+
+
+def _models():
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    vit = transformers.ViTConfig(**small, image_size=32, patch_size=8)
+    dino = transformers.Dinov2WithRegistersConfig(**small, image_size=28, patch_size=14, num_register_tokens=2)
+    resnet = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    torch.manual_seed(0)
+    return {
+        "vit": transformers.ViTModel(vit, add_pooling_layer=False),
+        "dinov2": transformers.Dinov2WithRegistersModel(dino),
+        "resnet": transformers.ResNetModel(resnet),
+    }
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, str]:
+    """Each model saved as save_pretrained writes it, beside its processor's settings."""
+    root = tmp_path_factory.mktemp("hf")
+    out = {}
+    for name, model in _models().items():
+        model.eval().save_pretrained(root / name)
+        (root / name / "preprocessor_config.json").write_text(json.dumps(PROCESSORS[name]))
+        out[name] = f"hf:{root / name}"
+    return out
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def reference(name: str, folder: str, images: torch.Tensor) -> list[torch.Tensor]:
+    """The model's own hidden states for images (N, 3, S, S) in [0, 1], preprocessed by hand as its processor
+    does: centre crop where it crops, rescale, normalise."""
+    settings = PROCESSORS[name]
+    crop = settings.get("crop_size", {}).get("height") or (settings["size"].get("shortest_edge") if "crop_pct" in
+                                                            settings else None)  # fmt: skip
+    if crop and crop < images.shape[-1]:
+        top = (images.shape[-1] - crop) // 2
+        images = images[..., top : top + crop, top : top + crop]
+    mean = torch.tensor(settings["image_mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(settings["image_std"]).view(1, 3, 1, 1)
+    model = transformers.AutoModel.from_pretrained(folder.removeprefix("hf:")).eval()
+    with torch.no_grad():
+        return list(model(pixel_values=(images - mean) / std, output_hidden_states=True).hidden_states)
+
+
+def as_grid(tokens: torch.Tensor, prefix: int, side: int) -> torch.Tensor:
+    return tokens[:, prefix:].transpose(1, 2).reshape(len(tokens), tokens.shape[2], side, side)
+
+
+def test_preprocessing_comes_from_the_processor_settings(folders):
+    layers = (("vit", "layers.1"), ("dinov2", "encoder.layer.1"), ("resnet", "encoder.stages.1"))
+    vit, dino, resnet = (get_representation(f"{folders[name]}:{layer}") for name, layer in layers)
+    assert vit.params["preprocess"] == {"input_size": 32, "crop": None, "mean": [0.5] * 3, "std": [0.5] * 3,
+                                        "pixel_range": 1.0, "channel_order": "RGB"}  # fmt: skip
+    assert (dino.input_size, dino.params["preprocess"]["crop"]) == (32, 28)  # resize 32, then the central 28
+    assert (resnet.input_size, resnet.params["preprocess"]["crop"]) == (32, 28)  # 28 / 0.875, then 28
+    assert (vit.kind, vit.stored_shape(32)) == ("map", (32, 4, 4))
+    assert (dino.kind, dino.stored_shape(32)) == ("map", (32, 2, 2))
+    assert (resnet.kind, resnet.stored_shape(32)) == ("map", (16, 4, 4))
+    prefix = get_representation(f"{folders['dinov2']}:encoder.layer.1#prefix")
+    assert (prefix.kind, prefix.stored_shape(32)) == ("vector", (3 * 32,))  # the class and two register tokens
+
+
+def test_a_range_of_blocks_keeps_its_depth_and_the_class_tokens(folders):
+    specs = expand_specs(f"{folders['vit']}:layers.0-layers.1")
+    assert specs == [f"{folders['vit']}:{layer}" for layer in ("layers.0", "layers.0#prefix", "layers.1",
+                                                                  "layers.1#prefix")]  # fmt: skip
+
+
+def test_the_python_api_equals_the_models_own_hidden_states(folders, photos):
+    from preimage.pipeline.images import center_square
+
+    images = to_float(np.stack([center_square(p, 32) for p in list(photos.values())[:3]]))
+    for name, layer, index, prefix, side in (("vit", "layers.1", 2, 1, 4), ("dinov2", "encoder.layer.0", 1, 3, 2)):
+        states = reference(name, folders[name], images)
+        with torch.no_grad():
+            grid = Extractor(f"{folders[name]}:{layer}")(images)
+            tokens = Extractor(f"{folders[name]}:{layer}#prefix")(images)
+        torch.testing.assert_close(grid, as_grid(states[index], prefix, side), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tokens, states[index][:, :prefix].flatten(1), atol=1e-5, rtol=1e-5)
+    states = reference("resnet", folders["resnet"], images)
+    with torch.no_grad():
+        stage = Extractor(f"{folders['resnet']}:encoder.stages.1")(images)
+    torch.testing.assert_close(stage, states[2], atol=1e-5, rtol=1e-5)
+
+
+def test_extract_stores_what_the_model_computes(folders, photos, dask_client, tmp_path):
+    folder = write_crops(tmp_path / "images", photos, 12, 120)
+    specs = ",".join([f"{folders['vit']}:layers.1", f"{folders['dinov2']}:encoder.layer.1",
+                      f"{folders['resnet']}:encoder.stages.0-encoder.stages.1"])  # fmt: skip
+    run_extract(tmp_path / "s.zarr", folder_source(folder), specs, dask_client, image_size=32)
+    store = FeatureStore.open(tmp_path / "s.zarr")
+    rows = np.arange(12)
+    images = to_float(store.take("images", rows))  # the store's own crops: the models' input at 32
+    checks = (("vit", "layers.1", 2, 1, 4), ("dinov2", "encoder.layer.1", 2, 3, 2))
+    for name, layer, index, prefix, side in checks:
+        states = reference(name, folders[name], images)
+        stored = torch.from_numpy(store.take(feature_path(f"{folders[name]}:{layer}"), rows))
+        torch.testing.assert_close(stored, as_grid(states[index], prefix, side), atol=1e-5, rtol=1e-5)
+        tokens = torch.from_numpy(store.take(feature_path(f"{folders[name]}:{layer}#prefix"), rows))
+        torch.testing.assert_close(tokens, states[index][:, :prefix].flatten(1), atol=1e-5, rtol=1e-5)
+    states = reference("resnet", folders["resnet"], images)
+    for index, layer in ((1, "encoder.stages.0"), (2, "encoder.stages.1")):
+        stored = torch.from_numpy(store.take(feature_path(f"{folders['resnet']}:{layer}"), rows))
+        torch.testing.assert_close(stored, states[index], atol=1e-5, rtol=1e-5)
+    assert f"{folders['vit']}:layers.1#prefix" in store.feature_names()  # names with '/' come back whole
+
+
+def test_random_weights_only_when_asked_and_recorded(folders, photos, dask_client, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):  # the architecture without its weights
+        (bare / name).write_text((Path(folders["vit"].removeprefix("hf:")) / name).read_text())
+    folder = write_crops(tmp_path / "images", photos, 4, 100)
+    result = CliRunner().invoke(main, ["extract", "--images", str(folder), "--store", str(tmp_path / "a.zarr"),
+                                       "--feature", f"hf:{bare}:layers.1", "--size", "32"])  # fmt: skip
+    assert result.exit_code == 1 and "no weights for" in result.output and "--weights random" in result.output
+    assert not (tmp_path / "a.zarr").exists()
+    run_extract(tmp_path / "r.zarr", folder_source(folder), f"hf:{bare}:layers.1", dask_client, image_size=32,
+                weights="random")  # fmt: skip
+    attrs = dict(FeatureStore.open(tmp_path / "r.zarr").features(f"hf:{bare}:layers.1").attrs)
+    assert attrs["weights"].startswith("random initialisation") and attrs["weights_sha256"]
+
+
+def test_bad_models_and_layers_are_one_clear_line(folders, tmp_path):
+    def error(*args: str) -> str:
+        result = CliRunner().invoke(main, list(args))
+        assert result.exit_code == 1, result.output
+        assert not (tmp_path / "x.zarr").exists()  # nothing left behind
+        return result.output.strip().splitlines()[-1]
+
+    extract = ("extract", "--store", str(tmp_path / "x.zarr"), "--feature")
+    assert "no config.json" in error("features", "--model", f"hf:{tmp_path}")
+    assert "did you mean layers.1" in error(*extract, f"{folders['vit']}:layers.11")
+    assert "unknown backbone 'nosuch'" in error(*extract, "nosuch:conv1")
+    assert "did you mean encoder.layer.1" in error(*extract, f"{folders['dinov2']}:encoder.layers.1")
+    with pytest.raises(ValueError, match="'cache' gives a list, not a tensor"):  # a layer whose output is no tensor
+        _output_tensor("cache", [None, torch.zeros(1)])
