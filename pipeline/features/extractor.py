@@ -55,3 +55,48 @@ class Extractor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.spec!r}, input {self.representation.input}, {self.representation.params}"
+
+
+class ModuleRepresentation(nn.Module):
+    """A layer of the user's own network: its output for images in [0, 1], taken with a forward hook
+    (:mod:`..backbones.hooks`), after ``preprocess`` (a :class:`~..backbones.registry.Preprocess`, or None for
+    none)."""
+
+    def __init__(self, module: nn.Module, layer: str, preprocess=None) -> None:
+        super().__init__()
+        from ..backbones.hooks import HookedModel
+
+        names = dict(module.named_modules())
+        if layer not in names:
+            import difflib
+
+            close = difflib.get_close_matches(layer, list(names), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"the module has no submodule {layer!r}{hint}")
+        self.network = HookedModel(module.eval())
+        self.layer = layer
+        self.preprocess = preprocess
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = as_rgb_batch(images, self.layer)
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        return self.network.forward_layers(x, [self.layer])[self.layer]
+
+    def extra_repr(self) -> str:
+        return f"layer={self.layer!r}, preprocess={self.preprocess}"
+
+
+def representation(
+    spec: str | nn.Module, layer: str | None = None, preprocess=None, weights: str | None = None, **params
+) -> nn.Module:
+    """Any representation as an ``nn.Module`` (images in [0, 1] in, features as a store holds them out): a spec
+    (``"hog"``, ``"alexnet:conv3"``, ``"hf:facebook/dinov2-small:encoder.layer.8"``) or your own network with the
+    path of one of its submodules (``representation(net, layer="layer3", preprocess=Preprocess(...))``)."""
+    if isinstance(spec, nn.Module):
+        if layer is None:
+            raise ValueError("a module needs layer=, the name of one of its submodules (module.named_modules())")
+        return ModuleRepresentation(spec, layer, preprocess)
+    if layer is not None or preprocess is not None:
+        raise ValueError(f"{spec!r} names its layer itself; layer= and preprocess= are for your own module")
+    return Extractor(spec, weights, **params)

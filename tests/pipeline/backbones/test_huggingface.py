@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from preimage.cache.store import FeatureStore, feature_path
 from preimage.cli import main
-from preimage.pipeline.backbones.huggingface import _output_tensor
+from preimage.pipeline.backbones.hooks import output_tensor
 from preimage.pipeline.features import expand_specs, get_representation
 from preimage.pipeline.features.extractor import Extractor
 from preimage.pipeline.images import to_float
@@ -176,4 +176,26 @@ def test_bad_models_and_layers_are_one_clear_line(folders, tmp_path):
     assert "unknown backbone 'nosuch'" in error(*extract, "nosuch:conv1")
     assert "did you mean encoder.layer.1" in error(*extract, f"{folders['dinov2']}:encoder.layers.1")
     with pytest.raises(ValueError, match="'cache' gives a list, not a tensor"):  # a layer whose output is no tensor
-        _output_tensor("cache", [None, torch.zeros(1)])
+        output_tensor("cache", [None, torch.zeros(1)])
+
+
+@pytest.mark.parametrize(("model", "layer"), [("vit", "layers.1"), ("resnet", "encoder.stages.1")])
+def test_extract_train_analyze_and_invert_a_transformer_block_and_a_resnet_stage(folders, photos, model, layer,
+                                                                                tmp_path):  # fmt: skip
+    folder = write_crops(tmp_path / "images", photos, 48, 120, (2, 2))
+    spec, store, run = f"{folders[model]}:{layer}", str(tmp_path / "s.zarr"), str(tmp_path / "run")
+    runner = CliRunner()
+    steps = [
+        ["extract", "--images", str(folder), "--store", store, "--feature", spec, "--size", "32", "--workers", "1"],
+        ["train", "--store", store, "--feature", spec, "--out", run, "--target-size", "16", "--epochs", "2",
+         "--batch-size", "8", "--width", "16", "--precision", "fp32"],
+        ["analyze", "error", "--store", store, "--decoder", run],
+        ["invert", str(folder / "00.png"), "--decoder", run, "--out", str(tmp_path / "invert")],
+    ]  # fmt: skip
+    outputs = []
+    for args in steps:
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, (args[0], result.output)
+        outputs.append(result.output)
+    assert "normalised error" in outputs[2] and "psnr" in outputs[2].lower()
+    assert (tmp_path / "invert" / "00.png").is_file()
