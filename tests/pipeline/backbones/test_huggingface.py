@@ -199,3 +199,24 @@ def test_extract_train_analyze_and_invert_a_transformer_block_and_a_resnet_stage
         outputs.append(result.output)
     assert "normalised error" in outputs[2] and "psnr" in outputs[2].lower()
     assert (tmp_path / "invert" / "00.png").is_file()
+
+
+def test_weights_that_do_not_fit_and_a_size_the_model_cannot_take(folders, tmp_path):
+    from safetensors.torch import save_file
+
+    small = dict(num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)
+    wide = transformers.ViTModel(transformers.ViTConfig(hidden_size=48, **small))
+    weights = tmp_path / "wide.safetensors"
+    save_file({f"model.{k}": v.contiguous() for k, v in wide.state_dict().items()}, str(weights))
+    extract = ["extract", "--store", str(tmp_path / "x.zarr"), "--weights", str(weights), "--feature"]
+    result = CliRunner().invoke(main, [*extract, f"{folders['vit']}:layers.1"])
+    assert result.exit_code == 1 and "does not fit" in result.output and "size mismatch" in result.output
+    assert "model.embeddings" in result.output  # the first tensor that does not fit, by name
+    assert not (tmp_path / "x.zarr").exists()
+
+    fixed = tmp_path / "fixed"  # a ViT made for 32x32 whose processor asks for 48x48
+    transformers.ViTModel(transformers.ViTConfig(hidden_size=32, **small)).save_pretrained(fixed)
+    processor = {**PROCESSORS["vit"], "size": {"height": 48, "width": 48}}
+    (fixed / "preprocessor_config.json").write_text(json.dumps(processor))
+    result = CliRunner().invoke(main, ["features", "--model", f"hf:{fixed}"])
+    assert result.exit_code == 1 and "cannot take 48x48 images" in result.output

@@ -61,7 +61,7 @@ def test_a_representation_knows_what_it_is_from_its_output(tiny):
     assert (fc7.kind, fc7.decoder) == ("vector", "vector")
     assert get_representation(f"{tiny}:head-norm").kind == "vector"
     assert get_representation(f"{tiny}:stages.1").stored_shape(32) == (4, 16, 16)
-    with pytest.raises(ValueError, match="cannot store yet"):  # tokens: filed as what they are, not as a vector
+    with pytest.raises(ValueError, match="cannot store"):  # tokens: filed as what they are, not as a vector
         get_representation(f"{tiny}:blocks.2")
     assert get_representation("alexnet:fc8").class_scores and not conv5.class_scores
 
@@ -86,7 +86,7 @@ def test_backbones_register_on_first_use_and_plugins_through_entry_points(tmp_pa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert "alexnet" in out[0] and out[1] == "[]"  # listed, not imported
 
-    (tmp_path / "lab_net.py").write_text(
+    (tmp_path / "tiny_plugin.py").write_text(
         textwrap.dedent("""
         from torch import nn
         from preimage.pipeline.backbones.registry import BackboneConfig, Preprocess, TappedSequence, register_backbone
@@ -99,18 +99,18 @@ def test_backbones_register_on_first_use_and_plugins_through_entry_points(tmp_pa
             def steps(self):
                 return [("conv", self.conv)]
 
-        register_backbone(BackboneConfig("labnet", LabNet, ("conv",), Preprocess(16, (0,) * 3, (1,) * 3), ()))
+        register_backbone(BackboneConfig("tinyplugin", LabNet, ("conv",), Preprocess(16, (0,) * 3, (1,) * 3), ()))
     """)
     )
-    info = tmp_path / "lab_net-0.1.dist-info"
+    info = tmp_path / "tiny_plugin-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-net\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[preimage.backbones]\nlabnet = lab_net\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[preimage.backbones]\ntinyplugin = tiny_plugin\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry._plugins.cache_clear()
     try:
-        assert "labnet" in list_backbones()
-        assert get_config("labnet").layers == ("conv",)
-        assert get_representation("labnet:conv").stored_shape(16) == (2, 14, 14)
+        assert "tinyplugin" in list_backbones()
+        assert get_config("tinyplugin").layers == ("conv",)
+        assert get_representation("tinyplugin:conv").stored_shape(16) == (2, 14, 14)
     finally:
         registry._plugins.cache_clear()
