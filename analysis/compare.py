@@ -2,7 +2,7 @@
 
 For each representation: the trained decoder (one forward pass) and Mahendran & Vedaldi's optimisation invert
 the stored features of the same held-out rows; both are scored in image space (Dosovitskiy & Brox's normalised
-error, PSNR, SSIM, against the stored images) and in feature space (Mahendran & Vedaldi's error, the features of
+error, PSNR, SSIM, LPIPS, against the stored images) and in feature space (Mahendran & Vedaldi's error, the features of
 the reconstruction against the stored ones), with the seconds each method spends per image. Image-space scores are
 taken at the stored size, as ``analyze layers`` and the trainer take them: the decoder's output is up-sampled
 bilinearly, the optimisation's pre-image (at the network's input size) area-averaged.
@@ -22,7 +22,15 @@ from ..cache.store import FeatureStore
 from ..pipeline.images import save_rgb
 from ..train.hoggles import PairedDictionary
 from ..train.invert import decoder_job
-from ..train.metrics import feature_error, mean_pairwise_squared_distance, normalised_error, psnr, ssim, upsample_to
+from ..train.metrics import (
+    feature_error,
+    mean_pairwise_squared_distance,
+    normalised_error,
+    perceptual,
+    psnr,
+    ssim,
+    upsample_to,
+)
 from ..train.optimize import OptimizeConfig, differentiable_target, optimize
 from .figures import tile_row
 from .report import write_json, write_markdown
@@ -93,6 +101,7 @@ def compare_feature(
                 "feature_error": float(feature_error(phi, phi0, normaliser).mean()),
                 "psnr": psnr(recon[method], targets),
                 "ssim": ssim(recon[method], targets),
+                "lpips": perceptual(recon[method], targets),
                 "seconds_per_image": seconds[method],
             }
         )
@@ -112,6 +121,7 @@ COLUMNS = (
     ("feature_error", "feature-space error (M&V)", "{:.4f}"),
     ("psnr", "PSNR dB", "{:.2f}"),
     ("ssim", "SSIM", "{:.3f}"),
+    ("lpips", "LPIPS", "{:.3f}"),
     ("seconds_per_image", "s / image", "{:.4g}"),
 )
 

@@ -24,7 +24,7 @@ def short_name(feature: str) -> str:
 
 
 def layer_errors(store: FeatureStore, runs: list[TrainedRun], n: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    """One row per decoder (normalised error, PSNR, SSIM, the mean-image baseline and the paper's figure on the
+    """One row per decoder (normalised error, PSNR, SSIM, LPIPS, the mean-image baseline and the paper's figure on the
     same images), and the reconstructions of the first images for the grid."""
     table, pictures = [], {}
     baselines: dict[float, torch.Tensor] = {}
@@ -56,6 +56,7 @@ COLUMNS = (
     ("paper", "paper (ImageNet)", "{:.2f}"),
     ("psnr", "PSNR dB", "{:.2f}"),
     ("ssim", "SSIM", "{:.3f}"),
+    ("lpips", "LPIPS", "{:.3f}"),
 )
 
 

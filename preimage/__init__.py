@@ -7,6 +7,7 @@
     preimage.load_decoder("alexnet:conv5")          # a shipped decoder (or a run folder): features -> images
     preimage.invert("photo.jpg", decoder="hog")     # images -> reconstructions
     preimage.optimize(images, "alexnet:conv3", steps=200)  # Mahendran & Vedaldi's inversion
+    preimage.lpips(recon, images)                   # LPIPS (AlexNet, v0.1) of each pair
 
 Names load on first use, so ``import preimage`` (and the ``preimage`` command's start) costs no torch import.
 Channel layouts: docs/python.md.
@@ -41,6 +42,8 @@ _EXPORTS = {
     "FeatureStore": ("preimage.cache.store", "FeatureStore"),
     "load_decoder": ("preimage.train.inverters", "load_decoder"),
     "invert": ("preimage.api", "invert"),
+    "lpips": ("preimage.train.lpips", "lpips"),
+    "LPIPS": ("preimage.train.lpips", "LPIPS"),
     "optimize": ("preimage.api", "optimize"),
     "ImageInputError": ("preimage.pipeline.checks", "ImageInputError"),
 }

@@ -80,6 +80,7 @@ def card(run: Path, store: FeatureStore, feature: str, dtype: str, heldout: dict
             "normalised_error": round(heldout["normalised_error"], 4),
             "psnr": round(heldout["psnr"], 2),
             "ssim": round(heldout["ssim"], 4),
+            "lpips": round(heldout["lpips"], 4),
             "normalised_error_float32": round(fp32["normalised_error"], 4),
             "mean_image_error": round(baseline, 4),
         },
@@ -111,9 +112,10 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         f"- {recipe['precision']} on {', '.join(recipe['devices'])}: {recipe['minutes']} minutes",
         "",
         "## Held-out photos",
-        "| rows | normalised error | PSNR dB | SSIM | mean image | float32 weights |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| rows | normalised error | PSNR dB | SSIM | LPIPS | mean image | float32 weights |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {held['rows']} | **{held['normalised_error']:.4f}** | {held['psnr']:.2f} | {held['ssim']:.4f} | "
+        f"{held['lpips']:.4f} | "
         f"{held['mean_image_error']:.4f} | {held['normalised_error_float32']:.4f} |",
         "",
         f"On scikit-image's photos ({', '.join(sample['photos'])}): normalised error {sample['normalised_error']:.4f}, "

@@ -1,4 +1,4 @@
-"""Evaluation of a decoder on a split of a store (the paper's metric, PSNR, SSIM) and the preview pictures a run
+"""Evaluation of a decoder on a split of a store (the paper's metric, PSNR, SSIM, LPIPS) and the preview pictures a run
 writes each epoch."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Reconstruction quality: the paper's normalised error, Mahendran & Vedaldi's feature-space error, PSNR, SSIM;
-and a smoothed value for logs."""
+"""Reconstruction quality: the paper's normalised error, Mahendran & Vedaldi's feature-space error, PSNR, SSIM,
+LPIPS (:mod:`.lpips`); and a smoothed value for logs."""
 
 from __future__ import annotations
 
@@ -40,13 +40,21 @@ SSIM_IMAGES = 64  # SSIM runs on the CPU image by image: it is scored on the fir
 
 def scores(recon: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
     """The quality of reconstructions (clipped to [0, 1], as they are shown) against their images, as every
-    command reports it: the paper's normalised error and PSNR over all images, SSIM over the first 64."""
+    command reports it: the paper's normalised error, PSNR and LPIPS over all images, SSIM over the first 64."""
     recon = recon.clamp(0, 1)
     return {
         "normalised_error": normalised_error(recon, images),
         "psnr": psnr(recon, images),
         "ssim": ssim(recon[:SSIM_IMAGES], images[:SSIM_IMAGES]),
+        "lpips": perceptual(recon, images),
     }
+
+
+def perceptual(recon: torch.Tensor, images: torch.Tensor) -> float:
+    """Mean LPIPS (AlexNet, v0.1) of reconstructions against their images, reconstructions up-sampled first."""
+    from .lpips import lpips
+
+    return float(lpips(upsample_to(recon, images.shape[-1]).clamp(0, 1).float(), images.float()).mean())
 
 
 def mean_pairwise_squared_distance(features: torch.Tensor) -> float:

@@ -58,7 +58,7 @@ def analyze() -> None:
 @click.option("--n", "rows", default=1000, show_default=True, help="At most this many rows of the split.")
 @hidden_alias("--rows", "rows", type=int)
 def error(store: Path, decoder: Path, split: str, rows: int) -> None:
-    """The paper's normalised reconstruction error, PSNR and SSIM of a decoder on a split of a store (the same
+    """The paper's normalised reconstruction error, PSNR, SSIM and LPIPS of a decoder on a split of a store (the same
     scoring as ``analyze layers``)."""
     from ..analysis.runs import read_run
     from ..cache.store import FeatureStore
@@ -77,6 +77,7 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     click.echo(f"  normalised error (Dosovitskiy & Brox, image space): {result['normalised_error']:.4f}")
     click.echo(f"  PSNR: {result['psnr']:.2f} dB")
     click.echo(f"  SSIM (first 64 images): {result['ssim']:.4f}")
+    click.echo(f"  LPIPS (AlexNet, v0.1): {result['lpips']:.4f}")
 
 
 def decoder_option(command):

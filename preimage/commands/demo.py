@@ -78,7 +78,8 @@ def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
     result = evaluate(model, store, "hog", config.held_out, 512)
     click.echo(
         f"3/3 trained {steps} steps; held-out crops ({result['heldout_rows']}): normalised error "
-        f"{result['normalised_error']:.3f}, PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f} "
+        f"{result['normalised_error']:.3f}, PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, "
+        f"LPIPS {result['lpips']:.3f} "
         "(held-out crops come from the same photos as the training ones, so this is optimistic)"
     )
 

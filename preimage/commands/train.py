@@ -99,6 +99,6 @@ def train(store, feature, method, atoms, window, sparsity, out, target_size, epo
     if result:
         click.echo(
             f"held-out ({result['heldout_rows']} images): normalised error {result['normalised_error']:.3f}, "
-            f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}"
+            f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, LPIPS {result['lpips']:.3f}"
         )
     click.echo(f"run folder: {out} (checkpoint.safetensors, metrics.jsonl, preview-eNNN.png)")

@@ -20,12 +20,13 @@ def zoo(feature: str | None) -> None:
         raise click.ClickException("no decoders ship with this installation (train/zoo/ is empty)")
     click.echo("Scores on the held-out part of the shared photos (rows none of them trained on); the mean image is the "
                "error of always answering the training photos' mean.\n")  # fmt: skip
-    header = ("representation", "error", "mean image", "PSNR dB", "SSIM", "rows", "width", "epochs", "MB")
+    header = ("representation", "error", "mean image", "PSNR dB", "SSIM", "LPIPS", "rows", "width", "epochs", "MB")
     rows = []
     for entry in entries:
         held, recipe = entry.card["heldout"], entry.card["recipe"]
         rows.append((entry.feature, f"{held['normalised_error']:.3f}", f"{held['mean_image_error']:.3f}",
-                     f"{held['psnr']:.2f}", f"{held['ssim']:.3f}", str(held["rows"]), str(recipe["width"]),
+                     f"{held['psnr']:.2f}", f"{held['ssim']:.3f}",
+                     f"{held['lpips']:.3f}" if "lpips" in held else "-", str(held["rows"]), str(recipe["width"]),
                      str(recipe["epochs"]), f"{entry.path.stat().st_size / 1e6:.1f}"))  # fmt: skip
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
