@@ -12,6 +12,10 @@ from torch import nn
 from .precision import autocast
 
 
+class Diverged(Exception):
+    """A loss left its range (NaN, or far above its recent median): the trainer rolls back to its last checkpoint."""
+
+
 class Objective(nn.Module):
     """A loss over (features or images, target images): ``step`` returns the decoder's loss (float32, to
     backpropagate) and the terms it logs; :meth:`models` and :meth:`optimizers` are what else it trains."""
@@ -21,8 +25,9 @@ class Objective(nn.Module):
     def step(self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
-    def after_step(self) -> None:
-        """Called after the decoder's optimiser stepped (an adversary updates here)."""
+    def after_step(self) -> dict:
+        """Called after the decoder's optimiser stepped (an adversary updates here); returns terms to log."""
+        return {}
 
     def models(self) -> dict[str, nn.Module]:
         return {}
@@ -32,6 +37,7 @@ class Objective(nn.Module):
 
 
 _OBJECTIVES: dict[str, Callable[..., Objective]] = {}
+_BUILTIN = {"deepsim": "deepsim"}  # objectives of modules imported on first use (train/deepsim.py)
 
 
 def register_objective(name: str):
@@ -45,11 +51,16 @@ def register_objective(name: str):
 
 
 def list_objectives() -> list[str]:
-    return sorted(_OBJECTIVES)
+    return sorted(set(_OBJECTIVES) | set(_BUILTIN))
 
 
 def create_objective(name: str, **kwargs) -> Objective:
-    """The objective registered as ``name``; an error naming the known ones otherwise."""
+    """The objective registered as ``name``, given what the run knows (``feature_shape``: one stored row's shape);
+    an error naming the known ones otherwise."""
+    if name not in _OBJECTIVES and name in _BUILTIN:
+        import importlib
+
+        importlib.import_module(f"{__package__}.{_BUILTIN[name]}")
     if name not in _OBJECTIVES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(list_objectives())}")
     return _OBJECTIVES[name](**kwargs)
@@ -68,6 +79,9 @@ class PixelLoss(Objective):
     """Dosovitskiy & Brox 2016: the expected pre-image, by the mean squared error in pixels."""
 
     name = "pixel"
+
+    def __init__(self, **_) -> None:
+        super().__init__()
 
     def step(self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> tuple[torch.Tensor, dict]:
         loss = pixel_loss(network, x, y, precision)

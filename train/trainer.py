@@ -35,7 +35,7 @@ from .evaluation import evaluate
 from .inverters import check_fingerprint
 from .locate import CHECKPOINT, RUN_FILE
 from .metrics import Smoothed
-from .objective import Objective, create_objective
+from .objective import Diverged, Objective, create_objective
 from .precision import PrecisionWarning, check_precision, hardware, machine, resolve_precision
 
 MAX_ROLLBACKS = 8
@@ -75,10 +75,6 @@ class TrainConfig:
         """The settings a resumed run must share with the original (its length and device may change)."""
         variable = ("epochs", "max_steps", "out", "device", "precision")  # precision: see :func:`run_precision`
         return {k: v for k, v in asdict(self).items() if k not in variable}
-
-
-class Diverged(Exception):
-    """The loss left its range: roll back."""
 
 
 def learning_rate(config: TrainConfig, step: int, total: int, scale: float) -> float:
@@ -145,7 +141,6 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     time limit or at preemption) stop it at the next step with a checkpoint: :class:`Interrupted`."""
     device = pick_device(config.device)
     check_settings(config)
-    objective = create_objective(config.loss)
     rank, world = init_distributed(device)
     out = Path(config.out)
     store = FeatureStore.open(config.store)
@@ -156,6 +151,8 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
                          train_fraction=config.train_fraction)  # fmt: skip
     steps_per_epoch, total, last = schedule_steps(config, stream)
     model = build(config, store).to(device)
+    torch.manual_seed(config.seed + 1)  # the objective's own networks (a discriminator) start alike in every session
+    objective = create_objective(config.loss, feature_shape=tuple(store.array(feature_path(config.feature)).shape[1:]))
     objective.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
     run = _Run(config, model, model, optimizer, objective, stream, steps_per_epoch, total, last, None, fingerprint,
@@ -325,7 +322,8 @@ class _Run:
                 state.update(batch=index + 1, step=state["step"] + 1)
                 samples += len(x)
                 if self.progress:
-                    self.progress.extra = f"loss {self.losses.median:.4f}"
+                    parts = [f"{k.removesuffix('_loss')} {v:.3g}" for k, v in terms.items() if k.endswith("_loss")]
+                    self.progress.extra = f"loss {self.losses.median:.4f}" + (f" ({', '.join(parts)})" if parts else "")
                     self.progress.update(len(x) * self.world)
                 if state["step"] % config.log_every == 0:
                     rate = samples / (time.perf_counter() - start_time)
@@ -372,7 +370,7 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.objective.after_step()
+        terms = {**terms, **(self.objective.after_step() or {})}
         self.losses.update(value)
         return value, terms
 

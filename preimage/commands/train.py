@@ -60,7 +60,8 @@ from .options import STORE
 @click.option("--device", default="auto", show_default=True,
               help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.")  # fmt: skip
 @click.option("--loss", default="pixel", show_default=True,
-              help="What a step minimises: pixel (the paper's mean squared error), or an objective registered with "
+              help="What a step minimises: pixel (the paper's mean squared error); deepsim (Dosovitskiy & Brox 2016b: "
+              "AlexNet CONV5 features, an adversary and pixels; with --lr 0.0002); or an objective registered with "
               "preimage.train.objective.register_objective.")  # fmt: skip
 def train(store, feature, method, atoms, window, sparsity, out, target_size, epochs, batch_size, lr, decay_from, width,
           seed, held_out, train_fraction, workers, max_steps, checkpoint_every, resume, autoencoder, augment, precision,

@@ -23,7 +23,7 @@ class WeightedPixels(Objective):
 
     name = "test-weighted"
 
-    def __init__(self) -> None:
+    def __init__(self, **_) -> None:
         super().__init__()
         self.weight = nn.Linear(1, 1, bias=False)
         nn.init.constant_(self.weight.weight, 1.0)

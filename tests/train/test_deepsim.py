@@ -1,0 +1,84 @@
+"""DeePSiM training: its three terms and the discriminator's step, exact resumption with both networks and both
+optimisers, and a diverging discriminator caught and rolled back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from preimage.train.deepsim import PAPER_FEATURES, PAPER_PIXELS, DeepSim, DeepSimWeights
+from preimage.train.objective import Diverged, create_objective, register_objective
+from preimage.train.trainer import TrainConfig, train
+
+from .test_trainer import store  # noqa: F401  (a fixture)
+
+CLOCK = {"samples_per_s", "seconds"}
+
+
+def settings(path, out, **kwargs) -> TrainConfig:
+    base = dict(target_size=16, epochs=2, batch_size=8, width=16, log_every=1, checkpoint_every=3, eval_rows=16,
+                precision="fp32", loss="deepsim", lr=2e-4)  # fmt: skip
+    return TrainConfig(str(path), "hog", str(out), **{**base, **kwargs})
+
+
+def records(run) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in CLOCK} for line in lines]
+
+
+def test_the_loss_is_the_papers_weighted_sum_and_the_discriminator_learns():
+    torch.manual_seed(0)
+    objective = create_objective("deepsim", feature_shape=(2, 2, 31))
+    assert isinstance(objective, DeepSim) and objective.weights == DeepSimWeights()
+    decoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(124, 3 * 16 * 16), torch.nn.Sigmoid(),
+                                  torch.nn.Unflatten(1, (3, 16, 16)))  # fmt: skip
+    x, y = torch.rand(4, 2, 2, 31), torch.rand(4, 3, 16, 16)
+    loss, terms = objective.step(decoder, x, y, "fp32")
+    w = objective.weights
+    expected = w.pixel * terms["pixel_loss"] + w.feature * terms["feature_loss"] + w.adversarial * terms[
+        "adversarial_loss"]  # fmt: skip
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    with torch.no_grad():
+        recon = decoder(x)
+    assert terms["pixel_loss"] == pytest.approx(float((255 * (recon - y)).square().mean()) * PAPER_PIXELS, rel=1e-5)
+    features = (objective.compare(recon) - objective.compare(y)).square().mean() * PAPER_FEATURES
+    assert terms["feature_loss"] == pytest.approx(float(features), rel=1e-5)
+    before = [p.clone() for p in objective.discriminator.parameters()]
+    logged = objective.after_step()
+    assert {"discriminator_real", "discriminator_fake", "discriminator_rests"} <= set(logged)
+    moved = any(not torch.equal(a, b) for a, b in zip(before, objective.discriminator.parameters(), strict=True))
+    assert moved != logged["discriminator_rests"]  # it stepped unless it rested
+
+
+def test_a_stopped_deepsim_run_resumes_to_the_same_losses(store, tmp_path):  # noqa: F811
+    train(settings(store, tmp_path / "whole"), show_progress=False)
+    train(settings(store, tmp_path / "split", max_steps=5), show_progress=False)
+    train(settings(store, tmp_path / "split"), resume=True, show_progress=False)
+    whole = records(tmp_path / "whole")
+    assert any("adversarial_loss" in r and "discriminator_fake" in r for r in whole)
+    assert records(tmp_path / "split") == whole
+
+
+@register_objective("test-deepsim-blows-up")
+class BlowsUpOnce(DeepSim):
+    """DeePSiM whose discriminator's loss turns NaN once, at the fourth step (a GAN diverging)."""
+
+    calls = 0
+
+    def after_step(self) -> dict:
+        type(self).calls += 1
+        if type(self).calls == 4:
+            self._pending = None
+            raise Diverged("the discriminator's losses are nan (real) and nan (generated)")
+        return super().after_step()
+
+
+def test_a_diverging_discriminator_is_caught_and_the_run_recovers(store, tmp_path):  # noqa: F811
+    BlowsUpOnce.calls = 0
+    result = train(settings(store, tmp_path / "run", loss="test-deepsim-blows-up", epochs=1), show_progress=False)
+    events = records(tmp_path / "run")
+    rollbacks = [e for e in events if e.get("event") == "rollback"]
+    assert len(rollbacks) == 1 and "discriminator" in rollbacks[0]["reason"] and rollbacks[0]["lr_scale"] == 0.5
+    assert result["normalised_error"] > 0  # it went on to the end of the epoch and was evaluated

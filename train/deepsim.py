@@ -1,0 +1,143 @@
+"""DeePSiM (Dosovitskiy & Brox, NIPS 2016): a decoder trained with a distance in a comparator network's feature
+space, an adversarial term and the pixel term, so that what a layer keeps comes back sharp instead of averaged.
+
+    L = lambda_feat * L_feat + lambda_adv * L_adv + lambda_img * L_img
+
+- ``L_img``: squared pixel error, summed over the image in 0-255 units (the paper's).
+- ``L_feat``: squared distance between the comparator's features of the reconstruction and of the image: AlexNet
+  CONV5 (real ImageNet weights), as the paper's inversion of AlexNet uses.
+- ``L_adv = -log D(G(x), x)``: a discriminator that sees the image and the features it should come from (the
+  paper's conditional design), trained against the decoder with ``L_D = -log D(y, x) - log(1 - D(G(x), x))``.
+
+Weights (``DeepSimWeights``): the paper's lambda_img = 2e-6, lambda_adv = 100 and lambda_feat = 0.01. The paper
+sums over 227 x 227 images and CONV5's 9,216 values in Caffe's units; here each sum is the mean over this run's
+elements times the paper's count, so the three terms keep the paper's balance at any image size, and the feature
+weight carries Caffe's scale: its AlexNet takes 0-255 pixels minus the mean, torchvision's divides them further by
+255 * 0.226 (its mean std), which scales ReLU features by about 1/57.6 and squared distances by about 1/3318.
+The paper's Adam settings: rate 0.0002, betas (0.9, 0.999), for both networks (``train --lr 0.0002``). Its
+balance trick, as read here: the discriminator is not updated while its loss on one kind of image (real or
+generated) is under a tenth of its loss on the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .objective import Diverged, Objective, register_objective
+from .precision import autocast
+
+PAPER_PIXELS = 3 * 227 * 227  # values the paper's L_img sums over
+PAPER_FEATURES = 6 * 6 * 256  # AlexNet CONV5 at 227 x 227: values the paper's L_feat sums over
+CAFFE_SCALE = (255 * 0.226) ** 2  # squared-distance ratio of Caffe's AlexNet features to torchvision's
+BALANCE = 0.1  # the discriminator rests while one of its two losses is under this fraction of the other
+
+
+@dataclass(frozen=True)
+class DeepSimWeights:
+    """The three terms' weights and the comparator: defaults from the paper (module docstring)."""
+
+    pixel: float = 2e-6
+    feature: float = 0.01 * CAFFE_SCALE
+    adversarial: float = 100.0
+    comparator: str = "alexnet:conv5"
+    comparator_size: int = 128  # reconstructions and images are resized to this side for the comparator
+    discriminator_lr: float = 2e-4
+
+
+class Discriminator(nn.Module):
+    """Real or generated, given the image and the features it should come from: a convolutional stream on the
+    image and a fully connected one on the (normalised) features, joined by two linear layers (the paper's
+    design, scaled to this run's images). One logit per image."""
+
+    def __init__(self, feature_shape: tuple[int, ...], width: int = 32) -> None:
+        super().__init__()
+        act = nn.LeakyReLU(0.2)
+        chans = (width, 2 * width, 4 * width, 8 * width, 8 * width)
+        layers: list[nn.Module] = []
+        previous = 3
+        for out, kernel, stride in zip(chans, (5, 5, 3, 3, 3), (2, 1, 2, 1, 2), strict=True):
+            layers += [nn.Conv2d(previous, out, kernel, stride, kernel // 2), act]
+            previous = out
+        self.image = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(previous, 256), act)
+        size = math.prod(feature_shape)
+        self.features = nn.Sequential(nn.Flatten(), nn.LayerNorm(size), nn.Linear(size, 512), act,
+                                      nn.Linear(512, 256), act)  # fmt: skip
+        self.joint = nn.Sequential(nn.Dropout(0.0), nn.Linear(512, 256), act, nn.Linear(256, 1))
+
+    def forward(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.joint(torch.cat([self.image(images), self.features(features.float())], 1)).squeeze(1)
+
+
+@register_objective("deepsim")
+class DeepSim(Objective):
+    """The DeePSiM loss for a decoder of ``feature_shape`` features; holds the discriminator and its optimiser
+    (checkpointed with the decoder) and the frozen comparator."""
+
+    name = "deepsim"
+
+    def __init__(self, feature_shape: tuple[int, ...], weights: DeepSimWeights | None = None, **_) -> None:
+        super().__init__()
+        from ..pipeline.features import get_representation
+
+        self.weights = weights or DeepSimWeights()
+        comparator = get_representation(self.weights.comparator)
+        self.comparator = comparator.load().requires_grad_(False).eval()
+        self.comparator_layer = comparator.layer
+        self.discriminator = Discriminator(tuple(feature_shape))
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.weights.discriminator_lr,
+                                          betas=(0.9, 0.999))  # fmt: skip
+        self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def settings(self) -> dict:
+        return asdict(self.weights)
+
+    def compare(self, images: torch.Tensor) -> torch.Tensor:
+        """The comparator's features of images (N, 3, T, T) in [0, 1], at ``comparator_size``."""
+        size = self.weights.comparator_size
+        if images.shape[-1] != size:
+            images = nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        return self.comparator(images, [self.comparator_layer])[self.comparator_layer]
+
+    def step(self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> tuple[torch.Tensor, dict]:
+        if getattr(network, "takes", "features") == "images":
+            raise ValueError("--loss deepsim trains decoders of stored features, not autoencoders")
+        with autocast(x.device, precision):
+            recon = network(x)
+        recon = recon.float()
+        w = self.weights
+        pixel = (255 * (recon - y)).square().mean() * PAPER_PIXELS
+        feature = (self.compare(recon) - self.compare(y)).square().mean() * PAPER_FEATURES
+        fake_logit = self.discriminator(recon, x)
+        adversarial = nn.functional.softplus(-fake_logit).mean()  # -log D(G(x), x)
+        loss = w.pixel * pixel + w.feature * feature + w.adversarial * adversarial
+        self._pending = (recon.detach(), y, x)
+        terms = {"pixel_loss": float(pixel.detach()), "feature_loss": float(feature.detach()),
+                 "adversarial_loss": float(adversarial.detach())}  # fmt: skip
+        return loss, terms
+
+    def after_step(self) -> dict:
+        """The discriminator's step on this batch (real images against the decoder's reconstructions), unless it
+        is resting (:data:`BALANCE`); its two losses for the log."""
+        recon, y, x = self._pending
+        self._pending = None
+        real = nn.functional.softplus(-self.discriminator(y, x)).mean()  # -log D(y, x)
+        fake = nn.functional.softplus(self.discriminator(recon, x)).mean()  # -log(1 - D(G(x), x))
+        losses = float(real.detach()), float(fake.detach())
+        if not all(math.isfinite(v) for v in losses):
+            raise Diverged(f"the discriminator's losses are {losses[0]:.4g} (real) and {losses[1]:.4g} (generated)")
+        rests = min(losses) < BALANCE * max(losses)
+        if not rests:
+            self.optimizer.zero_grad(set_to_none=True)
+            (real + fake).backward()
+            self.optimizer.step()
+        return {"discriminator_real": losses[0], "discriminator_fake": losses[1], "discriminator_rests": rests}
+
+    def models(self) -> dict[str, nn.Module]:
+        return {"discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"discriminator_optimizer": self.optimizer}
