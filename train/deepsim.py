@@ -15,8 +15,9 @@ elements times the paper's count, so the three terms keep the paper's balance at
 weight carries Caffe's scale: its AlexNet takes 0-255 pixels minus the mean, torchvision's divides them further by
 255 * 0.226 (its mean std), which scales ReLU features by about 1/57.6 and squared distances by about 1/3318.
 The paper's Adam settings: rate 0.0002, betas (0.9, 0.999), for both networks (``train --lr 0.0002``). Its
-balance trick, as read here: the discriminator is not updated while its loss on one kind of image (real or
-generated) is under a tenth of its loss on the other.
+balance trick, as read here: the discriminator is not updated while it wins by far, its loss under a tenth of the
+decoder's adversarial loss (a discriminator that rejects every reconstruction leaves the decoder no gradient);
+it resumes as soon as the decoder catches up.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .precision import autocast
 PAPER_PIXELS = 3 * 227 * 227  # values the paper's L_img sums over
 PAPER_FEATURES = 6 * 6 * 256  # AlexNet CONV5 at 227 x 227: values the paper's L_feat sums over
 CAFFE_SCALE = (255 * 0.226) ** 2  # squared-distance ratio of Caffe's AlexNet features to torchvision's
-BALANCE = 0.1  # the discriminator rests while one of its two losses is under this fraction of the other
+BALANCE = 0.1  # the discriminator rests while its loss is under this fraction of the decoder's adversarial loss
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class DeepSim(Objective):
         self.discriminator = Discriminator(tuple(feature_shape))
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.weights.discriminator_lr,
                                           betas=(0.9, 0.999))  # fmt: skip
-        self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None
 
     def settings(self) -> dict:
         return asdict(self.weights)
@@ -114,7 +115,7 @@ class DeepSim(Objective):
         fake_logit = self.discriminator(recon, x)
         adversarial = nn.functional.softplus(-fake_logit).mean()  # -log D(G(x), x)
         loss = w.pixel * pixel + w.feature * feature + w.adversarial * adversarial
-        self._pending = (recon.detach(), y, x)
+        self._pending = (recon.detach(), y, x, float(adversarial.detach()))
         terms = {"pixel_loss": float(pixel.detach()), "feature_loss": float(feature.detach()),
                  "adversarial_loss": float(adversarial.detach())}  # fmt: skip
         return loss, terms
@@ -122,14 +123,14 @@ class DeepSim(Objective):
     def after_step(self) -> dict:
         """The discriminator's step on this batch (real images against the decoder's reconstructions), unless it
         is resting (:data:`BALANCE`); its two losses for the log."""
-        recon, y, x = self._pending
+        recon, y, x, adversarial = self._pending
         self._pending = None
         real = nn.functional.softplus(-self.discriminator(y, x)).mean()  # -log D(y, x)
         fake = nn.functional.softplus(self.discriminator(recon, x)).mean()  # -log(1 - D(G(x), x))
         losses = float(real.detach()), float(fake.detach())
         if not all(math.isfinite(v) for v in losses):
             raise Diverged(f"the discriminator's losses are {losses[0]:.4g} (real) and {losses[1]:.4g} (generated)")
-        rests = min(losses) < BALANCE * max(losses)
+        rests = (losses[0] + losses[1]) / 2 < BALANCE * adversarial
         if not rests:
             self.optimizer.zero_grad(set_to_none=True)
             (real + fake).backward()
