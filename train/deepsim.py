@@ -10,10 +10,11 @@ space, an adversarial term and the pixel term, so that what a layer keeps comes 
   paper's conditional design), trained against the decoder with ``L_D = -log D(y, x) - log(1 - D(G(x), x))``.
 
 Weights (``DeepSimWeights``): the paper's lambda_img = 2e-6, lambda_adv = 100 and lambda_feat = 0.01. The paper
-sums over 227 x 227 images and CONV5's 9,216 values in Caffe's units; here each sum is the mean over this run's
-elements times the paper's count, so the three terms keep the paper's balance at any image size, and the feature
-weight carries Caffe's scale: its AlexNet takes 0-255 pixels minus the mean, torchvision's divides them further by
-255 * 0.226 (its mean std), which scales ReLU features by about 1/57.6 and squared distances by about 1/3318.
+sums over 227 x 227 images and CONV5's 9,216 values; here each sum is the mean over this run's elements times the
+paper's count, so the three terms keep the paper's balance at any image size. The comparator is torchvision's
+AlexNet, not the paper's Caffe one: its features are of a similar magnitude (each network's first layer absorbed
+its own input scale in training), so lambda_feat is taken as it is. (Scaling it by Caffe's input range, (255 *
+0.226)^2, made the feature term 99% of the loss and the decoder drew a feature-matching texture: seen here.)
 The paper's Adam settings: rate 0.0002, betas (0.9, 0.999), for both networks (``train --lr 0.0002``). Its
 balance trick, as read here: the discriminator is not updated while it wins by far, its loss under a tenth of the
 decoder's adversarial loss (a discriminator that rejects every reconstruction leaves the decoder no gradient);
@@ -33,7 +34,6 @@ from .precision import autocast
 
 PAPER_PIXELS = 3 * 227 * 227  # values the paper's L_img sums over
 PAPER_FEATURES = 6 * 6 * 256  # AlexNet CONV5 at 227 x 227: values the paper's L_feat sums over
-CAFFE_SCALE = (255 * 0.226) ** 2  # squared-distance ratio of Caffe's AlexNet features to torchvision's
 BALANCE = 0.1  # the discriminator rests while its loss is under this fraction of the decoder's adversarial loss
 
 
@@ -42,7 +42,7 @@ class DeepSimWeights:
     """The three terms' weights and the comparator: defaults from the paper (module docstring)."""
 
     pixel: float = 2e-6
-    feature: float = 0.01 * CAFFE_SCALE
+    feature: float = 0.01
     adversarial: float = 100.0
     comparator: str = "alexnet:conv5"
     comparator_size: int = 128  # reconstructions and images are resized to this side for the comparator
