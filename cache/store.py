@@ -382,6 +382,21 @@ class FeatureStore:
 
     # -- integrity ---------------------------------------------------------------------------------------------
 
+    def missing_shards(self) -> list[Damage]:
+        """The shard objects of partitions marked complete that are not there: one listing per array, nothing
+        read (what ``extract`` checks on every run; :meth:`verify` also reads every chunk)."""
+        missing = []
+        for path in self.array_paths():
+            layout, subject = self._layout(path), progress_subject(path)
+            if layout is None or subject is None:
+                continue
+            present = set(self.backend.objects(path))
+            for shard in np.flatnonzero(self.done(subject)):
+                if layout.shard_key(int(shard)) not in present:
+                    missing.append(Damage(path, layout.shard_path(int(shard)), layout.shard_rows_of(int(shard)),
+                                          "missing, though its partition is marked complete"))  # fmt: skip
+        return missing
+
     def verify(self, progress=None) -> list[Damage]:
         """Read every chunk of every array, checking its checksum (format 2) or that it decodes (format 1), and
         that every shard of a partition marked complete is there; the damage found, by file and rows.

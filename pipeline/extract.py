@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache.repair import repair_store
-from ..cache.store import READ, UNREADABLE, FeatureStore, StoreHeader, feature_path
+from ..cache.store import READ, UNREADABLE, FeatureStore, StoreError, StoreHeader, feature_path
 from ..runtime.progress import StepTimer
 from ..runtime.signals import Interrupted, on_signals
 from .contract import DRAFT_MIN_SIDE, FeatureJob, compute_features, plan_jobs, recipe, stored_row_shape
@@ -276,6 +276,10 @@ def extract(
         if repair and (Path(store_path) / "zarr.json").exists():
             repaired = repair_store(FeatureStore.open(store_path, "r+"), source.ids, source.labels)
         store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
+        lost = [] if repair else store.missing_shards()
+        if lost:
+            raise StoreError(f"{store_path}: {len(lost)} shard file(s) of partitions marked complete are missing "
+                             f"(first: {lost[0]}); run the same command with --repair to recompute them")  # fmt: skip
         tasks = pending_tasks(store, source, jobs, dtype, max_pixels)
         if tasks:
             try:

@@ -134,3 +134,16 @@ def test_an_older_store_without_checksums_is_read_and_says_so(folder, dask_clien
     run_extract(path, folder_source(folder), "hog,lbp", dask_client, image_size=32, shard_rows=8)  # extended as is
     assert not FeatureStore.open(path).checksums and FeatureStore.open(path).done("lbp").all()
     assert FeatureStore.open(path).verify() == []
+
+
+def test_extract_itself_catches_a_deleted_shard_and_points_to_repair(copy, clean, folder):
+    file = next(p for p in sorted((copy / "features" / "lbp" / "c" / "3").rglob("*")) if p.is_file())
+    file.unlink()
+    args = ["extract", "--images", str(folder), "--store", str(copy), "--feature", SPECS, "--size", "32",
+            "--shard-rows", "8", "--workers", "1"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "complete already" not in result.output
+    assert f"features/lbp: {file} (rows 24-31)" in result.output and "--repair" in result.output
+    repaired = CliRunner().invoke(main, [*args, "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert checksums(copy) == clean[1]
