@@ -7,6 +7,7 @@ complete store costs nothing to re-run.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import uuid
@@ -108,6 +109,25 @@ class PartitionResult:
     read: int
     unreadable: int
     seconds: dict[str, float] = field(default_factory=dict)
+    storage_error: str = ""  # the store could not be written: one line for the user (see :func:`storage_problem`)
+
+
+def storage_problem(err: OSError, store: str, what: str = "the store") -> str:
+    """One line for a store that cannot be written (the disk full, a read-only or forbidden folder, the store
+    deleted under the run): where, what happened, and what to do; what was complete is kept either way."""
+    advice = {
+        errno.ENOSPC: "no space left on the device; free space (or give another --store) and run the same command "
+        "again",
+        errno.EDQUOT: "the disk quota is used up; free space and run the same command again",
+        errno.EROFS: "the filesystem is read-only; give a --store on a writable one",
+        errno.EACCES: "permission denied; give a --store you may write to",
+        errno.EPERM: "permission denied; give a --store you may write to",
+        errno.ENOENT: "a file vanished while it was written (the store deleted under the run?); run the same "
+        "command again",
+    }.get(err.errno, f"{err.strerror or err}; run the same command again once that is fixed")
+    return f"{store}: cannot write {what}: {advice}. Every partition completed before is kept" + (
+        f" ({err.filename})" if err.filename and err.errno not in (errno.ENOSPC, errno.EDQUOT) else ""
+    )
 
 
 def open_store(path: str, source: Source, image_size: int, shard_rows: int, jobs: list[FeatureJob], dtype: str):
@@ -149,11 +169,21 @@ def pending_tasks(
 
 
 def run_partition(task: PartitionTask) -> PartitionResult:
-    """Decode, extract and write one partition; marks it complete only after every write has landed.
+    """Decode, extract and write one partition; marks it complete only after every write has landed. A store
+    that cannot be written comes back as the result's ``storage_error`` rather than an exception, so the user
+    reads one line, not the task's dump in the worker's log.
 
     Torch's thread count is the worker process's (``local_cluster`` starts its workers with
     ``OMP_NUM_THREADS``); a task never changes it, since the setting is partly per thread and partly global.
     """
+    try:
+        return _run_partition(task)
+    except OSError as err:
+        problem = storage_problem(err, task.store, f"partition {task.index}")
+        return PartitionResult(task.index, len(task.source), 0, 0, storage_error=problem)
+
+
+def _run_partition(task: PartitionTask) -> PartitionResult:
     timer = StepTimer()
     store = FeatureStore.open(task.store, "r+")
     n = len(task.source)
@@ -268,6 +298,23 @@ def extract(
         raise ValueError(f"{source.location}: no files to read")
     jobs = plan_jobs(specs, image_size, weights, dtype)
     begin = time.perf_counter()
+    try:
+        summary = _extract_locked(store_path, source, jobs, image_size, shard_rows, client_factory, dtype, wait,
+                                  show_progress, max_pixels, repair)  # fmt: skip
+    except OSError as err:  # the lock, the store's creation or a repair, on the client: the same one line
+        if err.errno in STORAGE_ERRNOS and str(err.filename or "").startswith(str(store_path)):
+            raise StoreError(storage_problem(err, str(store_path))) from None
+        raise
+    summary.seconds = time.perf_counter() - begin
+    return summary
+
+
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _extract_locked(store_path, source, jobs, image_size, shard_rows, client_factory, dtype, wait, show_progress,
+                    max_pixels, repair) -> ExtractSummary:  # fmt: skip
+    """The body of :func:`extract`, under the store's lock."""
     steps: dict[str, float] = {}
     tasks: list[PartitionTask] = []
     compute_seconds = 0.0
@@ -305,7 +352,7 @@ def extract(
         int((status == UNREADABLE).sum()),
         len(tasks),
         sum(len(t.source) for t in tasks),
-        time.perf_counter() - begin,
+        0.0,  # set by extract: the whole call
         steps,
         failures,
         compute_seconds,
@@ -326,6 +373,8 @@ def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progr
     try:
         for future in as_completed(futures):
             result = future.result()  # re-raises a task's error here
+            if result.storage_error:
+                raise StoreError(result.storage_error)
             for step, seconds in result.seconds.items():
                 steps[step] = steps.get(step, 0.0) + seconds
             if progress:
