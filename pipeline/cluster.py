@@ -41,8 +41,10 @@ def local_cluster(
 
     cores = available_cores()
     workers = workers or cores
-    if not logging.getLogger().isEnabledFor(logging.INFO):  # the scheduler runs in this process: keep it quiet
+    verbose = logging.getLogger().isEnabledFor(logging.INFO)  # preimage -v
+    if not verbose:  # the scheduler runs in this process: keep it quiet
         logging.getLogger("distributed").setLevel(logging.ERROR)
+    worker_logs = "ERROR" if verbose else "CRITICAL"  # the workers' own logs (pipeline/worker_start.py)
     environ = dict(os.environ)
     with (
         dask.config.set(worker_config()),
@@ -53,8 +55,11 @@ def local_cluster(
             host="127.0.0.1",
             dashboard_address=dashboard_address,
             silence_logs=logging.ERROR,
-            env={"OMP_NUM_THREADS": str(max(1, cores // workers))},  # torch threads in each worker process
-            preload=["preimage.pipeline.extract"],  # torch and the extractors imported as the cluster starts
+            env={
+                "OMP_NUM_THREADS": str(max(1, cores // workers)),  # torch threads in each worker process
+                "PREIMAGE_WORKER_LOGS": worker_logs,
+            },
+            preload=["preimage.pipeline.worker_start"],
         ) as cluster,
         Client(cluster) as client,
     ):
