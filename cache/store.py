@@ -393,8 +393,10 @@ class FeatureStore:
             present = set(self.backend.objects(path))
             for shard in np.flatnonzero(self.done(subject)):
                 if layout.shard_key(int(shard)) not in present:
-                    missing.append(Damage(path, layout.shard_path(int(shard)), layout.shard_rows_of(int(shard)),
-                                          "missing, though its partition is marked complete"))  # fmt: skip
+                    try:
+                        self._missing_shard(path, layout, int(shard))  # its error, as a read would raise it
+                    except ShardDamaged as err:
+                        missing.append(Damage(path, err.path, err.rows, err.problem))
         return missing
 
     def verify(self, progress=None) -> list[Damage]:

@@ -24,7 +24,7 @@ it resumes as soon as the decoder catches up.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -67,7 +67,7 @@ class Discriminator(nn.Module):
         size = math.prod(feature_shape)
         self.features = nn.Sequential(nn.Flatten(), nn.LayerNorm(size), nn.Linear(size, 512), act,
                                       nn.Linear(512, 256), act)  # fmt: skip
-        self.joint = nn.Sequential(nn.Dropout(0.0), nn.Linear(512, 256), act, nn.Linear(256, 1))
+        self.joint = nn.Sequential(nn.Linear(512, 256), act, nn.Linear(256, 1))
 
     def forward(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         return self.joint(torch.cat([self.image(images), self.features(features.float())], 1)).squeeze(1)
@@ -92,9 +92,6 @@ class DeepSim(Objective):
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.weights.discriminator_lr,
                                           betas=(0.9, 0.999))  # fmt: skip
         self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None
-
-    def settings(self) -> dict:
-        return asdict(self.weights)
 
     def compare(self, images: torch.Tensor) -> torch.Tensor:
         """The comparator's features of images (N, 3, T, T) in [0, 1], at ``comparator_size``."""

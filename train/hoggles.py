@@ -295,4 +295,4 @@ def load_hoggles(path: str | os.PathLike, store=None) -> PairedDictionary:
     located = locate(path)
     if located.method != "hoggles":
         raise ValueError(f"{located.path}: not a HOGgles dictionary written by preimage train --method hoggles")
-    return load_inverter(path, store)
+    return load_inverter(located, store)

@@ -12,13 +12,13 @@ from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ..pipeline.decode import read_images
 from ..pipeline.images import center_square, to_float
 from .inverters import load_inverter
-from .locate import locate
+from .locate import Located, locate
 from .metrics import upsample_to
 
 BATCH = 64  # images per forward pass: bounds the memory a long list of photos needs
 
 
-def decoder_job(run: str | os.PathLike, weights: str | None = None) -> tuple[FeatureJob, int, str]:
+def decoder_job(run: str | os.PathLike | Located, weights: str | None = None) -> tuple[FeatureJob, int, str]:
     """The feature job a decoder (a run, a checkpoint, a shipped name or a HOGgles dictionary) was trained on,
     the stored image size, and the stored dtype."""
     fingerprint = locate(run).fingerprint
@@ -50,8 +50,9 @@ def reconstruct_arrays(
     """The stored-size crops (N, S, S, 3) uint8 of uint8 RGB images of any size, and their reconstructions
     (N, 3, T, T) in [0, 1] at the decoder's size: each crop's feature computed exactly as the store did, so these
     score as the store's rows would."""
-    job, image_size, dtype = decoder_job(run, weights)
-    model = load_inverter(run)
+    located = locate(run)  # one header read for the job and the model
+    job, image_size, dtype = decoder_job(located, weights)
+    model = load_inverter(located)
     crops, recon = [], []
     for start in range(0, len(images), BATCH):
         part = images[start : start + BATCH]

@@ -68,7 +68,9 @@ def check_store(located: Located, store: FeatureStore | None, feature: str | Non
         check_fingerprint(located.header, checkpoint.store_fingerprint(store, name), str(store.path))
 
 
-def load_decoder(run: str | os.PathLike, store: FeatureStore | None = None, feature: str | None = None) -> Decoder:
+def load_decoder(
+    run: str | os.PathLike | Located, store: FeatureStore | None = None, feature: str | None = None
+) -> Decoder:
     """The trained decoder of a run folder, a checkpoint file or a shipped representation (``"hog"``,
     ``"alexnet:conv5"``), in float32; with ``store``, refused unless that store's ``feature`` was computed exactly
     as the training features were. The header is checked (bounds, then every tensor's shape against the decoder it
@@ -80,7 +82,9 @@ def load_decoder(run: str | os.PathLike, store: FeatureStore | None = None, feat
     return _decoder(located, store, feature)
 
 
-def load_inverter(run: str | os.PathLike, store: FeatureStore | None = None, feature: str | None = None) -> nn.Module:
+def load_inverter(
+    run: str | os.PathLike | Located, store: FeatureStore | None = None, feature: str | None = None
+) -> nn.Module:
     """The trained inverter ``run`` names, a decoder or a HOGgles dictionary, checked against ``store`` as
     :func:`load_decoder` does."""
     located = locate(run)

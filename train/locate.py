@@ -72,9 +72,12 @@ class Located:
         return config
 
 
-def locate(decoder: str | os.PathLike) -> Located:
+def locate(decoder: str | os.PathLike | Located) -> Located:
     """The inverter ``decoder`` names: an existing path as it is (a run folder, a checkpoint or dictionary file),
-    else the shipped decoder of that representation; an error naming both possibilities otherwise."""
+    else the shipped decoder of that representation; an error naming both possibilities otherwise. A
+    :class:`Located` is returned as it is (its header, once read, is not read again)."""
+    if isinstance(decoder, Located):
+        return decoder
     path = zoo.resolve(decoder)
     if path.is_dir():
         if (path / DICTIONARY).is_file():

@@ -152,7 +152,7 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     steps_per_epoch, total, last = schedule_steps(config, stream)
     model = build(config, store).to(device)
     torch.manual_seed(config.seed + 1)  # the objective's own networks (a discriminator) start alike in every session
-    objective = create_objective(config.loss, feature_shape=tuple(store.array(feature_path(config.feature)).shape[1:]))
+    objective = create_objective(config.loss, feature_shape=model.config.input_shape)
     objective.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
     run = _Run(config, model, model, optimizer, objective, stream, steps_per_epoch, total, last, None, fingerprint,

@@ -157,7 +157,7 @@ def parse_layers(config: BackboneConfig, spec: str | Sequence[str], companions: 
         ranges = [(a, b) for a, b in ends if a in layers and b in layers]
         if not ranges:
             unknown = ([end for end in ends[0] if end not in layers][:1] if len(ends) == 1 else []) or [part]
-            raise ValueError(f"{config.name} has no layer {unknown[0]!r}; {_layer_hint(unknown[0], layers)}")
+            raise ValueError(f"{config.name} has no layer {unknown[0]!r}; {layer_hint(unknown[0], layers)}")
         if len(ranges) > 1:
             raise ValueError(f"cannot read layer range {part!r}; write FIRST-LAST, e.g. conv1-conv5")
         lo, hi = layers.index(ranges[0][0]), layers.index(ranges[0][1])
@@ -170,7 +170,7 @@ def parse_layers(config: BackboneConfig, spec: str | Sequence[str], companions: 
     return tuple(dict.fromkeys(chosen))
 
 
-def _layer_hint(name: str, layers: Sequence[str]) -> str:
+def layer_hint(name: str, layers: Sequence[str]) -> str:
     """The closest layer names, then all of them where they are few (a transformer has hundreds)."""
     import difflib
 

@@ -12,7 +12,6 @@ from .hog import HOG, HogParams, hog
 from .lbp import LBP, LbpParams, lbp
 from .representation import (
     HANDCRAFTED,
-    KINDS,
     Representation,
     expand_specs,
     get_representation,
@@ -24,7 +23,6 @@ from .sift import SiftParams, SparseSIFT, sift
 __all__ = [
     "HANDCRAFTED",
     "HOG",
-    "KINDS",
     "LBP",
     "HogParams",
     "LbpParams",

@@ -65,14 +65,11 @@ class ModuleRepresentation(nn.Module):
     def __init__(self, module: nn.Module, layer: str, preprocess=None) -> None:
         super().__init__()
         from ..backbones.hooks import HookedModel
+        from ..backbones.registry import layer_hint
 
-        names = dict(module.named_modules())
+        names = [name for name, _ in module.named_modules() if name]
         if layer not in names:
-            import difflib
-
-            close = difflib.get_close_matches(layer, list(names), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"the module has no submodule {layer!r}{hint}")
+            raise ValueError(f"the module has no submodule {layer!r}; {layer_hint(layer, names)}")
         self.network = HookedModel(module.eval())
         self.layer = layer
         self.preprocess = preprocess

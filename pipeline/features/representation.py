@@ -24,21 +24,18 @@ from functools import cache
 import torch
 from torch import nn
 
-from .hog import HOG, HogParams, hog, hog_torch
-from .lbp import LBP, LbpParams, lbp
-from .sift import SiftParams, SparseSIFT, sift
-
-KINDS = ("grid", "map", "tokens", "vector")
+from .hog import HOG, HogParams, hog_torch
+from .lbp import LBP, LbpParams
+from .sift import SiftParams, SparseSIFT
 
 
 @dataclass(frozen=True)
 class Handcrafted:
-    """A hand-crafted representation: its parameters, batch function and module, and whether it has a gradient."""
+    """A hand-crafted representation: its parameters, its module, and its gradient when it has one."""
 
     name: str
     params_cls: type
-    function: Callable[..., torch.Tensor]  # function(gray images, params) -> (N, Hc, Wc, C)
-    module_cls: type[nn.Module]
+    module_cls: type[nn.Module]  # module(params)(gray images) -> (N, Hc, Wc, C)
     description: str
     gradient: Callable[..., torch.Tensor] | None = None  # the same in torch ops, any device: None when not
     # differentiable (a detector decides, or the codes are discrete)
@@ -48,9 +45,9 @@ class Handcrafted:
 HANDCRAFTED: dict[str, Handcrafted] = {
     h.name: h
     for h in (
-        Handcrafted("hog", HogParams, hog, HOG, "VLFeat UoCTTI HOG (vl_hog)", hog_torch),
-        Handcrafted("lbp", LbpParams, lbp, LBP, "VLFeat uniform LBP (vl_lbp)"),
-        Handcrafted("sift", SiftParams, sift, SparseSIFT, "sparse SIFT keypoints on a d x d grid"),
+        Handcrafted("hog", HogParams, HOG, "VLFeat UoCTTI HOG (vl_hog)", hog_torch),
+        Handcrafted("lbp", LbpParams, LBP, "VLFeat uniform LBP (vl_lbp)"),
+        Handcrafted("sift", SiftParams, SparseSIFT, "sparse SIFT keypoints on a d x d grid"),
     )
 }
 
@@ -239,9 +236,9 @@ def get_representation(spec: str, **params) -> Representation:
         raise ValueError(f"{spec} names {len(named)} layers; a representation is one (expand_specs takes ranges)")
     (layer,) = named
     size = config.preprocess.input_size
-    kind = _kind(_backbone_shapes(backbone, size, size)[layer])
+    shape = _backbone_shapes(backbone, size, size)[layer]
+    kind = _kind(shape)
     if kind not in ("map", "vector"):
-        shape = _backbone_shapes(backbone, size, size)[layer]
         raise ValueError(f"{backbone}:{layer} gives outputs of shape {shape} ({kind}), which preimage cannot "
                          "store: a map (C, H, W), a vector (D,), or a patch model's tokens (a grid)")  # fmt: skip
     params = {"backbone": backbone, "layer": layer, "input_size": size}
