@@ -94,7 +94,7 @@ def compare_feature(
             )
         table.append(
             {
-                "feature": feature,
+                "feature": run.label,
                 "method": method,
                 "images": len(rows),
                 "normalised_error": normalised_error(recon[method], targets),

@@ -28,11 +28,13 @@ class TrainedRun:
     held_out: float
     autoencoder: bool = False  # the encoder was fine-tuned too: the model takes images
     train_fraction: float = 1.0
-    others: tuple[Path, ...] = ()  # runs of the same feature it was chosen over (the newest wins)
+    others: tuple[Path, ...] = ()  # runs of the same feature it was chosen over (the newest pixel run wins)
+    loss: str = zoo.PIXEL  # what it was trained to minimise (train --loss)
 
     @property
     def label(self) -> str:
-        return f"{self.feature} (autoencoder)" if self.autoencoder else self.feature
+        name = zoo.shipped_name(self.feature, self.loss)
+        return f"{name} (autoencoder)" if self.autoencoder else name
 
     def decoder(self, store: FeatureStore) -> Decoder:
         """The decoder, refused unless ``store`` computed the feature as the training store did."""
@@ -42,8 +44,8 @@ class TrainedRun:
         """Which run serves this feature, and what it was chosen over (for the commands to print)."""
         if not self.others:
             return f"{self.label}: {self.path}"
-        return (f"{self.label}: {self.path} (the newest of {len(self.others) + 1} runs; also "
-                f"{', '.join(str(p) for p in self.others)}; name one with --decoder RUN)")  # fmt: skip
+        return (f"{self.label}: {self.path} (chosen over {', '.join(str(p) for p in self.others)}: a pixel "
+                "decoder first, then the newest; name one with --decoder RUN)")  # fmt: skip
 
 
 def read_run(folder: Path) -> TrainedRun | None:
@@ -58,26 +60,27 @@ def read_run(folder: Path) -> TrainedRun | None:
     if config is None:
         return None
     return TrainedRun(folder, config["feature"], config["held_out"], located.autoencoder,
-                      config.get("train_fraction", 1.0))  # fmt: skip
+                      config.get("train_fraction", 1.0), loss=config.get("loss", zoo.PIXEL))  # fmt: skip
 
 
 def trained_runs(
     paths: Path | Sequence[Path], features: str | None = None, autoencoder: bool = False
 ) -> list[TrainedRun]:
-    """The runs that ``paths`` name: each a run folder (used as given) or a folder of runs (the newest run of each
-    feature, with the others it was chosen over in ``others``). In the order of ``features`` when given (an error
-    naming any feature without a decoder), else by name; the decoders of fixed features, or with
-    ``autoencoder`` the runs that fine-tuned their encoder."""
+    """The runs that ``paths`` name: each a run folder (used as given: decoders of one feature trained with other
+    losses may be given together) or a folder of runs (one run per feature: a pixel decoder before any other loss,
+    the paper's metric being theirs, then the newest; the others it was chosen over in ``others``). In the order of
+    ``features`` when given (an error naming any feature without a decoder), else by name; pixel decoders first.
+    The decoders of fixed features, or with ``autoencoder`` the runs that fine-tuned their encoder."""
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
-    explicit: dict[str, TrainedRun] = {}
+    chosen: dict[str, TrainedRun] = {}  # by label: a feature and the loss it was trained with
     scanned: dict[str, list[TrainedRun]] = {}
     for path in map(Path, paths):
         run = read_run(path)
         if run is not None:
             if run.autoencoder == autoencoder:
-                if run.feature in explicit:
-                    raise ValueError(f"two runs of {run.label} given ({explicit[run.feature].path}, {path}); give one")
-                explicit[run.feature] = run
+                if run.label in chosen:
+                    raise ValueError(f"two runs of {run.label} given ({chosen[run.label].path}, {path}); give one")
+                chosen[run.label] = run
             continue
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: not a run folder (run.json and {CHECKPOINT}) nor a folder of runs")
@@ -85,14 +88,16 @@ def trained_runs(
             found = read_run(folder)
             if found is not None and found.autoencoder == autoencoder:
                 scanned.setdefault(found.feature, []).append(found)
-    chosen = dict(explicit)
     for feature, candidates in scanned.items():
-        if feature not in chosen:
-            candidates.sort(key=lambda r: locate(r.path).path.stat().st_mtime, reverse=True)
-            chosen[feature] = replace(candidates[0], others=tuple(r.path for r in candidates[1:]))
+        if not any(run.feature == feature for run in chosen.values()):
+            candidates.sort(key=lambda r: (r.loss == zoo.PIXEL, locate(r.path).path.stat().st_mtime), reverse=True)
+            best = replace(candidates[0], others=tuple(r.path for r in candidates[1:]))
+            chosen[best.label] = best
+    runs = sorted(chosen.values(), key=lambda r: (r.feature, r.loss != zoo.PIXEL, r.loss))
     if features is None:
-        return [chosen[name] for name in sorted(chosen)]
-    missing = [name for name in expand_specs(features) if name not in chosen]
+        return runs
+    names = expand_specs(features)
+    missing = [name for name in names if not any(run.feature == name for run in runs)]
     if missing:
         kind = "autoencoder" if autoencoder else "decoder"
         where = ", ".join(str(p) for p in paths)
@@ -100,7 +105,7 @@ def trained_runs(
             f"no {kind} trained on {', '.join(missing)} under {where}; train one with preimage train"
             + (" --autoencoder" if autoencoder else "")
         )
-    return [chosen[name] for name in expand_specs(features)]
+    return [run for name in names for run in runs if run.feature == name]
 
 
 def heldout_rows(store: FeatureStore, held_out: float, n: int) -> np.ndarray:

@@ -39,7 +39,7 @@ def perturbation_study(store: FeatureStore, runs: list[TrainedRun], n: int, out:
         model, images = run.decoder(store), read_images(store, rows)
         features = read_features(store, run.feature, rows)
         picture_rows = [tile_row("image", images[:columns])]
-        entry = {"feature": run.feature, "images": len(rows)}
+        entry = {"feature": run.label, "images": len(rows)}
         for name in PERTURBATIONS:
             recon = decode(model, perturb(name, features))
             entry[name] = normalised_error(recon, images)
@@ -88,7 +88,7 @@ def sampling_study(store: FeatureStore, runs: list[TrainedRun], vectors: int, sa
             "histograms": sample_histograms(stats, samples, alpha, seed),
             "gaussian": sample_gaussian(stats, samples, seed),
         }
-        entry = {"feature": run.feature, "vectors": stats.rows, "real sparsity": stats.sparsity}
+        entry = {"feature": run.label, "vectors": stats.rows, "real sparsity": stats.sparsity}
         for name, values in drawn.items():
             entry[f"{name} sparsity"] = float((values == 0).float().mean())
             recon = decode(model, values.view(samples, *shape))
@@ -148,7 +148,7 @@ def mask_study(store: FeatureStore, runs: list[TrainedRun], n: int, window: int 
         model = run.decoder(store)
         mask = feature_mask(tuple(features.shape[1:]), model.config.kind in CHANNELS_LAST, config)
         whole, masked = decode(model, features), decode(model, features * mask)
-        table.append({"feature": run.feature, "whole": normalised_error(whole, images),
+        table.append({"feature": run.label, "whole": normalised_error(whole, images),
                       "masked": normalised_error(masked, images), "kept": float(mask.mean())})  # fmt: skip
         picture_rows += [tile_row("image", images[:columns])] if not picture_rows else []
         picture_rows += [tile_row(f"{run.feature} masked", masked[:columns], images.shape[-1])]

@@ -1,11 +1,15 @@
 """Ship trained runs as preimage's own decoders (train/zoo/): float16 weights, a model card, measured numbers.
 
     python references/zoo_export.py --store photos.zarr runs/zoo/hog runs/zoo/conv5 ...
+    python references/zoo_export.py --store photos.zarr --rescore train/zoo/*.safetensors
 
 For each run folder: its held-out scores on the store (the rows the run never saw) with the float32 weights and
 with the float16 ones that ship (float32 ships instead where they differ by more than 0.001), the training part's
 mean image as the baseline, its scores on scikit-image's photos (what the tests check where the shared photos are
-absent), and its recipe from run.json. Writes train/zoo/<name>.safetensors and the card as <name>.md.
+absent), and its recipe from run.json. Writes train/zoo/<name>.safetensors and the card as <name>.md (<name>:
+the representation, with the loss appended for a decoder not trained on pixels, train/zoo.py). ``--rescore``
+scores shipped files again with today's metrics (a new column such as LPIPS) and rewrites their cards, the weights
+unchanged; it refuses a file whose held-out error no longer matches its card.
 """
 
 from __future__ import annotations
@@ -51,14 +55,15 @@ def sample_scores(path: Path) -> dict:
     return {"photos": sorted(photos), **{k: round(v, 4) for k, v in scores(recon, targets).items()}}
 
 
-def card(run: Path, store: FeatureStore, feature: str, dtype: str, heldout: dict, fp32: dict, baseline: float) -> dict:
+def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, fp32: dict, baseline: float) -> dict:
     """The model card: training data and split, recipe, time, held-out and sample-photo scores, how to reproduce."""
     saved = json.loads((run / "run.json").read_text())
     config, sessions = saved["config"], saved["sessions"]
     state = checkpoint.read_header(run / CHECKPOINT)["state"]
     source = store.meta["source"]
     return {
-        "feature": feature,
+        "feature": config["feature"],
+        "name": name,
         "training_photos": {
             "source": "the shared photos: Caltech-101 (9,144 JPEG) and BSDS500 (500 JPEG)",
             "files": source["rows"],
@@ -69,32 +74,81 @@ def card(run: Path, store: FeatureStore, feature: str, dtype: str, heldout: dict
         },
         "recipe": {
             **{k: config[k] for k in RECIPE},
+            **objective_recipe(config),
             "epochs": sessions[-1]["epochs"],
             "steps": state["step"],
             "precision": saved["precision"],
             "devices": sorted({s["device"] + (f" ({s['machine']})" if "machine" in s else "") for s in sessions}),
             "minutes": round(state.get("seconds", 0.0) / 60, 1),
         },
-        "heldout": {
-            "rows": heldout["heldout_rows"],
-            "normalised_error": round(heldout["normalised_error"], 4),
-            "psnr": round(heldout["psnr"], 2),
-            "ssim": round(heldout["ssim"], 4),
-            "lpips": round(heldout["lpips"], 4),
-            "normalised_error_float32": round(fp32["normalised_error"], 4),
-            "mean_image_error": round(baseline, 4),
-        },
+        "heldout": heldout_entry(heldout, fp32["normalised_error"], baseline),
         "weights": {"dtype": dtype},
         "reproduce": "bash references/zoo.sh ../shared/data/photos photos.zarr runs/zoo",
-        "evaluate": f"preimage analyze error --store photos.zarr --decoder {feature}",
+        "evaluate": f"preimage analyze error --store photos.zarr --decoder {name}",
     }
+
+
+def objective_recipe(config: dict) -> dict:
+    """What a run minimised and what it started from, for the card: the loss, its weights (DeePSiM's), and the
+    decoder it was fine-tuned from with that one's own minutes."""
+    loss = config.get("loss", zoo.PIXEL)
+    if loss == zoo.PIXEL:
+        return {"loss": loss}
+    entry: dict = {"loss": loss}
+    if loss == "deepsim":
+        from dataclasses import asdict
+
+        from preimage.train.deepsim import DeepSimWeights
+
+        entry["loss_weights"] = asdict(DeepSimWeights(**config.get("loss_options", {})))
+    if config.get("init"):
+        start = zoo.shipped(config["init"])
+        entry["init"] = {"name": start.name, "minutes": start.card["recipe"]["minutes"],
+                         "epochs": start.card["recipe"]["epochs"]}  # fmt: skip
+    return entry
+
+
+def heldout_entry(scored: dict, fp32_error: float, baseline: float) -> dict:
+    """The card's held-out scores, rounded as printed."""
+    return {
+        "rows": scored["heldout_rows"],
+        "normalised_error": round(scored["normalised_error"], 4),
+        "psnr": round(scored["psnr"], 2),
+        "ssim": round(scored["ssim"], 4),
+        "lpips": round(scored["lpips"], 4),
+        "normalised_error_float32": round(fp32_error, 4),
+        "mean_image_error": round(baseline, 4),
+    }
+
+
+def recipe_lines(recipe: dict) -> list[str]:
+    """The card's recipe as text."""
+    lines = [
+        f"- width {recipe['width']}, {recipe['epochs']} epochs ({recipe['steps']:,} steps of {recipe['batch_size']}), "
+        f"Adam at {recipe['lr']} decayed (cosine) from {recipe['decay_from']:.0%} of the steps, augmentation "
+        f"{recipe['augment']}, seed {recipe['seed']}",
+        f"- {recipe['precision']} on {', '.join(recipe['devices'])}: {recipe['minutes']} minutes",
+    ]
+    loss = recipe.get("loss", zoo.PIXEL)
+    if loss == zoo.PIXEL:
+        return ["- loss: pixel (mean squared error, the paper's expected pre-image)", *lines]
+    weights = recipe.get("loss_weights", {})
+    terms = ", ".join(f"{k} {v}" for k, v in weights.items())
+    head = [f"- loss: {loss} ({terms}; train/deepsim.py says where each number comes from)"]
+    if "init" in recipe:
+        start = recipe["init"]
+        head.append(
+            f"- fine-tuned from the shipped pixel decoder `{start['name']}` ({start['epochs']} epochs, "
+            f"{start['minutes']} minutes): {recipe['minutes'] + start['minutes']:.1f} minutes in all"
+        )
+    return [*head, *lines]
 
 
 def markdown(entry: dict, size: int, parameters: int) -> str:
     """The card as text, beside the weights."""
     photos, recipe, held, sample = entry["training_photos"], entry["recipe"], entry["heldout"], entry["sample_photos"]
     lines = [
-        f"# Shipped decoder: {entry['feature']}",
+        f"# Shipped decoder: {entry.get('name', entry['feature'])}",
         "",
         f"An up-convolutional decoder (Dosovitskiy & Brox 2016) from {entry['feature']} features to a "
         f"{recipe['target_size']}x{recipe['target_size']} colour image. {parameters:,} parameters in "
@@ -106,10 +160,7 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         f"- Images: {photos['image_recipe']}, as `preimage extract` stores them.",
         "",
         "## Recipe",
-        f"- width {recipe['width']}, {recipe['epochs']} epochs ({recipe['steps']:,} steps of {recipe['batch_size']}), "
-        f"Adam at {recipe['lr']} decayed (cosine) from {recipe['decay_from']:.0%} of the steps, augmentation "
-        f"{recipe['augment']}, seed {recipe['seed']}",
-        f"- {recipe['precision']} on {', '.join(recipe['devices'])}: {recipe['minutes']} minutes",
+        *recipe_lines(recipe),
         "",
         "## Held-out photos",
         "| rows | normalised error | PSNR dB | SSIM | LPIPS | mean image | float32 weights |",
@@ -119,7 +170,8 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         f"{held['mean_image_error']:.4f} | {held['normalised_error_float32']:.4f} |",
         "",
         f"On scikit-image's photos ({', '.join(sample['photos'])}): normalised error {sample['normalised_error']:.4f}, "
-        f"PSNR {sample['psnr']:.2f} dB, SSIM {sample['ssim']:.4f}.",
+        f"PSNR {sample['psnr']:.2f} dB, SSIM {sample['ssim']:.4f}"
+        + (f", LPIPS {sample['lpips']:.4f}." if "lpips" in sample else "."),
         "",
         "## Reproduce",
         "```bash",
@@ -136,17 +188,30 @@ def export(run: Path, store: FeatureStore, out: Path) -> Path:
     trained = read_run(run)
     if trained is None or trained.autoencoder:
         raise SystemExit(f"{run}: not a finished decoder run")
-    feature = trained.feature
+    feature, loss = trained.feature, trained.loss
+    name = zoo.shipped_name(feature, loss)
     model = load_decoder(run, store, feature)
     header = checkpoint.read_header(run / CHECKPOINT)
     fp32 = evaluate(model, store, feature, trained.held_out, MAX_ROWS)
-    target = out / f"{zoo.file_stem(feature)}{zoo.SUFFIX}"
+    target = out / f"{zoo.file_stem(feature, loss)}{zoo.SUFFIX}"
     tmp = target.with_name(target.name + ".check")
     dtype, heldout = shipped_weights(model, header, store, feature, trained.held_out, fp32, tmp)
+    tmp.unlink()
     targets = read_images(store, heldout_rows(store, trained.held_out, MAX_ROWS))
     baseline = normalised_error(mean_image(store, trained.held_out)[None].expand_as(targets), targets)
-    entry = card(run, store, feature, dtype, heldout, fp32, baseline)
+    entry = card(run, store, name, dtype, heldout, fp32, baseline)
     header = {**header, "config": json.loads((run / "run.json").read_text())["config"]}
+    write_shipped(target, model, header, entry, dtype)
+    print(f"{name}: held-out {heldout['normalised_error']:.4f} ({dtype}; float32 {fp32['normalised_error']:.4f}), "
+          f"scikit-image photos {entry['sample_photos']['normalised_error']:.4f}, {target.stat().st_size / 1e6:.1f} MB "
+          f"-> {target}")  # fmt: skip
+    return target
+
+
+def write_shipped(target: Path, model, header: dict, entry: dict, dtype: str) -> None:
+    """The shipped file and its card as text, with the card's scores on scikit-image's photos measured on what
+    ships; the file is replaced only once complete."""
+    tmp = target.with_name(target.name + ".check")
     weights = torch.float16 if dtype == "float16" else None
     checkpoint.save(tmp, model, None, {**header, "card": entry}, weights_dtype=weights)
     entry["sample_photos"] = sample_scores(tmp)  # what ships, on photos every installation has
@@ -155,22 +220,37 @@ def export(run: Path, store: FeatureStore, out: Path) -> Path:
     target.chmod(0o644)
     parameters = sum(p.numel() for p in model.parameters())
     target.with_suffix(".md").write_text(markdown(entry, target.stat().st_size, parameters))
-    print(f"{feature}: held-out {heldout['normalised_error']:.4f} ({dtype}; float32 {fp32['normalised_error']:.4f}), "
-          f"scikit-image photos {entry['sample_photos']['normalised_error']:.4f}, {target.stat().st_size / 1e6:.1f} MB "
-          f"-> {target}")  # fmt: skip
-    return target
+
+
+def rescore(path: Path, store: FeatureStore) -> None:
+    """Score a shipped file again (as it ships) and rewrite its card with today's metrics; its weights stay."""
+    header = checkpoint.read_header(path)
+    entry, config = header["card"], header["config"]
+    model = load_decoder(path, store, config["feature"])
+    got = evaluate(model, store, config["feature"], config["held_out"], MAX_ROWS)
+    held = entry["heldout"]
+    if abs(got["normalised_error"] - held["normalised_error"]) > 0.0005:
+        raise SystemExit(f"{path}: held-out error {got['normalised_error']:.4f} here, {held['normalised_error']} on "
+                         "its card: not the store it was scored on")  # fmt: skip
+    entry["heldout"] = heldout_entry(got, held["normalised_error_float32"], held["mean_image_error"])
+    entry.setdefault("name", zoo.shipped_name(config["feature"], config.get("loss", zoo.PIXEL)))
+    entry["recipe"].setdefault("loss", config.get("loss", zoo.PIXEL))
+    write_shipped(path, model, header, entry, entry["weights"]["dtype"])
+    print(f"{entry['name']}: held-out LPIPS {entry['heldout']['lpips']:.4f}, error {got['normalised_error']:.4f} "
+          f"-> {path}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders of preimage train")
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders of preimage train (--rescore: shipped files)")
     parser.add_argument("--store", type=Path, required=True, help="the store they were trained on")
     parser.add_argument("--out", type=Path, default=zoo.ZOO_DIR, help="where shipped decoders live")
+    parser.add_argument("--rescore", action="store_true", help="score shipped files again and rewrite their cards")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     store = FeatureStore.open(args.store)
     for run in args.runs:
-        export(run, store, args.out)
+        rescore(run, store) if args.rescore else export(run, store, args.out)
 
 
 if __name__ == "__main__":

@@ -55,8 +55,8 @@ def list_objectives() -> list[str]:
 
 
 def create_objective(name: str, **kwargs) -> Objective:
-    """The objective registered as ``name``, given what the run knows (``feature_shape``: one stored row's shape);
-    an error naming the known ones otherwise."""
+    """The objective registered as ``name``, given what the run knows (``feature_shape``: one stored row's shape)
+    and its options (``train --loss-option KEY=VALUE``); an error naming the known ones otherwise."""
     if name not in _OBJECTIVES and name in _BUILTIN:
         import importlib
 
@@ -80,8 +80,10 @@ class PixelLoss(Objective):
 
     name = "pixel"
 
-    def __init__(self, **_) -> None:
+    def __init__(self, feature_shape: tuple[int, ...] | None = None, **options) -> None:
         super().__init__()
+        if options:
+            raise ValueError(f"the pixel loss takes no options; got {', '.join(sorted(options))}")
 
     def step(self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> tuple[torch.Tensor, dict]:
         loss = pixel_loss(network, x, y, precision)

@@ -70,6 +70,8 @@ class TrainConfig:
     precision: str = "auto"  # 'bf16' (bfloat16 autocast; weights and Adam in float32), 'fp32', or 'auto': bf16
     # where the hardware computes it natively (train/precision.py)
     loss: str = "pixel"  # what a step minimises: a registered objective (train/objective.py)
+    loss_options: dict = field(default_factory=dict)  # the objective's settings (deepsim: its terms' weights)
+    init: str | None = None  # start the decoder from this trained one (a run folder, checkpoint or shipped name)
 
     def fixed(self) -> dict:
         """The settings a resumed run must share with the original (its length and device may change)."""
@@ -152,7 +154,7 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     steps_per_epoch, total, last = schedule_steps(config, stream)
     model = build(config, store).to(device)
     torch.manual_seed(config.seed + 1)  # the objective's own networks (a discriminator) start alike in every session
-    objective = create_objective(config.loss, feature_shape=model.config.input_shape)
+    objective = create_objective(config.loss, feature_shape=model.config.input_shape, **config.loss_options)
     objective.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
     run = _Run(config, model, model, optimizer, objective, stream, steps_per_epoch, total, last, None, fingerprint,
@@ -219,6 +221,8 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
     if train_mask.sum() < config.batch_size:
         raise ValueError(f"{config.store}: {train_mask.sum()} training rows, fewer than one batch")
     run.model.input_scale.fill_(feature_scale(run.store, config.feature, train_mask))
+    if config.init:
+        start_from(run.model, config.init, run.store, config.feature)
     saved = {"config": config.fixed(), "decoder": run.model.config.as_dict(), "fingerprint": run.fingerprint,
              "autoencoder": config.autoencoder, "sessions": []}  # fmt: skip
     if run.rank == 0:
@@ -226,10 +230,25 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
     return state, saved, False
 
 
+def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, feature: str) -> None:
+    """Copy the weights of the trained decoder ``init`` names into ``model`` (a fine-tuning run's start): refused
+    unless it decodes this store's ``feature`` as computed here, with the same architecture."""
+    from .inverters import load_decoder
+
+    if isinstance(model, AutoEncoder):
+        raise ValueError("--init starts a decoder of stored features, not an autoencoder")
+    start = load_decoder(init, store, feature)
+    if start.config != model.config:
+        raise ValueError(f"--init {init}: its decoder is {start.config.as_dict()}, this run's "
+                         f"{model.config.as_dict()}; give the same --width and --target-size")  # fmt: skip
+    model.load_state_dict(start.state_dict())
+
+
 def settings_differing(saved: dict, config: TrainConfig) -> list[str]:
     """The settings a run.json holds otherwise than ``config`` (:meth:`TrainConfig.fixed`); settings added since
     the run was written take their defaults."""
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    defaults |= {f.name: f.default_factory() for f in fields(TrainConfig) if f.default_factory is not MISSING}
     fixed = config.fixed()
     saved = {**defaults, **saved}
     return [k for k in fixed if saved.get(k) != fixed[k]]

@@ -1,10 +1,12 @@
 """The decoders that ship inside preimage: one per representation, trained on the shared photos.
 
-Each is a safetensors file in ``train/zoo/`` named after its representation (``alexnet-conv5.safetensors`` for
-``alexnet:conv5``), weights in float16, with the same header as a run's checkpoint (decoder, fingerprint of the
-features it takes, training settings) plus its model card; ``<name>.md`` beside it is the card as text. A
-decoder is named either by a path (a run folder, a checkpoint file) or by a shipped representation's name, so
-``preimage invert photo.jpg --feature alexnet:conv5`` and ``load_decoder("hog")`` need no training step.
+Each is a safetensors file in ``train/zoo/`` named after its representation and the loss it was trained with
+(``alexnet-conv5.safetensors`` for ``alexnet:conv5`` by the pixel loss, ``alexnet-conv5-deepsim.safetensors`` for
+``alexnet:conv5+deepsim``), weights in float16, with the same header as a run's checkpoint (decoder, fingerprint of
+the features it takes, training settings) plus its model card; ``<name>.md`` beside it is the card as text. A
+decoder is named either by a path (a run folder, a checkpoint file) or by a shipped name, so ``preimage invert
+photo.jpg --feature alexnet:conv5`` and ``load_decoder("hog")`` need no training step. A bare representation names
+its pixel decoder, the one the paper's metric is about; ``FEATURE+LOSS`` names another kind.
 """
 
 from __future__ import annotations
@@ -18,25 +20,45 @@ from pathlib import Path
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 SUFFIX = ".safetensors"
 ALL = "zoo"  # what --decoder takes for every shipped decoder
+PIXEL = "pixel"  # the loss of the default decoder of a representation
 MAX_HEADER = 1 << 20  # a shipped file's JSON header is a few kB; anything far larger is not one of ours
 
 
 @dataclass(frozen=True)
 class Shipped:
-    """A decoder that ships with preimage: its representation, its file and its model card (a dict)."""
+    """A decoder that ships with preimage: its representation, the loss it was trained with, its file and its model
+    card (a dict)."""
 
     feature: str
+    loss: str
     path: Path
     card: dict
+
+    @property
+    def name(self) -> str:
+        """What names it: the representation for a pixel decoder, ``FEATURE+LOSS`` for another."""
+        return shipped_name(self.feature, self.loss)
 
     @property
     def card_text(self) -> Path:
         return self.path.with_suffix(".md")
 
 
-def file_stem(feature: str) -> str:
-    """The file name of a representation's shipped decoder, without suffix (``alexnet:conv5`` -> ``alexnet-conv5``)."""
-    return feature.replace(":", "-")
+def shipped_name(feature: str, loss: str = PIXEL) -> str:
+    return feature if loss == PIXEL else f"{feature}+{loss}"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """(representation, loss) of a shipped name: ``alexnet:conv5+deepsim`` -> (``alexnet:conv5``, ``deepsim``)."""
+    feature, _, loss = name.partition("+")
+    return feature, loss or PIXEL
+
+
+def file_stem(feature: str, loss: str = PIXEL) -> str:
+    """The file name of a shipped decoder, without suffix (``alexnet:conv5`` -> ``alexnet-conv5``; with the loss
+    ``deepsim``, ``alexnet-conv5-deepsim``)."""
+    stem = feature.replace(":", "-")
+    return stem if loss == PIXEL else f"{stem}-{loss}"
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -54,17 +76,19 @@ def list_shipped() -> list[Shipped]:
     found = []
     for path in sorted(ZOO_DIR.glob(f"*{SUFFIX}")):
         header = json.loads(read_metadata(path)["header"])
-        found.append(Shipped(header["config"]["feature"], path, header.get("card", {})))
-    return sorted(found, key=lambda s: (":" in s.feature, s.feature))
+        config = header["config"]
+        found.append(Shipped(config["feature"], config.get("loss", PIXEL), path, header.get("card", {})))
+    return sorted(found, key=lambda s: (":" in s.feature, s.feature, s.loss != PIXEL, s.loss))
 
 
-def shipped(feature: str) -> Shipped:
-    """The shipped decoder of ``feature``; an error listing what ships for any other name."""
+def shipped(name: str) -> Shipped:
+    """The shipped decoder ``name`` names (``hog``, ``alexnet:conv5+deepsim``, or a file stem); an error listing
+    what ships for any other name."""
     for entry in list_shipped():
-        if entry.feature == feature or entry.path.stem == feature:
+        if entry.name == name or entry.path.stem == name:
             return entry
-    names = ", ".join(s.feature for s in list_shipped()) or "none"
-    raise FileNotFoundError(f"no decoder for {feature!r} ships with preimage (shipped: {names}); train one with "
+    names = ", ".join(s.name for s in list_shipped()) or "none"
+    raise FileNotFoundError(f"no decoder {name!r} ships with preimage (shipped: {names}); train one with "
                             "preimage train and pass its run folder")  # fmt: skip
 
 

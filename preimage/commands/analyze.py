@@ -194,7 +194,7 @@ def compare(store, decoders, features, n, out, weights, columns, hoggles, **opti
         rows, images = compare_feature(opened, run, n, config, weights, bar, third)
         bar.close()
         table += rows
-        pictures[run.feature] = images
+        pictures[run.label] = images
     files = write_report(out, table, pictures, columns)
     summary = (f"Decoder against Mahendran & Vedaldi's optimisation{' and HOGgles' if hoggles else ''} on {n} "
                f"held-out images of `{store}`.")  # fmt: skip

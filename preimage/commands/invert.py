@@ -19,6 +19,9 @@ from .options import WEIGHTS, WEIGHTS_HELP, default_out, optimize_config, optimi
               "for --feature: preimage zoo].")  # fmt: skip
 @click.option("--feature", default=None, help="The representation, e.g. alexnet:conv3: its shipped decoder, or what "
               "--method optimize matches.")  # fmt: skip
+@click.option("--loss", default="pixel", show_default=True, help="With --feature: which of its shipped decoders, "
+              "by the loss it was trained with: pixel (the paper's expected pre-image) or deepsim (sharp, "
+              "photo-like: Dosovitskiy & Brox 2016b); preimage zoo lists them.")  # fmt: skip
 @click.option("--size", type=int, default=None, help="With --method optimize: input side [default: 128 HOG, the "
               "backbone's size for CNN layers].")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"),
@@ -26,7 +29,7 @@ from .options import WEIGHTS, WEIGHTS_HELP, default_out, optimize_config, optimi
 @click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
 @optimize_options
-def invert(images, method, decoder, feature, size, out, weights, overwrite, **options) -> None:
+def invert(images, method, decoder, feature, loss, size, out, weights, overwrite, **options) -> None:
     """Write original | reconstruction(s) for each image: the feature is computed from the image itself. Inputs
     with the same name from different folders keep their folders under --out."""
     import numpy as np
@@ -53,9 +56,12 @@ def invert(images, method, decoder, feature, size, out, weights, overwrite, **op
         if decoder is not None and feature is not None:
             raise click.UsageError("give --feature (a shipped decoder) or --decoder (a run), not both")
         from ..train.invert import invert_images
-        from ..train.zoo import resolve, shipped
+        from ..train.zoo import PIXEL, resolve, shipped, shipped_name
 
-        decoder = resolve(decoder) if decoder is not None else shipped(feature).path
+        if decoder is not None and loss != PIXEL:
+            raise click.UsageError("--loss chooses among the decoders that ship for --feature; a run folder "
+                                   "(--decoder) was trained with its own")  # fmt: skip
+        decoder = resolve(decoder) if decoder is not None else shipped(shipped_name(feature, loss)).path
         click.echo(f"decoder: {decoder}")
 
         rows = [[original, recon] for original, recon in invert_images(list(images), decoder, weights)]

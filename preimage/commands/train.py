@@ -63,9 +63,15 @@ from .options import STORE
               help="What a step minimises: pixel (the paper's mean squared error); deepsim (Dosovitskiy & Brox 2016b: "
               "AlexNet CONV5 features, an adversary and pixels; with --lr 0.0002); or an objective registered with "
               "preimage.train.objective.register_objective.")  # fmt: skip
+@click.option("--loss-option", "loss_options", multiple=True, metavar="KEY=VALUE",
+              help="A setting of --loss, repeatable; deepsim: pixel, feature, adversarial (the terms' weights), "
+              "comparator, comparator_size (train/deepsim.py).")  # fmt: skip
+@click.option("--init", default=None, help="Start the decoder from a trained one (a run folder, a checkpoint or a "
+              "shipped name such as alexnet:conv5) with the same --width and --target-size: fine-tuning, e.g. a pixel "
+              "decoder with --loss deepsim.")  # fmt: skip
 def train(store, feature, method, atoms, window, sparsity, out, target_size, epochs, batch_size, lr, decay_from, width,
           seed, held_out, train_fraction, workers, max_steps, checkpoint_every, resume, autoencoder, augment, precision,
-          device, loss) -> None:  # fmt: skip
+          device, loss, loss_options, init) -> None:  # fmt: skip
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
@@ -95,6 +101,7 @@ def train(store, feature, method, atoms, window, sparsity, out, target_size, epo
         str(store), feature, str(out), target_size, epochs, batch_size, lr, decay_from, width=width, seed=seed,
         held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
         max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision, loss=loss,
+        loss_options=parse_options(loss_options), init=init,
     )  # fmt: skip
     result = run(config, resume={"yes": True, "auto": "auto"}.get(resume, False), announce=click.echo)
     if result:
@@ -103,3 +110,17 @@ def train(store, feature, method, atoms, window, sparsity, out, target_size, epo
             f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, LPIPS {result['lpips']:.3f}"
         )
     click.echo(f"run folder: {out} (checkpoint.safetensors, metrics.jsonl, preview-eNNN.png)")
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict:
+    """``KEY=VALUE`` pairs as a dict, numbers as numbers."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--loss-option")
+        try:
+            options[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            options[key] = value
+    return options

@@ -43,8 +43,9 @@ def test_the_loss_is_the_papers_weighted_sum_and_the_discriminator_learns():
     with torch.no_grad():
         recon = decoder(x)
     assert terms["pixel_loss"] == pytest.approx(float((255 * (recon - y)).square().mean()) * PAPER_PIXELS, rel=1e-5)
-    features = (objective.compare(recon) - objective.compare(y)).square().mean() * PAPER_FEATURES
-    assert terms["feature_loss"] == pytest.approx(float(features), rel=1e-5)
+    (a,), (b,) = objective.compare(recon), objective.compare(y)  # the paper's comparator: CONV5 alone
+    assert a.shape[1] == 256
+    assert terms["feature_loss"] == pytest.approx(float((a - b).square().mean()) * PAPER_FEATURES, rel=1e-5)
     before = [p.clone() for p in objective.discriminator.parameters()]
     logged = objective.after_step()
     assert {"discriminator_real", "discriminator_fake", "discriminator_rests"} <= set(logged)
@@ -82,3 +83,43 @@ def test_a_diverging_discriminator_is_caught_and_the_run_recovers(store, tmp_pat
     rollbacks = [e for e in events if e.get("event") == "rollback"]
     assert len(rollbacks) == 1 and "discriminator" in rollbacks[0]["reason"] and rollbacks[0]["lr_scale"] == 0.5
     assert result["normalised_error"] > 0  # it went on to the end of the epoch and was evaluated
+
+
+def test_options_replace_the_papers_weights_and_a_comparator_may_span_layers():
+    objective = create_objective("deepsim", feature_shape=(2, 2, 31), feature=0.1, comparator="alexnet:conv1-conv5")
+    assert objective.weights == DeepSimWeights(feature=0.1, comparator="alexnet:conv1-conv5")
+    assert objective.comparator_layers == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    maps = objective.compare(x)
+    assert [m.shape[1] for m in maps] == [64, 192, 384, 256, 256]
+    expected = sum(float((a - b).square().mean()) for a, b in zip(maps, objective.compare(y), strict=True))
+    assert float(objective.feature_distance(x, y)) == pytest.approx(expected * PAPER_FEATURES, rel=1e-5)
+    with pytest.raises(ValueError, match=r"no setting lambda.*settings: pixel, feature, adversarial"):
+        create_objective("deepsim", feature_shape=(2, 2, 31), lambda_feat=1)
+    with pytest.raises(ValueError, match="layers of one network"):
+        create_objective("deepsim", feature_shape=(2, 2, 31), comparator="alexnet:conv5,hog")
+    with pytest.raises(ValueError, match="pixel loss takes no options"):
+        create_objective("pixel", feature_shape=(2, 2, 31), feature=0.1)
+
+
+def test_train_takes_the_losss_options_and_a_decoder_to_start_from(store, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from preimage.cli import main
+
+    common = ["train", "--store", str(store), "--feature", "hog", "--target-size", "16", "--width", "16",
+              "--batch-size", "8", "--epochs", "1", "--precision", "fp32"]  # fmt: skip
+    pixel = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "pixel")])
+    assert pixel.exit_code == 0, pixel.output
+    args = [*common, "--out", str(tmp_path / "tuned"), "--loss", "deepsim", "--loss-option", "feature=0.1",
+            "--loss-option", "comparator=alexnet:conv1-conv5", "--init", str(tmp_path / "pixel"), "--max-steps", "2"]  # fmt: skip
+    tuned = CliRunner().invoke(main, args)
+    assert tuned.exit_code == 0, tuned.output
+    saved = json.loads((tmp_path / "tuned" / "run.json").read_text())["config"]
+    assert saved["loss_options"] == {"feature": 0.1, "comparator": "alexnet:conv1-conv5"}
+    resumed = CliRunner().invoke(main, [*args[:-2], "--resume"])  # the same options: it continues to the end
+    assert resumed.exit_code == 0, resumed.output
+    other = CliRunner().invoke(main, [*args[:-6], "--loss-option", "feature=1", "--resume"])
+    assert other.exit_code == 1 and "other settings (loss_options" in other.output, other.output
+    bad = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "bad"), "--loss-option", "feature"])
+    assert bad.exit_code == 2 and "'feature' is not KEY=VALUE" in bad.output

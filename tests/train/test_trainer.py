@@ -307,3 +307,19 @@ def test_a_resumed_run_logs_every_record_as_an_uninterrupted_one(store, tmp_path
     whole, split = records(tmp_path / "whole"), records(tmp_path / "split")
     assert len(whole) > 10 and any("loss_median" in r for r in whole)
     assert split == whole
+
+
+def test_init_starts_a_run_from_a_trained_decoder_of_the_same_shape(store, tmp_path):
+    train(config(store, tmp_path / "pixel", epochs=1), show_progress=False)
+    trained = load_decoder(tmp_path / "pixel")
+    tuned = config(store, tmp_path / "tuned", epochs=1, max_steps=1, init=str(tmp_path / "pixel"))
+    train(tuned, show_progress=False)
+    first = json.loads((tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()[0])
+    fresh = json.loads((tmp_path / "pixel" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["loss"] < 0.7 * fresh["loss"]  # the first step already decodes as the trained decoder does
+    saved = json.loads((tmp_path / "tuned" / "run.json").read_text())["config"]
+    assert saved["init"] == str(tmp_path / "pixel")
+    assert trained.input_scale == load_decoder(tmp_path / "tuned").input_scale
+    with pytest.raises(ValueError, match=r"--init .*give the same --width"):
+        train(config(store, tmp_path / "wide", width=32, init=str(tmp_path / "pixel")), show_progress=False)
+    assert not (tmp_path / "wide" / "checkpoint.safetensors").exists()

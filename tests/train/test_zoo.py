@@ -147,7 +147,7 @@ def test_zoo_lists_every_shipped_decoder_with_its_numbers_and_prints_a_card():
     listing = CliRunner().invoke(main, ["zoo"])
     assert listing.exit_code == 0, listing.output
     for entry in SHIPPED:
-        line = next(line for line in listing.output.splitlines() if line.startswith(entry.feature + " "))
+        line = next(line for line in listing.output.splitlines() if line.startswith(entry.name + " "))
         assert f"{entry.card['heldout']['normalised_error']:.3f}" in line
     card = CliRunner().invoke(main, ["zoo", "alexnet:conv5"])
     assert card.exit_code == 0 and card.output.startswith("# Shipped decoder: alexnet:conv5")
