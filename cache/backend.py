@@ -1,14 +1,23 @@
 """Where a store's objects live, behind one small interface: reading, writing whole objects atomically, listing,
-deleting, and the store's write lock. :class:`LocalBackend` (a folder on a POSIX filesystem) is the first; an
-object store implements the same methods (its lock by a conditional write)."""
+deleting, and the store's write lock. :class:`LocalBackend` is a folder on a POSIX filesystem;
+:class:`ObjectBackend` an object store at a URL (``s3://``, ``gs://``, ``az://``: whatever fsspec serves with the
+library installed), its lock a conditional write.
+
+Credentials and endpoints come from the standard places of each library (for S3: the environment, e.g.
+``AWS_ENDPOINT_URL_S3`` for MinIO or Ceph, and ``~/.aws`` profiles); settings of the fsspec filesystem itself come
+from ``PREIMAGE_STORAGE_OPTIONS`` (JSON, what ``--storage-option KEY=VALUE`` sets), which the workers of a local
+cluster and of batch jobs inherit."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import socket
+import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -61,8 +70,8 @@ class Backend(ABC):
         """Hold the store's write lock; a second writer waits (``wait``) or gets :class:`StoreLocked`."""
 
     @abstractmethod
-    def zarr_path(self) -> str:
-        """What ``zarr.open_group`` takes for this store."""
+    def zarr_path(self, read_only: bool = True):
+        """What ``zarr.open_group`` takes for this store: a path, or a zarr store object."""
 
 
 class LocalBackend(Backend):
@@ -120,7 +129,7 @@ class LocalBackend(Backend):
     def size(self, prefix: str = "") -> int:
         return sum((self.root / key).stat().st_size for key in self.objects(prefix))
 
-    def zarr_path(self) -> str:
+    def zarr_path(self, read_only: bool = True) -> str:
         return str(self.root)
 
     @contextlib.contextmanager
@@ -159,12 +168,183 @@ class LocalBackend(Backend):
             handle.close()  # releases the flock
 
 
+STORAGE_OPTIONS = "PREIMAGE_STORAGE_OPTIONS"  # JSON: settings of the fsspec filesystem of URL stores
+LEASE_SECONDS = 60.0  # a URL store's lock is renewed this often; one not renewed for 3 leases is abandoned
+
+
+def storage_options() -> dict:
+    """The fsspec settings of URL stores (``PREIMAGE_STORAGE_OPTIONS``), nested keys joined by dots flattened back
+    (``client_kwargs.endpoint_url``)."""
+    text = os.environ.get(STORAGE_OPTIONS, "")
+    if not text:
+        return {}
+    try:
+        flat = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{STORAGE_OPTIONS} is not JSON ({err})") from None
+    options: dict = {}
+    for key, value in flat.items():
+        *parents, last = key.split(".")
+        node = options
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[last] = value
+    return options
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """Whether a store location is a URL served by an object store (``file://`` is a folder)."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+class ObjectBackend(Backend):
+    """A store in an object store at a URL, through fsspec (s3fs for ``s3://``): every object is written whole in
+    one request, which the store makes visible only once complete. The lock is an object created only where none
+    exists (``If-None-Match: *``, which AWS S3, MinIO and recent Ceph honour), held by renewing it: one not renewed
+    for three leases (a killed writer on another machine) is taken over, as is one whose writer on this machine is
+    gone. An endpoint that ignores the condition still gets a lock, checked by reading it back, which two writers
+    starting within the same second could both pass."""
+
+    def __init__(self, url: str, options: dict | None = None) -> None:
+        import fsspec
+
+        self.url = url.rstrip("/")
+        self.protocol = self.url.split("://", 1)[0]
+        try:
+            self.settings = {"use_listings_cache": False, **(storage_options() if options is None else options)}
+            self.fs = fsspec.filesystem(self.protocol, **self.settings)
+        except ImportError as err:
+            package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(self.protocol)
+            raise ImportError(f"{url}: stores at {self.protocol}:// URLs need {package or err.name}: pip install "
+                              f"{package or err.name}") from None  # fmt: skip
+        except ValueError as err:
+            raise ValueError(f"{url}: {err}") from None
+        self.root = self.fs._strip_protocol(self.url)
+
+    def __repr__(self) -> str:
+        return f"ObjectBackend({self.url!r})"
+
+    def __reduce__(self):  # dask tasks carry it: the filesystem is made again where it runs
+        return type(self), (self.url,)
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def locate(self, key: str = "") -> str:
+        return f"{self.url}/{key}" if key else self.url
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(key), data)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(key))
+
+    def remove(self, prefix: str) -> None:
+        keys = list(self.objects(prefix))
+        if keys:
+            self.fs.rm([self._path(key) for key in keys])
+
+    def exists(self, key: str = "") -> bool:
+        if key:
+            return self.fs.exists(self._path(key))
+        return next(iter(self.objects()), None) is not None  # a prefix exists while it holds an object
+
+    def _found(self, prefix: str) -> dict[str, dict]:
+        self.fs.invalidate_cache(self._path(prefix))
+        try:
+            found = self.fs.find(self._path(prefix), detail=True)
+        except FileNotFoundError:
+            return {}
+        start = len(self.root) + 1
+        return {path[start:]: info for path, info in sorted(found.items()) if info.get("type") != "directory"}
+
+    def objects(self, prefix: str = "") -> Iterator[str]:
+        yield from self._found(prefix)
+
+    def size(self, prefix: str = "") -> int:
+        return sum(int(info.get("size", 0)) for info in self._found(prefix).values())
+
+    def zarr_path(self, read_only: bool = True):
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(self.url, storage_options=self.settings, read_only=read_only)
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool = False) -> Iterator[None]:
+        token = f"{uuid.uuid4().hex} `preimage extract` (pid {os.getpid()} on {socket.gethostname()})"
+        while not self._acquire(token):
+            if not wait:
+                holder = (self.read(LOCK_FILE) or b"").decode(errors="replace").split(" ", 1)[-1] or "another process"
+                raise StoreLocked(f"{self.url} is being written by {holder}; wait for it to finish, or pass --wait to "
+                                  "queue behind it")  # fmt: skip
+            time.sleep(min(5.0, LEASE_SECONDS / 4))
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(token, stop), daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            if self.read(LOCK_FILE) == token.encode():
+                self.delete(LOCK_FILE)
+
+    def _acquire(self, token: str) -> bool:
+        """Create the lock object if there is none (or take over an abandoned one); True if it is ours."""
+        try:
+            self.fs.pipe_file(self._path(LOCK_FILE), token.encode(), mode="create")
+        except FileExistsError:
+            if not self._abandoned():
+                return False
+            self.write(LOCK_FILE, token.encode())
+            time.sleep(0.5)  # a second taker writes within this; the last write wins, and both read it back
+        return self.read(LOCK_FILE) == token.encode()
+
+    def _abandoned(self) -> bool:
+        """Whether the lock object's writer is gone: not renewed for three leases, or a process of this machine
+        that no longer runs."""
+        held = (self.read(LOCK_FILE) or b"").decode(errors="replace")
+        if not held:
+            return True
+        pid, _, host = held.partition("(pid ")[2].rstrip(")").partition(" on ")
+        if host == socket.gethostname() and pid.isdigit() and not _running(int(pid)):
+            return True
+        try:
+            modified = self.fs.info(self._path(LOCK_FILE)).get("LastModified")
+        except FileNotFoundError:
+            return True
+        age = time.time() - modified.timestamp() if hasattr(modified, "timestamp") else 0.0
+        return age > 3 * LEASE_SECONDS
+
+    def _renew(self, token: str, stop: threading.Event) -> None:
+        while not stop.wait(LEASE_SECONDS):
+            if self.read(LOCK_FILE) == token.encode():
+                self.write(LOCK_FILE, token.encode())
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def backend_for(location: str | os.PathLike | Backend) -> Backend:
-    """The backend of a store location: a folder path (the only kind so far), or a backend as it is."""
+    """The backend of a store location: a folder path, a URL (``s3://bucket/store.zarr``), or a backend as it is."""
     if isinstance(location, Backend):
         return location
     text = str(location)
-    if "://" in text and not text.startswith("file://"):
-        scheme = text.split("://", 1)[0]
-        raise ValueError(f"{text}: stores at {scheme}:// URLs are not supported yet; give a folder")
+    if is_url(text):
+        return ObjectBackend(text)
     return LocalBackend(text.removeprefix("file://"))

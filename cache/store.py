@@ -36,7 +36,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from .backend import LOCK_FILE, Backend, backend_for
+from .backend import LOCK_FILE, Backend, backend_for, is_url
 from .backend import StoreLocked as StoreLocked  # re-exported: what a busy store raises
 from .shards import ShardDamaged, ShardLayout, shard_layout
 
@@ -141,7 +141,7 @@ class FeatureStore:
     """A preimage store on disk (see the module docstring for the layout)."""
 
     def __init__(self, path: str | os.PathLike, group: zarr.Group, backend: Backend | None = None) -> None:
-        self.path = Path(path)
+        self.path: Path | str = str(path) if is_url(path) else Path(path)  # a folder, or a URL as given
         self.backend = backend or backend_for(path)
         self.group = group
         meta = dict(group.attrs).get("preimage")
@@ -166,7 +166,7 @@ class FeatureStore:
         if not backend.exists():
             raise FileNotFoundError(f"no store at {path}")
         try:
-            group = zarr.open_group(backend.zarr_path(), mode=mode)
+            group = zarr.open_group(backend.zarr_path(read_only=mode == "r"), mode=mode)
         except Exception as err:
             raise StoreError(f"{path} is not a readable zarr v3 store: {err}") from None
         return cls(path, group, backend)
@@ -186,7 +186,7 @@ class FeatureStore:
         The root attributes are written last, so a run killed while creating leaves a store without them,
         which the next run simply creates again.
         """
-        path, backend = Path(path), backend_for(path)
+        backend = backend_for(path)
         if _state(backend) == "store":
             store = cls.open(path, "r+")
             ignored = ("created", "schema_version")  # an older format is extended in its own format
@@ -212,7 +212,7 @@ class FeatureStore:
             raise StoreError(f"{path} exists and is not a preimage store; refusing to write into it")
         for top in {key.split("/", 1)[0] for key in backend.objects()} - {LOCK_FILE}:  # an interrupted creation
             backend.remove(top)
-        group = zarr.open_group(backend.zarr_path(), mode="a")
+        group = zarr.open_group(backend.zarr_path(read_only=False), mode="a")
         group.attrs["preimage_incomplete"] = True
         n, rows = len(ids), header.shard_rows
         checksum = SCHEMA_VERSION >= 2

@@ -8,7 +8,9 @@ complete store costs nothing to re-run.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache.backend import backend_for, is_url
 from ..cache.repair import repair_store
 from ..cache.store import READ, UNREADABLE, FeatureStore, StoreError, StoreHeader, feature_path
 from ..runtime.progress import StepTimer
@@ -51,13 +54,16 @@ class DecodingLog:
     outside (a cancelled batch job, a node lost), and the retry decodes it again.
 
     Lines carry the extraction's ``run`` token: only a retry within the same run reads them; a run that was itself
-    killed says nothing against its files. A file, not a folder, so zarr does not take it for a group member."""
+    killed says nothing against its files. A file, not a folder, so zarr does not take it for a group member. A store
+    at a URL cannot be appended to: its logs live in this machine's temporary folder, so they protect the retries
+    that run on the same machine (a local cluster's)."""
 
     REASON = "the worker decoding this file died twice (out of memory, or a crash in the decoder); it was skipped"
     DEATHS = 2  # attempts that began the file and never finished it before it is refused
 
     def __init__(self, store: str | os.PathLike, index: int, run: str) -> None:
-        self.path = Path(store) / f".decoding-{index}.log"
+        folder = Path(store) if not is_url(store) else decoding_logs(str(store))
+        self.path = folder / f".decoding-{index}.log"
         self.run = run
         self._file = None
         self._row: int | None = None
@@ -100,6 +106,13 @@ class DecodingLog:
             self._file = None
         if complete:
             self.path.unlink(missing_ok=True)
+
+
+def decoding_logs(url: str) -> Path:
+    """This machine's folder for the decoding logs of the store at ``url``."""
+    folder = Path(tempfile.gettempdir()) / "preimage-decoding" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @dataclass
@@ -320,7 +333,7 @@ def _extract_locked(store_path, source, jobs, image_size, shard_rows, client_fac
     compute_seconds = 0.0
     repaired = []
     with on_signals(), FeatureStore.lock(store_path, wait):
-        if repair and (Path(store_path) / "zarr.json").exists():
+        if repair and backend_for(store_path).exists("zarr.json"):
             repaired = repair_store(FeatureStore.open(store_path, "r+"), source.ids, source.labels)
         store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
         lost = [] if repair else store.missing_shards()

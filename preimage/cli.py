@@ -40,6 +40,9 @@ def expected_failure(err: BaseException) -> str | None:
     from .pipeline.decode import ImageReadError
 
     name = type(err).__name__
+    if type(err).__module__.startswith(("botocore", "aiobotocore", "google.auth", "azure")):
+        return (f"object storage: {err}; check the endpoint (AWS_ENDPOINT_URL_S3, or preimage --storage-option "
+                "client_kwargs.endpoint_url=URL) and the credentials (AWS_ACCESS_KEY_ID, ~/.aws)")  # fmt: skip
     if name == "KilledWorker":
         return (f"a dask worker died repeatedly running {err.args[0] if err.args else 'a task'} (out of memory?); "
                 "what was complete is kept: run the same command again to resume")  # fmt: skip
@@ -75,13 +78,31 @@ class PreimageGroup(click.Group):
 @click.group(cls=PreimageGroup)
 @click.version_option(package_name="preimage")
 @click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
-def main(verbose: int) -> None:
+@click.option("--storage-option", "storage", multiple=True, metavar="KEY=VALUE",
+              help="A setting of the filesystem of stores at URLs (s3://...), repeatable, e.g. "
+              "client_kwargs.endpoint_url=http://minio:9000 or anon=true; credentials come from the usual places "
+              "(AWS_* variables, ~/.aws). Workers and batch jobs started from here inherit it.")  # fmt: skip
+def main(verbose: int, storage: tuple[str, ...]) -> None:
     """preimage: reconstruct images from their features (HOG, LBP, SIFT, CNN layers)."""
+    if storage:
+        _set_storage_options(storage)
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
         warnings.formatwarning = _one_line_warning
     keep_freed_memory()  # training steps and batches allocate the same large tensors again and again
+
+
+def _set_storage_options(pairs: tuple[str, ...]) -> None:
+    """``--storage-option`` pairs into ``PREIMAGE_STORAGE_OPTIONS`` (JSON), where URL stores read them."""
+    import json
+    import os
+
+    from .cache.backend import STORAGE_OPTIONS
+    from .commands.options import parse_pairs
+
+    options = json.loads(os.environ.get(STORAGE_OPTIONS) or "{}")
+    os.environ[STORAGE_OPTIONS] = json.dumps({**options, **parse_pairs(pairs, "--storage-option")})
 
 
 for _command in (features, extract, info, verify, export, train, invert, zoo, analyze, sbatch, demo, tour):

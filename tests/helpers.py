@@ -32,7 +32,8 @@ def checksums(path) -> dict[str, str]:
             else:
                 visit(member, f"{prefix}{key}/")
 
-    visit(zarr.open_group(str(path), mode="r"), "")
+    visit(zarr.open_group(str(path), mode="r", storage_options={"use_listings_cache": False} if "://" in str(path)
+                          else None), "")  # fmt: skip
     return out
 
 

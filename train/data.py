@@ -177,7 +177,9 @@ class ShardStream(IterableDataset):
                 x = stored if inputs == "images" else rows(inputs)
             return x, downsample(stored, self.target_size)
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-prefetch") as reader:
+        # the next buffer's shards are read while this one trains, several at once: a store at a URL answers each
+        # request after a round trip, which parallel requests overlap
+        with ThreadPoolExecutor(max_workers=max(1, self.buffer_shards), thread_name_prefix="shard-prefetch") as reader:
             pending = deque(reader.submit(read, index) for index in shards[: self.buffer_shards])
             for n in range(len(shards)):
                 shard = pending.popleft().result()

@@ -149,3 +149,27 @@ def optimize_config(steps, lr, lambda_tv, restarts, seed, window, channels):
         OptimizeConfig(), steps=steps, lr=lr, lambda_tv=lambda_tv, restarts=restarts, seed=seed, window=window,
         channels=parsed,
     )  # fmt: skip
+
+
+def parse_pairs(pairs: tuple[str, ...], option: str) -> dict:
+    """``KEY=VALUE`` pairs of a repeatable option as a dict: integers, numbers and true/false as such."""
+    options: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
+        options[key] = _value(value)
+    return options
+
+
+def _value(text: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import STORE
+from .options import STORE, parse_pairs
 
 
 @click.command()
@@ -101,7 +101,7 @@ def train(store, feature, method, atoms, window, sparsity, out, target_size, epo
         str(store), feature, str(out), target_size, epochs, batch_size, lr, decay_from, width=width, seed=seed,
         held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
         max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision, loss=loss,
-        loss_options=parse_options(loss_options), init=init,
+        loss_options=parse_pairs(loss_options, "--loss-option"), init=init,
     )  # fmt: skip
     result = run(config, resume={"yes": True, "auto": "auto"}.get(resume, False), announce=click.echo)
     if result:
@@ -110,17 +110,3 @@ def train(store, feature, method, atoms, window, sparsity, out, target_size, epo
             f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, LPIPS {result['lpips']:.3f}"
         )
     click.echo(f"run folder: {out} (checkpoint.safetensors, metrics.jsonl, preview-eNNN.png)")
-
-
-def parse_options(pairs: tuple[str, ...]) -> dict:
-    """``KEY=VALUE`` pairs as a dict, numbers as numbers."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--loss-option")
-        try:
-            options[key] = int(value) if value.lstrip("-").isdigit() else float(value)
-        except ValueError:
-            options[key] = value
-    return options

@@ -112,7 +112,8 @@ def test_train_takes_the_losss_options_and_a_decoder_to_start_from(store, tmp_pa
     pixel = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "pixel")])
     assert pixel.exit_code == 0, pixel.output
     args = [*common, "--out", str(tmp_path / "tuned"), "--loss", "deepsim", "--loss-option", "feature=0.1",
-            "--loss-option", "comparator=alexnet:conv1-conv5", "--init", str(tmp_path / "pixel"), "--max-steps", "2"]  # fmt: skip
+            "--loss-option", "comparator=alexnet:conv1-conv5", "--init", str(tmp_path / "pixel"),
+            "--max-steps", "2"]  # fmt: skip
     tuned = CliRunner().invoke(main, args)
     assert tuned.exit_code == 0, tuned.output
     saved = json.loads((tmp_path / "tuned" / "run.json").read_text())["config"]
