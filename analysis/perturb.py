@@ -50,6 +50,36 @@ def drop_smallest(x: torch.Tensor, fraction: float = 0.5) -> torch.Tensor:
     return (flat * keep).view_as(x)
 
 
+def _channel_axis(x: torch.Tensor, channels_last: bool) -> int:
+    return x.ndim - 1 if channels_last or x.ndim == 2 else 1
+
+
+def keep_channels(x: torch.Tensor, start: float, stop: float, channels_last: bool = False) -> torch.Tensor:
+    """Zero every channel outside the fraction ``[start, stop)`` of them (a vector's entries for a vector); the
+    channel axis is the last for hand-crafted grids (H, W, C), the first after the batch for CNN maps (C, H, W)."""
+    axis = _channel_axis(x, channels_last)
+    count = x.shape[axis]
+    first, last = round(start * count), max(round(stop * count), round(start * count) + 1)
+    keep = torch.zeros(count, dtype=x.dtype, device=x.device)
+    keep[first : min(last, count)] = 1
+    shape = [1] * x.ndim
+    shape[axis] = count
+    return x * keep.view(shape)
+
+
+def keep_window(x: torch.Tensor, top: float, left: float, size: float, channels_last: bool = False) -> torch.Tensor:
+    """Zero the features outside a square window of ``size`` times the map's side whose corner is at the fractions
+    ``(top, left)`` of it: what the decoder makes of one region's features alone. Spatial maps only."""
+    if x.ndim != 4:
+        raise ValueError(f"a window needs spatial features (N, H, W, C) or (N, C, H, W); got {tuple(x.shape)}")
+    h, w = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    rows = slice(round(top * h), max(round((top + size) * h), round(top * h) + 1))
+    cols = slice(round(left * w), max(round((left + size) * w), round(left * w) + 1))
+    mask = torch.zeros(h, w, dtype=x.dtype, device=x.device)
+    mask[rows, cols] = 1
+    return x * (mask.view(1, h, w, 1) if channels_last else mask.view(1, 1, h, w))
+
+
 PERTURBATIONS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
     "none": lambda x, g: x,
     "binarize": lambda x, g: binarize(x),

@@ -13,6 +13,7 @@ import click
 
 from .commands.analyze import analyze
 from .commands.demo import demo
+from .commands.explore import explore
 from .commands.extract import extract
 from .commands.features import features
 from .commands.invert import invert
@@ -105,7 +106,7 @@ def _set_storage_options(pairs: tuple[str, ...]) -> None:
     os.environ[STORAGE_OPTIONS] = json.dumps({**options, **parse_pairs(pairs, "--storage-option")})
 
 
-for _command in (features, extract, info, verify, export, train, invert, zoo, analyze, sbatch, demo, tour):
+for _command in (features, extract, info, verify, export, train, invert, zoo, analyze, explore, sbatch, demo, tour):
     main.add_command(_command)
 
 

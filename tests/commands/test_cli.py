@@ -15,7 +15,7 @@ from preimage.cli import main
 def test_help_lists_the_subcommands():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for command in ("extract", "train", "analyze", "features", "demo"):
+    for command in ("extract", "train", "analyze", "features", "demo", "explore"):
         assert f"  {command}" in result.output
 
 

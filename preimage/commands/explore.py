@@ -1,0 +1,43 @@
+"""``preimage explore``: a local web page that reconstructs a photo from every representation side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import STORE
+
+
+@click.command()
+@click.option("--store", type=STORE, default=None, help="A store whose held-out photos the page offers and whose "
+              "histograms random samples are drawn from.")  # fmt: skip
+@click.option("--decoder", "decoders", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="A run folder (preimage train --out) shown beside the shipped decoders; repeatable.")  # fmt: skip
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to listen on; anything but loopback exposes the page, which has no authentication.",
+)
+@click.option("--port", default=0, show_default=True, help="The port (0: a free one).")
+@click.option("--max-upload-mb", default=32, show_default=True, help="The largest photo an upload may be.")
+def explore(store, decoders, host, port, max_upload_mb) -> None:
+    """Serve a page (offline, every asset from the package) where a dropped or chosen photo is reconstructed by
+    every shipped decoder (and --decoder runs), its features perturbed, blended with another photo's or drawn from
+    a store's histograms, or inverted by optimisation. Stop it with Ctrl-C."""
+    from ..explore.engine import Explorer
+    from ..explore.server import LOOPBACK, bind, create_app, serve
+
+    if host not in LOOPBACK:
+        click.echo(f"warning: listening on {host}: anyone who can reach it can use the page (it has no "
+                   "authentication) and make this machine compute", err=True)  # fmt: skip
+    sock = bind(host, port)
+    explorer = Explorer(list(decoders), store)
+    for name in explorer.builtin().values():  # the models' first pass happens now, not on the first photo
+        explorer.features(name, next(iter(explorer.panels)))
+        break
+    address, bound = sock.getsockname()[:2]
+    shown = f"[{address}]" if ":" in address else address
+    click.echo(f"preimage explore: http://{shown}:{bound}/ ({len(explorer.panels)} decoders; Ctrl-C stops it)")
+    serve(create_app(explorer, max_upload_mb * 1024 * 1024), sock)
