@@ -31,4 +31,17 @@ lbp    lbp            128  40  crop
 sift   sift           128  30  crop
 TABLE
 
+# The perceptual decoders (DeePSiM, train/deepsim.py): each pixel decoder fine-tuned with the paper's three terms
+# and weights, the comparator spanning AlexNet's CONV1-CONV5 (docs/quality.md says why), batch 32 at Adam 0.0002.
+while read -r name feature epochs; do
+  "$PREIMAGE" train --store "$STORE" --feature "$feature" --out "$RUNS/$name-deepsim" --init "$RUNS/$name" \
+    --loss deepsim --loss-option comparator=alexnet:conv1-conv5 --lr 0.0002 --batch-size 32 --width 128 \
+    --target-size 64 --epochs "$epochs" --precision auto --resume auto
+done <<'TABLE'
+conv5  alexnet:conv5  5
+conv3  alexnet:conv3  3
+hog    hog            3
+TABLE
+
 "$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/{hog,lbp,sift,conv1,conv2,conv3,conv4,conv5}
+"$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/{hog,conv3,conv5}-deepsim

@@ -28,7 +28,7 @@ from preimage.train.data import split_rows
 from preimage.train.evaluation import evaluate
 from preimage.train.invert import reconstruct_arrays
 from preimage.train.inverters import load_decoder
-from preimage.train.locate import CHECKPOINT
+from preimage.train.locate import CHECKPOINT, locate
 from preimage.train.metrics import normalised_error, scores
 
 MAX_ROWS = 1000  # held-out rows scored (the shared photos have 985)
@@ -102,9 +102,14 @@ def objective_recipe(config: dict) -> dict:
 
         entry["loss_weights"] = asdict(DeepSimWeights(**config.get("loss_options", {})))
     if config.get("init"):
-        start = zoo.shipped(config["init"])
-        entry["init"] = {"name": start.name, "minutes": start.card["recipe"]["minutes"],
-                         "epochs": start.card["recipe"]["epochs"]}  # fmt: skip
+        try:
+            start = zoo.shipped(config["init"])
+            entry["init"] = {"name": start.name, "minutes": start.card["recipe"]["minutes"],
+                             "epochs": start.card["recipe"]["epochs"]}  # fmt: skip
+        except FileNotFoundError:  # a run folder (references/zoo.sh)
+            state = checkpoint.read_header(locate(config["init"]).path)["state"]
+            entry["init"] = {"name": str(config["init"]), "minutes": round(state.get("seconds", 0.0) / 60, 1),
+                             "epochs": state["epoch"]}  # fmt: skip
     return entry
 
 
@@ -138,7 +143,7 @@ def recipe_lines(recipe: dict) -> list[str]:
     if "init" in recipe:
         start = recipe["init"]
         head.append(
-            f"- fine-tuned from the shipped pixel decoder `{start['name']}` ({start['epochs']} epochs, "
+            f"- fine-tuned from the pixel decoder `{start['name']}` ({start['epochs']} epochs, "
             f"{start['minutes']} minutes): {recipe['minutes'] + start['minutes']:.1f} minutes in all"
         )
     return [*head, *lines]
@@ -151,8 +156,10 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         f"# Shipped decoder: {entry.get('name', entry['feature'])}",
         "",
         f"An up-convolutional decoder (Dosovitskiy & Brox 2016) from {entry['feature']} features to a "
-        f"{recipe['target_size']}x{recipe['target_size']} colour image. {parameters:,} parameters in "
-        f"{entry['weights']['dtype']}, {size / 1e6:.1f} MB.",
+        f"{recipe['target_size']}x{recipe['target_size']} colour image"
+        + (", trained with DeePSiM's perceptual loss (Dosovitskiy & Brox 2016b): sharper, photo-like pictures, a "
+           "higher pixel error" if recipe.get("loss") == "deepsim" else "")
+        + f". {parameters:,} parameters in {entry['weights']['dtype']}, {size / 1e6:.1f} MB.",
         "",
         "## Training photos",
         f"- {photos['source']}: {photos['files']:,} files; {photos['train_rows']:,} trained on, "
@@ -220,6 +227,14 @@ def write_shipped(target: Path, model, header: dict, entry: dict, dtype: str) ->
     target.chmod(0o644)
     parameters = sum(p.numel() for p in model.parameters())
     target.with_suffix(".md").write_text(markdown(entry, target.stat().st_size, parameters))
+
+
+def rewrite_card(path: Path) -> None:
+    """The text card of a shipped file again from its header (after a change of wording), nothing measured."""
+    header = checkpoint.read_header(path)
+    model = load_decoder(path)
+    parameters = sum(p.numel() for p in model.parameters())
+    path.with_suffix(".md").write_text(markdown(header["card"], path.stat().st_size, parameters))
 
 
 def rescore(path: Path, store: FeatureStore) -> None:
