@@ -1,8 +1,11 @@
 """The figures of docs/quality.md, made from what `preimage analyze` wrote (PNG) as JPEGs small enough for the repo.
 
     python references/docs_figures.py --layers out/zoo --compare out/table2 --compare out/compare-cnn --docs docs
+    python references/docs_figures.py --perceptual out/perceptual --docs docs
 
 - ``zoo-grid.jpg``: the layers study's grid of the shipped decoders (``analyze layers``), as it is.
+- ``perceptual-grid.jpg``: the layers study of each pixel decoder beside its DeePSiM decoder (``analyze layers
+  --decoder hog --decoder hog+deepsim ...``), as it is.
 - ``compare.jpg``: the held-out photos once, then every method's row of each compared representation in the
   order given (``analyze compare``: HOG with HOGgles first, then CONV1, CONV3 and CONV5).
 """
@@ -35,28 +38,39 @@ def write_jpeg(path: Path, picture: np.ndarray) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", type=Path, required=True, help="an analyze layers folder (layers-grid.png)")
-    parser.add_argument("--compare", type=Path, action="append", required=True, help="analyze compare folders")
+    parser.add_argument("--layers", type=Path, help="an analyze layers folder (layers-grid.png)")
+    parser.add_argument("--compare", type=Path, action="append", help="analyze compare folders")
+    parser.add_argument("--perceptual", type=Path, help="an analyze layers folder of pixel and DeePSiM decoders")
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--size", type=int, default=128, help="the store's image size: each row's height")
     args = parser.parse_args()
+    if args.perceptual:
+        write_jpeg(args.docs / "perceptual-grid.jpg", layers_grid(args.perceptual))
+    if args.layers:
+        write_jpeg(args.docs / "zoo-grid.jpg", layers_grid(args.layers))
+    if args.compare:
+        write_jpeg(args.docs / "compare.jpg", compare_rows(args.compare, args.size))
 
-    grid = cv2.imread(str(args.layers / "layers-grid.png"))
+
+def layers_grid(folder: Path) -> np.ndarray:
+    grid = cv2.imread(str(folder / "layers-grid.png"))
     if grid is None:
-        raise SystemExit(f"{args.layers / 'layers-grid.png'} is missing: run preimage analyze layers first")
-    write_jpeg(args.docs / "zoo-grid.jpg", grid)
+        raise SystemExit(f"{folder / 'layers-grid.png'} is missing: run preimage analyze layers first")
+    return grid
 
+
+def compare_rows(folders: list[Path], size: int) -> np.ndarray:
     stacked: list[np.ndarray] = []
-    for folder in args.compare:
+    for folder in folders:
         for figure in sorted(folder.glob("compare-*.png")):
             name = figure.stem.removeprefix("compare-")
             if name != "hog" and name not in LAYERS_SHOWN:
                 continue
-            image, *methods = rows(figure, args.size)
+            image, *methods = rows(figure, size)
             stacked += ([] if stacked else [image]) + methods
     if not stacked:
-        raise SystemExit(f"no compare-*.png in {', '.join(map(str, args.compare))}: run preimage analyze compare")
-    write_jpeg(args.docs / "compare.jpg", np.concatenate(stacked, axis=0))
+        raise SystemExit(f"no compare-*.png in {', '.join(map(str, folders))}: run preimage analyze compare")
+    return np.concatenate(stacked, axis=0)
 
 
 if __name__ == "__main__":

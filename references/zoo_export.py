@@ -157,8 +157,12 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         "",
         f"An up-convolutional decoder (Dosovitskiy & Brox 2016) from {entry['feature']} features to a "
         f"{recipe['target_size']}x{recipe['target_size']} colour image"
-        + (", trained with DeePSiM's perceptual loss (Dosovitskiy & Brox 2016b): sharper, photo-like pictures, a "
-           "higher pixel error" if recipe.get("loss") == "deepsim" else "")
+        + (
+            ", trained with DeePSiM's perceptual loss (Dosovitskiy & Brox 2016b): sharper, photo-like pictures, a "
+            "higher pixel error"
+            if recipe.get("loss") == "deepsim"
+            else ""
+        )
         + f". {parameters:,} parameters in {entry['weights']['dtype']}, {size / 1e6:.1f} MB.",
         "",
         "## Training photos",

@@ -147,13 +147,16 @@ class DeepSim(Objective):
         self._pending = None
         real = nn.functional.softplus(-self.discriminator(y, x)).mean()  # -log D(y, x)
         fake = nn.functional.softplus(self.discriminator(recon, x)).mean()  # -log(1 - D(G(x), x))
-        losses = float(real.detach()), float(fake.detach())
+        # with several ranks, each decides on the losses averaged over all, so that all rest or step together
+        real_mean, fake_mean, adversarial = _mean_over_ranks(real.device, real.detach(), fake.detach(), adversarial)
+        losses = real_mean, fake_mean
         if not all(math.isfinite(v) for v in losses):
             raise Diverged(f"the discriminator's losses are {losses[0]:.4g} (real) and {losses[1]:.4g} (generated)")
         rests = (losses[0] + losses[1]) / 2 < BALANCE * adversarial
         if not rests:
             self.optimizer.zero_grad(set_to_none=True)
             (real + fake).backward()
+            _average_gradients(self.discriminator)  # one discriminator on every rank, as DDP keeps the decoder
             self.optimizer.step()
         return {"discriminator_real": losses[0], "discriminator_fake": losses[1], "discriminator_rests": rests}
 
@@ -162,3 +165,29 @@ class DeepSim(Objective):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"discriminator_optimizer": self.optimizer}
+
+
+def _distributed() -> int:
+    """The number of ranks training together (1 without torch.distributed)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _mean_over_ranks(device: torch.device, *values) -> tuple[float, ...]:
+    """Scalars averaged over every rank (as they are with one rank); ``device``: where the process group reduces."""
+    if _distributed() == 1:
+        return tuple(float(v) for v in values)
+    together = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(together)
+    return tuple((together / _distributed()).tolist())
+
+
+def _average_gradients(module: nn.Module) -> None:
+    """Each gradient of ``module`` averaged over every rank."""
+    world = _distributed()
+    if world == 1:
+        return
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            torch.distributed.all_reduce(parameter.grad)
+            parameter.grad /= world

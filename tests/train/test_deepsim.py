@@ -124,3 +124,19 @@ def test_train_takes_the_losss_options_and_a_decoder_to_start_from(store, tmp_pa
     assert other.exit_code == 1 and "other settings (loss_options" in other.output, other.output
     bad = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "bad"), "--loss-option", "feature"])
     assert bad.exit_code == 2 and "'feature' is not KEY=VALUE" in bad.output
+
+
+def test_two_ranks_train_one_discriminator_together(store, tmp_path):  # noqa: F811
+    """torchrun: the decoder is averaged by DDP, the discriminator's gradients and its rest decision over the ranks
+    (a rank that rested while the other stepped would wait in the other's all-reduce for ever)."""
+    import subprocess
+    import sys
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    args = ["-m", "preimage", "train", "--store", str(store), "--feature", "hog", "--out", str(tmp_path / "ddp"),
+            "--target-size", "16", "--epochs", "3", "--batch-size", "8", "--width", "16", "--loss", "deepsim",
+            "--lr", "0.0002", "--precision", "fp32"]  # fmt: skip
+    result = subprocess.run([*torchrun, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    logged = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert any("discriminator_real" in r for r in logged) and logged[-1]["event"] == "eval"
