@@ -17,12 +17,17 @@ def label_panel(text: str, height: int, width: int = LABEL_WIDTH) -> np.ndarray:
     """A white panel with ``text`` in black, broken into lines on spaces to fit the width."""
     panel = np.full((height, width, 3), 255, np.uint8)
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    fits = lambda line: cv2.getTextSize(line, font, scale, 1)[0][0] < width - 8  # noqa: E731
     lines: list[str] = []
     for word in text.split():
-        if lines and cv2.getTextSize(f"{lines[-1]} {word}", font, scale, 1)[0][0] < width - 8:
+        if lines and fits(f"{lines[-1]} {word}"):
             lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
+            continue
+        while not fits(word) and len(word) > 1:  # a word wider than the panel (a path) continues on the next line
+            cut = max(i for i in range(1, len(word) + 1) if fits(word[:i]) or i == 1)
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
     for i, line in enumerate(lines):
         cv2.putText(panel, line, (4, 14 + 14 * i), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return panel

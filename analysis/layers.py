@@ -60,6 +60,14 @@ COLUMNS = (
 )
 
 
+def shown_name(label: str) -> str:
+    """A representation's name as a figure shows it: a Hugging Face model by its folder's or id's last part."""
+    if label.startswith("hf:") and label.count(":") >= 2:
+        model, _, layer = label[3:].rpartition(":")
+        return f"{model.rstrip('/').rsplit('/', 1)[-1]}:{layer}"
+    return label
+
+
 def write_layers(out: Path, table: list[dict], pictures: dict[str, torch.Tensor], columns: int = 8) -> list[Path]:
     """layers.json, layers.md, layers.png (the error curve) and layers-grid.png (one row per representation)."""
     labels = [short_name(row["feature"]) for row in table]
@@ -68,7 +76,7 @@ def write_layers(out: Path, table: list[dict], pictures: dict[str, torch.Tensor]
         "mean image": [row["mean_image_error"] for row in table],
         "paper": [row["paper"] for row in table],
     }
-    grid = [tile_row(name, images[:columns]) for name, images in pictures.items()]
+    grid = [tile_row(shown_name(name), images[:columns]) for name, images in pictures.items()]
     return [
         write_json(out / "layers.json", table),
         write_markdown(out / "layers.md", "Normalised error per representation (held-out images)", table, COLUMNS),

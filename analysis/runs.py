@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -93,7 +94,7 @@ def trained_runs(
             candidates.sort(key=lambda r: (r.loss == zoo.PIXEL, locate(r.path).path.stat().st_mtime), reverse=True)
             best = replace(candidates[0], others=tuple(r.path for r in candidates[1:]))
             chosen[best.label] = best
-    runs = sorted(chosen.values(), key=lambda r: (r.feature, r.loss != zoo.PIXEL, r.loss))
+    runs = sorted(chosen.values(), key=lambda r: (natural_order(r.feature), r.loss != zoo.PIXEL, r.loss))
     if features is None:
         return runs
     names = expand_specs(features)
@@ -106,6 +107,11 @@ def trained_runs(
             + (" --autoencoder" if autoencoder else "")
         )
     return [run for name in names for run in runs if run.feature == name]
+
+
+def natural_order(name: str) -> list:
+    """A sort key reading numbers as numbers: ``layers.2`` before ``layers.11``."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
 
 
 def heldout_rows(store: FeatureStore, held_out: float, n: int) -> np.ndarray:

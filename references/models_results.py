@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--every", type=int, default=4, help="every Nth photo of the sorted list")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--width", type=int, default=128)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     listing = args.out / "photos.txt"
@@ -77,7 +78,7 @@ def main() -> None:
         for spec, layer in zip(specs, layers, strict=True):
             out = args.out / "runs" / f"{name}-{layer.replace('.', '-')}"
             run("train", "--store", str(store), "--feature", spec, "--out", str(out), "--epochs", str(args.epochs),
-                "--width", "128", "--target-size", "64", "--resume", "auto")  # fmt: skip
+                "--width", str(args.width), "--target-size", "64", "--resume", "auto")  # fmt: skip
             runs += ["--decoder", str(out)]
         run("analyze", "layers", "--store", str(store), *runs, "--out", str(args.out / "layers" / name), "--overwrite")
 

@@ -40,7 +40,7 @@ while read -r name feature epochs; do
 done <<'TABLE'
 conv5  alexnet:conv5  5
 conv3  alexnet:conv3  3
-hog    hog            3
+hog    hog            2
 TABLE
 
 "$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/{hog,lbp,sift,conv1,conv2,conv3,conv4,conv5}
