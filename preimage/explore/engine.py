@@ -49,6 +49,7 @@ class Panel:
     image_size: int
     dtype: str
     model: torch.nn.Module
+    fingerprint: dict  # how the features it takes were computed (a store's must match for samples)
 
     @property
     def channels_last(self) -> bool:
@@ -114,7 +115,7 @@ class Explorer:
         job, image_size, dtype = decoder_job(located)
         config = located.settings() or {}
         self.panels[name] = Panel(name, job.name, config.get("loss", zoo.PIXEL), job, image_size, dtype,
-                                  load_decoder(located).eval())  # fmt: skip
+                                  load_decoder(located).eval(), located.fingerprint)  # fmt: skip
 
     # -- photos ----------------------------------------------------------------------------------------------
 
@@ -243,6 +244,14 @@ class Explorer:
         if panel.feature not in self.store.feature_names():
             raise ExploreError(f"the store holds no {panel.feature}; it holds {', '.join(self.store.feature_names())}")
         from ..analysis.sample import histograms, sample_histograms
+        from ..train.checkpoint import store_fingerprint
+        from ..train.inverters import check_fingerprint
+
+        try:
+            check_fingerprint({"fingerprint": panel.fingerprint}, store_fingerprint(self.store, panel.feature),
+                              str(self.store.path))  # fmt: skip
+        except ValueError as err:
+            raise ExploreError(f"{name}: no samples from this store: {str(err).splitlines()[0]}") from None
 
         if panel.feature not in self._histograms:
             import dask.array as da

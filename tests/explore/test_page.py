@@ -233,6 +233,13 @@ def test_the_optimisation_shows_its_progress_its_result_and_stops(server, browse
     while time.time() < deadline and float(progress.get_attribute("value") or 0) == 0:
         time.sleep(0.1)
     assert 0 < float(progress.get_attribute("value")) < 1  # it reports its progress while it runs
+    before = browser.execute_script("return +document.body.dataset.rendered")
+    started = time.perf_counter()
+    set_value(browser, "perturbation", "binarize")  # the panels still answer while it runs
+    rendered(browser, before)
+    assert time.perf_counter() - started < 20
+    assert not browser.find_element("id", "optimize-start").is_enabled()  # still running
+    set_value(browser, "perturbation", "none")
     browser.find_element("id", "optimize-stop").click()
     deadline = time.time() + 60
     while time.time() < deadline and "stopped" not in message(browser):
@@ -294,18 +301,30 @@ def test_requests_the_explorer_refuses_are_answered_with_their_reason(server):
     assert get(server + "api/state")[0] == 200
 
 
-def test_a_store_offers_its_held_out_photos_and_random_samples(run, tmp_path):
+@browser_needed
+def test_a_store_offers_its_held_out_photos_and_random_samples(run, browser):
+    """Samples from the store's histograms decode where the decoder took features computed as the store's (the run
+    trained on it); a shipped decoder of the store's HOG at another size says why it cannot."""
     store, decoder, _ = run
     process, url, _ = start_server("--store", str(store), "--decoder", str(decoder))
     try:
         status, state = get(url + "api/state")
         assert status == 200 and state["store"] and state["store_photos"]
         assert any(p["name"] == decoder.name for p in state["panels"])
-        body = json.dumps({"panel": decoder.name, "seed": 1}).encode()
-        request = urllib.request.Request(url + "api/sample", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
-        with urllib.request.urlopen(request, timeout=60) as response:
-            assert json.loads(response.read())["png"].startswith("data:image/png")
+        browser.get(url)
+        first = rendered(browser)
+        own = f'.panel[data-name="{decoder.name}"]'
+        before = pictures(browser)[decoder.name]
+        browser.find_element("id", "sample").click()
+        drawn = rendered(browser, first)
+        sampled = pictures(browser)[decoder.name]
+        assert sampled != before and sampled.startswith("data:image/png")
+        browser.find_element("id", "sample").click()
+        rendered(browser, drawn)
+        assert pictures(browser)[decoder.name] != sampled  # another draw
+        assert browser.find_element("css selector", f"{own} .error").text == ""
+        refused = browser.find_element("css selector", '.panel[data-name="hog"] .error').text
+        assert "no samples from this store" in refused and "computed differently" in refused
     finally:
         stop_server(process)
 
