@@ -140,3 +140,33 @@ def test_two_ranks_train_one_discriminator_together(store, tmp_path):  # noqa: F
     assert result.returncode == 0, result.stderr[-3000:]
     logged = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert any("discriminator_real" in r for r in logged) and logged[-1]["event"] == "eval"
+
+
+def _rank_steps(rank: int, world: int, port: int, out: str) -> None:
+    """One rank: a DeePSiM objective stepping its discriminator on this rank's own batches; saves its weights."""
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(0)  # the same discriminator on both ranks, as the trainer seeds it
+    objective = create_objective("deepsim", feature_shape=(2, 2, 31))
+    decoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(124, 3 * 16 * 16), torch.nn.Sigmoid(),
+                                  torch.nn.Unflatten(1, (3, 16, 16)))  # fmt: skip
+    torch.manual_seed(100 + rank)  # different data on each rank
+    for _ in range(3):
+        x, y = torch.rand(4, 2, 2, 31), torch.rand(4, 3, 16, 16)
+        objective.step(decoder, x, y, "fp32")
+        objective.after_step()
+    torch.save({k: v.clone() for k, v in objective.discriminator.state_dict().items()}, f"{out}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_ranks_keep_one_discriminator_on_different_batches(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_rank_steps, args=(2, port, str(tmp_path)), nprocs=2)
+    first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    torch.manual_seed(0)
+    start = create_objective("deepsim", feature_shape=(2, 2, 31)).discriminator.state_dict()
+    assert any(not torch.equal(first[k], start[k]) for k in first)  # it stepped
+    assert all(torch.equal(first[k], second[k]) for k in first)  # averaged gradients: the same steps everywhere
