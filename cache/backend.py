@@ -255,7 +255,10 @@ class ObjectBackend(Backend):
     def exists(self, key: str = "") -> bool:
         if key:
             return self.fs.exists(self._path(key))
-        return next(iter(self.objects()), None) is not None  # a prefix exists while it holds an object
+        try:  # a prefix exists while it holds an object: one listing of its top level, not of every object
+            return bool(self.fs.ls(self._path(""), detail=False))
+        except FileNotFoundError:
+            return False
 
     def _found(self, prefix: str) -> dict[str, dict]:
         self.fs.invalidate_cache(self._path(prefix))

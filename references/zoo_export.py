@@ -233,14 +233,6 @@ def write_shipped(target: Path, model, header: dict, entry: dict, dtype: str) ->
     target.with_suffix(".md").write_text(markdown(entry, target.stat().st_size, parameters))
 
 
-def rewrite_card(path: Path) -> None:
-    """The text card of a shipped file again from its header (after a change of wording), nothing measured."""
-    header = checkpoint.read_header(path)
-    model = load_decoder(path)
-    parameters = sum(p.numel() for p in model.parameters())
-    path.with_suffix(".md").write_text(markdown(header["card"], path.stat().st_size, parameters))
-
-
 def rescore(path: Path, store: FeatureStore) -> None:
     """Score a shipped file again (as it ships) and rewrite its card with today's metrics; its weights stay."""
     header = checkpoint.read_header(path)

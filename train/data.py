@@ -21,6 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..cache.store import READ, FeatureStore, feature_path
 from ..pipeline.contract import FeatureJob
+from ..runtime.device import rank_and_world
 from .augment import augment_images, augmentable, check_augment, recompute
 
 SPLITS = ("train", "heldout")
@@ -125,7 +126,7 @@ class ShardStream(IterableDataset):
 
     def my_shards(self) -> list[int]:
         """This worker's shards, in this epoch's order: the epoch's permutation dealt over ranks, then workers."""
-        rank, world = _distributed()
+        rank, world = rank_and_world()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         return self._shards(rank, world, worker, workers)
@@ -137,7 +138,7 @@ class ShardStream(IterableDataset):
     def full_batches(self, workers: int) -> int:
         """Full batches every rank yields this epoch (the least over ranks): the steps distributed ranks can
         all take, so that none waits for a gradient that never comes."""
-        _, world = _distributed()
+        _, world = rank_and_world()
         counts = []
         for rank in range(world):
             total = 0
@@ -153,7 +154,7 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         store = FeatureStore.open(self.store_path)
         inputs = "images" if self.inputs == "images" else feature_path(self.feature)
-        rng = np.random.default_rng([self.seed, self.epoch, *_distributed(), _worker_id()])
+        rng = np.random.default_rng([self.seed, self.epoch, *rank_and_world(), _worker_id()])
         buffer_x: list[np.ndarray] = []
         buffer_y: list[torch.Tensor] = []
         shards = self.my_shards()
@@ -227,12 +228,6 @@ class _Rows:
             picked = part_of == j
             out[picked] = self.parts[j][rows[picked] - self.starts[j]]
         return out
-
-
-def _distributed() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _worker_id() -> int:

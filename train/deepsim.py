@@ -32,6 +32,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from ..runtime.device import rank_and_world
 from .objective import Diverged, Objective, register_objective
 from .precision import autocast
 
@@ -167,24 +168,18 @@ class DeepSim(Objective):
         return {"discriminator_optimizer": self.optimizer}
 
 
-def _distributed() -> int:
-    """The number of ranks training together (1 without torch.distributed)."""
-    dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def _mean_over_ranks(device: torch.device, *values) -> tuple[float, ...]:
     """Scalars averaged over every rank (as they are with one rank); ``device``: where the process group reduces."""
-    if _distributed() == 1:
+    if rank_and_world()[1] == 1:
         return tuple(float(v) for v in values)
     together = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     torch.distributed.all_reduce(together)
-    return tuple((together / _distributed()).tolist())
+    return tuple((together / rank_and_world()[1]).tolist())
 
 
 def _average_gradients(module: nn.Module) -> None:
     """Each gradient of ``module`` averaged over every rank."""
-    world = _distributed()
+    world = rank_and_world()[1]
     if world == 1:
         return
     for parameter in module.parameters():

@@ -48,12 +48,6 @@ def shipped_name(feature: str, loss: str = PIXEL) -> str:
     return feature if loss == PIXEL else f"{feature}+{loss}"
 
 
-def split_name(name: str) -> tuple[str, str]:
-    """(representation, loss) of a shipped name: ``alexnet:conv5+deepsim`` -> (``alexnet:conv5``, ``deepsim``)."""
-    feature, _, loss = name.partition("+")
-    return feature, loss or PIXEL
-
-
 def file_stem(feature: str, loss: str = PIXEL) -> str:
     """The file name of a shipped decoder, without suffix (``alexnet:conv5`` -> ``alexnet-conv5``; with the loss
     ``deepsim``, ``alexnet-conv5-deepsim``)."""

@@ -34,9 +34,7 @@ def explore(store, decoders, host, port, max_upload_mb) -> None:
                    "authentication) and make this machine compute", err=True)  # fmt: skip
     sock = bind(host, port)
     explorer = Explorer(list(decoders), store)
-    for name in explorer.builtin().values():  # the models' first pass happens now, not on the first photo
-        explorer.features(name, next(iter(explorer.panels)))
-        break
+    explorer.warm_up()
     address, bound = sock.getsockname()[:2]
     shown = f"[{address}]" if ":" in address else address
     click.echo(f"preimage explore: http://{shown}:{bound}/ ({len(explorer.panels)} decoders; Ctrl-C stops it)")

@@ -101,6 +101,7 @@ class Explorer:
             from ..cache.store import FeatureStore
 
             self.store = FeatureStore.open(store)
+        self.sample_photos = sample_photos()  # scikit-image's, decoded once: offered on every page load
         self.photos: OrderedDict[str, np.ndarray] = OrderedDict()  # id -> uint8 RGB image as decoded
         self.names: dict[str, str] = {}  # id -> what the user called it
         self._features: dict[tuple[str, str], torch.Tensor] = {}
@@ -143,7 +144,12 @@ class Explorer:
 
     def builtin(self) -> dict[str, str]:
         """scikit-image's photos, registered: name -> id."""
-        return {name: self.add_image(photo, name) for name, photo in sample_photos().items()}
+        return {name: self.add_image(photo, name) for name, photo in self.sample_photos.items()}
+
+    def warm_up(self) -> None:
+        """Every model's first pass (on scikit-image's first photo), so that the user's first photo is as fast as the
+        next."""
+        self.features(next(iter(self.builtin().values())), next(iter(self.panels)))
 
     def store_photos(self, n: int = 8) -> dict[str, str]:
         """The first ``n`` held-out rows of the store, registered: id string -> id."""
@@ -275,7 +281,7 @@ class Explorer:
         """The normalised error's denominator for one photo: the mean distance between scikit-image's photos'
         crops at this size (the paper divides by the distance between the test images)."""
         if size not in self._normaliser:
-            crops = np.stack([center_square(p, size) for p in sample_photos().values()])
+            crops = np.stack([center_square(p, size) for p in self.sample_photos.values()])
             self._normaliser[size] = mean_pairwise_distance(to_float(crops))
         return self._normaliser[size]
 

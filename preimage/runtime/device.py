@@ -31,6 +31,15 @@ def available_cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of ranks training together ((0, 1) without torch.distributed)."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def init_distributed(device: torch.device | None = None) -> tuple[int, int]:
     """Join the process group that ``torchrun`` describes (nccl on GPUs, gloo on CPUs), or run alone; returns
     (rank, world). The one place distributed training is set up."""
