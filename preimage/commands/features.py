@@ -6,14 +6,14 @@ import click
 
 
 @click.command()
-@click.option("--size", default=None, type=int, help="Square image size for the output shapes [default: 224; with "
-              "--model, the side a store feeds it].")  # fmt: skip
+@click.option("--size", default=None, type=int, help="Square image size for the output shapes [default: 224]; a model "
+              "with an input size of its own (--model) always takes that.")  # fmt: skip
 @click.option("--model", default=None, help="One model's layers instead, e.g. hf:facebook/dinov2-small or a folder "
               "(hf:./my-vit): each with its output shape and how it is stored.")  # fmt: skip
 def features(size: int | None, model: str | None) -> None:
     """List every representation this install can compute, with parameters and output shape."""
     if model is not None:
-        _model_layers(model, size)
+        _model_layers(model)
         return
     size = size or 224
     from ..pipeline.backbones import get_config, list_backbones
@@ -39,21 +39,20 @@ def features(size: int | None, model: str | None) -> None:
     click.echo("* no weights for this layer are present here: supply a file with --weights or go online")
 
 
-def _model_layers(model: str, size: int | None) -> None:
-    """Every layer of one model in forward order: its output as stored at ``size`` and its kind."""
+def _model_layers(model: str) -> None:
+    """Every layer of one model in forward order: its output as a store holds it, and its kind."""
     from ..pipeline.backbones import get_config
     from ..pipeline.features import get_representation
 
     config = get_config(model)
-    size = size or config.preprocess.input_size
+    fed = config.preprocess.input_size  # a store of any --size resizes its crops to this: the shapes do not change
     crop = f", centre crop {config.preprocess.crop}" if config.preprocess.crop else ""
-    click.echo(f"{model}: {config.description}; a store feeds it {config.preprocess.input_size}x"
-               f"{config.preprocess.input_size}{crop}")  # fmt: skip
-    click.echo(f"{'layer':48} {'kind':7} stored at {size}x{size}")
+    click.echo(f"{model}: {config.description}; a store of any --size feeds it {fed}x{fed}{crop}")
+    click.echo(f"{'layer':48} {'kind':7} stored")
     for layer in config.layers:
         try:
             rep = get_representation(f"{model}:{layer}")
-            shape, kind = "x".join(map(str, rep.stored_shape(size))), rep.kind
+            shape, kind = "x".join(map(str, rep.stored_shape(fed))), rep.kind
         except ValueError as err:  # an output preimage cannot store (a tuple, a raw token sequence)
             shape, kind = str(err).split(": ", 1)[-1][:60], "-"
         click.echo(f"{layer:48} {kind:7} {shape}")

@@ -102,6 +102,14 @@ def test_preprocessing_comes_from_the_processor_settings(folders):
     assert (prefix.kind, prefix.stored_shape(32)) == ("vector", (3 * 32,))  # the class and two register tokens
 
 
+def test_features_lists_each_layer_as_a_store_of_any_size_holds_it(folders):
+    result = CliRunner().invoke(main, ["features", "--model", folders["dinov2"], "--size", "16"])
+    assert result.exit_code == 0, result.output
+    assert "feeds it 32x32, centre crop 28" in result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[2:]}
+    assert rows["encoder.layer.1"] == ["map", "32x2x2"] and rows["encoder.layer.1#prefix"] == ["vector", "96"]
+
+
 def test_a_range_of_blocks_keeps_its_depth_and_the_class_tokens(folders):
     specs = expand_specs(f"{folders['vit']}:layers.0-layers.1")
     assert specs == [f"{folders['vit']}:{layer}" for layer in ("layers.0", "layers.0#prefix", "layers.1",
