@@ -1,6 +1,7 @@
-"""docs/models.md: what decoders reconstruct from a ViT, a DINOv2 and a ResNet at several depths.
+"""docs/models.md: what decoders reconstruct from a ViT, a DINOv2 and a ResNet at several depths, and from a
+network with real ImageNet weights beside the same network with random weights.
 
-    python references/models_results.py ../shared/data/photos out/models
+    python references/models_results.py ../shared/data/photos out/models --docs docs
 
 No pretrained weights of these models can be had on the machines this project is built on (only the package
 registry is reachable), so each model is built from its Hugging Face configuration with random weights (seed 0),
@@ -8,6 +9,10 @@ saved as ``save_pretrained`` writes it, beside the preprocessing its hub files g
 real weights the same commands apply (``hf:facebook/dinov2-small:...``). Steps, each resumable: the models'
 folders; one store per model of every 4th shared photo (``--size 128``); a 64-px decoder per layer; ``analyze
 layers`` on the 1,000 held-out rows of each store.
+
+The control: EfficientNet-Lite0, whose real ImageNet weights ship in a registry package, is extracted twice (its
+weights, and ``--weights random``) at the same depths, so the page can say what training changes. With
+``--docs``, the figures are written there as JPEGs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "rescale_factor": 1 / 255}
@@ -36,7 +43,12 @@ MODELS = {  # name: (config, model class, its hub preprocessing, layers)
                   {"size": {"shortest_edge": 224}, "crop_pct": 0.875, **IMAGENET},
                   ["encoder.stages.0", "encoder.stages.1", "encoder.stages.2", "encoder.stages.3"]),
 }  # fmt: skip
+CONTROLS = {  # name: (built-in backbone, layers), each extracted with its real weights and with random ones
+    "efficientnet-lite0": ("efficientnet_lite0", ["block2", "block4", "block6", "head"]),
+}
+WEIGHTS = {"imagenet": (), "random": ("--weights", "random")}
 PREIMAGE = [sys.executable, "-m", "preimage"]
+QUALITY = 85  # the figures' JPEG quality, as references/docs_figures.py writes them
 
 
 def save_model(root: Path, name: str) -> Path:
@@ -57,6 +69,48 @@ def run(*args: str) -> None:
     subprocess.run([*PREIMAGE, *args], check=True)
 
 
+def study(out: Path, name: str, store: Path, specs: list[str], args: argparse.Namespace, *extract: str) -> Path:
+    """Extract ``specs`` into ``store``, train a 64-px decoder per layer and study them; the study's folder."""
+    run("extract", "--images", str(out / "photos.txt"), "--store", str(store), "--feature", ",".join(specs),
+        "--size", "128", *extract)  # fmt: skip
+    runs = []
+    for spec in specs:
+        layer = spec.rsplit(":", 1)[1]
+        folder = out / "runs" / f"{name}-{layer.replace('.', '-')}"
+        run("train", "--store", str(store), "--feature", spec, "--out", str(folder), "--epochs", str(args.epochs),
+            "--width", str(args.width), "--target-size", "64", "--resume", "auto")  # fmt: skip
+        runs += ["--decoder", str(folder)]
+    layers = out / "layers" / name
+    run("analyze", "layers", "--store", str(store), *runs, "--out", str(layers), "--overwrite")
+    return layers
+
+
+def grid_rows(folder: Path) -> list[np.ndarray]:
+    """The rows of a layers study's grid (the photos, then one row per layer), each 128 pixels high."""
+    grid = cv2.imread(str(folder / "layers-grid.png"))
+    return [grid[i : i + 128] for i in range(0, grid.shape[0], 128)]
+
+
+def control_figure(folders: dict[str, Path], layers: list[str]) -> np.ndarray:
+    """The photos once, then each layer's row with real weights above its row with random weights."""
+    from preimage.analysis.figures import label_panel
+
+    rows = {tag: grid_rows(folder) for tag, folder in folders.items()}
+    stacked = [rows["imagenet"][0]]
+    for i, layer in enumerate(layers, start=1):
+        for tag in WEIGHTS:
+            picture = rows[tag][i]
+            label = label_panel(f"{layer}, {'ImageNet' if tag == 'imagenet' else 'random'} weights", 128)
+            stacked.append(np.concatenate([label, picture[:, label.shape[1] :]], axis=1))
+    return np.concatenate(stacked, axis=0)
+
+
+def write_jpeg(path: Path, picture: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), picture, [cv2.IMWRITE_JPEG_QUALITY, QUALITY]):
+        raise SystemExit(f"could not write {path}")
+    print(f"wrote {path}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photos", type=Path)
@@ -64,23 +118,25 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=4, help="every Nth photo of the sorted list")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--docs", type=Path, help="write the figures there as JPEGs (docs/models-*.jpg)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    listing = args.out / "photos.txt"
     paths = sorted(p for p in args.photos.rglob("*") if p.is_file())[:: args.every]
-    listing.write_text("".join(f"{p.resolve()}\n" for p in paths))
+    (args.out / "photos.txt").write_text("".join(f"{p.resolve()}\n" for p in paths))
+    figures = {}
     for name, (*_, layers) in MODELS.items():
         folder = save_model(args.out, name)
         specs = [f"hf:{folder}:{layer}" for layer in layers]
-        store = args.out / f"{name}.zarr"
-        run("extract", "--images", str(listing), "--store", str(store), "--feature", ",".join(specs), "--size", "128")
-        runs = []
-        for spec, layer in zip(specs, layers, strict=True):
-            out = args.out / "runs" / f"{name}-{layer.replace('.', '-')}"
-            run("train", "--store", str(store), "--feature", spec, "--out", str(out), "--epochs", str(args.epochs),
-                "--width", str(args.width), "--target-size", "64", "--resume", "auto")  # fmt: skip
-            runs += ["--decoder", str(out)]
-        run("analyze", "layers", "--store", str(store), *runs, "--out", str(args.out / "layers" / name), "--overwrite")
+        layers_study = study(args.out, name, args.out / f"{name}.zarr", specs, args)
+        figures[name] = cv2.imread(str(layers_study / "layers-grid.png"))
+    for name, (backbone, layers) in CONTROLS.items():
+        specs = [f"{backbone}:{layer}" for layer in layers]
+        folders = {tag: study(args.out, f"{name}-{tag}", args.out / f"{name}-{tag}.zarr", specs, args, *extract)
+                   for tag, extract in WEIGHTS.items()}  # fmt: skip
+        figures[name] = control_figure(folders, layers)
+    if args.docs:
+        for name, picture in figures.items():
+            write_jpeg(args.docs / f"models-{name}.jpg", picture)
 
 
 if __name__ == "__main__":

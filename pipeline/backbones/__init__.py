@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .hooks import HookedModel
 from .registry import (
     BackboneConfig,
     Preprocess,
@@ -96,6 +97,14 @@ def _layers_without(network: torch.nn.Module, config: BackboneConfig, missing: l
     return tuple(layer for layer in config.layers if layer in out and bool(torch.isfinite(out[layer]).all()))
 
 
+def _own_keys(network: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A file of a hooked model's own keys (``blocks.0.attn.qkv.weight``, as timm and ``save_pretrained`` write
+    them) named as the wrapper holds them (``model.blocks...``); other files as they are."""
+    if isinstance(network, HookedModel) and state and not any(key.startswith("model.") for key in state):
+        return {f"model.{key}": value for key, value in state.items()}
+    return state
+
+
 def create_backbone(name: str, weights: str | Path | None = None, random_init: bool = False) -> Backbone:
     """Build a registered backbone with real weights, trying sources in order and reporting which one won.
 
@@ -110,7 +119,7 @@ def create_backbone(name: str, weights: str | Path | None = None, random_init: b
         loaded = LoadedWeights("random initialisation", config.layers, state_dict_digest(network.state_dict()), ())
         return Backbone(config, network, loaded)
     tried: list[str] = []
-    candidates = [(f"file {weights}", lambda: load_state_dict(weights), None)] if weights else []
+    candidates = [(f"file {weights}", lambda: _own_keys(network, load_state_dict(weights)), None)] if weights else []
     candidates += [(s.name, s.load, s.layers) for s in config.sources]
     for label, load, layers in candidates:
         try:

@@ -27,15 +27,25 @@ class Preprocess:
     pixel_range: float = 1.0
     channel_order: str = "RGB"
     crop: int | None = None
+    crop_rounding: str = "floor"  # where an odd margin puts the crop: floor(m / 2) (Hugging Face), round (torchvision)
 
     def as_dict(self) -> dict:
-        return {"input_size": self.input_size, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
-                "pixel_range": self.pixel_range, "channel_order": self.channel_order}  # fmt: skip
+        out = {"input_size": self.input_size, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
+               "pixel_range": self.pixel_range, "channel_order": self.channel_order}  # fmt: skip
+        if self.crop_rounding != "floor":  # recorded where it differs, so earlier stores keep their fingerprints
+            out["crop_rounding"] = self.crop_rounding
+        return out
+
+    def crop_offset(self, side: int) -> int:
+        """The first row (column) of the central crop of ``side``: torchvision's ``CenterCrop`` rounds half a margin
+        to even (``int(round(m / 2))``), Hugging Face's processors floor it."""
+        margin = side - self.crop
+        return round(margin / 2.0) if self.crop_rounding == "round" else margin // 2
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Normalise a batch (N, 3, H, W) of RGB images in [0, 1] (centre-cropped to ``crop`` when larger)."""
         if self.crop is not None and min(images.shape[-2:]) > self.crop:
-            top, left = (images.shape[-2] - self.crop) // 2, (images.shape[-1] - self.crop) // 2
+            top, left = self.crop_offset(images.shape[-2]), self.crop_offset(images.shape[-1])
             images = images[..., top : top + self.crop, left : left + self.crop]
         if self.channel_order == "BGR":
             images = images.flip(1)
@@ -74,7 +84,7 @@ _REGISTRY: dict[str, BackboneConfig] = {}
 _BUILTIN = {"alexnet": "alexnet", "vgg16": "vgg", "efficientnet_lite0": "efficientnet_lite"}
 ENTRY_POINTS = "preimage.backbones"
 # model sources named by a prefix (``hf:facebook/dinov2-small``): module and function building a config by name
-_SOURCES = {"hf": ("huggingface", "hf_backbone_config")}
+_SOURCES = {"hf": ("huggingface", "hf_backbone_config"), "timm": ("timm_models", "timm_backbone_config")}
 
 
 @functools.cache
