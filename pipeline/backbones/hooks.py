@@ -94,12 +94,40 @@ class HookedModel(nn.Module):
         return output_tensor("the model", self.run(x))
 
 
+@contextlib.contextmanager
+def _parameters_on_meta():
+    """Parameters this thread creates live on the meta device (no memory, no initialisation); buffers stay real,
+    since a model indexes with some (CLIP's ``position_ids``, a Swin's relative position index)."""
+    register, caller = nn.Module.register_parameter, threading.get_ident()
+
+    def on_meta(module: nn.Module, name: str, param) -> None:
+        register(module, name, param)
+        if param is not None and threading.get_ident() == caller:
+            module._parameters[name] = nn.Parameter(param.to("meta"), param.requires_grad)
+
+    nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def build_for_shapes(build) -> nn.Module:
+    """``build()`` for passes that only ask shapes and call order: its parameters zero and never initialised (built
+    on the meta device), its buffers as the model made them."""
+    with _parameters_on_meta():
+        network = build()
+    for module in network.modules():
+        for name, param in module._parameters.items():
+            if param is not None and param.is_meta:
+                module._parameters[name] = nn.Parameter(torch.zeros_like(param, device="cpu"), False)
+    return network.eval()
+
+
 def call_order(build, size: int) -> tuple[str, ...]:
     """The model's modules in the order one forward pass calls them, with ``LAYER#prefix`` after each layer whose
-    output is a token sequence with prefix tokens (weights uninitialised: only the order and shapes matter)."""
-    with torch.device("meta"):
-        network = build()
-    network = network.to_empty(device="cpu").eval()
+    output is a token sequence with prefix tokens (weights zero: only the order and shapes matter)."""
+    network = build_for_shapes(build)
     order: list[str] = []  # by first call: a block before its sublayers
     outputs: dict[str, torch.Tensor | None] = {}
 

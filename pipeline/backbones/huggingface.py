@@ -109,22 +109,32 @@ def hf_backbone_config(name: str) -> BackboneConfig:
         raise WeightsUnavailable(f"{name}: {where}; give a model id (hf:facebook/dinov2-small) or a folder that "
                                  "save_pretrained wrote")  # fmt: skip
     model_config = transformers.AutoConfig.for_model(**settings)
+    tower = _image_tower(transformers, model_config)
     processor = _read_json(ref, "preprocessor_config.json")
     if processor is None:
         raise WeightsUnavailable(f"{name}: no preprocessor_config.json, so its preprocessing is unknown; save the "
                                  "model's image processor beside it (processor.save_pretrained(folder))")  # fmt: skip
-    preprocess = preprocess_from(processor, model_config)
-    patch = _patch_size(model_config)
+    preprocess = preprocess_from(processor, tower)
+    patch = _patch_size(tower)
 
     def build() -> HookedModel:
-        return HookedModel(transformers.AutoModel.from_config(model_config), patch, "pixel_values").eval()
+        return HookedModel(transformers.AutoModel.from_config(tower), patch, "pixel_values").eval()
 
     layers = call_order(build, preprocess.crop or preprocess.input_size)
     source = WeightSource(f"Hugging Face {'folder' if _local(ref) else 'hub'} {ref}",
-                          functools.partial(_pretrained_state, ref),
+                          functools.partial(_pretrained_state, ref, tower),
                           present=lambda: _weights_present(ref))  # fmt: skip
     return BackboneConfig(name, build, layers, preprocess, (source,),
-                          description=f"Hugging Face {model_config.model_type} ({ref})")  # fmt: skip
+                          description=f"Hugging Face {tower.model_type} ({ref})")  # fmt: skip
+
+
+def _image_tower(transformers, model_config):
+    """The config of the model that takes the images: an image-text model's vision tower (CLIP, SigLIP: their
+    ``vision_config``), else the model's own."""
+    vision = getattr(model_config, "vision_config", None)
+    if vision is None or not hasattr(model_config, "text_config"):
+        return model_config
+    return vision
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -138,7 +148,7 @@ def _weights_present(ref: str) -> bool:
     return any(isinstance(try_to_load_from_cache(ref, f), str) for f in WEIGHT_FILES)
 
 
-def _pretrained_state(ref: str) -> dict[str, torch.Tensor]:
+def _pretrained_state(ref: str, tower) -> dict[str, torch.Tensor]:
     """The model's pretrained weights as :class:`HookedModel` names them: ``from_pretrained`` reads the files
     (safetensors, or torch files with ``weights_only``), renames old checkpoints' keys and drops a task model's
     prefix; tensors the files lack (a pooler never trained) stay out, so the hash is that of what was trained."""
@@ -151,8 +161,9 @@ def _pretrained_state(ref: str) -> dict[str, torch.Tensor]:
     transformers.logging.set_verbosity_error()  # its load report lists what preimage leaves out anyway
     transformers.logging.disable_progress_bar()
     try:
-        model, info = transformers.AutoModel.from_pretrained(ref, local_files_only=_local(ref) or offline(),
-                                                             output_loading_info=True)  # fmt: skip
+        model_class = transformers.MODEL_MAPPING[type(tower)]  # an image-text model's vision tower alone
+        model, info = model_class.from_pretrained(ref, local_files_only=_local(ref) or offline(),
+                                                  output_loading_info=True)  # fmt: skip
     except OSError as err:
         raise WeightsUnavailable(f"no weights for {ref}: {str(err).splitlines()[0]}") from None
     finally:

@@ -197,17 +197,16 @@ def _handcrafted(name: str, **params) -> Representation:
 
 @cache
 def _backbone_shapes(backbone: str, height: int, width: int) -> dict[str, tuple[int, ...]]:
-    """Every layer's output shape for one image, from one pass of the network with uninitialised weights (built
-    on the meta device, so nothing is initialised; the pass itself on the CPU, 5x quicker to start than one on
-    the meta device)."""
+    """Every layer's output shape for one image, from one pass of the network with zero weights (nothing is
+    initialised; the pass itself on the CPU, 5x quicker to start than one on the meta device)."""
     from ..backbones import get_config
+    from ..backbones.hooks import build_for_shapes
 
     config = get_config(backbone)
-    with torch.device("meta"):
-        network = config.build()
+    network = build_for_shapes(config.build)
     with torch.inference_mode():
         images = config.preprocess(torch.zeros(1, 3, height, width))  # a centre crop where the model takes one
-        out = network.to_empty(device="cpu").forward_layers(images, list(config.layers))
+        out = network.forward_layers(images, list(config.layers))
     return {name: tuple(value.shape[1:]) for name, value in out.items()}
 
 

@@ -63,6 +63,27 @@ def folders(tmp_path_factory) -> dict[str, str]:
     return out
 
 
+def test_an_image_text_model_is_its_vision_tower(photos, tmp_path):
+    """A CLIP folder (text and vision towers, as the hub's openai/clip-* hold them) gives its vision tower's
+    layers, with the trained weights of that tower."""
+    from preimage.pipeline.images import center_square
+
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    config = transformers.CLIPConfig(vision_config={**tower, "image_size": 32, "patch_size": 8}, text_config=tower,
+                                     projection_dim=16)  # fmt: skip
+    torch.manual_seed(0)
+    clip = transformers.CLIPModel(config).eval()
+    clip.save_pretrained(tmp_path / "clip")
+    processor = {**PROCESSORS["vit"], "image_mean": [0.48, 0.46, 0.41], "image_std": [0.27, 0.26, 0.28]}
+    (tmp_path / "clip" / "preprocessor_config.json").write_text(json.dumps(processor))
+    images = to_float(np.stack([center_square(p, 32) for p in list(photos.values())[:3]]))
+    mean, std = (torch.tensor(processor[k]).view(1, 3, 1, 1) for k in ("image_mean", "image_std"))
+    with torch.no_grad():
+        states = clip.vision_model(pixel_values=(images - mean) / std, output_hidden_states=True).hidden_states
+        grid = Extractor(f"hf:{tmp_path / 'clip'}:encoder.layers.1")(images)
+    torch.testing.assert_close(grid, as_grid(states[2], 1, 4), atol=1e-5, rtol=1e-5)
+
+
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
