@@ -72,6 +72,10 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, batch, d
 
     if size < 16 or shard_rows < 1:
         raise click.BadParameter("--size must be at least 16 and --shard-rows at least 1")
+    from ..pipeline.features import expand_specs, get_representation
+
+    for name in expand_specs(specs):  # a wrong model or layer name fails before a large folder is listed
+        get_representation(name)
     source = open_source(images, exclude=store)  # an existing store inside the image folder is skipped
     label = source.location if source.kind != "sample-photos" else "scikit-image's sample photos (no --images given)"
     click.echo(f"source: {label}: {len(source)} files, {len(source.class_names)} classes")
