@@ -30,13 +30,16 @@ class _Done(Exception):
 class HookedModel(nn.Module):
     """A model whose named modules are taken with forward hooks (``forward_layers``); with a ``patch_size``, token
     sequences come out as grids and their prefix tokens under ``LAYER#prefix``. ``keyword``: the argument the
-    model takes its images by (``pixel_values`` for ``transformers``; None: the first positional one)."""
+    model takes its images by (``pixel_values`` for ``transformers``; None: the first positional one).
+    ``channels_last``: its maps come channels last, and are turned channels first."""
 
-    def __init__(self, model: nn.Module, patch_size: int | None = None, keyword: str | None = None) -> None:
+    def __init__(self, model: nn.Module, patch_size: int | None = None, keyword: str | None = None,
+                 channels_last: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.model = model
         self.patch_size = patch_size
         self.keyword = keyword
+        self.channels_last = channels_last  # its maps are (N, H, W, C) (timm's Swin): stored as (N, C, H, W)
 
     def run(self, x: torch.Tensor):
         """The model's own forward pass on images ``x``."""
@@ -74,7 +77,8 @@ class HookedModel(nn.Module):
             name = layer.removesuffix(TOKENS_SUFFIX)
             if name not in raw:
                 raise ValueError(f"the forward pass never called {name!r}; choose a layer it uses")
-            grid, prefix = self.split_tokens(raw[name], x.shape[-2:])
+            value = raw[name].permute(0, 3, 1, 2) if self.channels_last and raw[name].ndim == 4 else raw[name]
+            grid, prefix = self.split_tokens(value, x.shape[-2:])
             out[layer] = prefix if layer.endswith(TOKENS_SUFFIX) else grid
         return out
 
@@ -117,6 +121,8 @@ def build_for_shapes(build) -> nn.Module:
     on the meta device), its buffers as the model made them."""
     with _parameters_on_meta():
         network = build()
+    if any(buffer.is_meta for buffer in network.buffers()):  # a buffer made from a parameter (a Swin's mask)
+        return build().eval()
     for module in network.modules():
         for name, param in module._parameters.items():
             if param is not None and param.is_meta:

@@ -56,13 +56,15 @@ def preprocess_from(data_config: dict) -> Preprocess:
 
 
 def _check_name(timm, ref: str) -> None:
-    """An unknown model name: one line with the closest names timm has."""
-    architecture = ref.split(".", 1)[0]
-    if timm.is_model(architecture):
-        return
-    close = difflib.get_close_matches(architecture, timm.list_models(), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else " (timm.list_models() lists them)"
-    raise KeyError(f"timm has no model {architecture!r}{hint}")
+    """An unknown model or pretrained tag: one line with the closest names timm has."""
+    architecture, _, tag = ref.partition(".")
+    if not timm.is_model(architecture):
+        close = difflib.get_close_matches(architecture, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (timm.list_models() lists them)"
+        raise KeyError(f"timm has no model {architecture!r}{hint}")
+    tags = [name.partition(".")[2] for name in timm.list_pretrained(f"{architecture}.*")]
+    if tag and tag not in tags:
+        raise KeyError(f"timm has no weights {tag!r} for {architecture}; its tags are {', '.join(tags) or 'none'}")
 
 
 @functools.cache
@@ -83,8 +85,10 @@ def timm_backbone_config(name: str) -> BackboneConfig:
     patch = getattr(getattr(probe, "patch_embed", None), "patch_size", None)
     patch = int(patch[0] if isinstance(patch, list | tuple) else patch) if patch else None
 
+    channels_last = str(getattr(probe, "output_fmt", "NCHW")).upper() == "NHWC"  # a Swin's maps
+
     def build() -> HookedModel:
-        return HookedModel(bare(), patch).eval()
+        return HookedModel(bare(), patch, channels_last=channels_last).eval()
 
     layers = call_order(build, preprocess.crop or preprocess.input_size)
     cfg = dict(probe.pretrained_cfg)

@@ -23,7 +23,7 @@ from ...helpers import run_extract, write_crops
 
 timm = pytest.importorskip("timm", reason="timm runs in .venv-timm (bash .ci/setup --timm)", exc_type=ImportError)
 
-VIT, RESNET = "vit_tiny_patch16_224", "resnet18"
+VIT, RESNET, SWIN = "vit_tiny_patch16_224", "resnet18", "swin_tiny_patch4_window7_224"  # SWIN: maps channels last
 
 
 def use_hub_cache(monkeypatch, folder) -> None:
@@ -49,7 +49,7 @@ def weights(tmp_path_factory) -> dict[str, tuple[str, torch.nn.Module]]:
 
     root = tmp_path_factory.mktemp("weights")
     out = {}
-    for seed, name in enumerate((VIT, RESNET)):
+    for seed, name in enumerate((VIT, RESNET, SWIN)):
         torch.manual_seed(seed + 1)
         model = timm.create_model(name, pretrained=False).eval()
         path = root / f"{name}.safetensors"
@@ -64,7 +64,7 @@ def timm_features(model: torch.nn.Module, images: np.ndarray, index: int) -> tup
     transform = timm.data.create_transform(**timm.data.resolve_model_data_config(model))
     x = torch.stack([transform(Image.fromarray(image)) for image in images])
     with torch.no_grad():
-        if hasattr(model, "patch_embed"):
+        if hasattr(model, "num_prefix_tokens"):  # a ViT
             (grid, prefix), *_ = model.forward_intermediates(x, indices=[index], return_prefix_tokens=True,
                                                              norm=False, intermediates_only=True)  # fmt: skip
             return grid, prefix.flatten(1)
@@ -93,7 +93,7 @@ def test_preprocessing_is_timms_eval_transform(photos):
 
 
 def test_stored_and_python_features_equal_timms_own(weights, photos, dask_client, tmp_path):
-    for name, layer, index, side in ((VIT, "blocks.5", 5, 248), (RESNET, "layer2", 2, 235)):
+    for name, layer, index, side in ((VIT, "blocks.5", 5, 248), (RESNET, "layer2", 2, 235), (SWIN, "layers.1", 1, 248)):
         path, model = weights[name]
         spec = f"timm:{name}:{layer}"
         folder = write_crops(tmp_path / name, photos, 6, side)
