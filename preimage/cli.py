@@ -69,11 +69,29 @@ class PreimageGroup(click.Group):
         except Interrupted as err:
             click.echo(str(err), err=True)
             ctx.exit(err.exit_code)
+        except BrokenPipeError as err:
+            if not _stdout_closed():
+                raise click.ClickException(str(err)) from None
+            ctx.exit(141)  # the reader left (preimage features | head): stop quietly, as a shell's tools do
         except Exception as err:
             message = expected_failure(err)
             if message is None or ctx.params.get("verbose"):
                 raise
             raise click.ClickException(message) from None
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output's reader has gone; if so, later writes (the interpreter's last flush) go nowhere."""
+    import os
+    import sys
+
+    try:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return True
+    return False
 
 
 @click.group(cls=PreimageGroup)

@@ -59,6 +59,15 @@ def test_console_script_runs():
     assert out.returncode == 0 and "extract" in out.stdout
 
 
+def test_a_reader_that_leaves_stops_the_listing_quietly():
+    """``preimage features | head -1``: the pipe's reader is gone before the listing is written."""
+    process = subprocess.Popen([sys.executable, "-m", "preimage", "features"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process.stdout.close()  # before the interpreter has even started: every write meets a closed pipe
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 141 and stderr == ""
+
+
 def test_tour_computes_every_representation(tmp_path):
     result = CliRunner().invoke(main, ["tour", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
