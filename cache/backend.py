@@ -211,6 +211,7 @@ class ObjectBackend(Backend):
 
         self.url = url.rstrip("/")
         self.protocol = self.url.split("://", 1)[0]
+        self.options = options  # given here, they travel with it to dask workers; None: each place's environment
         try:
             self.settings = {"use_listings_cache": False, **(storage_options() if options is None else options)}
             self.fs = fsspec.filesystem(self.protocol, **self.settings)
@@ -225,8 +226,8 @@ class ObjectBackend(Backend):
     def __repr__(self) -> str:
         return f"ObjectBackend({self.url!r})"
 
-    def __reduce__(self):  # dask tasks carry it: the filesystem is made again where it runs
-        return type(self), (self.url,)
+    def __reduce__(self):  # dask tasks carry it: the filesystem is made again where it runs, with the same options
+        return type(self), (self.url, self.options)
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}" if key else self.root

@@ -177,3 +177,15 @@ def test_storage_options_reach_the_filesystem_and_a_wrong_endpoint_is_one_line(e
                                       "info", bucket_store])  # fmt: skip
     os.environ.pop(backend_module.STORAGE_OPTIONS, None)
     assert wrong.exit_code == 1 and wrong.output.count("\n") == 1 and "check the endpoint" in wrong.output, wrong.output
+
+
+def test_options_given_to_a_backend_travel_with_it_to_workers(endpoint, bucket_store, monkeypatch):
+    import pickle
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")  # only the options the backend was given know where the bucket is
+    monkeypatch.delenv(backend_module.STORAGE_OPTIONS, raising=False)
+    backend = ObjectBackend(bucket_store, {"client_kwargs": {"endpoint_url": endpoint}})
+    payload = pickle.dumps(backend)
+    type(backend.fs).clear_instance_cache()  # a worker has no filesystem made with the endpoint in its environment
+    travelled = pickle.loads(payload)  # as a dask task carries it
+    assert travelled.exists("") and travelled.read("zarr.json") == backend.read("zarr.json") is not None
