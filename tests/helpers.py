@@ -48,3 +48,43 @@ def write_crops(folder, photos: dict, count: int, side: int, step: tuple[int, in
         crop = sources[i % len(sources)][step[0] * i : step[0] * i + side, step[1] * i : step[1] * i + side]
         cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     return folder
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def s3_endpoint(bucket: str = "lab"):
+    """moto's S3 server on a free loopback port with ``bucket`` made, for this process and the processes it starts
+    (credentials and ``AWS_ENDPOINT_URL_S3`` in the environment); yields its URL."""
+    import logging
+    import os
+
+    import fsspec
+    from moto import server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    port = free_port()
+    moto = server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in [*S3_CREDENTIALS, "AWS_ENDPOINT_URL_S3"]}
+    os.environ.update(S3_CREDENTIALS, AWS_ENDPOINT_URL_S3=url)
+    try:
+        fsspec.filesystem("s3", use_listings_cache=False).mkdir(bucket)
+        yield url
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        moto.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 import click
 
@@ -88,11 +89,15 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, batch, d
     if scheduler and batch:
         raise click.UsageError("give --scheduler (a running dask cluster) or --cluster (batch jobs), not both")
     if batch:
+        from ..cache.backend import is_url
         from ..pipeline.batch_cluster import batch_cluster
 
-        spec = replace(batch, log_directory=str(store.resolve().parent / f"{store.name}.jobs"),
-                       dashboard_address=dashboard_address)  # fmt: skip
-        visible = [store] + ([source.location] if source.kind in ("folder", "list") else [])
+        if is_url(store):  # the jobs' logs in the current folder
+            logs = Path(f"{str(store).rstrip('/').rsplit('/', 1)[-1]}.jobs").resolve()
+        else:  # beside the store
+            logs = store.resolve().parent / f"{store.name}.jobs"
+        spec = replace(batch, log_directory=str(logs), dashboard_address=dashboard_address)
+        visible = ([] if is_url(store) else [store]) + ([source.location] if source.kind in ("folder", "list") else [])
 
         def submitted(client, line: str) -> None:
             click.echo(line)

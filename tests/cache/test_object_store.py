@@ -5,7 +5,6 @@ the lock is a conditional write, and a killed extraction resumes."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -23,42 +22,19 @@ from preimage.cli import main
 from preimage.pipeline.sources import folder_source
 from preimage.train.trainer import TrainConfig, train
 
-from ..helpers import checksums, run_extract, write_crops
+from ..helpers import checksums, free_port, run_extract, s3_endpoint, write_crops
 
 pytest.importorskip("s3fs", reason="stores at s3:// URLs need s3fs (pip install preimage[s3])")
-moto_server = pytest.importorskip("moto.server", reason="the S3 endpoint of these tests is moto's server")
+pytest.importorskip("moto.server", reason="the S3 endpoint of these tests is moto's server")
 
 CLI = [sys.executable, "-m", "preimage"]
 SPECS = "hog,lbp"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def endpoint():
-    """moto's S3 server on a free loopback port, for this process and the processes it starts (environment)."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in [*CREDENTIALS, "AWS_ENDPOINT_URL_S3"]}
-    os.environ.update(CREDENTIALS, AWS_ENDPOINT_URL_S3=url)
-    import fsspec
-
-    fsspec.filesystem("s3", use_listings_cache=False).mkdir("lab")
-    yield url
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    server.stop()
+    with s3_endpoint() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

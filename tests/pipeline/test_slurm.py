@@ -17,10 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from preimage.cache.store import feature_path
+
 from ..commands.test_extract import photo_folder  # noqa: F401  (a fixture)
-from ..helpers import checksums
+from ..helpers import checksums, s3_endpoint
 
 ROOT = Path(__file__).parents[2]
 CLI = [sys.executable, "-m", "preimage"]
@@ -84,6 +87,25 @@ def test_extraction_through_slurm_equals_a_local_run_bit_for_bit(slurm, photo_fo
     assert "24 read, 0 unreadable" in done.stdout
     assert checksums(store) == checksums(local_store)
     assert not queued(slurm, "preimage-extract")  # the worker jobs end with the run
+
+
+def test_batch_jobs_extract_into_a_bucket_as_a_local_run_does(slurm, photo_folder, local_store, tmp_path,  # noqa: F811
+                                                                monkeypatch):  # fmt: skip
+    """The jobs reach the bucket with the settings of the submitting environment (endpoint, credentials)."""
+    pytest.importorskip("s3fs", reason="stores at s3:// URLs need s3fs (pip install preimage[s3])")
+    pytest.importorskip("moto.server", reason="the S3 endpoint of this test is moto's server")
+    from preimage.cache.store import FeatureStore
+
+    monkeypatch.chdir(tmp_path)  # the jobs' logs of a store at a URL go to the current folder
+    with s3_endpoint():
+        url, jobs = "s3://lab/slurm.zarr", ("--cluster", "slurm", "--jobs", "1", "--interface", "lo")
+        done = slurm_run({**slurm, **os.environ}, *extract_args(photo_folder, url, *jobs))
+        assert done.returncode == 0, done.stderr
+        assert "24 read, 0 unreadable" in done.stdout and (tmp_path / "slurm.zarr.jobs").is_dir()
+        bucket, local, rows = FeatureStore.open(url), FeatureStore.open(local_store), np.arange(24)
+        for name in ["images", *(feature_path(f) for f in local.feature_names())]:
+            assert np.array_equal(bucket.take(name, rows), local.take(name, rows)), name
+    assert not queued(slurm, "preimage-extract")
 
 
 def test_a_cancelled_worker_job_loses_nothing(slurm, photo_folder, local_store, tmp_path):  # noqa: F811
