@@ -2,13 +2,15 @@
 beside AlexNet's, in the same run.
 
     python bench/bench_models.py [--batch 16] [--repeats 5] [--photos 96] [--skip-pipeline]
+    .venv-timm/bin/python bench/bench_models.py --skip-pipeline   # adds timm's ViT-S/16 and ResNet-50
 
 Models: a ViT-B/16 and a ResNet-50 built from transformers' default configurations (random weights, saved as
 ``save_pretrained`` writes them: speed does not depend on the values). Part 1, per image on the same
 preprocessed tensors: ``model(pixel_values=x)`` against ``HookedModel.forward_layers(x, [layer])`` for the last
 block (the whole pass: the hooks' own cost) and a middle one (the pass stops there). Part 2: ``extract`` of the
 shared photos on a local dask cluster for ``alexnet:conv5``, the ResNet's ``encoder.stages.2`` and the ViT's
-``layers.6``, in images per second.
+``layers.6``, in images per second. Where timm imports (``.venv-timm``), part 1 also takes timm's
+``vit_small_patch16_224`` and ``resnet50`` (random weights) through the same hooks.
 """
 
 from __future__ import annotations
@@ -50,16 +52,29 @@ def save_models(root: Path) -> dict[str, str]:
     return specs
 
 
-def hook_overhead(specs: dict[str, str], batch: int, repeats: int) -> None:
+TIMM = {"timm-vit": ("timm:vit_small_patch16_224", ("blocks.11", "blocks.6")),
+        "timm-res": ("timm:resnet50", ("layer4", "layer3"))}  # fmt: skip
+
+
+def timm_models() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """timm's models where timm imports (it needs a torchvision built for this torch: ``.venv-timm``)."""
+    try:
+        import timm  # noqa: F401
+    except (ImportError, RuntimeError):
+        return {}
+    return TIMM
+
+
+def hook_overhead(models: dict[str, tuple[str, tuple[str, ...]]], batch: int, repeats: int) -> None:
     device = torch.device("cpu")
     print(f"{'model':8} {'layer':18} {'bare ms/img':>11} {'hooked':>8} {'ratio':>6}")
-    for name, spec in specs.items():
+    for name, (spec, layers) in models.items():
         config = get_config(spec)
         network = config.build()
         size = config.preprocess.crop or config.preprocess.input_size
         x = torch.rand(batch, 3, size, size)
         bare = milliseconds_per_image(network.run, x, repeats, device)
-        for layer in MODELS[name][3:]:
+        for layer in layers:
             hooked = milliseconds_per_image(partial(network.forward_layers, layers=[layer]), x, repeats, device)
             print(f"{name:8} {layer:18} {bare:11.2f} {hooked:8.2f} {hooked / bare:6.3f}")
 
@@ -96,9 +111,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        specs = save_models(root)
-        hook_overhead(specs, args.batch, args.repeats)
-        if not args.skip_pipeline:
+        import importlib.util
+
+        specs = save_models(root) if importlib.util.find_spec("transformers") else {}  # not in .venv-timm
+        hf = {name: (spec, MODELS[name][3:]) for name, spec in specs.items()}
+        hook_overhead({**hf, **timm_models()}, args.batch, args.repeats)
+        if specs and not args.skip_pipeline:
             pipeline_rates(specs, args.photos, root)
 
 
