@@ -78,10 +78,15 @@ def s3_endpoint(bucket: str = "lab"):
     url = f"http://127.0.0.1:{port}"
     saved = {k: os.environ.get(k) for k in [*S3_CREDENTIALS, "AWS_ENDPOINT_URL_S3"]}
     os.environ.update(S3_CREDENTIALS, AWS_ENDPOINT_URL_S3=url)
+    s3 = type(fsspec.filesystem("s3", skip_instance_cache=True))
+    s3.clear_instance_cache()  # filesystems made for an earlier endpoint (moto's buckets outlive its servers)
     try:
-        fsspec.filesystem("s3", use_listings_cache=False).mkdir(bucket)
+        fs = fsspec.filesystem("s3", use_listings_cache=False)
+        if not fs.exists(bucket):
+            fs.mkdir(bucket)
         yield url
     finally:
+        s3.clear_instance_cache()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
