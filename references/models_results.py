@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from docs_figures import rows as figure_rows  # a sibling script: references/ is the script's folder
+from docs_figures import write_jpeg
 
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "rescale_factor": 1 / 255}
 MODELS = {  # name: (config, model class, its hub preprocessing, layers)
@@ -48,7 +50,6 @@ CONTROLS = {  # name: (built-in backbone, layers), each extracted with its real 
 }
 WEIGHTS = {"imagenet": (), "random": ("--weights", "random")}
 PREIMAGE = [sys.executable, "-m", "preimage"]
-QUALITY = 85  # the figures' JPEG quality, as references/docs_figures.py writes them
 
 
 def save_model(root: Path, name: str) -> Path:
@@ -85,17 +86,11 @@ def study(out: Path, name: str, store: Path, specs: list[str], args: argparse.Na
     return layers
 
 
-def grid_rows(folder: Path) -> list[np.ndarray]:
-    """The rows of a layers study's grid (the photos, then one row per layer), each 128 pixels high."""
-    grid = cv2.imread(str(folder / "layers-grid.png"))
-    return [grid[i : i + 128] for i in range(0, grid.shape[0], 128)]
-
-
 def control_figure(folders: dict[str, Path], layers: list[str]) -> np.ndarray:
     """The photos once, then each layer's row with real weights above its row with random weights."""
     from preimage.analysis.figures import label_panel
 
-    rows = {tag: grid_rows(folder) for tag, folder in folders.items()}
+    rows = {tag: figure_rows(folder / "layers-grid.png", 128) for tag, folder in folders.items()}
     stacked = [rows["imagenet"][0]]
     for i, layer in enumerate(layers, start=1):
         for tag in WEIGHTS:
@@ -103,12 +98,6 @@ def control_figure(folders: dict[str, Path], layers: list[str]) -> np.ndarray:
             label = label_panel(f"{layer}, {'ImageNet' if tag == 'imagenet' else 'random'} weights", 128)
             stacked.append(np.concatenate([label, picture[:, label.shape[1] :]], axis=1))
     return np.concatenate(stacked, axis=0)
-
-
-def write_jpeg(path: Path, picture: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), picture, [cv2.IMWRITE_JPEG_QUALITY, QUALITY]):
-        raise SystemExit(f"could not write {path}")
-    print(f"wrote {path}", flush=True)
 
 
 def main() -> None:

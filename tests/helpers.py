@@ -93,3 +93,27 @@ def s3_endpoint(bucket: str = "lab"):
             else:
                 os.environ[key] = value
         moto.stop()
+
+
+def extract_train_analyze_invert(folder, spec: str, tmp_path, *extract: str) -> list[str]:
+    """``extract`` (with ``extract``'s options), a small ``train``, ``analyze error`` and ``invert`` of ``spec`` on
+    an image folder, as a user runs them; each must succeed. Their outputs, and the inverted image is written."""
+    from click.testing import CliRunner
+
+    from preimage.cli import main
+
+    store, run = str(tmp_path / "s.zarr"), str(tmp_path / "run")
+    steps = [
+        ["extract", "--images", str(folder), "--store", store, "--feature", spec, "--workers", "1", *extract],
+        ["train", "--store", store, "--feature", spec, "--out", run, "--target-size", "16", "--epochs", "2",
+         "--batch-size", "8", "--width", "16", "--precision", "fp32"],
+        ["analyze", "error", "--store", store, "--decoder", run],
+        ["invert", str(folder / "00.png"), "--decoder", run, "--out", str(tmp_path / "invert")],
+    ]  # fmt: skip
+    outputs = []
+    for args in steps:
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (args[0], result.output)
+        outputs.append(result.output)
+    assert (tmp_path / "invert" / "00.png").is_file()
+    return outputs

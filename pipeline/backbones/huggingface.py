@@ -109,7 +109,7 @@ def hf_backbone_config(name: str) -> BackboneConfig:
         raise WeightsUnavailable(f"{name}: {where}; give a model id (hf:facebook/dinov2-small) or a folder that "
                                  "save_pretrained wrote")  # fmt: skip
     model_config = transformers.AutoConfig.for_model(**settings)
-    tower = _image_tower(transformers, model_config)
+    tower = _image_tower(model_config)
     processor = _read_json(ref, "preprocessor_config.json")
     if processor is None:
         raise WeightsUnavailable(f"{name}: no preprocessor_config.json, so its preprocessing is unknown; save the "
@@ -128,7 +128,7 @@ def hf_backbone_config(name: str) -> BackboneConfig:
                           description=f"Hugging Face {tower.model_type} ({ref})")  # fmt: skip
 
 
-def _image_tower(transformers, model_config):
+def _image_tower(model_config):
     """The config of the model that takes the images: an image-text model's vision tower (CLIP, SigLIP: their
     ``vision_config``), else the model's own."""
     vision = getattr(model_config, "vision_config", None)

@@ -16,14 +16,13 @@ from __future__ import annotations
 import difflib
 import functools
 import math
-from pathlib import Path
 
 import torch
 
 from .hooks import HookedModel, call_order
 from .huggingface import offline
 from .registry import BackboneConfig, Preprocess, WeightSource
-from .weights import WeightsUnavailable
+from .weights import WeightsUnavailable, hub_file_present
 
 PREFIX = "timm:"
 INSTALL = "pip install 'preimage[timm]' (with a torchvision built for the installed torch)"
@@ -98,32 +97,27 @@ def timm_backbone_config(name: str) -> BackboneConfig:
     return BackboneConfig(name, build, layers, preprocess, (source,), description=f"timm {tag}")
 
 
-def _cached_file(cfg: dict) -> Path | None:
-    """The pretrained weights' file in the Hugging Face hub cache or torch's hub folder (None: not there)."""
+def _cached(cfg: dict) -> bool:
+    """Whether the pretrained weights' file is in the Hugging Face hub cache or torch's hub folder."""
     hub_id = cfg.get("hf_hub_id")
     if hub_id:
         from huggingface_hub import try_to_load_from_cache
 
-        for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-            cached = try_to_load_from_cache(hub_id.split("@")[0], filename)
-            if isinstance(cached, str):
-                return Path(cached)
-    url = cfg.get("url")
-    if url:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-        return path if path.is_file() else None
-    return None
+        files = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+        if any(isinstance(try_to_load_from_cache(hub_id.split("@")[0], f), str) for f in files):
+            return True
+    return bool(cfg.get("url")) and hub_file_present(cfg["url"].rsplit("/", 1)[-1])
 
 
 def _weights_present(cfg: dict) -> bool | None:
-    return True if _cached_file(cfg) else (False if offline() else None)
+    return True if _cached(cfg) else (False if offline() else None)
 
 
 def _pretrained_state(ref: str, cfg: dict) -> dict[str, torch.Tensor]:
     """The model's pretrained weights as :class:`HookedModel` names them, loaded by timm itself (its key
     conversions, its safe loaders); offline, from the caches only."""
     timm = _timm()
-    if offline() and _cached_file(cfg) is None:
+    if offline() and not _cached(cfg):
         raise WeightsUnavailable(f"no weights for timm:{ref} in the hub cache (HF_HUB_OFFLINE is set); download them "
                                  "online, give --weights FILE (its state_dict or safetensors), or --weights random "
                                  "for a randomly initialised model (recorded as such)")  # fmt: skip

@@ -92,12 +92,12 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, batch, d
         from ..cache.backend import is_url
         from ..pipeline.batch_cluster import batch_cluster
 
-        if is_url(store):  # the jobs' logs in the current folder
-            logs = Path(f"{str(store).rstrip('/').rsplit('/', 1)[-1]}.jobs").resolve()
+        if is_url(store):  # the jobs' logs in the current folder; the workers need not see a URL as a path
+            logs, visible = Path(f"{str(store).rstrip('/').rsplit('/', 1)[-1]}.jobs").resolve(), []
         else:  # beside the store
-            logs = store.resolve().parent / f"{store.name}.jobs"
+            logs, visible = store.resolve().parent / f"{store.name}.jobs", [store]
         spec = replace(batch, log_directory=str(logs), dashboard_address=dashboard_address)
-        visible = ([] if is_url(store) else [store]) + ([source.location] if source.kind in ("folder", "list") else [])
+        visible += [source.location] if source.kind in ("folder", "list") else []
 
         def submitted(client, line: str) -> None:
             click.echo(line)

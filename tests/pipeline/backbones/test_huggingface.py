@@ -20,7 +20,7 @@ from preimage.pipeline.features.extractor import Extractor
 from preimage.pipeline.images import to_float
 from preimage.pipeline.sources import folder_source
 
-from ...helpers import run_extract, write_crops
+from ...helpers import extract_train_analyze_invert, run_extract, write_crops
 
 transformers = pytest.importorskip("transformers", reason="the models extra: pip install 'preimage[models]'")
 
@@ -212,22 +212,8 @@ def test_bad_models_and_layers_are_one_clear_line(folders, tmp_path):
 def test_extract_train_analyze_and_invert_a_transformer_block_and_a_resnet_stage(folders, photos, model, layer,
                                                                                 tmp_path):  # fmt: skip
     folder = write_crops(tmp_path / "images", photos, 48, 120, (2, 2))
-    spec, store, run = f"{folders[model]}:{layer}", str(tmp_path / "s.zarr"), str(tmp_path / "run")
-    runner = CliRunner()
-    steps = [
-        ["extract", "--images", str(folder), "--store", store, "--feature", spec, "--size", "32", "--workers", "1"],
-        ["train", "--store", store, "--feature", spec, "--out", run, "--target-size", "16", "--epochs", "2",
-         "--batch-size", "8", "--width", "16", "--precision", "fp32"],
-        ["analyze", "error", "--store", store, "--decoder", run],
-        ["invert", str(folder / "00.png"), "--decoder", run, "--out", str(tmp_path / "invert")],
-    ]  # fmt: skip
-    outputs = []
-    for args in steps:
-        result = runner.invoke(main, args)
-        assert result.exit_code == 0, (args[0], result.output)
-        outputs.append(result.output)
+    outputs = extract_train_analyze_invert(folder, f"{folders[model]}:{layer}", tmp_path, "--size", "32")
     assert "normalised error" in outputs[2] and "psnr" in outputs[2].lower()
-    assert (tmp_path / "invert" / "00.png").is_file()
 
 
 def test_weights_that_do_not_fit_and_a_size_the_model_cannot_take(folders, tmp_path):

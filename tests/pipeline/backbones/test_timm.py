@@ -19,7 +19,7 @@ from preimage.pipeline.features.extractor import Extractor
 from preimage.pipeline.images import to_float
 from preimage.pipeline.sources import folder_source
 
-from ...helpers import run_extract, write_crops
+from ...helpers import extract_train_analyze_invert, run_extract, write_crops
 
 timm = pytest.importorskip("timm", reason="timm runs in .venv-timm (bash .ci/setup --timm)", exc_type=ImportError)
 
@@ -171,19 +171,6 @@ def test_bad_models_layers_and_weights_are_one_clear_line(weights, tmp_path):
 @pytest.mark.parametrize(("model", "layer"), [(VIT, "blocks.5"), (RESNET, "layer2")])
 def test_extract_train_analyze_and_invert(model, layer, photos, tmp_path):
     folder = write_crops(tmp_path / "images", photos, 32, 120, (2, 2))
-    spec, store, run = f"timm:{model}:{layer}", str(tmp_path / "s.zarr"), str(tmp_path / "run")
-    steps = [
-        ["extract", "--images", str(folder), "--store", store, "--feature", spec, "--size", "64", "--workers", "1",
-         "--weights", "random"],
-        ["train", "--store", store, "--feature", spec, "--out", run, "--target-size", "16", "--epochs", "2",
-         "--batch-size", "8", "--width", "16", "--precision", "fp32"],
-        ["analyze", "error", "--store", store, "--decoder", run],
-        ["invert", str(folder / "00.png"), "--decoder", run, "--out", str(tmp_path / "invert")],
-    ]  # fmt: skip
-    outputs = []
-    for args in steps:
-        result = CliRunner().invoke(main, args)
-        assert result.exit_code == 0, (args[0], result.output)
-        outputs.append(result.output)
+    outputs = extract_train_analyze_invert(folder, f"timm:{model}:{layer}", tmp_path, "--size", "64", "--weights",
+                                           "random")  # fmt: skip
     assert "normalised error" in outputs[2]
-    assert (tmp_path / "invert" / "00.png").is_file()
