@@ -128,8 +128,10 @@ def read_images(store: FeatureStore, rows: np.ndarray) -> torch.Tensor:
 
 
 def read_features(store: FeatureStore, feature: str, rows: np.ndarray) -> torch.Tensor:
-    """Stored features of ``rows`` as float32."""
-    return torch.from_numpy(store.take(feature_path(feature), rows)).float()
+    """Stored features of ``rows`` as float32 (a model's features held under another folder's name too)."""
+    from ..train.checkpoint import stored_name
+
+    return torch.from_numpy(store.take(feature_path(stored_name(store, feature)), rows)).float()
 
 
 def reconstruct(store: FeatureStore, run: TrainedRun, model: Decoder, rows: np.ndarray) -> torch.Tensor:

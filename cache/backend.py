@@ -242,7 +242,19 @@ class ObjectBackend(Backend):
             return None
 
     def write(self, key: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(key), data)
+        try:
+            self.fs.pipe_file(self._path(key), data)
+        except FileNotFoundError as err:
+            raise self._no_bucket(err) from None
+
+    def _no_bucket(self, err: FileNotFoundError) -> FileNotFoundError:
+        """A write refused for want of a bucket, said with the bucket's name and how to make it."""
+        if "bucket" not in str(err).lower():
+            return err
+        bucket = self.root.split("/", 1)[0]
+        return FileNotFoundError(f"{self.url}: the bucket {bucket!r} does not exist at this endpoint; create it first "
+                                 f"(aws s3 mb {self.protocol}://{bucket}, or your storage's console or mc mb for "
+                                 "MinIO), or give a store in a bucket that exists")  # fmt: skip
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -305,6 +317,8 @@ class ObjectBackend(Backend):
         """Create the lock object if there is none (or take over an abandoned one); True if it is ours."""
         try:
             self.fs.pipe_file(self._path(LOCK_FILE), token.encode(), mode="create")
+        except FileNotFoundError as err:
+            raise self._no_bucket(err) from None
         except FileExistsError:
             if not self._abandoned():
                 return False

@@ -124,6 +124,13 @@ def _module(rep: Representation, weights: str | None, sha256: str | None) -> tor
     return _MODULES[key]
 
 
+def model_weights_sha256(spec: str, weights: str | None = None) -> str | None:
+    """The hash of the weights that the model of ``spec`` loads (None for a hand-crafted representation): what
+    identifies a model from a source wherever its folder is (``identity``)."""
+    rep = get_representation(spec)
+    return rep.weights_sha256(_module(rep, weights, None))
+
+
 def compute_features(
     jobs: list[FeatureJob], batches: dict[int, np.ndarray], timer: StepTimer | None = None
 ) -> dict[str, np.ndarray]:

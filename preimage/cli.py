@@ -64,6 +64,8 @@ class PreimageGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.exceptions.UsageError as err:  # a wrong option or argument: one line too, naming the help
+            raise click.ClickException(one_line_usage(err)) from None
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
             raise
         except Interrupted as err:
@@ -78,6 +80,14 @@ class PreimageGroup(click.Group):
             if message is None or ctx.params.get("verbose"):
                 raise
             raise click.ClickException(message) from None
+
+
+def one_line_usage(err: click.exceptions.UsageError) -> str:
+    """A usage error (an option's bad value, a missing argument) as the one line every other mistake is, with the
+    command whose ``--help`` says more."""
+    message = err.format_message().rstrip(".")
+    command = err.ctx.command_path if err.ctx is not None else "preimage"
+    return f"{message}; see {command} --help"
 
 
 def _stdout_closed() -> bool:

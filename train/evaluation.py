@@ -31,6 +31,10 @@ def evaluate(
     (``train_fraction`` of the training part); ``all`` is every row read."""
     was_training = model.training
     model.eval()
+    if model.takes != "images":
+        from .checkpoint import stored_name
+
+        feature = stored_name(store, feature)  # the name the store holds it under (a model's folder elsewhere)
     rows = np.flatnonzero(split_rows(store, split, held_out, train_fraction))[:max_rows]
     if len(rows) < 2:
         return {}

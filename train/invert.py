@@ -8,8 +8,9 @@ import os
 import numpy as np
 import torch
 
-from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
+from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features, model_weights_sha256
 from ..pipeline.decode import read_images
+from ..pipeline.identity import relocate, source_model
 from ..pipeline.images import center_square, to_float
 from .inverters import load_inverter
 from .locate import Located, locate
@@ -18,40 +19,63 @@ from .metrics import upsample_to
 BATCH = 64  # images per forward pass: bounds the memory a long list of photos needs
 
 
-def decoder_job(run: str | os.PathLike | Located, weights: str | None = None) -> tuple[FeatureJob, int, str]:
+def decoder_job(
+    run: str | os.PathLike | Located, weights: str | None = None, feature: str | None = None
+) -> tuple[FeatureJob, int, str]:
     """The feature job a decoder (a run, a checkpoint, a shipped name or a HOGgles dictionary) was trained on,
-    the stored image size, and the stored dtype."""
+    the stored image size, and the stored dtype. ``feature`` says where the decoder's model is here (a source
+    model's folder, e.g. for a shipped decoder): its weights must be those the decoder was trained on."""
     fingerprint = locate(run).fingerprint
     attrs = fingerprint["feature"]
+    if feature is not None and source_model((attrs.get("params") or {}).get("backbone")):
+        attrs = relocated(attrs, feature, weights)
     return FeatureJob.from_attrs(attrs, weights), int(fingerprint["image_size"]), attrs["dtype"]
 
 
+def relocated(attrs: dict, feature: str, weights: str | None = None) -> dict:
+    """A source model's feature attributes with the model of ``feature``, checked to be the same layer of the same
+    weights (their hash) as the decoder's."""
+    from ..pipeline.features import get_representation
+
+    rep = get_representation(feature)
+    trained = attrs["params"]["layer"]
+    if rep.layer != trained:
+        raise ValueError(f"{feature}: the decoder inverts layer {trained}, not {rep.layer}")
+    sha = model_weights_sha256(rep.name, weights)
+    if sha != attrs.get("weights_sha256"):
+        raise ValueError(f"{rep.backbone}: its weights (sha256 {str(sha)[:16]}) are not those the decoder was trained "
+                         f"on (sha256 {str(attrs.get('weights_sha256'))[:16]}); train a decoder on features of "
+                         "this model (preimage train)")  # fmt: skip
+    return relocate(attrs, rep.backbone)
+
+
 def invert_images(
-    paths: list[str | os.PathLike], run: str | os.PathLike, weights: str | None = None
+    paths: list[str | os.PathLike], run: str | os.PathLike, weights: str | None = None, feature: str | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(original crop, reconstruction) as uint8 RGB at the stored image size, for each image file."""
-    return invert_arrays(read_images(paths, DRAFT_MIN_SIDE), run, weights)
+    return invert_arrays(read_images(paths, DRAFT_MIN_SIDE), run, weights, feature)
 
 
 def invert_arrays(
-    images: list[np.ndarray], run: str | os.PathLike, weights: str | None = None
+    images: list[np.ndarray], run: str | os.PathLike, weights: str | None = None, feature: str | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(original crop, reconstruction) as uint8 RGB at the stored image size, for each uint8 RGB image
-    (H, W, 3) of any size: centre-cropped and resized, its feature computed, exactly as the store did."""
-    crops, recon = reconstruct_arrays(images, run, weights)
+    (H, W, 3) of any size: centre-cropped and resized, its feature computed, exactly as the store did
+    (``feature``: where the decoder's model is here, :func:`decoder_job`)."""
+    crops, recon = reconstruct_arrays(images, run, weights, feature)
     pictures = (upsample_to(recon, crops.shape[1]).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     return list(zip(crops, pictures, strict=True))
 
 
 @torch.no_grad()
 def reconstruct_arrays(
-    images: list[np.ndarray], run: str | os.PathLike, weights: str | None = None
+    images: list[np.ndarray], run: str | os.PathLike, weights: str | None = None, feature: str | None = None
 ) -> tuple[np.ndarray, torch.Tensor]:
     """The stored-size crops (N, S, S, 3) uint8 of uint8 RGB images of any size, and their reconstructions
     (N, 3, T, T) in [0, 1] at the decoder's size: each crop's feature computed exactly as the store did, so these
     score as the store's rows would."""
     located = locate(run)  # one header read for the job and the model
-    job, image_size, dtype = decoder_job(located, weights)
+    job, image_size, dtype = decoder_job(located, weights, feature)
     model = load_inverter(located)
     crops, recon = [], []
     for start in range(0, len(images), BATCH):

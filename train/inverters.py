@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..cache.store import FeatureStore, differences
+from ..pipeline.identity import location_free
 from . import checkpoint
 from .decoders import Decoder, DecoderConfig, create_decoder
 from .locate import Located, locate
@@ -46,12 +47,14 @@ class Optimization(nn.Module):
 
 
 def check_fingerprint(header: dict, fingerprint: dict, where: str) -> None:
-    """An inverter only applies to features computed exactly as those it was trained on."""
+    """An inverter only applies to features computed exactly as those it was trained on (a model from a source:
+    the same weights, wherever they were)."""
     trained = header["fingerprint"]
-    if trained["sha256"] != fingerprint["sha256"]:
+    if checkpoint.fingerprint_sha256(trained) != checkpoint.fingerprint_sha256(fingerprint):
         problems = differences(
-            {k: v for k, v in fingerprint.items() if k != "sha256"},
-            {k: v for k, v in trained.items() if k != "sha256"},
+            {k: v for k, v in fingerprint.items() if k != "sha256"}
+            | {"feature": location_free(fingerprint["feature"])},
+            {k: v for k, v in trained.items() if k != "sha256"} | {"feature": location_free(trained["feature"])},
             labels=("the store", "the decoder"),
         )
         raise ValueError(
@@ -64,8 +67,10 @@ def check_store(located: Located, store: FeatureStore | None, feature: str | Non
     """With a ``store``: refused unless its ``feature`` (default: the trained one) was computed as the training
     features were."""
     if store is not None:
-        name = feature or located.fingerprint["feature"]["representation"]
-        check_fingerprint(located.header, checkpoint.store_fingerprint(store, name), str(store.path))
+        trained = located.fingerprint["feature"]
+        name = feature or trained["representation"]
+        fingerprint = checkpoint.store_fingerprint(store, name, None if feature else trained.get("weights_sha256"))
+        check_fingerprint(located.header, fingerprint, str(store.path))
 
 
 def load_decoder(

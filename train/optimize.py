@@ -209,7 +209,8 @@ def optimize(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> Inversion:
     """Invert a batch of features ``phi0`` (N, *feature shape) by momentum gradient descent on the pixels,
-    ``config.restarts`` pre-images each from different noise, all optimised together in one batch."""
+    ``config.restarts`` pre-images each from different noise, all optimised together in one batch. ``progress``
+    hears each step; returning False stops the descent there, with the pre-images reached so far as the result."""
     device = target.device
     n, k = len(phi0), config.restarts
     shape = (n * k, target.channels, target.size, target.size)
@@ -242,8 +243,8 @@ def optimize(
             velocity.mul_(config.momentum).add_(grad, alpha=-lr * sigma**2)
             u.add_(velocity).clamp_(low, high)
         history.append(float(total.detach().mean()))
-        if progress is not None:
-            progress(step + 1, len(rates), history[-1])
+        if progress is not None and progress(step + 1, len(rates), history[-1]) is False:
+            break  # asked to stop: the pre-image reached so far is the result
     with torch.no_grad():
         _, data, features = objective(u)
         images = (u / 255 + mean).clamp(0, 1)

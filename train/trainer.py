@@ -135,6 +135,16 @@ def schedule_steps(config: TrainConfig, stream: ShardStream) -> tuple[list[int],
     return steps_per_epoch, total, min(total, config.max_steps or total)
 
 
+MAX_PREVIEWS = 12  # preview PNGs a run writes, however many epochs it has
+
+
+def previewed(epoch: int, epochs: int) -> bool:
+    """Whether the end of ``epoch`` (from 0) writes a preview: evenly spread, at most :data:`MAX_PREVIEWS`, the
+    last epoch always."""
+    every = -(-epochs // MAX_PREVIEWS)
+    return (epoch + 1) % every == 0 or epoch + 1 == epochs
+
+
 def train(config: TrainConfig, resume: bool | str = False, show_progress: bool = True, announce=None) -> dict:
     """Train (or resume) the run in ``config.out``; returns the last evaluation's metrics. ``resume``: True to
     continue the run there (an error when it has no checkpoint), ``"auto"`` to continue it when there is one and
@@ -146,6 +156,7 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     rank, world = init_distributed(device)
     out = Path(config.out)
     store = FeatureStore.open(config.store)
+    config = replace(config, feature=checkpoint.stored_name(store, config.feature))  # as the store names it
     fingerprint = checkpoint.store_fingerprint(store, config.feature)
     stream = ShardStream(config.store, config.feature, "train", config.target_size, config.batch_size,
                          config.buffer_shards, config.seed, config.held_out,
@@ -219,7 +230,9 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
     run.config = replace(config, precision=run_precision(config.precision, run.device))
     train_mask = split_rows(run.store, "train", config.held_out, config.train_fraction)
     if train_mask.sum() < config.batch_size:
-        raise ValueError(f"{config.store}: {train_mask.sum()} training rows, fewer than one batch")
+        raise ValueError(f"{config.store}: {train_mask.sum()} training rows, fewer than one batch of "
+                         f"{config.batch_size}; give --batch-size {max(1, int(train_mask.sum()))} or less, or extract "
+                         "more images")  # fmt: skip
     run.model.input_scale.fill_(feature_scale(run.store, config.feature, train_mask))
     if config.init:
         start_from(run.model, config.init, run.store, config.feature)
@@ -356,7 +369,7 @@ class _Run:
                 self.save(state)
                 break
             state.update(epoch=epoch + 1, batch=0)
-            preview = Path(config.out) / f"preview-e{epoch + 1:03d}.png"
+            preview = Path(config.out) / f"preview-e{epoch + 1:03d}.png" if previewed(epoch, config.epochs) else None
             evaluation = evaluate(
                 self.model, self.store, config.feature, config.held_out, config.eval_rows, preview=preview
             )

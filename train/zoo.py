@@ -17,6 +17,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..pipeline.identity import location_free, portable_name
+
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 SUFFIX = ".safetensors"
 ALL = "zoo"  # what --decoder takes for every shipped decoder
@@ -29,10 +31,11 @@ class Shipped:
     """A decoder that ships with preimage: its representation, the loss it was trained with, its file and its model
     card (a dict)."""
 
-    feature: str
+    feature: str  # as the zoo names it: a model in a folder by the folder's name (``identity.portable_name``)
     loss: str
     path: Path
     card: dict
+    features: dict  # the attributes of the features it takes (its fingerprint's)
 
     @property
     def name(self) -> str:
@@ -51,7 +54,7 @@ def shipped_name(feature: str, loss: str = PIXEL) -> str:
 def file_stem(feature: str, loss: str = PIXEL) -> str:
     """The file name of a shipped decoder, without suffix (``alexnet:conv5`` -> ``alexnet-conv5``; with the loss
     ``deepsim``, ``alexnet-conv5-deepsim``)."""
-    stem = feature.replace(":", "-")
+    stem = portable_name(feature).replace(":", "-")
     return stem if loss == PIXEL else f"{stem}-{loss}"
 
 
@@ -71,7 +74,8 @@ def list_shipped() -> list[Shipped]:
     for path in sorted(ZOO_DIR.glob(f"*{SUFFIX}")):
         header = json.loads(read_metadata(path)["header"])
         config = header["config"]
-        found.append(Shipped(config["feature"], config.get("loss", PIXEL), path, header.get("card", {})))
+        found.append(Shipped(portable_name(config["feature"]), config.get("loss", PIXEL), path, header.get("card", {}),
+                             header["fingerprint"]["feature"]))  # fmt: skip
     return sorted(found, key=lambda s: (":" in s.feature, s.feature, s.loss != PIXEL, s.loss))
 
 
@@ -84,6 +88,15 @@ def shipped(name: str) -> Shipped:
     names = ", ".join(s.name for s in list_shipped()) or "none"
     raise FileNotFoundError(f"no decoder {name!r} ships with preimage (shipped: {names}); train one with "
                             "preimage train and pass its run folder")  # fmt: skip
+
+
+def shipped_for(identity: str, loss: str = PIXEL) -> Shipped | None:
+    """The shipped decoder of a model from a source by what it is (``identity.location_free``'s representation:
+    its weights' hash and layer), wherever the user's copy of the model lives; None when none ships."""
+    for entry in list_shipped():
+        if entry.loss == loss and location_free(entry.features)["representation"] == identity:
+            return entry
+    return None
 
 
 def resolve(decoder: str | os.PathLike) -> Path:

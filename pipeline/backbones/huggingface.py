@@ -45,21 +45,61 @@ def _local(ref: str) -> bool:
     return Path(ref).expanduser().is_dir()
 
 
+def _looks_like_a_folder(ref: str) -> bool:
+    """Whether ``ref`` is written as a path (``./tiny``, ``/models/x``, ``~/x``, ``a/b/c``), not a hub id."""
+    return ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
+
+
+@functools.cache
+def _hub_reachable() -> bool:
+    """Whether the hub's host answers at all (a few seconds at most), so an offline machine hears so at once rather
+    than after huggingface_hub's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _unreachable(ref: str) -> WeightsUnavailable:
+    return WeightsUnavailable(f"hf:{ref}: the Hugging Face hub cannot be reached from here and its files are not in "
+                              "the "
+                              "hub cache; online, check the network; offline, give a folder that save_pretrained wrote "
+                              "(hf:./FOLDER), or set HF_HUB_OFFLINE=1 to use the hub cache alone")  # fmt: skip
+
+
 def _hub_file(ref: str, filename: str) -> Path | None:
     """A file of a model: in its folder, or in the hub cache, or downloaded (online only); None when absent."""
     if _local(ref):
         path = Path(ref).expanduser() / filename
         return path if path.is_file() else None
+    if _looks_like_a_folder(ref):
+        raise WeightsUnavailable(f"hf:{ref}: no such folder; give a folder that save_pretrained wrote, or a hub id "
+                                 "such as hf:facebook/dinov2-small")  # fmt: skip
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    cached = try_to_load_from_cache(ref, filename)
+    try:
+        cached = try_to_load_from_cache(ref, filename)
+    except HFValidationError:
+        raise WeightsUnavailable(f"hf:{ref}: neither a folder nor a hub id (such as facebook/dinov2-small)") from None
     if isinstance(cached, str):
         return Path(cached)
     if offline():
         return None
+    if not _hub_reachable():
+        raise _unreachable(ref)
     try:
         return Path(hf_hub_download(ref, filename))
-    except Exception:  # absent from the repository, or the hub unreachable: the caller says what is missing
+    except LocalEntryNotFoundError:  # the hub stopped answering
+        raise _unreachable(ref) from None
+    except Exception:  # absent from the repository: the caller says what is missing
         return None
 
 

@@ -121,8 +121,18 @@ def list_backbones() -> list[str]:
     return sorted(set(_REGISTRY) | set(_BUILTIN) | set(_plugins()))
 
 
+def canonical_model(name: str) -> str:
+    """A model in a local Hugging Face folder named by the folder's absolute path (``hf:./tiny-dino`` ->
+    ``hf:/home/u/tiny-dino``), so that one folder is one name from any working folder; other names as they are."""
+    prefix, _, ref = name.partition(":")
+    if prefix == "hf" and ref and Path(ref).expanduser().is_dir():
+        return f"hf:{Path(ref).expanduser().resolve()}"
+    return name
+
+
 def get_config(name: str) -> BackboneConfig:
     """The config of a backbone (its module imported on first use), or a clear error listing the known names."""
+    name = canonical_model(name)
     if name not in _REGISTRY:
         import importlib
 

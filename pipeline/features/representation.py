@@ -184,8 +184,17 @@ def split_spec(spec: str) -> tuple[str, str | None]:
         return spec, None
     model, sep, layers = spec.rpartition(":")
     if not sep or not model or not layers:
-        raise ValueError(f"unknown representation {spec!r}; use hog, lbp, sift or MODEL:LAYER (e.g. alexnet:conv3)")
-    return model, layers
+        import difflib
+
+        from ..backbones import list_backbones
+
+        close = difflib.get_close_matches(spec, [*HANDCRAFTED, *(f"{b}:LAYER" for b in list_backbones())], n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(f"unknown representation {spec!r}; {hint}use hog, lbp, sift or MODEL:LAYER (e.g. "
+                         "alexnet:conv3; preimage features lists them)")  # fmt: skip
+    from ..backbones.registry import canonical_model
+
+    return canonical_model(model), layers
 
 
 def _handcrafted(name: str, **params) -> Representation:

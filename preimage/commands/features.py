@@ -6,28 +6,29 @@ import click
 
 
 @click.command()
-@click.option("--size", default=None, type=int, help="Square image size for the output shapes [default: 224]; a model "
-              "with an input size of its own (--model) always takes that.")  # fmt: skip
+@click.option("--size", default=128, show_default=True, type=click.IntRange(min=16),
+              help="The --size of a store: the hand-crafted shapes at that side; a model's layers as such a store "
+              "holds them (every model is fed its own input side, e.g. 224 for AlexNet).")  # fmt: skip
 @click.option("--model", default=None, help="One model's layers instead, e.g. hf:facebook/dinov2-small or a folder "
               "(hf:./my-vit): each with its output shape and how it is stored.")  # fmt: skip
-def features(size: int | None, model: str | None) -> None:
-    """List every representation this install can compute, with parameters and output shape."""
+def features(size: int, model: str | None) -> None:
+    """List every representation this install can compute, with parameters and output shape as a store holds it."""
     if model is not None:
         _model_layers(model)
         return
-    size = size or 224
     from ..pipeline.backbones import get_config, list_backbones
     from ..pipeline.backbones.registry import computable_layers
     from ..pipeline.features import get_representation, list_representations
 
     ready = {name: computable_layers(get_config(name))[0] for name in list_backbones()}
-    header = f"output at {size}x{size}"
+    header = f"in a --size {size} store"
     click.echo(f"{'representation':28} {'input':5} {'grad':4} {'here':5} {header:18} parameters")
     for name in list_representations():
         rep = get_representation(name)
         backbone = rep.params.get("backbone")
         here = "yes" if backbone is None or rep.params["layer"] in ready[backbone] else "no*"
-        shape = "x".join(map(str, rep.output_shape(size, size)))
+        side = rep.input_size or size  # a model is fed its own side, whatever the store's
+        shape = "x".join(map(str, rep.output_shape(side, side)))
         params = ", ".join(f"{k}={v}" for k, v in rep.params.items())
         click.echo(f"{name:28} {rep.input:5} {'yes' if rep.differentiable else 'no':4} {here:5} {shape:18} {params}")
     click.echo("\nweights, tried in order (an explicit --weights FILE always comes first):")

@@ -42,29 +42,35 @@ def invert(images, method, decoder, feature, loss, size, out, weights, overwrite
 
     from ..pipeline.images import save_rgb, to_uint8
 
+    arrays, skipped = _readable(images)
+    if not arrays:
+        raise click.ClickException(f"no readable image among the {len(images)} given: {'; '.join(skipped.values())}")
+    targets = [t for t, path in zip(targets, images, strict=True) if path not in skipped]
+    images = tuple(path for path in images if path not in skipped)
     if method == "hoggles":
-        from ..train.invert import invert_images
+        from ..train.invert import invert_arrays
         from ..train.locate import locate
 
         if decoder is None or not Path(decoder).exists() or locate(decoder).method != "hoggles":
             raise click.UsageError("--method hoggles needs --decoder RUN, a folder of preimage train --method hoggles")
-        rows = [[original, recon] for original, recon in invert_images(list(images), decoder)]
+        rows = [[original, recon] for original, recon in invert_arrays(arrays, decoder)]
     elif method == "decoder":
         if decoder is None and feature is None:
             raise click.UsageError("--method decoder needs --feature F (the decoder that ships for F: preimage zoo) "
                                    "or --decoder RUN (your own run)")  # fmt: skip
-        if decoder is not None and feature is not None:
-            raise click.UsageError("give --feature (a shipped decoder) or --decoder (a run), not both")
-        from ..train.invert import invert_images
-        from ..train.zoo import PIXEL, resolve, shipped, shipped_name
+        if decoder is not None and feature is not None and not _source_model(feature):
+            raise click.UsageError("give --feature (a shipped decoder) or --decoder (a run), not both (both only for "
+                                   "a model from a source, hf:FOLDER:LAYER: where the run's model is now)")  # fmt: skip
+        from ..train.invert import invert_arrays
+        from ..train.zoo import PIXEL, resolve
 
         if decoder is not None and loss != PIXEL:
             raise click.UsageError("--loss chooses among the decoders that ship for --feature; a run folder "
                                    "(--decoder) was trained with its own")  # fmt: skip
-        decoder = resolve(decoder) if decoder is not None else shipped(shipped_name(feature, loss)).path
+        decoder = resolve(decoder) if decoder is not None else shipped_decoder(feature, loss, weights)
         click.echo(f"decoder: {decoder}")
 
-        rows = [[original, recon] for original, recon in invert_images(list(images), decoder, weights)]
+        rows = [[original, recon] for original, recon in invert_arrays(arrays, decoder, weights, feature)]
     else:
         if feature is None:
             raise click.UsageError("--method optimize needs --feature, e.g. --feature alexnet:conv3")
@@ -84,6 +90,54 @@ def invert(images, method, decoder, feature, loss, size, out, weights, overwrite
     for target, row in zip(targets, rows, strict=True):
         target = save_rgb(target, np.concatenate(row, axis=1))
         click.echo(f"wrote {target} (original | {' | '.join(['reconstruction'] * (len(row) - 1))})")
+    if skipped:
+        raise click.ClickException(f"{len(skipped)} of {len(skipped) + len(images)} files skipped, the others "
+                                   f"written: {'; '.join(skipped.values())}")  # fmt: skip
+
+
+def _readable(paths: tuple[Path, ...]) -> tuple[list, dict[Path, str]]:
+    """The images that can be read, and for each file that cannot, why; one unreadable file loses no other."""
+    from ..pipeline.contract import DRAFT_MIN_SIDE
+    from ..pipeline.decode import ImageReadError, read_image
+
+    arrays, skipped = [], {}
+    for path in paths:
+        try:
+            arrays.append(read_image(path, DRAFT_MIN_SIDE))
+        except ImageReadError as err:
+            skipped[path] = f"{path}: {err}"
+            click.echo(f"skipped {path}: {err}", err=True)
+    return arrays, skipped
+
+
+def _source_model(feature: str) -> bool:
+    from ..pipeline.identity import source_model
+
+    return source_model(feature)
+
+
+def shipped_decoder(feature: str, loss: str, weights: str | None) -> Path:
+    """The shipped decoder of ``feature``: by its name, or for a model from a source (``hf:FOLDER:LAYER``) by its
+    weights' hash and layer, wherever the folder is."""
+    from ..pipeline.features import get_representation
+    from ..pipeline.identity import location_free, source_model
+    from ..train.zoo import shipped, shipped_for, shipped_name
+
+    try:
+        return shipped(shipped_name(feature, loss)).path
+    except FileNotFoundError:
+        rep = get_representation(feature)
+        if not source_model(rep.backbone):
+            raise
+        from ..pipeline.contract import model_weights_sha256
+
+        sha = model_weights_sha256(rep.name, weights)
+        found = shipped_for(location_free({"params": rep.params, "weights_sha256": sha})["representation"], loss)
+        if found is None:
+            raise FileNotFoundError(f"no decoder ships for {rep.name} (its weights' sha256 {str(sha)[:16]}; preimage "
+                                    "zoo lists what ships); train one with preimage train and pass --decoder "
+                                    "RUN") from None  # fmt: skip
+        return found.path
 
 
 def output_names(paths: tuple[Path, ...] | list[Path]) -> list[str]:

@@ -22,6 +22,7 @@ from ..analysis.interpolate import blend
 from ..analysis.perturb import binarize, drop_smallest, dropout, keep_channels, keep_window
 from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ..pipeline.decode import DEFAULT_MAX_PIXELS, read_image
+from ..pipeline.identity import source_model
 from ..pipeline.images import center_square, sample_photos, to_float
 from ..train import zoo
 from ..train.decoders import CHANNELS_LAST
@@ -72,11 +73,19 @@ class Job:
     error: str = ""
     picture: str = ""
     relative_error: float | None = None
+    stopped: bool = False  # stopped by the user: the result is the pre-image at ``step``
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-class Stopped(Exception):
-    """The user stopped an optimisation."""
+def models_here(models: list[str]) -> dict[str, str]:
+    """Models from a source that the user gave (``hf:FOLDER``, or a bare folder), by their weights' hash."""
+    from ..pipeline.backbones import create_backbone
+
+    found = {}
+    for model in models:
+        name = model if source_model(model) else f"hf:{model}"
+        found[create_backbone(name).weights.sha256] = name
+    return found
 
 
 class Explorer:
@@ -84,11 +93,17 @@ class Explorer:
     by id, their features, the store's histograms and the running optimisations."""
 
     def __init__(self, decoders: list[str | os.PathLike] = (), store: str | os.PathLike | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:  # fmt: skip
+                 max_pixels: int = DEFAULT_MAX_PIXELS, models: list[str] = ()) -> None:  # fmt: skip
         self.max_pixels = max_pixels
         self.panels: dict[str, Panel] = {}
+        here = models_here(models)  # a shipped decoder of a model from a source shows where its weights are given
         for entry in zoo.list_shipped():
-            self._add_panel(entry.name, entry.path)
+            backbone = (entry.features.get("params") or {}).get("backbone")
+            if not source_model(backbone):
+                self._add_panel(entry.name, entry.path)
+            elif entry.features.get("weights_sha256") in here:
+                model = here[entry.features["weights_sha256"]]
+                self._add_panel(entry.name, entry.path, f"{model}:{entry.features['params']['layer']}")
         for path in decoders:
             located = locate(path)
             if located.method != "decoder" or located.autoencoder:
@@ -111,9 +126,9 @@ class Explorer:
         self.jobs: dict[str, Job] = {}
         self._optimising = threading.Semaphore(1)  # one optimisation at a time: it takes both cores
 
-    def _add_panel(self, name: str, source) -> None:
+    def _add_panel(self, name: str, source, feature: str | None = None) -> None:
         located = locate(source)
-        job, image_size, dtype = decoder_job(located)
+        job, image_size, dtype = decoder_job(located, feature=feature)
         config = located.settings() or {}
         self.panels[name] = Panel(name, job.name, config.get("loss", zoo.PIXEL), job, image_size, dtype,
                                   load_decoder(located).eval(), located.fingerprint)  # fmt: skip
@@ -247,24 +262,28 @@ class Explorer:
         if self.store is None:
             raise ExploreError("random samples come from a store's histograms: start the explorer with --store S")
         panel = self.panel(name)
-        if panel.feature not in self.store.feature_names():
-            raise ExploreError(f"the store holds no {panel.feature}; it holds {', '.join(self.store.feature_names())}")
         from ..analysis.sample import histograms, sample_histograms
-        from ..train.checkpoint import store_fingerprint
+        from ..cache.store import StoreError
+        from ..train.checkpoint import store_fingerprint, stored_name
         from ..train.inverters import check_fingerprint
 
         try:
-            check_fingerprint({"fingerprint": panel.fingerprint}, store_fingerprint(self.store, panel.feature),
+            feature = stored_name(self.store, panel.feature, panel.job.weights_sha256)
+        except StoreError:
+            raise ExploreError(f"the store holds no {panel.feature}; it holds "
+                               f"{', '.join(self.store.feature_names())}") from None  # fmt: skip
+        try:
+            check_fingerprint({"fingerprint": panel.fingerprint}, store_fingerprint(self.store, feature),
                               str(self.store.path))  # fmt: skip
         except ValueError as err:
             raise ExploreError(f"{name}: no samples from this store: {str(err).splitlines()[0]}") from None
 
-        if panel.feature not in self._histograms:
+        if feature not in self._histograms:
             import dask.array as da
 
-            array = da.from_zarr(self.store.features(panel.feature))
-            self._histograms[panel.feature] = histograms(array[: min(vectors, array.shape[0])])
-        x = sample_histograms(self._histograms[panel.feature], 1, 2.0, int(seed))
+            array = da.from_zarr(self.store.features(feature))
+            self._histograms[feature] = histograms(array[: min(vectors, array.shape[0])])
+        x = sample_histograms(self._histograms[feature], 1, 2.0, int(seed))
         return self.picture(self.decode(name, x.reshape(1, *panel.model.config.input_shape)), None)
 
     def picture(self, recon: torch.Tensor, target: torch.Tensor | None) -> dict:
@@ -307,10 +326,9 @@ class Explorer:
         ident_job = uuid.uuid4().hex[:12]
         self.jobs[ident_job] = job
 
-        def progress(step: int, total: int, value: float) -> None:
+        def progress(step: int, total: int, value: float) -> bool:
             job.step, job.total = step, total
-            if job.stop.is_set():
-                raise Stopped
+            return not job.stop.is_set()  # stopped: the pre-image so far is the result
 
         def work() -> None:
             try:
@@ -320,8 +338,7 @@ class Explorer:
                 result = run(target, phi0, with_defaults(OptimizeConfig(), steps=steps), progress)
                 job.picture = png_data_url(result.images[0, 0].expand(3, -1, -1).clamp(0, 1))
                 job.relative_error = float(result.relative_error[0, 0])
-            except Stopped:
-                job.error = "stopped"
+                job.stopped = job.stop.is_set()
             except Exception as err:  # shown on the page; the server goes on
                 job.error = f"{type(err).__name__}: {err}"
             finally:

@@ -26,6 +26,9 @@ def asset(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 
 
+MIB = 1024 * 1024
+
+
 def create_app(explorer: Explorer, max_upload: int = MAX_UPLOAD) -> Starlette:
     """The page and its API over ``explorer``."""
 
@@ -91,7 +94,7 @@ def create_app(explorer: Explorer, max_upload: int = MAX_UPLOAD) -> Starlette:
         if request.method == "DELETE":
             found.stop.set()
         return JSONResponse({"feature": found.feature, "step": found.step, "total": found.total, "done": found.done,
-                             "error": found.error, "png": found.picture,
+                             "error": found.error, "png": found.picture, "stopped": found.stopped,
                              "relative_error": found.relative_error})  # fmt: skip
 
     routes = [
@@ -138,8 +141,8 @@ async def explore_error(request: Request, err: Exception) -> JSONResponse:
 
 
 def too_large(name: str, size: int, limit: int) -> JSONResponse:
-    return JSONResponse({"error": f"{name}: {size / 1e6:.1f} MB or more, over the {limit / 1e6:.0f} MB an upload may "
-                                  "take (start preimage explore with --max-upload-mb to allow more)"},
+    return JSONResponse({"error": f"{name}: {size / MIB:.1f} MiB or more, over the {limit / MIB:.0f} MiB an upload "
+                                  "may take (start preimage explore with --max-upload-mb to allow more)"},
                         status_code=413)  # fmt: skip
 
 

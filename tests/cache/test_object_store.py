@@ -165,3 +165,12 @@ def test_options_given_to_a_backend_travel_with_it_to_workers(endpoint, bucket_s
     type(backend.fs).clear_instance_cache()  # a worker has no filesystem made with the endpoint in its environment
     travelled = pickle.loads(payload)  # as a dask task carries it
     assert travelled.exists("") and travelled.read("zarr.json") == backend.read("zarr.json") is not None
+
+
+def test_a_store_in_a_missing_bucket_is_one_line_naming_the_bucket_and_the_fix(endpoint):
+    result = CliRunner().invoke(main, ["extract", "--store", "s3://no-such-bucket/x.zarr", "--feature", "hog",
+                                       "--workers", "1"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: s3://no-such-bucket/x.zarr: the bucket 'no-such-bucket' does not exist"), error
+    assert "aws s3 mb s3://no-such-bucket" in error

@@ -141,3 +141,69 @@ def test_train_never_writes_over_another_runs_folder(run, tmp_path):
     (other / "checkpoint.safetensors").unlink()  # a folder another run began
     args = ["train", "--store", str(store), "--feature", "hog", "--out", str(other), "--width", "32"]
     fails_cleanly(args, "holds the run.json of another run (other batch_size, target_size, width)")
+
+
+def test_a_usage_mistake_is_one_error_line_naming_the_help(tmp_path):
+    """A missing store, a store that is a file, a size out of range, a missing image: one line, exit 1."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for args, fragment in [
+        (["train", "--store", str(tmp_path / "none"), "--feature", "hog", "--out", str(tmp_path / "r")], "--store"),
+        (["info", str(afile)], "is a file, not a store"),
+        (["extract", "--size", "7", "--store", str(tmp_path / "s.zarr"), "--feature", "hog"], "--size must be"),
+        (["invert", str(tmp_path / "none.jpg"), "--feature", "hog"], "does not exist"),
+        (["features", "--size", "0"], "--size"),
+    ]:
+        output = fails_cleanly(args, fragment, "--help")
+        assert "Usage:" not in output and len(output.strip().splitlines()) == 1, output
+    assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "r").exists()
+
+
+def test_features_lists_each_layer_as_a_store_of_that_size_holds_it():
+    from preimage.pipeline.contract import stored_row_shape
+
+    for size in (16, 48, 128):
+        result = CliRunner().invoke(main, ["features", "--size", str(size)])
+        assert result.exit_code == 0, result.output
+        rows = {line.split()[0]: line.split()[4] for line in result.output.splitlines()[1:] if line[:1].strip()}
+        c, h, w = stored_row_shape("alexnet:conv3", 224)  # every CNN is fed its own side
+        assert rows["alexnet:conv3"] == f"{h}x{w}x{c}" == "13x13x384"
+        assert rows["hog"] == "x".join(map(str, stored_row_shape("hog", size)))
+
+
+def test_a_misspelt_representation_or_a_missing_model_folder_says_what_was_meant(tmp_path):
+    extract = ["extract", "--store", str(tmp_path / "s.zarr"), "--feature"]
+    fails_cleanly([*extract, "hgo"], "did you mean hog?")
+    fails_cleanly([*extract, "hf:./no-such-folder:layers.1"], "hf:./no-such-folder: no such folder")
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_invert_writes_every_readable_image_and_reports_the_others(run, tmp_path):
+    _, run_dir, images = run
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    out = tmp_path / "inverted"
+    output = fails_cleanly(["invert", str(images / "01.png"), str(notes), "--decoder", str(run_dir), "--out", str(out)],
+                           "1 of 2 files skipped", f"{notes}: not an image")  # fmt: skip
+    assert (out / "01.png").is_file() and not (out / "notes.png").exists(), output
+    fails_cleanly(
+        ["invert", str(notes), "--decoder", str(run_dir), "--out", str(tmp_path / "none")], "no readable image"
+    )
+    assert not (tmp_path / "none").exists()
+
+
+def test_too_few_rows_for_a_batch_names_the_option(run, tmp_path):
+    store, _, _ = run
+    fails_cleanly(["train", "--store", str(store), "--feature", "hog", "--out", str(tmp_path / "r"), "--batch-size",
+                   "10000", "--epochs", "1"], "fewer than one batch of 10000", "--batch-size")  # fmt: skip
+
+
+def test_a_run_writes_a_bounded_number_of_previews():
+    from preimage.train.trainer import MAX_PREVIEWS, previewed
+
+    for epochs in (1, 5, 12, 13, 200):
+        written = [e for e in range(epochs) if previewed(e, epochs)]
+        assert len(written) <= MAX_PREVIEWS and written[-1] == epochs - 1
+        assert len(written) == min(epochs, len(written)) and (
+            epochs < MAX_PREVIEWS or len(written) >= MAX_PREVIEWS // 2
+        )

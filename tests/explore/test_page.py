@@ -135,6 +135,14 @@ def pictures(driver) -> dict[str, str]:
 
 
 def set_value(driver, element_id: str, value) -> None:
+    """A select chosen as a user chooses it (Selenium's Select: a change event, no input event); a slider, a
+    number or a checkbox set with the input event a drag or a click fires."""
+    element = driver.find_element("id", element_id)
+    if element.tag_name == "select":
+        from selenium.webdriver.support.ui import Select
+
+        Select(element).select_by_value(value)
+        return
     driver.execute_script(
         "const e = document.getElementById(arguments[0]);"
         "if (e.type === 'checkbox') e.checked = arguments[1]; else e.value = arguments[1];"
@@ -190,6 +198,7 @@ def test_a_photo_shows_every_panel_and_the_controls_change_them(server, browser,
         set_value(browser, "perturbation", kind)
         if control:
             set_value(browser, control, value)
+            assert browser.find_element("id", f"{control}-value").text == value  # every slider shows its value
         more = rendered(browser, more)
         assert pictures(browser)["alexnet:conv3"] != previous["alexnet:conv3"], kind
         assert message(browser) == ""
@@ -197,14 +206,18 @@ def test_a_photo_shows_every_panel_and_the_controls_change_them(server, browser,
     plain = rendered(browser, more)
     assert pictures(browser) == before  # back to the unperturbed features: the same pictures
 
+    second = browser.find_element("id", "second-original")
+    assert not second.is_displayed()
     set_value(browser, "interpolate", True)
     halfway = rendered(browser, plain)
     blended = pictures(browser)
     assert blended["hog"] != before["hog"]
+    assert second.is_displayed() and second.find_element("tag name", "img").get_attribute("src").startswith("data:")
     set_value(browser, "t", "0.9")
     rendered(browser, halfway)
     assert pictures(browser)["hog"] != blended["hog"]
     set_value(browser, "interpolate", False)
+    assert not second.is_displayed()
 
     downloads = browser.find_elements("css selector", ".panel[data-name] a.download")
     assert all(a.get_attribute("href").startswith("data:image/png") and a.get_attribute("download").endswith(".png")
@@ -242,9 +255,11 @@ def test_the_optimisation_shows_its_progress_its_result_and_stops(server, browse
     set_value(browser, "perturbation", "none")
     browser.find_element("id", "optimize-stop").click()
     deadline = time.time() + 60
-    while time.time() < deadline and "stopped" not in message(browser):
+    while time.time() < deadline and result.get_attribute("data-state") != "stopped":
         time.sleep(0.1)
-    assert "optimisation: stopped" in message(browser)
+    assert result.get_attribute("data-state") == "stopped" and not message(browser)  # a result, not an error
+    assert "stopped at step" in result.text and "of 2000" in result.text and "relative feature error" in result.text
+    assert result.find_element("tag name", "img").get_attribute("src").startswith("data:image/png")
     assert browser.find_element("id", "optimize-start").is_enabled()
 
 
@@ -263,7 +278,10 @@ def test_a_bad_file_is_a_message_on_the_page_and_the_server_goes_on(server, brow
     elif bad == "header-only":
         path, expected = header_only_png(tmp_path / "huge.png"), "30000x30000"
     else:
-        path, expected = tmp_path / "big.png", "over the 1 MB an upload may take"
+        path, expected = (
+            tmp_path / "big.png",
+            "over the 1 MiB an upload may take (start preimage explore with --max-upload-mb",
+        )
         path.write_bytes(os.urandom(2 * 1024 * 1024))
     browser.find_element("id", "upload").send_keys(str(path))
     deadline = time.time() + 30
@@ -325,6 +343,11 @@ def test_a_store_offers_its_held_out_photos_and_random_samples(run, browser):
         assert browser.find_element("css selector", f"{own} .error").text == ""
         refused = browser.find_element("css selector", '.panel[data-name="hog"] .error').text
         assert "no samples from this store" in refused and "computed differently" in refused
+        assert pictures(browser)["hog"] == ""  # the last photo's picture and scores do not stay beside the reason
+        assert browser.find_element("css selector", '.panel[data-name="hog"] .scores').text == ""
+        options = browser.find_elements("css selector", "#photo-select option")
+        stored = [o for o in options if o.text.startswith("store: ")]
+        assert stored and all("/" not in o.text and o.get_attribute("title").endswith(o.text[7:]) for o in stored)
     finally:
         stop_server(process)
 
@@ -334,3 +357,14 @@ def test_a_decoder_that_is_not_one_is_refused_before_the_server_starts(tmp_path)
     bad.write_bytes(b"not a checkpoint")
     result = subprocess.run([*CLI, "explore", "--decoder", str(bad)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stderr.startswith("Error: ") and str(bad) in result.stderr
+
+
+def test_photo_menus_show_a_files_own_name_and_keep_its_path_in_the_tooltip(server, browser):
+    browser.get(server)
+    rendered(browser)
+    browser.execute_script("addPhoto('x', '/very/long/folder/of/photos/cat.jpg'); addPhoto('y', 'store: a/b/dog.png')")
+    options = {o.get_attribute("value"): o for o in browser.find_elements("css selector", "#photo-select option")}
+    assert (
+        options["x"].text == "cat.jpg" and options["x"].get_attribute("title") == "/very/long/folder/of/photos/cat.jpg"
+    )
+    assert options["y"].text == "store: dog.png" and options["y"].get_attribute("title") == "store: a/b/dog.png"

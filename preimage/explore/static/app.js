@@ -23,15 +23,24 @@ async function api(path, body) {
   return data;
 }
 
-function option(select, value, text) {
+function option(select, value, text, title) {
   const o = document.createElement("option");
-  o.value = value; o.textContent = text; select.appendChild(o);
+  o.value = value; o.textContent = text; o.title = title || text; select.appendChild(o);
+}
+
+function shortName(name) {  // a file's own name for the menus; the whole path stays in the tooltip
+  const [prefix, path] = name.startsWith("store: ") ? ["store: ", name.slice(7)] : ["", name];
+  return prefix + path.split(/[\\/]/).pop();
 }
 
 function addPhoto(id, name) {
   for (const select of [$("photo-select"), $("second-select")]) {
-    if (![...select.options].some((o) => o.value === id)) option(select, id, name);
+    if (![...select.options].some((o) => o.value === id)) option(select, id, shortName(name), name);
   }
+}
+
+function titled(select) {  // a select's tooltip: its chosen option's whole name
+  select.title = select.selectedOptions[0] ? select.selectedOptions[0].title : "";
 }
 
 function perturbation() {
@@ -66,7 +75,17 @@ function show(figure, data, mine) {
 function fail(figure, err, mine) {
   if (mine !== generation) return;
   figure.querySelector(".error").textContent = err.message;
-  figure.querySelector("img").dataset.generation = mine;
+  const img = figure.querySelector("img");  // no earlier picture or score stays beside the error
+  img.removeAttribute("src"); img.dataset.generation = mine;
+  figure.querySelector(".scores").textContent = "";
+  figure.querySelector("a").removeAttribute("href");
+}
+
+async function showSecond(id) {  // the photo interpolated towards, as stored, beside the first
+  const figure = $("second-original");
+  figure.hidden = !id;
+  if (!id) return;
+  try { figure.querySelector("img").src = (await api("/api/photo", {photo: id})).png; } catch (err) { message(err.message); }
 }
 
 async function render(mode) {
@@ -75,6 +94,7 @@ async function render(mode) {
   document.body.dataset.rendered = "";
   const second = $("second-select").value;
   const interpolating = mode !== "sample" && $("interpolate").checked && second;
+  showSecond(interpolating ? second : null);
   const jobs = state.panels.map((panel) => {
     const figure = panelFigure(panel);
     let request;
@@ -90,6 +110,7 @@ async function render(mode) {
 async function choose(id) {
   photo = id;
   $("photo-select").value = id;
+  titled($("photo-select"));
   message("");
   try {  // the photo as the decoders' stores crop it
     const original = await api("/api/photo", {photo: id});
@@ -101,7 +122,7 @@ async function choose(id) {
 async function upload(file) {
   message("");
   if (file.size > state.max_upload) {
-    message(`${file.name}: ${(file.size / 1e6).toFixed(1)} MB, over the ${(state.max_upload / 1e6).toFixed(0)} MB an upload may take`);
+    message(`${file.name}: ${(file.size / 1048576).toFixed(1)} MiB, over the ${(state.max_upload / 1048576).toFixed(0)} MiB an upload may take (start preimage explore with --max-upload-mb to allow more)`);
     return;
   }
   try {
@@ -135,10 +156,11 @@ async function poll() {
   $("optimize-stop").disabled = true; $("optimize-start").disabled = false;
   const result = $("optimize-result");
   if (data.error) { message(`optimisation: ${data.error}`); result.dataset.state = data.error; return; }
-  result.hidden = false; result.dataset.state = "done";
+  result.hidden = false; result.dataset.state = data.stopped ? "stopped" : "done";
   result.querySelector("img").src = data.png;
+  const where = data.stopped ? ` (stopped at step ${data.step} of ${data.total})` : "";
   result.querySelector("figcaption").textContent =
-    `${data.feature}: relative feature error ${data.relative_error.toFixed(4)}`;
+    `${data.feature}${where}: relative feature error ${data.relative_error.toFixed(4)}`;
 }
 
 async function optimizeStop() {
@@ -158,11 +180,17 @@ async function start() {
 
   $("photo-select").addEventListener("change", (e) => choose(e.target.value));
   $("upload").addEventListener("change", (e) => e.target.files[0] && upload(e.target.files[0]));
+  let pending = false;  // a select fires both input and change: one render for both
+  const changed = () => {
+    for (const range of document.querySelectorAll("input[type=range]")) $(`${range.id}-value`).textContent = range.value;
+    titled($("second-select"));
+    if (pending) return;
+    pending = true;
+    setTimeout(() => { pending = false; render(); }, 0);
+  };
   for (const id of ["perturbation", "amount", "start", "stop", "top", "left", "size", "interpolate", "second-select", "t"]) {
-    $(id).addEventListener("input", () => {
-      $("amount-value").textContent = $("amount").value; $("t-value").textContent = $("t").value;
-      render();
-    });
+    $(id).addEventListener("input", changed);
+    $(id).addEventListener("change", changed);
   }
   $("sample").addEventListener("click", () => { sampleSeed += 1; render("sample"); });
   $("optimize-start").addEventListener("click", optimizeStart);

@@ -235,3 +235,47 @@ def test_weights_that_do_not_fit_and_a_size_the_model_cannot_take(folders, tmp_p
     (fixed / "preprocessor_config.json").write_text(json.dumps(processor))
     result = CliRunner().invoke(main, ["features", "--model", f"hf:{fixed}"])
     assert result.exit_code == 1 and "cannot take 48x48 images" in result.output
+
+
+def test_a_model_is_its_weights_wherever_its_folder_is(folders, photos, tmp_path, monkeypatch):
+    """A folder given relatively is one name from anywhere; a copy elsewhere is the same model (its weights' hash),
+    for a store, a decoder and ``invert``; other weights in the same place are refused with one line."""
+    import shutil
+
+    images = write_crops(tmp_path / "images", photos, 48, 120, (2, 2))
+    first, second = tmp_path / "a" / "dino", tmp_path / "b" / "dino-copy"
+    shutil.copytree(folders["dinov2"].removeprefix("hf:"), first)
+    shutil.copytree(first, second)
+    monkeypatch.chdir(tmp_path / "a")
+
+    def ok(*args: str) -> str:
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, (args[0], result.output)
+        return result.output
+
+    layer = "encoder.layer.1"
+    ok("extract", "--images", images, "--store", tmp_path / "a.zarr", "--feature", f"hf:./dino:{layer}",
+       "--workers", "1", "--size", "32")  # fmt: skip
+    assert f"hf:{first}:{layer}" in FeatureStore.open(tmp_path / "a.zarr").feature_names()  # recorded canonically
+    ok("train", "--store", tmp_path / "a.zarr", "--feature", f"hf:{first}:{layer}", "--out", tmp_path / "run",
+       "--target-size", "16", "--epochs", "1", "--batch-size", "8", "--width", "16", "--precision", "fp32")  # fmt: skip
+    ok("extract", "--images", images, "--store", tmp_path / "b.zarr", "--feature", f"hf:{second}:{layer}",
+       "--workers", "1", "--size", "32")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert "normalised error" in ok("analyze", "error", "--store", tmp_path / "b.zarr", "--decoder", tmp_path / "run")
+    shutil.rmtree(first)  # the folder it was trained on is gone: the copy serves
+    ok("invert", images / "00.png", "--decoder", tmp_path / "run", "--feature", f"hf:b/dino-copy:{layer}",
+       "--out", tmp_path / "inverted")  # fmt: skip
+    assert (tmp_path / "inverted" / "00.png").is_file()
+
+    torch.manual_seed(1)  # the same model with other weights
+    other = tmp_path / "c" / "other"
+    model = transformers.Dinov2WithRegistersModel.from_pretrained(second)
+    for value in model.state_dict().values():
+        value.add_(torch.randn_like(value) * 0.01)
+    model.save_pretrained(other)
+    shutil.copy(second / "preprocessor_config.json", other)
+    result = CliRunner().invoke(main, ["invert", str(images / "00.png"), "--decoder", str(tmp_path / "run"),
+                                       "--feature", f"hf:{other}:{layer}", "--out", str(tmp_path / "x")])  # fmt: skip
+    assert result.exit_code == 1 and "are not those the decoder was trained on" in result.output, result.output
+    assert not (tmp_path / "x").exists()
