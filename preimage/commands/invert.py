@@ -126,9 +126,9 @@ def shipped_decoder(feature: str, loss: str, weights: str | None) -> Path:
     try:
         return shipped(shipped_name(feature, loss)).path
     except FileNotFoundError:
-        rep = get_representation(feature)
-        if not source_model(rep.backbone):
+        if not source_model(feature):
             raise
+        rep = get_representation(feature)
         from ..pipeline.contract import model_weights_sha256
 
         sha = model_weights_sha256(rep.name, weights)
