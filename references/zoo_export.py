@@ -75,6 +75,7 @@ def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, f
         },
         "recipe": {
             **{k: config[k] for k in RECIPE},
+            "upsample": config.get("upsample", "zero-fill"),  # runs from before the choice are zero-fill
             **objective_recipe(config),
             "epochs": sessions[-1]["epochs"],
             "steps": state["step"],
@@ -132,9 +133,11 @@ def objective_recipe(config: dict) -> dict:
             start = zoo.shipped(config["init"])
             entry["init"] = {"name": start.name, "minutes": start.card["recipe"]["minutes"],
                              "epochs": start.card["recipe"]["epochs"]}  # fmt: skip
-        except FileNotFoundError:  # a run folder (references/zoo.sh)
+        except FileNotFoundError:  # a run folder (references/zoo.sh): named as its export is
             state = checkpoint.read_header(locate(config["init"]).path)["state"]
-            entry["init"] = {"name": str(config["init"]), "minutes": round(state.get("seconds", 0.0) / 60, 1),
+            started = read_run(Path(config["init"]))
+            name = zoo.shipped_name(portable_name(started.feature), started.loss) if started else str(config["init"])
+            entry["init"] = {"name": name, "minutes": round(state.get("seconds", 0.0) / 60, 1),
                              "epochs": state["epoch"]}  # fmt: skip
     return entry
 
@@ -155,7 +158,8 @@ def heldout_entry(scored: dict, fp32_error: float, baseline: float) -> dict:
 def recipe_lines(recipe: dict) -> list[str]:
     """The card's recipe as text."""
     lines = [
-        f"- width {recipe['width']}, {recipe['epochs']} epochs ({recipe['steps']:,} steps of {recipe['batch_size']}), "
+        f"- width {recipe['width']}, {recipe.get('upsample', 'zero-fill')} up-convolutions, {recipe['epochs']} epochs "
+        f"({recipe['steps']:,} steps of {recipe['batch_size']}), "
         f"Adam at {recipe['lr']} decayed (cosine) from {recipe['decay_from']:.0%} of the steps, augmentation "
         f"{recipe['augment']}, seed {recipe['seed']}",
         f"- {recipe['precision']} on {', '.join(recipe['devices'])}: {recipe['minutes']} minutes",

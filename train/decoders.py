@@ -2,8 +2,11 @@
 
 A registry keyed by the representation's kind (``hog``, ``lbp``, ``sift``, ``conv``, ``vector``) builds a decoder
 from the shape of one stored feature row and the target resolution. Every layer but the last is followed by a
-leaky ReLU (0.2); an up-convolution is the paper's: each value placed at the top-left of a 2x2 block of zeros,
-then a 5x5 convolution.
+leaky ReLU (0.2); an up-convolution is the paper's (``zero-fill``: each value placed at the top-left of a 2x2
+block of zeros, then a 5x5 convolution) or ``resize`` (each value repeated over its 2x2 block, then the 5x5
+convolution: Odena et al. 2016, "Deconvolution and checkerboard artifacts"). Zero-fill gives each of the four
+output phases its own quarter of the kernel, which perceptual losses turn into a visible checkerboard; resize
+gives every phase the whole kernel.
 """
 
 from __future__ import annotations
@@ -34,21 +37,33 @@ def up_convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return F.conv_transpose2d(x, flipped, bias, stride=2, padding=2, output_padding=1)
 
 
-class UpConvolution(nn.Module):
-    """Module form of :func:`up_convolution`; holds an ordinary ``Conv2d``'s 5x5 weights, so its parameters are
-    exactly those of the paper's zero-fill-then-convolve layer."""
+def resize_convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Nearest-neighbour 2x upsampling, then a 5x5 ``weight`` (padding 2): a constant input gives a constant
+    output, so no phase of the output can differ from its neighbours (no checkerboard)."""
+    return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=2)
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+
+UPSAMPLING = {"zero-fill": up_convolution, "resize": resize_convolution}
+
+
+class UpConvolution(nn.Module):
+    """Module form of :func:`up_convolution` or :func:`resize_convolution` (``upsample``); holds an ordinary
+    ``Conv2d``'s 5x5 weights, so both have the paper's parameters, under the same names."""
+
+    def __init__(self, in_channels: int, out_channels: int, upsample: str = "zero-fill") -> None:
         super().__init__()
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"unknown up-sampling {upsample!r}; known: {', '.join(UPSAMPLING)}")
+        self.upsample = upsample
         self.conv = nn.Conv2d(in_channels, out_channels, 5, padding=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return up_convolution(x, self.conv.weight, self.conv.bias)
+        return UPSAMPLING[self.upsample](x, self.conv.weight, self.conv.bias)
 
 
-def up_conv(in_channels: int, out_channels: int) -> nn.Sequential:
-    """The paper's up-convolution (zero-fill 2x upsampling, 5x5 convolution) followed by a leaky ReLU."""
-    return nn.Sequential(UpConvolution(in_channels, out_channels), nn.LeakyReLU(SLOPE))
+def up_conv(in_channels: int, out_channels: int, upsample: str = "zero-fill") -> nn.Sequential:
+    """An up-convolution (:class:`UpConvolution`) followed by a leaky ReLU."""
+    return nn.Sequential(UpConvolution(in_channels, out_channels, upsample), nn.LeakyReLU(SLOPE))
 
 
 def conv(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
@@ -65,6 +80,7 @@ class DecoderConfig:
     input_shape: tuple[int, ...]
     target_size: int = 64
     width: int = 256  # channels at the bottleneck; halved at each up-convolution, never below 32
+    upsample: str = "zero-fill"  # the up-convolutions': 'zero-fill' (the paper's) or 'resize' (no checkerboard)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -73,7 +89,8 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DecoderConfig:
-        return cls(d["kind"], tuple(d["input_shape"]), int(d["target_size"]), int(d["width"]))
+        upsample = d.get("upsample", "zero-fill")  # decoders saved before the choice existed are zero-fill
+        return cls(d["kind"], tuple(d["input_shape"]), int(d["target_size"]), int(d["width"]), upsample)
 
 
 _DECODERS: dict[str, Callable[[DecoderConfig], nn.Module]] = {}
@@ -100,6 +117,8 @@ def create_decoder(config: DecoderConfig) -> Decoder:
         raise ValueError(f"no decoder for representations of kind {config.kind!r}; known: {', '.join(list_decoders())}")
     if config.target_size < 8 or config.target_size & (config.target_size - 1):
         raise ValueError(f"target size must be a power of two of at least 8, got {config.target_size}")
+    if config.upsample not in UPSAMPLING:
+        raise ValueError(f"unknown up-sampling {config.upsample!r}; known: {', '.join(UPSAMPLING)}")
     body = _DECODERS[config.kind](config)
     body.apply(he_init)
     return Decoder(config, body)
@@ -140,11 +159,11 @@ class Decoder(nn.Module):
         return self.body(features.contiguous())
 
 
-def _expanding(channels: int, size: int, target: int, out_channels: int = 3) -> list[nn.Module]:
+def _expanding(channels: int, size: int, target: int, upsample: str, out_channels: int = 3) -> list[nn.Module]:
     """Up-convolutions from ``size`` to ``target`` (halving channels, at least 32), then a 5x5 conv to RGB."""
     layers: list[nn.Module] = []
     while size < target:
-        layers.append(up_conv(channels, max(32, channels // 2)))
+        layers.append(up_conv(channels, max(32, channels // 2), upsample))
         channels, size = max(32, channels // 2), size * 2
     layers.append(nn.Conv2d(channels, out_channels, 5, padding=2))
     return layers
@@ -168,7 +187,7 @@ def spatial_grid_decoder(config: DecoderConfig) -> nn.Module:
         layers.append(conv(channels, out, 5, stride=2))
         channels, size = out, size // 2
     layers += [conv(channels, config.width), conv(config.width, config.width)]
-    layers += _expanding(config.width, size, config.target_size)
+    layers += _expanding(config.width, size, config.target_size, config.upsample)
     return nn.Sequential(*layers)
 
 
@@ -184,7 +203,7 @@ def conv_map_decoder(config: DecoderConfig) -> nn.Module:
     if (h, w) != (start, start):
         layers.append(nn.Upsample(size=(start, start), mode="bilinear", align_corners=False))
     layers += [conv(c, config.width), conv(config.width, config.width), conv(config.width, config.width)]
-    layers += _expanding(config.width, start, config.target_size)
+    layers += _expanding(config.width, start, config.target_size, config.upsample)
     return nn.Sequential(*layers)
 
 
@@ -206,5 +225,5 @@ def vector_decoder(config: DecoderConfig) -> nn.Module:
     for i in range(3):
         layers += [nn.Linear(d if i == 0 else 4096, 4096), nn.LeakyReLU(SLOPE)]
     layers.append(_Reshape(256, 4, 4))
-    layers += _expanding(256, 4, config.target_size)
+    layers += _expanding(256, 4, config.target_size, config.upsample)
     return nn.Sequential(*layers)

@@ -30,7 +30,7 @@ from ..runtime.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
 from . import checkpoint
 from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
-from .decoders import Decoder, DecoderConfig, create_decoder
+from .decoders import Decoder, DecoderConfig, UpConvolution, create_decoder
 from .evaluation import evaluate
 from .inverters import check_fingerprint
 from .locate import CHECKPOINT, RUN_FILE
@@ -71,6 +71,7 @@ class TrainConfig:
     # where the hardware computes it natively (train/precision.py)
     loss: str = "pixel"  # what a step minimises: a registered objective (train/objective.py)
     loss_options: dict = field(default_factory=dict)  # the objective's settings (deepsim: its terms' weights)
+    upsample: str = "zero-fill"  # the decoder's up-convolutions: 'zero-fill' (the paper's) or 'resize' (decoders.py)
     init: str | None = None  # start the decoder from this trained one (a run folder, checkpoint or shipped name)
 
     def fixed(self) -> dict:
@@ -107,7 +108,7 @@ def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
     decoder_kind = get_representation(config.feature).decoder
     row_shape = tuple(store.array(feature_path(config.feature)).shape[1:])
     torch.manual_seed(config.seed)
-    decoder = create_decoder(DecoderConfig(decoder_kind, row_shape, config.target_size, config.width))
+    decoder = create_decoder(DecoderConfig(decoder_kind, row_shape, config.target_size, config.width, config.upsample))
     return AutoEncoder(config.feature, decoder) if config.autoencoder else decoder
 
 
@@ -251,10 +252,26 @@ def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, fea
     if isinstance(model, AutoEncoder):
         raise ValueError("--init starts a decoder of stored features, not an autoencoder")
     start = load_decoder(init, store, feature)
-    if start.config != model.config:
+    if replace(start.config, upsample=model.config.upsample) != model.config:
         raise ValueError(f"--init {init}: its decoder is {start.config.as_dict()}, this run's "
                          f"{model.config.as_dict()}; give the same --width and --target-size")  # fmt: skip
-    model.load_state_dict(start.state_dict())
+    weights = start.state_dict()
+    if (start.config.upsample, model.config.upsample) == ("zero-fill", "resize"):
+        weights = resize_from_zero_fill(start, weights)
+    elif start.config.upsample != model.config.upsample:
+        raise ValueError(f"--init {init}: a {start.config.upsample} decoder cannot start a {model.config.upsample} one")
+    model.load_state_dict(weights)
+
+
+def resize_from_zero_fill(decoder: Decoder, weights: dict) -> dict:
+    """A zero-fill decoder's weights for a resize one: each up-convolution's kernel over 4. Zero-fill feeds each
+    output phase a quarter of the kernel's taps; resize feeds every phase all of them, four times as many inputs,
+    so a quarter of the kernel gives the same mean response to smooth input (and none of the checkerboard)."""
+    scaled = dict(weights)
+    for name, module in decoder.named_modules():
+        if isinstance(module, UpConvolution):
+            scaled[f"{name}.conv.weight"] = weights[f"{name}.conv.weight"] / 4
+    return scaled
 
 
 def settings_differing(saved: dict, config: TrainConfig) -> list[str]:

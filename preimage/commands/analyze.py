@@ -63,7 +63,12 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     from ..analysis.runs import read_run
     from ..cache.store import FeatureStore
     from ..train.evaluation import evaluate
+    from ..train.zoo import ZOO_DIR
 
+    if decoder == ZOO_DIR:
+        raise click.UsageError("analyze error scores one decoder: name a run folder or one shipped decoder, "
+                               "e.g. --decoder alexnet:conv5 (preimage zoo lists them); --decoder zoo is for "
+                               "studies")  # fmt: skip
     run = read_run(decoder)
     if run is None:
         raise click.ClickException(f"{decoder}: not a run folder (run.json and checkpoint.safetensors) nor a shipped "
@@ -145,18 +150,41 @@ def refuse_to_overwrite(out: Path, study: str, features: str | None, overwrite: 
         )
 
 
-def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: bool = False):
-    """The runs for ``features`` under ``decoders``, each announced with how it was chosen."""
+def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: bool = False, store=None):
+    """The runs for ``features`` under ``decoders``, each announced with how it was chosen. The whole zoo with no
+    --feature (``store`` given) is the shipped decoders of the features ``store`` holds: a store of AlexNet's
+    layers is not refused for the DINOv2 decoders that ship beside them."""
     from ..analysis.runs import trained_runs
+    from ..train.zoo import ZOO_DIR
 
-    if not decoders:
-        from ..train.zoo import ZOO_DIR
-
-        decoders = (ZOO_DIR,)  # the decoders that ship
+    decoders = decoders or (ZOO_DIR,)  # the decoders that ship
     runs = trained_runs(decoders, features, autoencoder)
+    if store is not None and features is None and tuple(decoders) == (ZOO_DIR,):
+        runs, absent = _held(runs, store)
+        if absent:
+            click.echo(f"shipped decoders skipped (the store holds none of their features): {', '.join(absent)}")
+        if not runs and not autoencoder:
+            raise click.ClickException(f"{store.path} holds no feature a shipped decoder takes (preimage zoo); "
+                                       f"it holds: {', '.join(store.feature_names()) or 'none'}")  # fmt: skip
     for run in runs:
         click.echo(f"decoder {run.describe()}")
     return runs
+
+
+def _held(runs: list, store) -> tuple[list, list[str]]:
+    """``runs`` split into those whose feature ``store`` holds (under any name: checkpoint.stored_name) and the
+    labels of the others."""
+    from ..cache.store import StoreError
+    from ..train.checkpoint import stored_name
+
+    held, absent = [], []
+    for run in runs:
+        try:
+            stored_name(store, run.feature)
+            held.append(run)
+        except StoreError:
+            absent.append(run.label)
+    return held, absent
 
 
 @analyze.command()
@@ -186,7 +214,7 @@ def compare(store, decoders, features, n, out, weights, columns, hoggles, **opti
         from ..train.hoggles import load_hoggles
 
         dictionary = load_hoggles(hoggles, opened)
-    for run in chosen_runs(decoders, features):
+    for run in chosen_runs(decoders, features, store=opened):
         third = dictionary if run.feature == "hog" else None
         click.echo(f"{run.feature}: the decoder against the optimisation{' and HOGgles' if third else ''} of {n} "
                    "held-out images")  # fmt: skip
@@ -215,7 +243,8 @@ def _open(store: Path, decoders: tuple[Path, ...], features: str | None):
     """The opened store and the trained runs (announced)."""
     from ..cache.store import FeatureStore
 
-    return FeatureStore.open(store), chosen_runs(decoders, features)
+    opened = FeatureStore.open(store)
+    return opened, chosen_runs(decoders, features, store=opened)
 
 
 @analyze.command()
@@ -230,7 +259,7 @@ def layers(store, decoders, features, out, n, autoencoder) -> None:
 
     opened, runs = _open(store, decoders, features)
     if autoencoder:
-        runs += chosen_runs(decoders, None, autoencoder=True)
+        runs += chosen_runs(decoders, None, autoencoder=True, store=opened)
     table, pictures = layer_errors(opened, runs, n)
     files = write_layers(out, table, pictures)
     summary = f"Each decoder on up to {n} held-out images of `{store}`; baseline: the training split's mean image."

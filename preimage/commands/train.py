@@ -32,6 +32,10 @@ from .options import STORE, parse_pairs
     show_default=True,
     help="Channels at the decoder's bottleneck (docs/quality.md: 128 hand-crafted, 64 CNN layers).",
 )
+@click.option("--upsample", type=click.Choice(["zero-fill", "resize"]), default="zero-fill", show_default=True,
+              help="The decoder's up-convolutions: zero-fill (the paper's) or resize (nearest-neighbour, then the "
+              "convolution: no checkerboard under perceptual losses). --init from a zero-fill decoder starts a "
+              "resize one from its kernels, scaled to the same response to smooth input.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
 @click.option("--held-out", default=0.1, show_default=True, help="Fraction of ids (by path hash) kept for tests.")
 @click.option("--train-fraction", default=1.0, show_default=True,
@@ -70,8 +74,8 @@ from .options import STORE, parse_pairs
               "shipped name such as alexnet:conv5) with the same --width and --target-size: fine-tuning, e.g. a pixel "
               "decoder with --loss deepsim.")  # fmt: skip
 def train(store, feature, method, atoms, window, sparsity, out, target_size, epochs, batch_size, lr, decay_from, width,
-          seed, held_out, train_fraction, workers, max_steps, checkpoint_every, resume, autoencoder, augment, precision,
-          device, loss, loss_options, init) -> None:  # fmt: skip
+          upsample, seed, held_out, train_fraction, workers, max_steps, checkpoint_every, resume, autoencoder, augment,
+          precision, device, loss, loss_options, init) -> None:  # fmt: skip
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
@@ -98,8 +102,8 @@ def train(store, feature, method, atoms, window, sparsity, out, target_size, epo
     from ..train.trainer import train as run
 
     config = TrainConfig(
-        str(store), feature, str(out), target_size, epochs, batch_size, lr, decay_from, width=width, seed=seed,
-        held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
+        str(store), feature, str(out), target_size, epochs, batch_size, lr, decay_from, width=width, upsample=upsample,
+        seed=seed, held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
         max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision, loss=loss,
         loss_options=parse_pairs(loss_options, "--loss-option"), init=init,
     )  # fmt: skip

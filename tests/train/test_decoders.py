@@ -11,6 +11,7 @@ from preimage.train.decoders import (
     DecoderConfig,
     create_decoder,
     list_decoders,
+    resize_convolution,
     up_conv,
     up_convolution,
     zero_fill_upsample,
@@ -44,6 +45,34 @@ def test_up_convolution_gradients_in_float64():
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
+def test_resize_convolution_is_nearest_neighbour_then_a_5x5_convolution():
+    layer = up_conv(2, 3, "resize").double()
+    x = torch.randn(2, 2, 4, 5, dtype=torch.float64)
+    conv = layer[0].conv
+    repeated = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # each value over its 2x2 block
+    expected = torch.nn.functional.leaky_relu(conv(repeated), 0.2)
+    torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-12)
+    assert layer(x).shape == (2, 3, 8, 10)
+    x.requires_grad_(True)
+    weight = torch.randn(3, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(resize_convolution, (x, weight, None))
+
+
+def test_resize_draws_no_checkerboard_where_zero_fill_does():
+    """A constant input: zero-fill gives each of the four output phases its own quarter of the kernel (a
+    periodic 2x2 pattern, the checkerboard); resize gives every output pixel the whole kernel."""
+    torch.manual_seed(0)
+    weight = torch.randn(1, 1, 5, 5, dtype=torch.float64)
+    flat = torch.ones(1, 1, 8, 8, dtype=torch.float64)
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))  # away from the zero padding
+    resized = resize_convolution(flat, weight, None)[inner]
+    torch.testing.assert_close(resized, torch.full_like(resized, float(weight.sum())))
+    filled = up_convolution(flat, weight, None)[inner]
+    phases = [filled[..., a::2, b::2].unique() for a in (0, 1) for b in (0, 1)]
+    assert all(p.numel() == 1 for p in phases) and len({round(float(p), 9) for p in phases}) == 4
+    assert float(sum(phases)) == pytest.approx(float(weight.sum()))  # the phases' sum is the whole kernel's
+
+
 @pytest.mark.parametrize(
     "spec, size",
     [("hog", 128), ("lbp", 128), ("sift", 128), ("hog", 100), *[(f"alexnet:conv{i}", 224) for i in range(1, 6)]],
@@ -63,6 +92,16 @@ def test_vector_decoder_follows_table_1():
     assert decoder(torch.rand(2, 1000)).shape == (2, 3, 64, 64)
 
 
+@pytest.mark.parametrize("kind, shape", [("hog", (16, 16, 31)), ("conv", (256, 6, 6)), ("vector", (1000,))])
+def test_every_kind_builds_resize_decoders_with_the_same_parameters(kind, shape):
+    paper = create_decoder(DecoderConfig(kind, shape, 64, width=32))
+    resize = create_decoder(DecoderConfig(kind, shape, 64, width=32, upsample="resize"))
+    assert {k: v.shape for k, v in paper.state_dict().items()} == {k: v.shape for k, v in resize.state_dict().items()}
+    resize.load_state_dict(paper.state_dict())
+    x = torch.rand(2, *shape)
+    assert resize(x).shape == paper(x).shape == (2, 3, 64, 64) and not torch.equal(resize(x), paper(x))
+
+
 def test_registry_and_errors():
     assert set(list_decoders()) == {"conv", "hog", "lbp", "sift", "vector"}
     with pytest.raises(ValueError, match="no decoder for representations of kind 'pixels'"):
@@ -70,6 +109,8 @@ def test_registry_and_errors():
     decoder = create_decoder(DecoderConfig("hog", (16, 16, 31), 64, width=32))
     with pytest.raises(ValueError, match=r"got features of shape \(8, 8, 31\)"):
         decoder(torch.rand(1, 8, 8, 31))
+    with pytest.raises(ValueError, match="unknown up-sampling 'bicubic'; known: zero-fill, resize"):
+        create_decoder(DecoderConfig("hog", (16, 16, 31), 64, width=32, upsample="bicubic"))
 
 
 def test_gradients_in_float64():
@@ -81,3 +122,7 @@ def test_gradients_in_float64():
 def test_config_round_trips_through_a_dict():
     config = DecoderConfig("conv", (256, 6, 6), 64, 128)
     assert DecoderConfig.from_dict(config.as_dict()) == config
+    resize = DecoderConfig("conv", (256, 6, 6), 64, 128, "resize")
+    assert DecoderConfig.from_dict(resize.as_dict()) == resize
+    saved_before = {k: v for k, v in config.as_dict().items() if k != "upsample"}  # a decoder shipped before
+    assert DecoderConfig.from_dict(saved_before).upsample == "zero-fill"

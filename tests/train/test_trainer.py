@@ -323,3 +323,29 @@ def test_init_starts_a_run_from_a_trained_decoder_of_the_same_shape(store, tmp_p
     with pytest.raises(ValueError, match=r"--init .*give the same --width"):
         train(config(store, tmp_path / "wide", width=32, init=str(tmp_path / "pixel")), show_progress=False)
     assert not (tmp_path / "wide" / "checkpoint.safetensors").exists()
+
+
+def test_init_starts_a_resize_decoder_from_a_zero_fill_one(store, tmp_path):
+    """--upsample resize --init PIXEL_RUN: the up-convolutions' kernels over 4 (the same mean response to smooth
+    input), everything else copied; the run and its checkpoint record resize; the reverse is refused."""
+    from preimage.train.decoders import UpConvolution
+
+    train(config(store, tmp_path / "pixel", epochs=1), show_progress=False)
+    paper = load_decoder(tmp_path / "pixel")
+    train(config(store, tmp_path / "resize", epochs=1, max_steps=1, lr=0.0, upsample="resize",
+                 init=str(tmp_path / "pixel")), show_progress=False)  # fmt: skip
+    resized = load_decoder(tmp_path / "resize")
+    assert resized.config.upsample == "resize" and paper.config.upsample == "zero-fill"
+    up = {n for n, m in paper.named_modules() if isinstance(m, UpConvolution)}
+    assert up
+    for key, value in paper.state_dict().items():
+        expected = value / 4 if key.rsplit(".", 2)[0] in up and key.endswith("conv.weight") else value
+        torch.testing.assert_close(resized.state_dict()[key], expected.to(resized.state_dict()[key].dtype))
+    name = sorted(up)[0]
+    flat = torch.ones(1, paper.get_submodule(name).conv.in_channels, 16, 16)
+    with torch.no_grad():  # each layer alone: a constant map gives the phases' mean away from the borders
+        filled, repeated = paper.get_submodule(name)(flat), resized.get_submodule(name)(flat)
+    torch.testing.assert_close(repeated[..., 8:-8, 8:-8], filled[..., 8:-8, 8:-8].mean(dim=(2, 3), keepdim=True)
+                               .expand_as(repeated[..., 8:-8, 8:-8]), rtol=1e-4, atol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="a resize decoder cannot start a zero-fill one"):
+        train(config(store, tmp_path / "back", init=str(tmp_path / "resize")), show_progress=False)

@@ -187,6 +187,13 @@ def test_studies_take_shipped_decoders_by_name_and_default_to_the_zoo(conv5_stor
     assert both.exit_code == 0, both.output
     table = json.loads((out / "layers.json").read_text())
     assert [row["feature"] for row in table] == ["alexnet:conv5", "alexnet:conv5+deepsim"]  # pixel first
+    whole = CliRunner().invoke(main, ["analyze", "layers", "--store", store, "--decoder", "zoo", "--n", "8",
+                                      "--out", str(tmp_path / "whole")])  # fmt: skip
+    assert whole.exit_code == 0, whole.output  # the zoo's decoders of the features the store holds, no others
+    assert "shipped decoders skipped (the store holds none of their features): alexnet:conv1" in whole.output
+    assert [row["feature"] for row in json.loads((tmp_path / "whole" / "layers.json").read_text())] == ["alexnet:conv5"]
+    one = CliRunner().invoke(main, ["analyze", "error", "--store", store, "--decoder", "zoo"])
+    assert one.exit_code == 1 and "analyze error scores one decoder" in one.output, one.output
 
 
 def test_zoo_lists_every_shipped_decoder_with_its_numbers_and_prints_a_card():
