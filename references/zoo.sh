@@ -34,15 +34,16 @@ sift   sift           128  30  crop
 TABLE
 
 # The perceptual decoders (DeePSiM, train/deepsim.py): each pixel decoder fine-tuned with the paper's three terms
-# and weights, the comparator spanning AlexNet's CONV1-CONV5 (docs/quality.md says why), batch 32 at Adam 0.0002.
+# and weights, the comparator spanning AlexNet's CONV1-CONV5 (docs/quality.md says why), batch 32 at Adam 0.0002,
+# with resize up-convolutions (no checkerboard; started from the pixel decoder's zero-fill kernels over 4).
 while read -r name feature epochs; do
   "$PREIMAGE" train --store "$STORE" --feature "$feature" --out "$RUNS/$name-deepsim" --init "$RUNS/$name" \
     --loss deepsim --loss-option comparator=alexnet:conv1-conv5 --lr 0.0002 --batch-size 32 --width 128 \
-    --target-size 64 --epochs "$epochs" --precision auto --resume auto
+    --target-size 64 --upsample resize --epochs "$epochs" --precision auto --resume auto
 done <<'TABLE'
-conv5  alexnet:conv5  5
-conv3  alexnet:conv3  3
-hog    hog            2
+conv5  alexnet:conv5  8
+conv3  alexnet:conv3  6
+hog    hog            4
 TABLE
 
 "$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/{hog,lbp,sift,conv1,conv2,conv3,conv4,conv5}
@@ -63,7 +64,7 @@ while read -r block epochs; do
   "$PREIMAGE" train --store "$DINO_STORE" --feature "hf:$DINO:encoder.layer.$block" \
     --out "$RUNS/dinov2-block$block-deepsim" --init "$RUNS/dinov2-block$block" --loss deepsim \
     --loss-option comparator=alexnet:conv1-conv5 --lr 0.0002 --batch-size 32 --width 128 --target-size 64 \
-    --epochs "$epochs" --precision auto --resume auto
+    --epochs "$epochs" --precision auto --resume auto  # zero-fill: not yet retrained with --upsample resize
 done <<'TABLE'
 11 3
 2  2

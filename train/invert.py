@@ -67,24 +67,49 @@ def invert_arrays(
     return list(zip(crops, pictures, strict=True))
 
 
-@torch.no_grad()
 def reconstruct_arrays(
     images: list[np.ndarray], run: str | os.PathLike, weights: str | None = None, feature: str | None = None
 ) -> tuple[np.ndarray, torch.Tensor]:
     """The stored-size crops (N, S, S, 3) uint8 of uint8 RGB images of any size, and their reconstructions
     (N, 3, T, T) in [0, 1] at the decoder's size: each crop's feature computed exactly as the store did, so these
     score as the store's rows would."""
-    located = locate(run)  # one header read for the job and the model
-    job, image_size, dtype = decoder_job(located, weights, feature)
-    model = load_inverter(located)
-    crops, recon = [], []
+    return reconstruct_each(images, [run], weights, [feature])[0]
+
+
+@torch.no_grad()
+def reconstruct_each(
+    images: list[np.ndarray],
+    runs: list[str | os.PathLike],
+    weights: str | None = None,
+    features: list[str | None] | None = None,
+) -> list[tuple[np.ndarray, torch.Tensor]]:
+    """:func:`reconstruct_arrays` for several decoders at once: each feature computed once for all the decoders
+    that take it, and one forward pass per model for all of its layers (a pixel and a perceptual decoder of a
+    layer, every layer of a network); ``features[i]`` says where run i's model is here (:func:`decoder_job`)."""
+    features = features or [None] * len(runs)
+    located = [locate(run) for run in runs]  # one header read for the job and the model
+    jobs = [decoder_job(where, weights, feature) for where, feature in zip(located, features, strict=True)]
+    models = [load_inverter(where) for where in located]
+    distinct: dict[str, FeatureJob] = {}
+    for job, _, _ in jobs:
+        if distinct.setdefault(job.name, job) != job:
+            raise ValueError(f"two decoders take {job.name} computed differently; reconstruct with each alone")
+    takes_features = {job.name for (job, _, _), model in zip(jobs, models, strict=True) if model.takes != "images"}
+    wanted = [distinct[name] for name in sorted(takes_features)]
+    sizes = {job.input_size for job, _, _ in jobs} | {size for _, size, _ in jobs}
+    crops: dict[int, list[np.ndarray]] = {size: [] for _, size, _ in jobs}
+    recon: list[list[torch.Tensor]] = [[] for _ in runs]
     for start in range(0, len(images), BATCH):
         part = images[start : start + BATCH]
-        sized = {size: np.stack([center_square(im, size) for im in part]) for size in {job.input_size, image_size}}
-        if model.takes == "images":  # an autoencoder run: its encoder computes the feature
-            inputs = to_float(sized[image_size])
-        else:  # rounded to the stored dtype, as the store holds it
-            inputs = torch.from_numpy(compute_features([job], sized)[job.name].astype(dtype)).float()
-        crops.append(sized[image_size])
-        recon.append(model(inputs).clamp(0, 1).expand(-1, 3, -1, -1))  # HOGgles: gray, shown as it is
-    return np.concatenate(crops), torch.cat(recon)
+        sized = {size: np.stack([center_square(im, size) for im in part]) for size in sizes}
+        computed = compute_features(wanted, sized) if wanted else {}
+        for size in crops:
+            crops[size].append(sized[size])
+        for (job, image_size, dtype), model, out in zip(jobs, models, recon, strict=True):
+            if model.takes == "images":  # an autoencoder run: its encoder computes the feature
+                inputs = to_float(sized[image_size])
+            else:  # rounded to the stored dtype, as the store holds it
+                inputs = torch.from_numpy(computed[job.name].astype(dtype)).float()
+            out.append(model(inputs).clamp(0, 1).expand(-1, 3, -1, -1))  # HOGgles: gray, shown as it is
+    whole = {size: np.concatenate(parts) for size, parts in crops.items()}
+    return [(whole[size], torch.cat(out)) for (_, size, _), out in zip(jobs, recon, strict=True)]

@@ -163,3 +163,19 @@ def means_needed(
         middle = (low + high) / 2
         low, high = (low, middle) if reaches(middle) else (middle, high)
     return now, 1 - (1 - high) ** 2 * miss / variance
+
+
+def checkerboard(images: torch.Tensor) -> float:
+    """Share of the images' luminance power (mean removed) at the three period-2 frequencies of the 2D DFT, (N/2, 0),
+    (0, N/2) and (N/2, N/2): the pattern that alternates every pixel, which zero-fill up-convolutions draw (each
+    output phase sees its own quarter of the kernel) and photos scaled down by area hardly hold. Averaged over the
+    images; (N, 3, H, W) with even sides."""
+    gray = luminance(images.double())
+    h, w = gray.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(f"checkerboard needs even sides, got {h}x{w}")
+    gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(gray).abs().square()
+    total = power.sum(dim=(-2, -1)).clamp_min(1e-30)
+    periodic = power[..., h // 2, 0] + power[..., 0, w // 2] + power[..., h // 2, w // 2]
+    return float((periodic / total).mean())

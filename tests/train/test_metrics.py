@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from preimage.train.metrics import error_parts, luminance, means_needed, normalised_error
+from preimage.train.metrics import checkerboard, error_parts, luminance, means_needed, normalised_error
 
 
 def test_error_parts_restore_what_they_name():
@@ -41,3 +41,31 @@ def test_means_needed_sizes_the_means_for_a_goal():
     floor = normalised_error(error_parts(noisy, images)["true mean per channel"], images)  # all the way
     assert means_needed(noisy, images, goal=floor * 0.99)[1] is None
     assert means_needed(noisy, images, goal=floor * 1.01)[1] > means_needed(noisy, images, goal=floor * 1.2)[1]
+
+
+def test_checkerboard_is_the_share_of_power_that_alternates_every_pixel(photos):
+    i = torch.arange(16)
+    board = ((i[:, None] + i[None, :]) % 2).double().expand(1, 3, 16, 16)
+    assert checkerboard(board) == pytest.approx(1.0)
+    stripes = (i[None, :] % 2).double().expand(1, 3, 16, 16)  # alternating columns: the (0, N/2) frequency
+    assert checkerboard(stripes) == pytest.approx(1.0)
+    wave = torch.cos(2 * torch.pi * torch.arange(16) / 8).double().expand(1, 3, 16, 16)  # period 8
+    assert checkerboard(wave) < 1e-12
+    noise = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert checkerboard(noise) == pytest.approx(3 / (32 * 32), rel=0.15)  # white noise: 3 of its 1023 frequencies
+    photo = torch.from_numpy(photos["astronaut"]).permute(2, 0, 1)[None].float() / 255
+    small = torch.nn.functional.interpolate(photo, size=64, mode="area")
+    assert checkerboard(small) < 0.01 < checkerboard((small + 0.1 * board.float().repeat(1, 1, 4, 4)).clamp(0, 1))
+    with pytest.raises(ValueError, match="even sides"):
+        checkerboard(torch.rand(1, 3, 15, 16))
+
+
+def test_a_zero_fill_up_convolution_draws_a_checkerboard_a_resize_one_does_not(photos):
+    from preimage.train.decoders import resize_convolution, up_convolution
+
+    torch.manual_seed(0)
+    photo = torch.from_numpy(photos["astronaut"]).permute(2, 0, 1)[None].double() / 255
+    small = torch.nn.functional.interpolate(photo, size=32, mode="area")
+    weight = torch.rand(3, 3, 5, 5, dtype=torch.float64) / 25  # a positive blur-like kernel per channel pair
+    filled, resized = up_convolution(small, weight, None), resize_convolution(small, weight, None)
+    assert checkerboard(filled) > 20 * checkerboard(resized)
