@@ -35,15 +35,16 @@ TABLE
 
 # The perceptual decoders (DeePSiM, train/deepsim.py): each pixel decoder fine-tuned with the paper's three terms
 # and weights, the comparator spanning AlexNet's CONV1-CONV5 (docs/quality.md says why), batch 32 at Adam 0.0002,
-# with resize up-convolutions (no checkerboard; started from the pixel decoder's zero-fill kernels over 4).
-while read -r name feature epochs; do
+# CONV3 and CONV5 with resize up-convolutions (no checkerboard; started from the pixel decoder's zero-fill kernels
+# over 4); HOG's stays zero-fill until a resize one matches its LPIPS (docs/quality.md).
+while read -r name feature epochs upsample; do
   "$PREIMAGE" train --store "$STORE" --feature "$feature" --out "$RUNS/$name-deepsim" --init "$RUNS/$name" \
     --loss deepsim --loss-option comparator=alexnet:conv1-conv5 --lr 0.0002 --batch-size 32 --width 128 \
-    --target-size 64 --upsample resize --epochs "$epochs" --precision auto --resume auto
+    --target-size 64 --upsample "$upsample" --epochs "$epochs" --precision auto --resume auto
 done <<'TABLE'
-conv5  alexnet:conv5  8
-conv3  alexnet:conv3  6
-hog    hog            4
+conv5  alexnet:conv5  8  resize
+conv3  alexnet:conv3  6  resize
+hog    hog            2  zero-fill
 TABLE
 
 "$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/{hog,lbp,sift,conv1,conv2,conv3,conv4,conv5}
