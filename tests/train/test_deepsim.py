@@ -168,5 +168,8 @@ def test_ranks_keep_one_discriminator_on_different_batches(tmp_path):
     first, second = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     torch.manual_seed(0)
     start = create_objective("deepsim", feature_shape=(2, 2, 31)).discriminator.state_dict()
-    assert any(not torch.equal(first[k], start[k]) for k in first)  # it stepped
-    assert all(torch.equal(first[k], second[k]) for k in first)  # averaged gradients: the same steps everywhere
+    assert max(float((first[k] - start[k]).abs().max()) for k in first) > 1e-4  # it stepped (lr 2e-4 a step)
+    # averaged gradients: the same steps everywhere, to float rounding (not bit for bit: a rank's intra-op threads
+    # can round Adam's update of a chunk in the last place; unaveraged, the ranks would differ by about the lr)
+    for k in first:
+        torch.testing.assert_close(first[k], second[k], rtol=0, atol=1e-6, msg=k)
