@@ -71,3 +71,5 @@ done <<'TABLE'
 2  2
 TABLE
 "$PYTHON" references/zoo_export.py --store "$DINO_STORE" "$RUNS"/dinov2-block{2,11} "$RUNS"/dinov2-block{2,11}-deepsim
+# every card checked on the held-out photo files, and the quarter of them that the default tests re-score
+"$PYTHON" references/zoo_quarter.py "$PHOTOS" --model "$DINO"

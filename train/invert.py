@@ -20,28 +20,37 @@ BATCH = 64  # images per forward pass: bounds the memory a long list of photos n
 
 
 def decoder_job(
-    run: str | os.PathLike | Located, weights: str | None = None, feature: str | None = None
+    run: str | os.PathLike | Located,
+    weights: str | None = None,
+    feature: str | None = None,
+    hashes: dict[str, str | None] | None = None,
 ) -> tuple[FeatureJob, int, str]:
     """The feature job a decoder (a run, a checkpoint, a shipped name or a HOGgles dictionary) was trained on,
     the stored image size, and the stored dtype. ``feature`` says where the decoder's model is here (a source
-    model's folder, e.g. for a shipped decoder): its weights must be those the decoder was trained on."""
+    model's folder, e.g. for a shipped decoder): its weights must be those the decoder was trained on
+    (``hashes``: the weights' hashes already computed, by model, shared by several decoders)."""
     fingerprint = locate(run).fingerprint
     attrs = fingerprint["feature"]
     if feature is not None and source_model((attrs.get("params") or {}).get("backbone")):
-        attrs = relocated(attrs, feature, weights)
+        attrs = relocated(attrs, feature, weights, hashes)
     return FeatureJob.from_attrs(attrs, weights), int(fingerprint["image_size"]), attrs["dtype"]
 
 
-def relocated(attrs: dict, feature: str, weights: str | None = None) -> dict:
+def relocated(
+    attrs: dict, feature: str, weights: str | None = None, hashes: dict[str, str | None] | None = None
+) -> dict:
     """A source model's feature attributes with the model of ``feature``, checked to be the same layer of the same
-    weights (their hash) as the decoder's."""
+    weights (their hash, taken from ``hashes`` or computed into it) as the decoder's."""
     from ..pipeline.features import get_representation
 
     rep = get_representation(feature)
     trained = attrs["params"]["layer"]
     if rep.layer != trained:
         raise ValueError(f"{feature}: the decoder inverts layer {trained}, not {rep.layer}")
-    sha = model_weights_sha256(rep.name, weights)
+    hashes = {} if hashes is None else hashes
+    if rep.backbone not in hashes:
+        hashes[rep.backbone] = model_weights_sha256(rep.name, weights)
+    sha = hashes[rep.backbone]
     if sha != attrs.get("weights_sha256"):
         raise ValueError(f"{rep.backbone}: its weights (sha256 {str(sha)[:16]}) are not those the decoder was trained "
                          f"on (sha256 {str(attrs.get('weights_sha256'))[:16]}); train a decoder on features of "
@@ -88,7 +97,8 @@ def reconstruct_each(
     layer, every layer of a network); ``features[i]`` says where run i's model is here (:func:`decoder_job`)."""
     features = features or [None] * len(runs)
     located = [locate(run) for run in runs]  # one header read for the job and the model
-    jobs = [decoder_job(where, weights, feature) for where, feature in zip(located, features, strict=True)]
+    hashes: dict[str, str | None] = {}  # each model's weights hashed once, however many decoders invert it
+    jobs = [decoder_job(where, weights, feature, hashes) for where, feature in zip(located, features, strict=True)]
     models = [load_inverter(where) for where in located]
     distinct: dict[str, FeatureJob] = {}
     for job, _, _ in jobs:

