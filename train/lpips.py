@@ -84,9 +84,11 @@ class LPIPS(nn.Module):
             out.append(x / (norm + EPSILON))
         return out
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, y_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The distance of each pair; ``y_features``: :meth:`features` of ``y`` computed before (then ``y`` unused)."""
         total = x.new_zeros(len(x))
-        for head, a, b in zip(self.heads, self.features(x), self.features(y), strict=True):
+        theirs = self.features(y) if y_features is None else y_features
+        for head, a, b in zip(self.heads, self.features(x), theirs, strict=True):
             total = total + head((a - b).square()).mean((1, 2, 3))
         return total
 
@@ -96,8 +98,18 @@ def _shared() -> LPIPS:
     return LPIPS()
 
 
-def lpips(x: torch.Tensor, y: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """LPIPS of each pair of images (N, 3, H, W) in [0, 1], without gradients, in batches: (N,)."""
+def lpips(x: torch.Tensor, y: torch.Tensor, batch: int = 64, y_features: list | None = None) -> torch.Tensor:
+    """LPIPS of each pair of images (N, 3, H, W) in [0, 1], without gradients, in batches: (N,). ``y_features``:
+    :func:`lpips_features` of ``y`` (the same ``batch``), for many ``x`` scored against the same images."""
     model = _shared().to(x.device)
     with torch.no_grad():
-        return torch.cat([model(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)])
+        return torch.cat([model(x[i : i + batch], y[i : i + batch], None if y_features is None else y_features[k])
+                          for k, i in enumerate(range(0, len(x), batch))])  # fmt: skip
+
+
+def lpips_features(y: torch.Tensor, batch: int = 64) -> list[list[torch.Tensor]]:
+    """LPIPS's normalised AlexNet features of images (N, 3, H, W) in [0, 1], batch by batch, as :func:`lpips`
+    takes them."""
+    model = _shared().to(y.device)
+    with torch.no_grad():
+        return [model.features(y[i : i + batch]) for i in range(0, len(y), batch)]

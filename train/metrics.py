@@ -38,23 +38,33 @@ def normalised_error(recon: torch.Tensor, images: torch.Tensor, normaliser: floa
 SSIM_IMAGES = 64  # SSIM runs on the CPU image by image: it is scored on the first 64 images only
 
 
-def scores(recon: torch.Tensor, images: torch.Tensor) -> dict[str, float]:
+def scores(recon: torch.Tensor, images: torch.Tensor, shared: dict | None = None) -> dict[str, float]:
     """The quality of reconstructions (clipped to [0, 1], as they are shown) against their images, as every
-    command reports it: the paper's normalised error, PSNR and LPIPS over all images, SSIM over the first 64."""
+    command reports it: the paper's normalised error, PSNR and LPIPS over all images, SSIM over the first 64.
+    ``shared``: a dict kept across calls that score many reconstructions of the same ``images``; what depends on
+    the images alone (the error's normaliser, LPIPS's features of them) is computed into it once."""
+    from .lpips import lpips_features
+
     recon = recon.clamp(0, 1)
+    if shared is not None and "normaliser" not in shared:
+        shared["normaliser"] = mean_pairwise_distance(images)
+        shared["lpips_features"] = lpips_features(images.float())
+    shared = shared or {}
     return {
-        "normalised_error": normalised_error(recon, images),
+        "normalised_error": normalised_error(recon, images, shared.get("normaliser")),
         "psnr": psnr(recon, images),
         "ssim": ssim(recon[:SSIM_IMAGES], images[:SSIM_IMAGES]),
-        "lpips": perceptual(recon, images),
+        "lpips": perceptual(recon, images, shared.get("lpips_features")),
     }
 
 
-def perceptual(recon: torch.Tensor, images: torch.Tensor) -> float:
-    """Mean LPIPS (AlexNet, v0.1) of reconstructions against their images, reconstructions up-sampled first."""
+def perceptual(recon: torch.Tensor, images: torch.Tensor, image_features: list | None = None) -> float:
+    """Mean LPIPS (AlexNet, v0.1) of reconstructions against their images, reconstructions up-sampled first;
+    ``image_features``: :func:`.lpips.lpips_features` of ``images``, when computed before."""
     from .lpips import lpips
 
-    return float(lpips(upsample_to(recon, images.shape[-1]).clamp(0, 1).float(), images.float()).mean())
+    recon = upsample_to(recon, images.shape[-1]).clamp(0, 1).float()
+    return float(lpips(recon, images.float(), y_features=image_features).mean())
 
 
 def mean_pairwise_squared_distance(features: torch.Tensor) -> float:

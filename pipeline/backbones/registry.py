@@ -85,6 +85,8 @@ _BUILTIN = {"alexnet": "alexnet", "vgg16": "vgg", "efficientnet_lite0": "efficie
 ENTRY_POINTS = "preimage.backbones"
 # model sources named by a prefix (``hf:facebook/dinov2-small``): module and function building a config by name
 _SOURCES = {"hf": ("huggingface", "hf_backbone_config"), "timm": ("timm_models", "timm_backbone_config")}
+# models loaded from a source on first use in this process: named by hf:/timm: specs, not part of the listings
+_SOURCED: set[str] = set()
 
 
 @functools.cache
@@ -117,8 +119,9 @@ def builtin(name: str) -> bool:
 
 
 def list_backbones() -> list[str]:
-    """Names of all backbones: built in, declared by plug-ins, and registered at run time."""
-    return sorted(set(_REGISTRY) | set(_BUILTIN) | set(_plugins()))
+    """Names of all backbones: built in, declared by plug-ins, and registered at run time; not the models from a
+    source (hf:, timm:) used so far, whose folders may since have moved (``features --model`` lists one)."""
+    return sorted((set(_REGISTRY) - _SOURCED) | set(_BUILTIN) | set(_plugins()))
 
 
 def canonical_model(name: str) -> str:
@@ -143,6 +146,7 @@ def get_config(name: str) -> BackboneConfig:
         elif name.split(":", 1)[0] in _SOURCES:
             module, function = _SOURCES[name.split(":", 1)[0]]
             register_backbone(getattr(importlib.import_module(f"{__package__}.{module}"), function)(name))
+            _SOURCED.add(name)
     try:
         return _REGISTRY[name]
     except KeyError:

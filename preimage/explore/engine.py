@@ -56,9 +56,16 @@ class Panel:
     def channels_last(self) -> bool:
         return self.model.config.kind in CHANNELS_LAST
 
+    @property
+    def label(self) -> str:
+        """What the page calls it: its name, a shipped name's ``+loss`` written ``(loss)``; never a local path."""
+        if self.loss == zoo.PIXEL:
+            return self.name
+        return f"{self.name.removesuffix('+' + self.loss)} ({self.loss})"
+
     def describe(self) -> dict:
         shape = list(self.model.config.input_shape)
-        return {"name": self.name, "feature": self.feature, "loss": self.loss, "shape": shape,
+        return {"name": self.name, "label": self.label, "feature": self.feature, "loss": self.loss, "shape": shape,
                 "spatial": len(shape) == 3}  # fmt: skip
 
 

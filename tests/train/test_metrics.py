@@ -69,3 +69,17 @@ def test_a_zero_fill_up_convolution_draws_a_checkerboard_a_resize_one_does_not(p
     weight = torch.rand(3, 3, 5, 5, dtype=torch.float64) / 25  # a positive blur-like kernel per channel pair
     filled, resized = up_convolution(small, weight, None), resize_convolution(small, weight, None)
     assert checkerboard(filled) > 20 * checkerboard(resized)
+
+
+def test_scores_sharing_what_the_images_alone_give_equal_scores_computed_afresh(photos):
+    """Many reconstructions of the same images scored with one ``shared`` dict: the same numbers, bit for bit."""
+    from preimage.train.metrics import scores
+
+    images = torch.stack([torch.from_numpy(p[:96, :96]).permute(2, 0, 1).float() / 255 for p in photos.values()])
+    generator = torch.Generator().manual_seed(0)
+    shared: dict = {}
+    for _ in range(2):
+        small = images[..., ::2, ::2]
+        recon = (small + 0.1 * torch.randn(small.shape, generator=generator)).clamp(0, 1)
+        assert scores(recon, images, shared) == scores(recon, images)
+    assert set(shared) == {"normaliser", "lpips_features"}

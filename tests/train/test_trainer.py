@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -246,12 +247,25 @@ def test_run_json_records_the_epochs_and_the_budget_of_each_session(store, tmp_p
     assert {s["precision"] for s in sessions} == {"fp32"}
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_at_a_step_with_a_checkpoint_and_the_resumed_run_repeats_the_losses(store, tmp_path, stop):
-    reference, stopped = tmp_path / "reference", tmp_path / "stopped"
-    args = ["train", "--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "6",
+def signal_run_args(store) -> list[str]:
+    return ["train", "--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "6",
             "--batch-size", "8", "--width", "16", "--precision", "fp32", "--out"]  # fmt: skip
-    assert subprocess.run([*CLI, *args, str(reference)], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(store, tmp_path_factory) -> Path:
+    """The run that the signal tests' stopped and resumed runs must repeat, trained once for both."""
+    reference = tmp_path_factory.mktemp("uninterrupted") / "run"
+    assert subprocess.run([*CLI, *signal_run_args(store), str(reference)], capture_output=True).returncode == 0
+    return reference
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_at_a_step_with_a_checkpoint_and_the_resumed_run_repeats_the_losses(
+    store, uninterrupted, tmp_path, stop
+):
+    reference, stopped = uninterrupted, tmp_path / "stopped"
+    args = signal_run_args(store)
     process = subprocess.Popen([*CLI, *args, str(stopped)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not losses_logged(stopped):

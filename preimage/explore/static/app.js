@@ -33,6 +33,10 @@ function shortName(name) {  // a file's own name for the menus; the whole path s
   return prefix + path.split(/[\\/]/).pop();
 }
 
+function folderName(feature) {  // hf:/a/long/path/my-model:layer as hf:my-model:layer (the menu; the tooltip has it all)
+  return feature.replace(/^hf:(?:[A-Za-z]:)?[.\\/].*[\\/]([^\\/:]+):/, "hf:$1:");
+}
+
 function addPhoto(id, name) {
   for (const select of [$("photo-select"), $("second-select")]) {
     if (![...select.options].some((o) => o.value === id)) option(select, id, shortName(name), name);
@@ -53,9 +57,9 @@ function panelFigure(panel) {
   if (figure) return figure;
   figure = document.createElement("figure");
   figure.className = "panel"; figure.dataset.name = panel.name;
-  figure.innerHTML = `<figcaption></figcaption><img alt=""><div class="scores"></div><div class="error"></div>
+  figure.innerHTML = `<img alt=""><figcaption></figcaption><div class="scores"></div><div class="error"></div>
     <a class="download" download>PNG</a>`;
-  figure.querySelector("figcaption").textContent = panel.loss === "pixel" ? panel.name : `${panel.feature} (${panel.loss})`;
+  figure.querySelector("figcaption").textContent = panel.label;
   figure.querySelector("img").alt = `reconstruction from ${panel.name}`;
   figure.querySelector("a").download = `${panel.name.replace(/[:+]/g, "-")}.png`;
   $("panels").appendChild(figure);
@@ -173,7 +177,9 @@ async function start() {
   for (const [name, id] of Object.entries(state.photos)) addPhoto(id, name);
   for (const [name, id] of Object.entries(state.store_photos)) addPhoto(id, `store: ${name}`);
   const features = [...new Set(state.panels.map((p) => p.feature))];
-  for (const feature of features) if (feature === "hog" || feature.includes(":")) option($("optimize-feature"), feature, feature);
+  for (const feature of features) {
+    if (feature === "hog" || feature.includes(":")) option($("optimize-feature"), feature, folderName(feature), feature);
+  }
   $("sample").disabled = !state.store;
   $("sample-hint").textContent = state.store ? "" : "(start with --store to draw samples)";
   for (const panel of state.panels) panelFigure(panel);

@@ -267,6 +267,7 @@ def test_a_model_is_its_weights_wherever_its_folder_is(folders, photos, tmp_path
     ok("invert", images / "00.png", "--decoder", tmp_path / "run", "--feature", f"hf:b/dino-copy:{layer}",
        "--out", tmp_path / "inverted")  # fmt: skip
     assert (tmp_path / "inverted" / "00.png").is_file()
+    assert f"hf:{first}" not in ok("features", "--size", "32")  # the listing skips the models used since (gone)
 
     torch.manual_seed(1)  # the same model with other weights
     other = tmp_path / "c" / "other"

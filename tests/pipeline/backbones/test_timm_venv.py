@@ -24,7 +24,9 @@ def test_the_timm_tests_pass_in_their_own_venv():
         if os.environ.get("PREIMAGE_REQUIRE_TIMM"):
             pytest.fail(f"PREIMAGE_REQUIRE_TIMM is set but {PYTHON} is missing: run bash .ci/setup --timm")
         pytest.skip("no .venv-timm: bash .ci/setup --timm makes it (4.8 GB)")
-    command = [str(PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/pipeline/backbones/test_timm.py"]
+    # one process: .venv-timm has no pytest-xdist, and the outer run already uses both cores
+    command = [str(PYTHON), "-m", "pytest", "-q", "-o", "addopts=-ra", "-p", "no:cacheprovider",
+               "tests/pipeline/backbones/test_timm.py"]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
