@@ -129,16 +129,20 @@ def objective_recipe(config: dict) -> dict:
 
         entry["loss_weights"] = asdict(DeepSimWeights(**config.get("loss_options", {})))
     if config.get("init"):
-        try:
+        try:  # a shipped decoder (before this export replaces it): its minutes include those of its own start
             start = zoo.shipped(config["init"])
-            entry["init"] = {"name": start.name, "minutes": start.card["recipe"]["minutes"],
-                             "epochs": start.card["recipe"]["epochs"]}  # fmt: skip
+            recipe = start.card["recipe"]
+            minutes = recipe["minutes"] + recipe.get("init", {}).get("minutes", 0)
+            entry["init"] = {"name": start.name, "epochs": recipe["epochs"], "loss": recipe.get("loss", zoo.PIXEL),
+                             "upsample": recipe.get("upsample", "zero-fill"), "minutes": round(minutes, 1)}  # fmt: skip
         except FileNotFoundError:  # a run folder (references/zoo.sh): named as its export is
-            state = checkpoint.read_header(locate(config["init"]).path)["state"]
+            located = locate(config["init"])
+            state, settings = checkpoint.read_header(located.path)["state"], located.settings() or {}
             started = read_run(Path(config["init"]))
             name = zoo.shipped_name(portable_name(started.feature), started.loss) if started else str(config["init"])
             entry["init"] = {"name": name, "minutes": round(state.get("seconds", 0.0) / 60, 1),
-                             "epochs": state["epoch"]}  # fmt: skip
+                             "epochs": state["epoch"], "loss": settings.get("loss", zoo.PIXEL),
+                             "upsample": settings.get("upsample", "zero-fill")}  # fmt: skip
     return entry
 
 
@@ -172,8 +176,9 @@ def recipe_lines(recipe: dict) -> list[str]:
     head = [f"- loss: {loss} ({terms}; train/deepsim.py says where each number comes from)"]
     if "init" in recipe:
         start = recipe["init"]
+        kind = "pixel" if start.get("loss", zoo.PIXEL) == zoo.PIXEL else f"{start['upsample']} {start['loss']}"
         head.append(
-            f"- fine-tuned from the pixel decoder `{start['name']}` ({start['epochs']} epochs, "
+            f"- fine-tuned from the {kind} decoder `{start['name']}` ({start['epochs']} epochs, "
             f"{start['minutes']} minutes): {recipe['minutes'] + start['minutes']:.1f} minutes in all"
         )
     return [*head, *lines]
