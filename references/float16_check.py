@@ -19,7 +19,7 @@ import torch
 from preimage.pipeline.contract import DRAFT_MIN_SIDE, compute_features
 from preimage.pipeline.decode import read_images
 from preimage.pipeline.identity import portable_name
-from preimage.pipeline.images import center_square
+from preimage.pipeline.images import center_square, to_float
 from preimage.pipeline.sources import folder_source
 from preimage.train.data import split_of
 from preimage.train.invert import decoder_job
@@ -51,7 +51,7 @@ def main() -> None:
                      for s in {job.input_size, size}}  # fmt: skip
             crops.append(sized[size])
             values.append(compute_features([job], sized)[job.name])
-        target = torch.from_numpy(np.concatenate(crops)).permute(0, 3, 1, 2).float() / 255
+        target = to_float(np.concatenate(crops))
         full = np.concatenate(values).astype(np.float32)
         half = full.astype(np.float16).astype(np.float32)
         with torch.no_grad():

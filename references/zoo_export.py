@@ -23,7 +23,7 @@ import torch
 from preimage.analysis.runs import heldout_rows, mean_image, read_images, read_run
 from preimage.cache.store import FeatureStore, feature_path
 from preimage.pipeline.identity import portable_name, source_model
-from preimage.pipeline.images import sample_photos
+from preimage.pipeline.images import sample_photos, to_float
 from preimage.train import checkpoint, zoo
 from preimage.train.data import split_rows
 from preimage.train.evaluation import evaluate
@@ -52,8 +52,7 @@ def sample_scores(path: Path) -> dict:
     """Scores on the colour photos that ship with scikit-image, as ``preimage invert`` computes them."""
     photos = sample_photos()
     crops, recon = reconstruct_arrays(list(photos.values()), path)
-    targets = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
-    return {"photos": sorted(photos), **{k: round(v, 4) for k, v in scores(recon, targets).items()}}
+    return {"photos": sorted(photos), **{k: round(v, 4) for k, v in scores(recon, to_float(crops)).items()}}
 
 
 def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, fp32: dict, baseline: float) -> dict:

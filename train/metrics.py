@@ -43,10 +43,10 @@ def scores(recon: torch.Tensor, images: torch.Tensor, shared: dict | None = None
     command reports it: the paper's normalised error, PSNR and LPIPS over all images, SSIM over the first 64.
     ``shared``: a dict kept across calls that score many reconstructions of the same ``images``; what depends on
     the images alone (the error's normaliser, LPIPS's features of them) is computed into it once."""
-    from .lpips import lpips_features
-
     recon = recon.clamp(0, 1)
     if shared is not None and "normaliser" not in shared:
+        from .lpips import lpips_features
+
         shared["normaliser"] = mean_pairwise_distance(images)
         shared["lpips_features"] = lpips_features(images.float())
     shared = shared or {}

@@ -59,22 +59,19 @@ def score_photos(entries: list[Shipped], paths: list[Path], model: str | os.Path
 def score_images(entries: list[Shipped], images: list, model: str | os.PathLike | None = None) -> list[dict]:
     """Each decoder's scores on uint8 RGB images (each feature computed once for every decoder that takes it);
     ``model``: the folder of the source model that some of them invert (:func:`model_here`)."""
-    import numpy as np
-    import torch
-
+    from ..pipeline.images import to_float
     from .invert import reconstruct_each
     from .metrics import scores
 
     features = [model_here(entry, model) for entry in entries]
     each = reconstruct_each(images, [entry.name for entry in entries], features=features)
-    shared: list[tuple[np.ndarray, dict]] = []  # per distinct crops: what every decoder's scoring of them shares
+    # reconstruct_each crops the images once per size: per size, the crops as a tensor and what scoring shares
+    targets: dict[int, tuple] = {}
     out = []
     for crops, recon in each:
-        cache = next((c for seen, c in shared if seen.shape == crops.shape and np.array_equal(seen, crops)), None)
-        if cache is None:
-            cache = {}
-            shared.append((crops, cache))
-        out.append(scores(recon, torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255, cache))
+        if crops.shape[1] not in targets:
+            targets[crops.shape[1]] = (to_float(crops), {})
+        out.append(scores(recon, *targets[crops.shape[1]]))
     return out
 
 

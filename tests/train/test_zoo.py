@@ -82,6 +82,7 @@ def test_the_perceptual_decoders_draw_no_checkerboard(photos, request):
     power at the period-2 frequencies than scikit-image's photos hold (1.25x: zero-fill ones draw 2.2x to 5x)."""
     import torch.nn.functional as F
 
+    from preimage.pipeline.images import to_float
     from preimage.train.invert import reconstruct_each
     from preimage.train.metrics import checkerboard
 
@@ -91,8 +92,7 @@ def test_the_perceptual_decoders_draw_no_checkerboard(photos, request):
     features = [zoo_check.model_here(entry, folder) for entry in chosen]
     each = reconstruct_each(list(photos.values()), [entry.name for entry in chosen], features=features)
     for entry, (crops, recon) in zip(chosen, each, strict=True):
-        images = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
-        own = checkerboard(F.interpolate(images, size=recon.shape[-2:], mode="area"))
+        own = checkerboard(F.interpolate(to_float(crops), size=recon.shape[-2:], mode="area"))
         assert checkerboard(recon) <= 1.25 * own, (entry.name, checkerboard(recon), own)
 
 
