@@ -4,9 +4,11 @@ A registry keyed by the representation's kind (``hog``, ``lbp``, ``sift``, ``con
 from the shape of one stored feature row and the target resolution. Every layer but the last is followed by a
 leaky ReLU (0.2); an up-convolution is the paper's (``zero-fill``: each value placed at the top-left of a 2x2
 block of zeros, then a 5x5 convolution) or ``resize`` (each value repeated over its 2x2 block, then the 5x5
-convolution: Odena et al. 2016, "Deconvolution and checkerboard artifacts"). Zero-fill gives each of the four
-output phases its own quarter of the kernel, which perceptual losses turn into a visible checkerboard; resize
-gives every phase the whole kernel.
+convolution: Odena et al. 2016, "Deconvolution and checkerboard artifacts") or ``sub-pixel`` (a 3x3 convolution
+at the input's resolution to four phases, interleaved: Shi et al. 2016, started checkerboard-free as Aitken et al.
+2017 advise). Zero-fill gives each of the four output phases its own quarter of the kernel, which perceptual
+losses turn into a visible checkerboard; resize gives every phase the whole kernel; sub-pixel starts with the four
+phases equal and lets each learn its own (it can express both of the others exactly).
 """
 
 from __future__ import annotations
@@ -43,19 +45,58 @@ def resize_convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=2)
 
 
-UPSAMPLING = {"zero-fill": up_convolution, "resize": resize_convolution}
+def sub_pixel_convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 3x3 ``weight`` of 4 * C output channels (channel ``4c + 2dy + dx`` is output channel c's phase
+    (dy, dx)) at the input's resolution, then the phases interleaved (``pixel_shuffle``) into (N, C, 2H, 2W)."""
+    return F.pixel_shuffle(F.conv2d(x, weight, bias, padding=1), 2)
+
+
+UPSAMPLING = {"zero-fill": up_convolution, "resize": resize_convolution, "sub-pixel": sub_pixel_convolution}
+
+# Which 3x3 tap at the input's resolution each of a 5x5 kernel's taps (at twice the resolution, after a
+# nearest-neighbour resize) reads, for output phase 0 and 1 along one axis: tap k of phase p reads input offset
+# floor((p + k - 2) / 2).
+_RESIZE_TO_PHASE = torch.tensor(
+    [[[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]], [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]]],
+    dtype=torch.float64,
+)
+
+
+def sub_pixel_from_resize(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A resize up-convolution's 5x5 ``weight`` (C_out, C_in, 5, 5) and bias as the sub-pixel one that computes
+    the same function: each phase's 3x3 kernel sums the 5x5 taps that read the same input value."""
+    a = _RESIZE_TO_PHASE.to(weight.device)
+    phases = torch.einsum("yik,xjl,ockl->oyxcij", a, a, weight.double())  # (C_out, dy, dx, C_in, 3, 3)
+    out = phases.reshape(-1, weight.shape[1], 3, 3).to(weight.dtype)
+    return out, None if bias is None else bias.repeat_interleave(4)
 
 
 class UpConvolution(nn.Module):
-    """Module form of :func:`up_convolution` or :func:`resize_convolution` (``upsample``); holds an ordinary
-    ``Conv2d``'s 5x5 weights, so both have the paper's parameters, under the same names."""
+    """Module form of :func:`up_convolution`, :func:`resize_convolution` or :func:`sub_pixel_convolution`
+    (``upsample``). Zero-fill and resize hold an ordinary ``Conv2d``'s 5x5 weights (the paper's parameters, under
+    the same names); sub-pixel a 3x3 ``Conv2d`` to four phases per output channel, started with the phases equal
+    (ICNR: a convolution, then nearest-neighbour resize)."""
 
     def __init__(self, in_channels: int, out_channels: int, upsample: str = "zero-fill") -> None:
         super().__init__()
         if upsample not in UPSAMPLING:
             raise ValueError(f"unknown up-sampling {upsample!r}; known: {', '.join(UPSAMPLING)}")
         self.upsample = upsample
-        self.conv = nn.Conv2d(in_channels, out_channels, 5, padding=2)
+        if upsample == "sub-pixel":
+            self.conv = nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1)
+        else:
+            self.conv = nn.Conv2d(in_channels, out_channels, 5, padding=2)
+
+    def reset_phases(self) -> None:
+        """Sub-pixel only: every output channel's four phases set to its first (ICNR, Aitken et al. 2017), so
+        that a new decoder draws no checkerboard until training gives it a reason."""
+        if self.upsample == "sub-pixel":
+            with torch.no_grad():
+                w = self.conv.weight
+                w.copy_(w.view(-1, 4, *w.shape[1:])[:, :1].expand(-1, 4, *w.shape[1:]).reshape(w.shape))
+                if self.conv.bias is not None:
+                    b = self.conv.bias
+                    b.copy_(b.view(-1, 4)[:, :1].expand(-1, 4).reshape(-1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return UPSAMPLING[self.upsample](x, self.conv.weight, self.conv.bias)
@@ -80,7 +121,7 @@ class DecoderConfig:
     input_shape: tuple[int, ...]
     target_size: int = 64
     width: int = 256  # channels at the bottleneck; halved at each up-convolution, never below 32
-    upsample: str = "zero-fill"  # the up-convolutions': 'zero-fill' (the paper's) or 'resize' (no checkerboard)
+    upsample: str = "zero-fill"  # the up-convolutions': 'zero-fill' (the paper's), 'resize' or 'sub-pixel'
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -121,6 +162,9 @@ def create_decoder(config: DecoderConfig) -> Decoder:
         raise ValueError(f"unknown up-sampling {config.upsample!r}; known: {', '.join(UPSAMPLING)}")
     body = _DECODERS[config.kind](config)
     body.apply(he_init)
+    for module in body.modules():
+        if isinstance(module, UpConvolution):
+            module.reset_phases()
     return Decoder(config, body)
 
 

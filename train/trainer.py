@@ -30,7 +30,7 @@ from ..runtime.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
 from . import checkpoint
 from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
-from .decoders import Decoder, DecoderConfig, UpConvolution, create_decoder
+from .decoders import Decoder, DecoderConfig, UpConvolution, create_decoder, sub_pixel_from_resize
 from .evaluation import evaluate
 from .inverters import check_fingerprint
 from .locate import CHECKPOINT, RUN_FILE
@@ -71,7 +71,7 @@ class TrainConfig:
     # where the hardware computes it natively (train/precision.py)
     loss: str = "pixel"  # what a step minimises: a registered objective (train/objective.py)
     loss_options: dict = field(default_factory=dict)  # the objective's settings (deepsim: its terms' weights)
-    upsample: str = "zero-fill"  # the decoder's up-convolutions: 'zero-fill' (the paper's) or 'resize' (decoders.py)
+    upsample: str = "zero-fill"  # the decoder's up-convolutions: 'zero-fill' (the paper's), 'resize' or 'sub-pixel'
     init: str | None = None  # start the decoder from this trained one (a run folder, checkpoint or shipped name)
 
     def fixed(self) -> dict:
@@ -256,10 +256,11 @@ def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, fea
         raise ValueError(f"--init {init}: its decoder is {start.config.as_dict()}, this run's "
                          f"{model.config.as_dict()}; give the same --width and --target-size")  # fmt: skip
     weights = start.state_dict()
-    if (start.config.upsample, model.config.upsample) == ("zero-fill", "resize"):
-        weights = resize_from_zero_fill(start, weights)
-    elif start.config.upsample != model.config.upsample:
-        raise ValueError(f"--init {init}: a {start.config.upsample} decoder cannot start a {model.config.upsample} one")
+    kinds = (start.config.upsample, model.config.upsample)
+    if kinds not in UPSAMPLING_STARTS:
+        raise ValueError(f"--init {init}: a {kinds[0]} decoder cannot start a {kinds[1]} one")
+    for convert in UPSAMPLING_STARTS[kinds]:
+        weights = convert(start, weights)
     model.load_state_dict(weights)
 
 
@@ -272,6 +273,31 @@ def resize_from_zero_fill(decoder: Decoder, weights: dict) -> dict:
         if isinstance(module, UpConvolution):
             scaled[f"{name}.conv.weight"] = weights[f"{name}.conv.weight"] / 4
     return scaled
+
+
+def sub_pixel_from_resize_decoder(decoder: Decoder, weights: dict) -> dict:
+    """A resize decoder's weights for a sub-pixel one that computes the same function (each phase's 3x3 kernel
+    sums the 5x5 taps that read the same input value): a start without checkerboard whose phases may then part."""
+    converted = dict(weights)
+    for name, module in decoder.named_modules():
+        if isinstance(module, UpConvolution):
+            key = f"{name}.conv"
+            converted[f"{key}.weight"], converted[f"{key}.bias"] = sub_pixel_from_resize(
+                weights[f"{key}.weight"], weights[f"{key}.bias"]
+            )
+    return converted
+
+
+# (the start's up-sampling, the run's): the conversions, in order, that start the run from the start's weights;
+# a zero-fill decoder starts a sub-pixel one through resize, so that the checkerboard is not carried over
+UPSAMPLING_STARTS = {
+    ("zero-fill", "zero-fill"): (),
+    ("resize", "resize"): (),
+    ("sub-pixel", "sub-pixel"): (),
+    ("zero-fill", "resize"): (resize_from_zero_fill,),
+    ("resize", "sub-pixel"): (sub_pixel_from_resize_decoder,),
+    ("zero-fill", "sub-pixel"): (resize_from_zero_fill, sub_pixel_from_resize_decoder),
+}
 
 
 def settings_differing(saved: dict, config: TrainConfig) -> list[str]:

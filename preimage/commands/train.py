@@ -32,10 +32,12 @@ from .options import STORE, parse_pairs
     show_default=True,
     help="Channels at the decoder's bottleneck (docs/quality.md: 128 hand-crafted, 64 CNN layers).",
 )
-@click.option("--upsample", type=click.Choice(["zero-fill", "resize"]), default="zero-fill", show_default=True,
-              help="The decoder's up-convolutions: zero-fill (the paper's) or resize (nearest-neighbour, then the "
-              "convolution: no checkerboard under perceptual losses). --init from a zero-fill decoder starts a "
-              "resize one from its kernels, scaled to the same response to smooth input.")  # fmt: skip
+@click.option("--upsample", type=click.Choice(["zero-fill", "resize", "sub-pixel"]), default="zero-fill",
+              show_default=True, help="The decoder's up-convolutions: zero-fill (the paper's), resize "
+              "(nearest-neighbour, then the convolution: no checkerboard under perceptual losses) or sub-pixel "
+              "(four phases per channel at the input's resolution, started equal). --init from a zero-fill decoder "
+              "starts a resize one from its kernels, scaled to the same response to smooth input; from a resize "
+              "decoder (or through one, from a zero-fill decoder) a sub-pixel one computing the same.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
 @click.option("--held-out", default=0.1, show_default=True, help="Fraction of ids (by path hash) kept for tests.")
 @click.option("--train-fraction", default=1.0, show_default=True,

@@ -9,9 +9,13 @@ from preimage.pipeline.contract import stored_row_shape
 from preimage.pipeline.features import get_representation
 from preimage.train.decoders import (
     DecoderConfig,
+    UpConvolution,
     create_decoder,
+    he_init,
     list_decoders,
     resize_convolution,
+    sub_pixel_convolution,
+    sub_pixel_from_resize,
     up_conv,
     up_convolution,
     zero_fill_upsample,
@@ -43,6 +47,46 @@ def test_up_convolution_gradients_in_float64():
     expected = torch.autograd.grad(reference.square().sum(), (x, weight, bias))
     for got, want in zip(grads, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_sub_pixel_convolution_interleaves_four_phases_computed_at_the_input_resolution():
+    """Channel 4c + 2dy + dx of the 3x3 convolution is output channel c at rows 2i + dy, columns 2j + dx."""
+    x = torch.randn(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(12, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(12, dtype=torch.float64, requires_grad=True)
+    out = sub_pixel_convolution(x, weight, bias)
+    low = torch.nn.functional.conv2d(x, weight, bias, padding=1)
+    assert out.shape == (2, 3, 8, 10)
+    for c in range(3):
+        for dy in range(2):
+            for dx in range(2):
+                torch.testing.assert_close(out[:, c, dy::2, dx::2], low[:, 4 * c + 2 * dy + dx], rtol=0, atol=0)
+    assert torch.autograd.gradcheck(sub_pixel_convolution, (x, weight, bias))
+
+
+def test_a_resize_up_convolution_converts_to_a_sub_pixel_one_exactly():
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    weight, bias = torch.randn(4, 3, 5, 5, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    phases, phase_bias = sub_pixel_from_resize(weight, bias)
+    assert phases.shape == (16, 3, 3, 3) and phase_bias.shape == (16,)
+    torch.testing.assert_close(sub_pixel_convolution(x, phases, phase_bias), resize_convolution(x, weight, bias),
+                               rtol=0, atol=1e-12)  # fmt: skip
+    flat = torch.ones(1, 3, 6, 6, dtype=torch.float64)  # the interior of a flat map stays flat: no checkerboard
+    assert sub_pixel_convolution(flat, phases, None)[..., 4:-4, 4:-4].std(dim=(2, 3)).max() < 1e-12
+
+
+def test_a_new_sub_pixel_up_convolution_starts_as_a_convolution_then_nearest_neighbour():
+    """ICNR (Aitken et al. 2017): the four phases start equal, so a new decoder draws no checkerboard."""
+    layer = UpConvolution(4, 3, "sub-pixel").double()
+    layer.apply(he_init)
+    layer.reset_phases()
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    low = torch.nn.functional.conv2d(x, layer.conv.weight[::4], layer.conv.bias[::4], padding=1)
+    nearest = low.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # equal to rounding: another conv layout
+    torch.testing.assert_close(layer(x), nearest, rtol=0, atol=1e-12)
+    decoder = create_decoder(DecoderConfig("hog", (16, 16, 31), 64, width=32, upsample="sub-pixel"))
+    weights = [m.conv.weight for m in decoder.modules() if isinstance(m, UpConvolution)]
+    assert weights and all(torch.equal(w[0::4], w[1::4]) and torch.equal(w[0::4], w[3::4]) for w in weights)
 
 
 def test_resize_convolution_is_nearest_neighbour_then_a_5x5_convolution():
@@ -109,12 +153,13 @@ def test_registry_and_errors():
     decoder = create_decoder(DecoderConfig("hog", (16, 16, 31), 64, width=32))
     with pytest.raises(ValueError, match=r"got features of shape \(8, 8, 31\)"):
         decoder(torch.rand(1, 8, 8, 31))
-    with pytest.raises(ValueError, match="unknown up-sampling 'bicubic'; known: zero-fill, resize"):
+    with pytest.raises(ValueError, match="unknown up-sampling 'bicubic'; known: zero-fill, resize, sub-pixel"):
         create_decoder(DecoderConfig("hog", (16, 16, 31), 64, width=32, upsample="bicubic"))
 
 
-def test_gradients_in_float64():
-    decoder = create_decoder(DecoderConfig("lbp", (4, 4, 58), 8, width=8)).double()
+@pytest.mark.parametrize("upsample", ["zero-fill", "resize", "sub-pixel"])
+def test_gradients_in_float64(upsample):
+    decoder = create_decoder(DecoderConfig("lbp", (4, 4, 58), 8, width=8, upsample=upsample)).double()
     x = torch.rand(1, 4, 4, 58, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(decoder, (x,), eps=1e-6, atol=1e-5)
 
@@ -124,5 +169,7 @@ def test_config_round_trips_through_a_dict():
     assert DecoderConfig.from_dict(config.as_dict()) == config
     resize = DecoderConfig("conv", (256, 6, 6), 64, 128, "resize")
     assert DecoderConfig.from_dict(resize.as_dict()) == resize
+    sub_pixel = DecoderConfig("hog", (16, 16, 31), 64, 128, "sub-pixel")
+    assert DecoderConfig.from_dict(sub_pixel.as_dict()) == sub_pixel
     saved_before = {k: v for k, v in config.as_dict().items() if k != "upsample"}  # a decoder shipped before
     assert DecoderConfig.from_dict(saved_before).upsample == "zero-fill"

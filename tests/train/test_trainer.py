@@ -363,3 +363,13 @@ def test_init_starts_a_resize_decoder_from_a_zero_fill_one(store, tmp_path):
                                .expand_as(repeated[..., 8:-8, 8:-8]), rtol=1e-4, atol=1e-5)  # fmt: skip
     with pytest.raises(ValueError, match="a resize decoder cannot start a zero-fill one"):
         train(config(store, tmp_path / "back", init=str(tmp_path / "resize")), show_progress=False)
+    # a sub-pixel decoder started from the zero-fill one (through resize) draws what the resize one draws
+    train(config(store, tmp_path / "sub", epochs=1, max_steps=1, lr=0.0, upsample="sub-pixel",
+                 init=str(tmp_path / "pixel")), show_progress=False)  # fmt: skip
+    sub = load_decoder(tmp_path / "sub")
+    assert sub.config.upsample == "sub-pixel"
+    features = torch.randn(3, *paper.config.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(sub(features), resized(features), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="a sub-pixel decoder cannot start a resize one"):
+        train(config(store, tmp_path / "back2", upsample="resize", init=str(tmp_path / "sub")), show_progress=False)

