@@ -158,7 +158,7 @@ def heldout_entry(scored: dict, fp32_error: float, baseline: float) -> dict:
     }
 
 
-def recipe_lines(recipe: dict) -> list[str]:
+def recipe_lines(recipe: dict, name: str) -> list[str]:
     """The card's recipe as text."""
     lines = [
         f"- width {recipe['width']}, {recipe.get('upsample', 'zero-fill')} up-convolutions, {recipe['epochs']} epochs "
@@ -176,8 +176,9 @@ def recipe_lines(recipe: dict) -> list[str]:
     if "init" in recipe:
         start = recipe["init"]
         kind = "pixel" if start.get("loss", zoo.PIXEL) == zoo.PIXEL else f"{start['upsample']} {start['loss']}"
+        shipped = "that shipped before as " if start["name"] == name else ""
         head.append(
-            f"- fine-tuned from the {kind} decoder `{start['name']}` ({start['epochs']} epochs, "
+            f"- fine-tuned from the {kind} decoder {shipped}`{start['name']}` ({start['epochs']} epochs, "
             f"{start['minutes']} minutes): {recipe['minutes'] + start['minutes']:.1f} minutes in all"
         )
     return [*head, *lines]
@@ -206,7 +207,7 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         f"- Images: {photos['image_recipe']}, as `preimage extract` stores them.",
         "",
         "## Recipe",
-        *recipe_lines(recipe),
+        *recipe_lines(recipe, entry.get("name", entry["feature"])),
         "",
         "## Held-out photos",
         "| rows | normalised error | PSNR dB | SSIM | LPIPS | mean image | float32 weights |",
