@@ -37,16 +37,17 @@ def main() -> None:
              if (diff := differences(got, entry.card["heldout"]))]  # fmt: skip
     if wrong:
         raise SystemExit("the files do not reproduce these cards (nothing written):\n" + "\n".join(wrong))
-    sample = score_photos(entries, paths[::EVERY], args.model)
+    sampled = paths[::EVERY]
+    sample = score_photos(entries, sampled, args.model)
     record = {
-        entry.name: {"sha256": sha256_file(entry.path), "rows": len(paths[::EVERY]),
+        entry.name: {"sha256": sha256_file(entry.path), "rows": len(sampled),
                      **{k: round(v, 4) for k, v in got.items() if k in ("normalised_error", "psnr", "lpips")}}
         for entry, got in zip(entries, sample, strict=True)
     }  # fmt: skip
     SAMPLE_RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     for name, got in record.items():
         print(f"{name}: {got['rows']} photos, error {got['normalised_error']:.4f}, LPIPS {got['lpips']:.4f}")
-    print(f"every card holds on the {len(paths)} held-out files; every 8th one's scores -> {SAMPLE_RECORD}")
+    print(f"every card holds on the {len(paths)} held-out files; every {EVERY}th one's scores -> {SAMPLE_RECORD}")
 
 
 if __name__ == "__main__":

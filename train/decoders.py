@@ -92,11 +92,9 @@ class UpConvolution(nn.Module):
         that a new decoder draws no checkerboard until training gives it a reason."""
         if self.upsample == "sub-pixel":
             with torch.no_grad():
-                w = self.conv.weight
-                w.copy_(w.view(-1, 4, *w.shape[1:])[:, :1].expand(-1, 4, *w.shape[1:]).reshape(w.shape))
+                self.conv.weight.copy_(self.conv.weight[::4].repeat_interleave(4, dim=0))
                 if self.conv.bias is not None:
-                    b = self.conv.bias
-                    b.copy_(b.view(-1, 4)[:, :1].expand(-1, 4).reshape(-1))
+                    self.conv.bias.copy_(self.conv.bias[::4].repeat_interleave(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return UPSAMPLING[self.upsample](x, self.conv.weight, self.conv.bias)

@@ -16,6 +16,7 @@ import math
 import signal
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -268,21 +269,23 @@ def resize_from_zero_fill(decoder: Decoder, weights: dict) -> dict:
     """A zero-fill decoder's weights for a resize one: each up-convolution's kernel over 4. Zero-fill feeds each
     output phase a quarter of the kernel's taps; resize feeds every phase all of them, four times as many inputs,
     so a quarter of the kernel gives the same mean response to smooth input (and none of the checkerboard)."""
-    scaled = dict(weights)
-    for name, module in decoder.named_modules():
-        if isinstance(module, UpConvolution):
-            scaled[f"{name}.conv.weight"] = weights[f"{name}.conv.weight"] / 4
-    return scaled
+    return convert_up_convolutions(decoder, weights, lambda weight, bias: (weight / 4, bias))
 
 
 def sub_pixel_from_resize_decoder(decoder: Decoder, weights: dict) -> dict:
     """A resize decoder's weights for a sub-pixel one that computes the same function (each phase's 3x3 kernel
     sums the 5x5 taps that read the same input value): a start without checkerboard whose phases may then part."""
+    return convert_up_convolutions(decoder, weights, sub_pixel_from_resize)
+
+
+def convert_up_convolutions(decoder: Decoder, weights: dict, convert: Callable) -> dict:
+    """``weights`` (``decoder``'s) with each up-convolution's weight and bias replaced by ``convert(weight, bias)``;
+    the other layers' as they are."""
     converted = dict(weights)
     for name, module in decoder.named_modules():
         if isinstance(module, UpConvolution):
             key = f"{name}.conv"
-            converted[f"{key}.weight"], converted[f"{key}.bias"] = sub_pixel_from_resize(
+            converted[f"{key}.weight"], converted[f"{key}.bias"] = convert(
                 weights[f"{key}.weight"], weights[f"{key}.bias"]
             )
     return converted
