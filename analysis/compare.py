@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
+from ..pipeline.identity import stored_name
 from ..pipeline.images import save_rgb
 from ..train.hoggles import PairedDictionary
 from ..train.invert import decoder_job
@@ -47,14 +48,16 @@ def compare_feature(
     weights: str | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     dictionary: PairedDictionary | None = None,
+    models: Sequence[str] = (),
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Rows of the table for one representation, and the images compared (target, then each method's); with a
     HOGgles ``dictionary`` (HOG only) a third method; last, the training split's mean image as the baseline."""
-    feature = run.feature
     rows = heldout_rows(store, run.held_out, n)
     model = run.decoder(store)
-    job, _, _ = decoder_job(run.path, weights)
-    phi0 = read_features(store, feature, rows)
+    held = stored_name(store, run.identity)  # a model from a source: where the store's extraction found it
+    job, _, _ = decoder_job(run.path, weights, held if run.identity.from_source else None, models=models)
+    feature = job.name
+    phi0 = read_features(store, held, rows)
     targets = read_images(store, rows)
     size = targets.shape[-1]
     target = differentiable_target(feature, job.input_size, weights)

@@ -12,6 +12,7 @@ import torch
 
 from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import expand_specs
+from ..pipeline.identity import FeatureIdentity, stored_name
 from ..pipeline.images import to_float
 from ..train import zoo
 from ..train.data import split_rows
@@ -31,6 +32,7 @@ class TrainedRun:
     train_fraction: float = 1.0
     others: tuple[Path, ...] = ()  # runs of the same feature it was chosen over (the newest pixel run wins)
     loss: str = zoo.PIXEL  # what it was trained to minimise (train --loss)
+    identity: FeatureIdentity | None = None  # what the features it takes are (its header's fingerprint)
 
     @property
     def label(self) -> str:
@@ -39,7 +41,7 @@ class TrainedRun:
 
     def decoder(self, store: FeatureStore) -> Decoder:
         """The decoder, refused unless ``store`` computed the feature as the training store did."""
-        return load_decoder(self.path, store, self.feature)
+        return load_decoder(self.path, store)
 
     def describe(self) -> str:
         """Which run serves this feature, and what it was chosen over (for the commands to print)."""
@@ -60,8 +62,15 @@ def read_run(folder: Path) -> TrainedRun | None:
     config = located.settings()
     if config is None:
         return None
-    return TrainedRun(folder, config["feature"], config["held_out"], located.autoencoder,
-                      config.get("train_fraction", 1.0), loss=config.get("loss", zoo.PIXEL))  # fmt: skip
+    return TrainedRun(
+        folder,
+        config["feature"],
+        config["held_out"],
+        autoencoder=located.autoencoder,
+        train_fraction=config.get("train_fraction", 1.0),
+        loss=config.get("loss", zoo.PIXEL),
+        identity=located.identity,
+    )
 
 
 def trained_runs(
@@ -127,16 +136,15 @@ def read_images(store: FeatureStore, rows: np.ndarray) -> torch.Tensor:
     return to_float(store.take("images", rows))
 
 
-def read_features(store: FeatureStore, feature: str, rows: np.ndarray) -> torch.Tensor:
-    """Stored features of ``rows`` as float32 (a model's features held under another folder's name too)."""
-    from ..train.checkpoint import stored_name
-
+def read_features(store: FeatureStore, feature: str | FeatureIdentity, rows: np.ndarray) -> torch.Tensor:
+    """Stored features of ``rows`` as float32 (a model's features held under another folder's name too; a run's
+    :attr:`TrainedRun.identity` finds them without loading the model)."""
     return torch.from_numpy(store.take(feature_path(stored_name(store, feature)), rows)).float()
 
 
 def reconstruct(store: FeatureStore, run: TrainedRun, model: Decoder, rows: np.ndarray) -> torch.Tensor:
     """Reconstructions of stored rows: from their features, or from their images for an autoencoder run."""
-    inputs = read_images(store, rows) if model.takes == "images" else read_features(store, run.feature, rows)
+    inputs = read_images(store, rows) if model.takes == "images" else read_features(store, run.identity, rows)
     return decode(model, inputs)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
+from ..pipeline.identity import stored_name
 from ..pipeline.images import save_rgb
 from ..train.decoders import CHANNELS_LAST
 from ..train.metrics import normalised_error, upsample_to
@@ -37,7 +38,7 @@ def perturbation_study(store: FeatureStore, runs: list[TrainedRun], n: int, out:
     for run in runs:
         rows = heldout_rows(store, run.held_out, n)
         model, images = run.decoder(store), read_images(store, rows)
-        features = read_features(store, run.feature, rows)
+        features = read_features(store, run.identity, rows)
         picture_rows = [tile_row("image", images[:columns])]
         entry = {"feature": run.label, "images": len(rows)}
         for name in PERTURBATIONS:
@@ -67,7 +68,7 @@ def interpolation_study(store: FeatureStore, runs: list[TrainedRun], pair: tuple
     ends[0], ends[-1] = images[0], images[1]
     picture_rows = [tile_row("images", ends)]
     for run in runs:
-        features = read_features(store, run.feature, rows)
+        features = read_features(store, run.identity, rows)
         recon = decode(run.decoder(store), interpolate(features[0], features[1], steps))
         picture_rows.append(tile_row(run.feature, recon, size))
     settings = {"rows": rows.tolist(), "ids": [str(store.array("ids")[int(r)]) for r in rows], "steps": steps}
@@ -80,7 +81,7 @@ def sampling_study(store: FeatureStore, runs: list[TrainedRun], vectors: int, sa
     truncated Gaussian, decoded; the sparsity of real and sampled vectors side by side."""
     table, picture_rows = [], []
     for run in runs:
-        array = da.from_zarr(store.features(run.feature))
+        array = da.from_zarr(store.features(stored_name(store, run.identity)))
         shape = array.shape[1:]
         stats = histograms(array[: min(vectors, array.shape[0])])
         model = run.decoder(store)
@@ -109,7 +110,7 @@ def ablation_study(store: FeatureStore, run: TrainedRun, n: int, k: int, weights
     ``error_rows`` held-out images, how often that class is the image's and the normalised error."""
     judge = Classifier(run.feature, weights)
     rows = heldout_rows(store, run.held_out, max(n, error_rows))
-    images, scores = read_images(store, rows), read_features(store, run.feature, rows)
+    images, scores = read_images(store, rows), read_features(store, run.identity, rows)
     model = run.decoder(store)
     named = judge.name(scores)
     caption = [f"{c}\n{p:.2f}" for c, p in named[:n]]
@@ -144,7 +145,7 @@ def mask_study(store: FeatureStore, runs: list[TrainedRun], n: int, window: int 
     table, picture_rows = [], []
     for run in runs:
         rows = heldout_rows(store, run.held_out, n)
-        images, features = read_images(store, rows), read_features(store, run.feature, rows)
+        images, features = read_images(store, rows), read_features(store, run.identity, rows)
         model = run.decoder(store)
         mask = feature_mask(tuple(features.shape[1:]), model.config.kind in CHANNELS_LAST, config)
         whole, masked = decode(model, features), decode(model, features * mask)

@@ -7,7 +7,6 @@ Files are written beside their final name and renamed into place, so a kill neve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -16,9 +15,6 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-
-from ..cache.store import FeatureStore, StoreError, feature_path
-from ..pipeline.identity import location_free, source_model
 
 MAX_WIDTH = 4096  # decoder widths, target sizes and feature dimensions a header may declare: far above any real
 MAX_TARGET = 2048  # run, far below what would exhaust memory before the weights are even compared
@@ -48,64 +44,6 @@ def read_json(path: str | os.PathLike, what: str = "run.json") -> dict:
     if not isinstance(value, dict):
         raise CheckpointError(f"{path}: not a {what} (a JSON object was expected)")
     return value
-
-
-def store_fingerprint(store: FeatureStore, feature: str, weights_sha256: str | None = None) -> dict:
-    """What must match for a decoder to apply to features: the feature's attributes and the image recipe. A model
-    from a source is identified by its weights' hash (:func:`fingerprint_sha256`), not by where it lives
-    (``weights_sha256``: that hash when known, :func:`stored_name`)."""
-    feature = stored_name(store, feature, weights_sha256)
-    attrs = dict(store.array(feature_path(feature)).attrs)
-    recipe = store.meta["recipe"]
-    keep = {"representation", "extractor_version", "input", "params", "weights_sha256", "dtype", "row_shape"}
-    feature = {k: attrs.get(k) for k in sorted(keep)}
-    if "weights" in attrs:  # random weights, said so (absent for pretrained ones: older fingerprints stay equal)
-        feature["weights"] = attrs["weights"]
-    fingerprint = {
-        "feature": feature,
-        "image_size": recipe["image_size"],
-        "crop": recipe["crop"],
-    }
-    return {**fingerprint, "sha256": fingerprint_sha256(fingerprint)}
-
-
-def fingerprint_sha256(fingerprint: dict) -> str:
-    """The hash of a fingerprint's fields, a model from a source named by its weights' hash (``identity``): the
-    same tensors in another folder give the same hash; every other fingerprint hashes as it always did."""
-    fields = {k: v for k, v in fingerprint.items() if k != "sha256"}
-    fields["feature"] = location_free(fields["feature"])
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-
-
-def stored_name(store: FeatureStore, feature: str, weights_sha256: str | None = None) -> str:
-    """The name ``store`` holds ``feature`` under: the name itself, the same model folder named another way
-    (``hf:./dino`` for ``hf:/home/u/dino``), or the same layer of a model with the same weights' hash wherever its
-    folder was (``weights_sha256``, else the hash of the weights ``feature``'s model loads); an error saying how to
-    add it otherwise."""
-    held = store.feature_names()
-    if feature in held:
-        return feature
-    from ..pipeline.features import split_spec
-
-    try:
-        model, layer = split_spec(feature)
-    except ValueError:
-        model, layer = feature, None
-    canonical = f"{model}:{layer}" if layer else model
-    if canonical in held:
-        return canonical
-    twins = [name for name in held if layer and name.rpartition(":")[2] == layer and source_model(name)]
-    if twins and source_model(model):
-        from ..pipeline.contract import model_weights_sha256
-
-        sha = weights_sha256 or model_weights_sha256(canonical)
-        for name in twins:
-            if store.array(feature_path(name)).attrs.get("weights_sha256") == sha:
-                return name
-    raise StoreError(
-        f"{store.path} has no {feature} features (it holds: {', '.join(held) or 'none'}); add them with "
-        f"preimage extract --store {store.path} --images ... --feature {feature}"
-    )
 
 
 Models = torch.nn.Module | dict[str, torch.nn.Module]

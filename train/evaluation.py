@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore, feature_path
+from ..pipeline.identity import FeatureIdentity
 from ..pipeline.images import save_rgb, to_float, to_uint8
 from .data import split_rows
 from .decoders import Decoder
@@ -19,7 +20,7 @@ from .metrics import scores, upsample_to
 def evaluate(
     model: Decoder,
     store: FeatureStore,
-    feature: str,
+    feature: str | FeatureIdentity,
     held_out: float = 0.1,
     max_rows: int = 256,
     split: str = "heldout",
@@ -32,7 +33,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     if model.takes != "images":
-        from .checkpoint import stored_name
+        from ..pipeline.identity import stored_name
 
         feature = stored_name(store, feature)  # the name the store holds it under (a model's folder elsewhere)
     rows = np.flatnonzero(split_rows(store, split, held_out, train_fraction))[:max_rows]

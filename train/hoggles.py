@@ -247,12 +247,12 @@ def train_hoggles(
     """Learn a paired dictionary from the training rows of a store's images and HOG (the rows the decoders train
     on); saved as ``out/hoggles.safetensors`` with the HOG's fingerprint, like a decoder. Resumes a killed run."""
     from ..cache.store import FeatureStore, feature_path
+    from ..pipeline.identity import FeatureIdentity
     from ..pipeline.images import rgb_to_gray, to_float
-    from .checkpoint import store_fingerprint
     from .data import split_rows
 
     store = FeatureStore.open(store_path)
-    fingerprint = store_fingerprint(store, "hog")
+    fingerprint = FeatureIdentity.of_store(store, "hog").fingerprint()
     rows = np.flatnonzero(split_rows(store, "train", held_out))
     if len(rows) == 0:
         raise ValueError(f"{store_path} has no training rows to learn a dictionary from")

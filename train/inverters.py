@@ -15,8 +15,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ..cache.store import FeatureStore, differences
-from ..pipeline.identity import location_free
+from ..cache.store import FeatureStore
+from ..pipeline import identity
 from . import checkpoint
 from .decoders import Decoder, DecoderConfig, create_decoder
 from .locate import Located, locate
@@ -46,31 +46,11 @@ class Optimization(nn.Module):
         return optimize(self.target, features, self.config, self.progress).images[:, 0]
 
 
-def check_fingerprint(header: dict, fingerprint: dict, where: str) -> None:
-    """An inverter only applies to features computed exactly as those it was trained on (a model from a source:
-    the same weights, wherever they were)."""
-    trained = header["fingerprint"]
-    if checkpoint.fingerprint_sha256(trained) != checkpoint.fingerprint_sha256(fingerprint):
-        problems = differences(
-            {k: v for k, v in fingerprint.items() if k != "sha256"}
-            | {"feature": location_free(fingerprint["feature"])},
-            {k: v for k, v in trained.items() if k != "sha256"} | {"feature": location_free(trained["feature"])},
-            labels=("the store", "the decoder"),
-        )
-        raise ValueError(
-            f"the decoder was trained on features computed differently from those in {where}:\n  "
-            + "\n  ".join(problems)
-        )
-
-
 def check_store(located: Located, store: FeatureStore | None, feature: str | None = None) -> None:
-    """With a ``store``: refused unless its ``feature`` (default: the trained one) was computed as the training
-    features were."""
+    """With a ``store``: refused in one line unless its ``feature`` (default: what the decoder was trained on, found
+    by identity) was computed as the training features were (``identity.check_store``)."""
     if store is not None:
-        trained = located.fingerprint["feature"]
-        name = feature or trained["representation"]
-        fingerprint = checkpoint.store_fingerprint(store, name, None if feature else trained.get("weights_sha256"))
-        check_fingerprint(located.header, fingerprint, str(store.path))
+        identity.check_store(store, located.identity, feature)
 
 
 def load_decoder(

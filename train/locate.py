@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ..pipeline.identity import FeatureIdentity
 from . import zoo
 from .checkpoint import CheckpointError, json_header, read_header, read_json
 
@@ -49,6 +50,11 @@ class Located:
         if not isinstance(fingerprint, dict):
             raise CheckpointError(f"{self.path}: its header has no fingerprint of the features it was trained on")
         return fingerprint
+
+    @property
+    def identity(self) -> FeatureIdentity:
+        """What the features it takes are (:mod:`~preimage.pipeline.identity`): what a store must hold for it."""
+        return FeatureIdentity.from_fingerprint(self.fingerprint)
 
     @property
     def autoencoder(self) -> bool:

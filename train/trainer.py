@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore, feature_path
+from ..pipeline import identity
 from ..pipeline.features import get_representation
+from ..pipeline.identity import FeatureIdentity
 from ..runtime.device import init_distributed, pick_device
 from ..runtime.progress import Progress
 from ..runtime.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
@@ -33,7 +35,6 @@ from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
 from .decoders import Decoder, DecoderConfig, UpConvolution, create_decoder, sub_pixel_from_resize
 from .evaluation import evaluate
-from .inverters import check_fingerprint
 from .locate import CHECKPOINT, RUN_FILE
 from .metrics import Smoothed
 from .objective import Diverged, Objective, create_objective
@@ -158,8 +159,8 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     rank, world = init_distributed(device)
     out = Path(config.out)
     store = FeatureStore.open(config.store)
-    config = replace(config, feature=checkpoint.stored_name(store, config.feature))  # as the store names it
-    fingerprint = checkpoint.store_fingerprint(store, config.feature)
+    config = replace(config, feature=identity.stored_name(store, config.feature))  # as the store names it
+    fingerprint = FeatureIdentity.of_store(store, config.feature).fingerprint()
     stream = ShardStream(config.store, config.feature, "train", config.target_size, config.batch_size,
                          config.buffer_shards, config.seed, config.held_out,
                          inputs="images" if config.autoencoder else "features", augment=config.augment,
@@ -170,8 +171,23 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     objective = create_objective(config.loss, feature_shape=model.config.input_shape, **config.loss_options)
     objective.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
-    run = _Run(config, model, model, optimizer, objective, stream, steps_per_epoch, total, last, None, fingerprint,
-               store, rank, world, device)  # fmt: skip
+    run = _Run(
+        config=config,
+        model=model,
+        network=model,
+        optimizer=optimizer,
+        objective=objective,
+        stream=stream,
+        steps_per_epoch=steps_per_epoch,
+        total=total,
+        last=last,
+        progress=None,
+        fingerprint=fingerprint,
+        store=store,
+        rank=rank,
+        world=world,
+        device=device,
+    )
     state, saved, resuming = _open_run(run, resume)
     if rank == 0:  # what this session runs: the precision it resolved to, and how long it goes
         session = {"from_step": state["step"], "precision": run.config.precision, "precision_asked": config.precision,
@@ -222,7 +238,7 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
         previous = saved.get("precision", saved["config"].get("precision"))
         run.config = replace(config, precision=run_precision(config.precision, run.device, previous))
         header = run.load(out / CHECKPOINT)
-        check_fingerprint(header, run.fingerprint, config.store)
+        identity.check_agree(run.identity, FeatureIdentity.from_fingerprint(header["fingerprint"]), config.store)
         return header["state"], saved, True
     if run_file.exists():  # a folder some other run began: never written over
         diff = sorted(settings_differing(checkpoint.read_json(run_file).get("config", {}), config))
@@ -374,6 +390,11 @@ class _Run:
     device: torch.device
     stop: StopRequest = field(default_factory=StopRequest)  # set by SIGTERM or SIGINT: stop at the next step
     losses: Smoothed = field(default_factory=lambda: Smoothed(LOSS_WINDOW))  # the recent losses: spikes, progress
+
+    @property
+    def identity(self) -> FeatureIdentity:
+        """What the features it trains on are (the store's, recorded as the run's fingerprint)."""
+        return FeatureIdentity.from_fingerprint(self.fingerprint)
 
     def loop(self, state: dict) -> dict:
         """Epochs from ``state`` on (updated in place); raises :class:`Diverged` for a rollback."""

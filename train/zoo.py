@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipeline.identity import location_free, portable_name
+from ..pipeline.identity import FeatureIdentity, portable_name, source_model
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 SUFFIX = ".safetensors"
@@ -35,12 +35,17 @@ class Shipped:
     loss: str
     path: Path
     card: dict
-    features: dict  # the attributes of the features it takes (its fingerprint's)
+    identity: FeatureIdentity  # what the features it takes are (its fingerprint)
 
     @property
     def name(self) -> str:
         """What names it: the representation for a pixel decoder, ``FEATURE+LOSS`` for another."""
         return shipped_name(self.feature, self.loss)
+
+    @property
+    def features(self) -> dict:
+        """The recorded attributes of the features it takes."""
+        return dict(self.identity.attrs)
 
     @property
     def card_text(self) -> Path:
@@ -74,8 +79,15 @@ def list_shipped() -> list[Shipped]:
     for path in sorted(ZOO_DIR.glob(f"*{SUFFIX}")):
         header = json.loads(read_metadata(path)["header"])
         config = header["config"]
-        found.append(Shipped(portable_name(config["feature"]), config.get("loss", PIXEL), path, header.get("card", {}),
-                             header["fingerprint"]["feature"]))  # fmt: skip
+        found.append(
+            Shipped(
+                feature=portable_name(config["feature"]),
+                loss=config.get("loss", PIXEL),
+                path=path,
+                card=header.get("card", {}),
+                identity=FeatureIdentity.from_fingerprint(header["fingerprint"]),
+            )
+        )
     return sorted(found, key=lambda s: (":" in s.feature, s.feature, s.loss != PIXEL, s.loss))
 
 
@@ -90,13 +102,36 @@ def shipped(name: str) -> Shipped:
                             "preimage train and pass its run folder")  # fmt: skip
 
 
-def shipped_for(identity: str, loss: str = PIXEL) -> Shipped | None:
-    """The shipped decoder of a model from a source by what it is (``identity.location_free``'s representation:
-    its weights' hash and layer), wherever the user's copy of the model lives; None when none ships."""
+def shipped_for(hash_name: str, loss: str = PIXEL) -> Shipped | None:
+    """The shipped decoder of a model from a source by what it is (``FeatureIdentity.hash_name``: its weights' hash
+    and layer), wherever the user's copy of the model lives; None when none ships."""
     for entry in list_shipped():
-        if entry.loss == loss and location_free(entry.features)["representation"] == identity:
+        if entry.loss == loss and entry.identity.hash_name == hash_name:
             return entry
     return None
+
+
+def find_shipped(feature: str, loss: str = PIXEL, weights: str | None = None) -> tuple[Path, str | None]:
+    """The shipped decoder of ``feature`` trained with ``loss``, and where its model is (``feature`` itself when it
+    named a model from a source by a folder of its own, found by its weights' hash; None when it named the decoder
+    as the zoo does). An error saying what ships otherwise."""
+    try:
+        return shipped(shipped_name(feature, loss)).path, None
+    except FileNotFoundError:
+        if not source_model(feature):
+            raise
+    from ..pipeline.features import get_representation
+    from ..pipeline.identity import hash_name, model_hash
+
+    rep = get_representation(feature)
+    sha = model_hash(rep.name, weights)
+    found = shipped_for(f"{hash_name(rep.backbone, sha)}:{rep.layer}", loss) if sha else None
+    if found is None:
+        raise FileNotFoundError(
+            f"no decoder ships for {rep.name} (its weights' sha256 {str(sha)[:16]}; preimage zoo lists what ships); "
+            "train one with preimage train and pass --decoder RUN"
+        )
+    return found.path, feature
 
 
 def resolve(decoder: str | os.PathLike) -> Path:

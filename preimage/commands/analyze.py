@@ -17,6 +17,7 @@ from .options import (
     batch_job_options,
     default_out,
     hidden_alias,
+    model_option,
     optimize_config,
     optimize_options,
     parse_channels,
@@ -75,7 +76,7 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
                                    "decoder")  # fmt: skip
     opened = FeatureStore.open(store)
     model = run.decoder(opened)
-    result = evaluate(model, opened, run.feature, run.held_out, rows, split, train_fraction=run.train_fraction)
+    result = evaluate(model, opened, run.identity, run.held_out, rows, split, train_fraction=run.train_fraction)
     if not result:
         raise click.ClickException(f"the {split} split of {store} has fewer than two readable rows")
     click.echo(f"{run.feature} decoder {decoder} on {result[f'{split}_rows']} {split} rows of {store}:")
@@ -172,15 +173,15 @@ def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: b
 
 
 def _held(runs: list, store) -> tuple[list, list[str]]:
-    """``runs`` split into those whose feature ``store`` holds (under any name: checkpoint.stored_name) and the
+    """``runs`` split into those whose feature ``store`` holds (by identity: identity.stored_name) and the
     labels of the others."""
     from ..cache.store import StoreError
-    from ..train.checkpoint import stored_name
+    from ..pipeline.identity import stored_name
 
     held, absent = [], []
     for run in runs:
         try:
-            stored_name(store, run.feature)
+            stored_name(store, run.identity)
             held.append(run)
         except StoreError:
             absent.append(run.label)
@@ -197,8 +198,9 @@ def _held(runs: list, store) -> tuple[list, list[str]]:
 @click.option("--columns", default=8, show_default=True, help="Images shown in the figure.")
 @click.option("--hoggles", type=click.Path(exists=True, path_type=Path), default=None,
               help="A HOGgles dictionary (train --method hoggles --out RUN): a third method for HOG.")  # fmt: skip
+@model_option
 @optimize_options
-def compare(store, decoders, features, n, out, weights, columns, hoggles, **options) -> None:
+def compare(store, decoders, features, n, out, weights, columns, hoggles, models, **options) -> None:
     """Decoder against Mahendran & Vedaldi's optimisation (and, for HOG, HOGgles) on the same held-out images: one
     table, one figure per representation."""
     from ..analysis.compare import COLUMNS, KEYS, compare_feature, write_report
@@ -219,7 +221,7 @@ def compare(store, decoders, features, n, out, weights, columns, hoggles, **opti
         click.echo(f"{run.feature}: the decoder against the optimisation{' and HOGgles' if third else ''} of {n} "
                    "held-out images")  # fmt: skip
         bar = StepProgress()
-        rows, images = compare_feature(opened, run, n, config, weights, bar, third)
+        rows, images = compare_feature(opened, run, n, config, weights, bar, third, models=models)
         bar.close()
         table += rows
         pictures[run.label] = images

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import WEIGHTS, WEIGHTS_HELP, default_out, optimize_config, optimize_options
+from .options import WEIGHTS, WEIGHTS_HELP, default_out, model_option, optimize_config, optimize_options
 
 
 @click.command()
@@ -27,9 +27,10 @@ from .options import WEIGHTS, WEIGHTS_HELP, default_out, optimize_config, optimi
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"),
               show_default=True)  # fmt: skip
 @click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
+@model_option
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
 @optimize_options
-def invert(images, method, decoder, feature, loss, size, out, weights, overwrite, **options) -> None:
+def invert(images, method, decoder, feature, loss, size, out, weights, models, overwrite, **options) -> None:
     """Write original | reconstruction(s) for each image: the feature is computed from the image itself. Inputs
     with the same name from different folders keep their folders under --out."""
     import numpy as np
@@ -58,19 +59,25 @@ def invert(images, method, decoder, feature, loss, size, out, weights, overwrite
         if decoder is None and feature is None:
             raise click.UsageError("--method decoder needs --feature F (the decoder that ships for F: preimage zoo) "
                                    "or --decoder RUN (your own run)")  # fmt: skip
-        if decoder is not None and feature is not None and not _source_model(feature):
+        from ..pipeline.identity import source_model
+
+        if decoder is not None and feature is not None and not source_model(feature):
             raise click.UsageError("give --feature (a shipped decoder) or --decoder (a run), not both (both only for "
                                    "a model from a source, hf:FOLDER:LAYER: where the run's model is now)")  # fmt: skip
         from ..train.invert import invert_arrays
-        from ..train.zoo import PIXEL, resolve
+        from ..train.zoo import PIXEL, find_shipped, resolve
 
         if decoder is not None and loss != PIXEL:
             raise click.UsageError("--loss chooses among the decoders that ship for --feature; a run folder "
                                    "(--decoder) was trained with its own")  # fmt: skip
-        decoder = resolve(decoder) if decoder is not None else shipped_decoder(feature, loss, weights)
+        where = feature  # with --decoder: where the run's model is now
+        if decoder is not None:
+            decoder = resolve(decoder)
+        else:
+            decoder, where = find_shipped(feature, loss, weights)
         click.echo(f"decoder: {decoder}")
-
-        rows = [[original, recon] for original, recon in invert_arrays(arrays, decoder, weights, feature)]
+        pairs = invert_arrays(arrays, decoder, weights, where, models=models)
+        rows = [[original, recon] for original, recon in pairs]
     else:
         if feature is None:
             raise click.UsageError("--method optimize needs --feature, e.g. --feature alexnet:conv3")
@@ -108,36 +115,6 @@ def _readable(paths: tuple[Path, ...]) -> tuple[list, dict[Path, str]]:
             skipped[path] = f"{path}: {err}"
             click.echo(f"skipped {path}: {err}", err=True)
     return arrays, skipped
-
-
-def _source_model(feature: str) -> bool:
-    from ..pipeline.identity import source_model
-
-    return source_model(feature)
-
-
-def shipped_decoder(feature: str, loss: str, weights: str | None) -> Path:
-    """The shipped decoder of ``feature``: by its name, or for a model from a source (``hf:FOLDER:LAYER``) by its
-    weights' hash and layer, wherever the folder is."""
-    from ..pipeline.features import get_representation
-    from ..pipeline.identity import location_free, source_model
-    from ..train.zoo import shipped, shipped_for, shipped_name
-
-    try:
-        return shipped(shipped_name(feature, loss)).path
-    except FileNotFoundError:
-        if not source_model(feature):
-            raise
-        rep = get_representation(feature)
-        from ..pipeline.contract import model_weights_sha256
-
-        sha = model_weights_sha256(rep.name, weights)
-        found = shipped_for(location_free({"params": rep.params, "weights_sha256": sha})["representation"], loss)
-        if found is None:
-            raise FileNotFoundError(f"no decoder ships for {rep.name} (its weights' sha256 {str(sha)[:16]}; preimage "
-                                    "zoo lists what ships); train one with preimage train and pass --decoder "
-                                    "RUN") from None  # fmt: skip
-        return found.path
 
 
 def output_names(paths: tuple[Path, ...] | list[Path]) -> list[str]:

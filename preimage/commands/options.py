@@ -111,6 +111,16 @@ def batch_job_options(command):
     return with_batch
 
 
+MODEL_HELP = ("A folder of a model from a source (FOLDER or hf:FOLDER), repeatable: a decoder trained on that model's "
+              "features finds it here by its weights' hash, wherever it was trained (the folder moved, a shipped "
+              "decoder).")
+
+
+def model_option(command):
+    """``--model FOLDER`` (repeatable), as ``models``: where the models of the decoders used are now."""
+    return click.option("--model", "models", multiple=True, help=MODEL_HELP)(command)
+
+
 def optimize_options(command):
     """The optimisation settings shared by ``invert --method optimize`` and ``analyze compare``."""
     options = [

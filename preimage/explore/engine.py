@@ -22,7 +22,7 @@ from ..analysis.interpolate import blend
 from ..analysis.perturb import binarize, drop_smallest, dropout, keep_channels, keep_window
 from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ..pipeline.decode import DEFAULT_MAX_PIXELS, read_image
-from ..pipeline.identity import source_model
+from ..pipeline.identity import FeatureIdentity, IdentityError, check_store, find_model
 from ..pipeline.images import center_square, sample_photos, to_float
 from ..train import zoo
 from ..train.decoders import CHANNELS_LAST
@@ -50,7 +50,7 @@ class Panel:
     image_size: int
     dtype: str
     model: torch.nn.Module
-    fingerprint: dict  # how the features it takes were computed (a store's must match for samples)
+    identity: FeatureIdentity  # what the features it takes are (a store's must agree for samples)
 
     @property
     def channels_last(self) -> bool:
@@ -84,17 +84,6 @@ class Job:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-def models_here(models: list[str]) -> dict[str, str]:
-    """Models from a source that the user gave (``hf:FOLDER``, or a bare folder), by their weights' hash."""
-    from ..pipeline.backbones import create_backbone
-
-    found = {}
-    for model in models:
-        name = model if source_model(model) else f"hf:{model}"
-        found[create_backbone(name).weights.sha256] = name
-    return found
-
-
 class Explorer:
     """The explorer's state: decoders (every shipped one, plus ``decoders``: run folders or checkpoints), photos
     by id, their features, the store's histograms and the running optimisations."""
@@ -103,14 +92,10 @@ class Explorer:
                  max_pixels: int = DEFAULT_MAX_PIXELS, models: list[str] = ()) -> None:  # fmt: skip
         self.max_pixels = max_pixels
         self.panels: dict[str, Panel] = {}
-        here = models_here(models)  # a shipped decoder of a model from a source shows where its weights are given
-        for entry in zoo.list_shipped():
-            backbone = (entry.features.get("params") or {}).get("backbone")
-            if not source_model(backbone):
+        self.models, self._hashes = tuple(models), {}  # where models from a source are; each hashed once
+        for entry in zoo.list_shipped():  # a shipped decoder of a model from a source shows where its model is given
+            if not entry.identity.from_source or self._model_given(entry.identity):
                 self._add_panel(entry.name, entry.path)
-            elif entry.features.get("weights_sha256") in here:
-                model = here[entry.features["weights_sha256"]]
-                self._add_panel(entry.name, entry.path, f"{model}:{entry.features['params']['layer']}")
         for path in decoders:
             located = locate(path)
             if located.method != "decoder" or located.autoencoder:
@@ -133,12 +118,30 @@ class Explorer:
         self.jobs: dict[str, Job] = {}
         self._optimising = threading.Semaphore(1)  # one optimisation at a time: it takes both cores
 
-    def _add_panel(self, name: str, source, feature: str | None = None) -> None:
+    def _model_given(self, decoder: FeatureIdentity) -> bool:
+        """Whether one of the --model folders holds the model ``decoder`` was trained on."""
+        try:
+            return bool(self.models) and find_model(decoder, self.models, hashes=self._hashes) is not decoder
+        except IdentityError:
+            return False
+
+    def _add_panel(self, name: str, source) -> None:
         located = locate(source)
-        job, image_size, dtype = decoder_job(located, feature=feature)
+        try:
+            job, image_size, dtype = decoder_job(located, hashes=self._hashes, models=self.models)
+        except IdentityError as err:
+            raise ExploreError(f"{name}: {err}") from None
         config = located.settings() or {}
-        self.panels[name] = Panel(name, job.name, config.get("loss", zoo.PIXEL), job, image_size, dtype,
-                                  load_decoder(located).eval(), located.fingerprint)  # fmt: skip
+        self.panels[name] = Panel(
+            name=name,
+            feature=job.name,
+            loss=config.get("loss", zoo.PIXEL),
+            job=job,
+            image_size=image_size,
+            dtype=dtype,
+            model=load_decoder(located).eval(),
+            identity=located.identity,
+        )
 
     # -- photos ----------------------------------------------------------------------------------------------
 
@@ -271,19 +274,14 @@ class Explorer:
         panel = self.panel(name)
         from ..analysis.sample import histograms, sample_histograms
         from ..cache.store import StoreError
-        from ..train.checkpoint import store_fingerprint, stored_name
-        from ..train.inverters import check_fingerprint
 
         try:
-            feature = stored_name(self.store, panel.feature, panel.job.weights_sha256)
+            feature = check_store(self.store, panel.identity)
         except StoreError:
-            raise ExploreError(f"the store holds no {panel.feature}; it holds "
-                               f"{', '.join(self.store.feature_names())}") from None  # fmt: skip
-        try:
-            check_fingerprint({"fingerprint": panel.fingerprint}, store_fingerprint(self.store, feature),
-                              str(self.store.path))  # fmt: skip
-        except ValueError as err:
-            raise ExploreError(f"{name}: no samples from this store: {str(err).splitlines()[0]}") from None
+            held = ", ".join(self.store.feature_names())
+            raise ExploreError(f"the store holds no {panel.feature}; it holds {held}") from None
+        except IdentityError as err:
+            raise ExploreError(f"{name}: no samples from this store: {err}") from None
 
         if feature not in self._histograms:
             import dask.array as da
