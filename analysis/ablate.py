@@ -36,8 +36,9 @@ class Classifier:
     def __call__(self, images: torch.Tensor, batch: int = 64) -> list[tuple[str, float]]:
         scores = []
         for i in range(0, len(images), batch):
-            x = torch.nn.functional.interpolate(images[i : i + batch], size=(self.size, self.size), mode="bilinear",
-                                                align_corners=False)  # fmt: skip
+            x = torch.nn.functional.interpolate(
+                images[i : i + batch], size=(self.size, self.size), mode="bilinear", align_corners=False
+            )
             scores.append(self.network(x.clamp(0, 1), [self.layer])[self.layer])
         return self.name(torch.cat(scores))
 

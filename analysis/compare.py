@@ -142,8 +142,9 @@ def write_report(
     for feature, images in pictures.items():
         size = images["image"].shape[-1]
         rows = [tile_row("image", images["image"][:columns])]
-        rows += [tile_row(f"{feature} {method}", images[method][:columns], size) for method in METHODS
-                 if method in images]  # fmt: skip
+        rows += [
+            tile_row(f"{feature} {method}", images[method][:columns], size) for method in METHODS if method in images
+        ]
         path = save_rgb(out / f"compare-{feature.replace(':', '-')}.png", np.concatenate(rows, axis=0))
         figures = sorted({*figures, path})
     return [

@@ -67,8 +67,16 @@ def line_plot(labels: list[str], series: dict[str, list[float | None]], y_label:
         v = high * k / 4
         cv2.putText(picture, f"{v:.2f}", (4, y_of(v) + 4), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
     for i, label in enumerate(labels):
-        cv2.putText(picture, label, (x_of(i) - 4 * len(label), height - bottom + 16 + 12 * (i % 2)), font, 0.35,
-                    (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            picture,
+            label,
+            (x_of(i) - 4 * len(label), height - bottom + 16 + 12 * (i % 2)),
+            font,
+            0.35,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     cv2.putText(picture, y_label, (left + 4, top - 6), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     legend_x, legend_y = left, height - 30
     for n, (name, line) in enumerate(series.items()):
@@ -94,6 +102,7 @@ def captioned_row(label: str, images: torch.Tensor, captions: list[str], size: i
     for i, caption in enumerate(captions):
         x = LABEL_WIDTH + i * side + 2
         for j, line in enumerate(caption.split("\n")[:2]):
-            cv2.putText(strip, line[: side // 6], (x, 12 + 13 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1,
-                        cv2.LINE_AA)  # fmt: skip
+            cv2.putText(
+                strip, line[: side // 6], (x, 12 + 13 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA
+            )
     return np.concatenate([row, strip], axis=0)

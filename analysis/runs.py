@@ -18,7 +18,8 @@ from ..train import zoo
 from ..train.data import split_rows
 from ..train.decoders import Decoder
 from ..train.inverters import load_decoder
-from ..train.locate import CHECKPOINT, locate
+from ..train.locate import locate
+from ..train.runfolder import CHECKPOINT, RUN_FILE
 
 
 @dataclass
@@ -47,8 +48,10 @@ class TrainedRun:
         """Which run serves this feature, and what it was chosen over (for the commands to print)."""
         if not self.others:
             return f"{self.label}: {self.path}"
-        return (f"{self.label}: {self.path} (chosen over {', '.join(str(p) for p in self.others)}: a pixel "
-                "decoder first, then the newest; name one with --decoder RUN)")  # fmt: skip
+        return (
+            f"{self.label}: {self.path} (chosen over {', '.join(str(p) for p in self.others)}: a pixel "
+            "decoder first, then the newest; name one with --decoder RUN)"
+        )
 
 
 def read_run(folder: Path) -> TrainedRun | None:
@@ -93,7 +96,7 @@ def trained_runs(
                 chosen[run.label] = run
             continue
         if not path.is_dir():
-            raise FileNotFoundError(f"{path}: not a run folder (run.json and {CHECKPOINT}) nor a folder of runs")
+            raise FileNotFoundError(f"{path}: not a run folder ({RUN_FILE} and {CHECKPOINT}) nor a folder of runs")
         for folder in sorted(p for p in path.iterdir() if p.is_dir() or p.suffix == zoo.SUFFIX):
             found = read_run(folder)
             if found is not None and found.autoencoder == autoencoder:

@@ -68,8 +68,11 @@ def histograms(vectors: da.Array, bins: int = BINS) -> Histograms:
     empty = ~np.isfinite(low)  # a dimension that is always zero
     low, high = np.where(empty, 0.0, low), np.where(empty, 1.0, high)
     width = np.maximum(high - low, 1e-12) / bins
-    counts = flat.map_blocks(_bin_counts, low, width, bins, dtype=np.int64, chunks=(1, flat.shape[1], bins),
-                             new_axis=2).sum(axis=0).compute()  # fmt: skip
+    counts = (
+        flat.map_blocks(_bin_counts, low, width, bins, dtype=np.int64, chunks=(1, flat.shape[1], bins), new_axis=2)
+        .sum(axis=0)
+        .compute()
+    )
     mean = total / max(count, 1)
     std = math.sqrt(max(total_sq / max(count, 1) - mean**2, 0.0))
     edges = low[:, None] + width[:, None] * np.arange(bins + 1)

@@ -58,8 +58,9 @@ def perturbation_study(store: FeatureStore, runs: list[TrainedRun], n: int, out:
     ]
 
 
-def interpolation_study(store: FeatureStore, runs: list[TrainedRun], pair: tuple[int, int], steps: int,
-                        out: Path) -> list[Path]:  # fmt: skip
+def interpolation_study(
+    store: FeatureStore, runs: list[TrainedRun], pair: tuple[int, int], steps: int, out: Path
+) -> list[Path]:
     """Reconstructions along the line between the features of two held-out images, one row per decoder."""
     rows = heldout_rows(store, runs[0].held_out, max(pair) + 1)[list(pair)]
     images = read_images(store, rows)
@@ -75,8 +76,9 @@ def interpolation_study(store: FeatureStore, runs: list[TrainedRun], pair: tuple
     return [write_json(out / "interpolate.json", settings), save_rgb(out / "interpolate.png", _grid(picture_rows))]
 
 
-def sampling_study(store: FeatureStore, runs: list[TrainedRun], vectors: int, samples: int, alpha: float, seed: int,
-                   out: Path) -> list[Path]:  # fmt: skip
+def sampling_study(
+    store: FeatureStore, runs: list[TrainedRun], vectors: int, samples: int, alpha: float, seed: int, out: Path
+) -> list[Path]:
     """Random feature vectors from per-dimension histograms (dask, straight from the store) and from one
     truncated Gaussian, decoded; the sparsity of real and sampled vectors side by side."""
     table, picture_rows = [], []
@@ -103,8 +105,9 @@ def sampling_study(store: FeatureStore, runs: list[TrainedRun], vectors: int, sa
     ]
 
 
-def ablation_study(store: FeatureStore, run: TrainedRun, n: int, k: int, weights: str | None, out: Path,
-                   error_rows: int = 256) -> list[Path]:  # fmt: skip
+def ablation_study(
+    store: FeatureStore, run: TrainedRun, n: int, k: int, weights: str | None, out: Path, error_rows: int = 256
+) -> list[Path]:
     """Reconstructions from all class scores, the top-k only and the top-k zeroed, each named by the classifier
     the scores come from (class and confidence under each of the first ``n`` pictures); per variant, over
     ``error_rows`` held-out images, how often that class is the image's and the normalised error."""
@@ -122,10 +125,19 @@ def ablation_study(store: FeatureStore, run: TrainedRun, n: int, k: int, weights
         caption = [f"{c}\n{p:.2f}" for c, p in verdict[:n]]
         picture_rows.append(captioned_row(variant, recon[:n], caption, images.shape[-1]))
         agree = float(np.mean([a[0] == b[0] for a, b in zip(verdict, named, strict=True)]))
-        table.append({"variant": variant, "images": len(rows), "predictions": [list(x) for x in verdict[:n]],
-                      "agreement": agree, "normalised_error": normalised_error(recon, images)})  # fmt: skip
-    columns = (("agreement", "same class as the image's scores", "{:.3f}"),
-               ("normalised_error", "normalised error", "{:.3f}"))  # fmt: skip
+        table.append(
+            {
+                "variant": variant,
+                "images": len(rows),
+                "predictions": [list(x) for x in verdict[:n]],
+                "agreement": agree,
+                "normalised_error": normalised_error(recon, images),
+            }
+        )
+    columns = (
+        ("agreement", "same class as the image's scores", "{:.3f}"),
+        ("normalised_error", "normalised error", "{:.3f}"),
+    )
     return [
         write_json(out / "ablate.json", table),
         write_markdown(out / "ablate.md", f"Class-score ablation (k = {k})", table[1:], columns, ("variant", "images")),
@@ -133,9 +145,16 @@ def ablation_study(store: FeatureStore, run: TrainedRun, n: int, k: int, weights
     ]
 
 
-def mask_study(store: FeatureStore, runs: list[TrainedRun], n: int, window: int | None,
-               channels: tuple[int, int] | None, out: Path, columns: int = 6,
-               name: str = "mask") -> list[Path]:  # fmt: skip
+def mask_study(
+    store: FeatureStore,
+    runs: list[TrainedRun],
+    n: int,
+    window: int | None,
+    channels: tuple[int, int] | None,
+    out: Path,
+    columns: int = 6,
+    name: str = "mask",
+) -> list[Path]:
     """Reconstructions from a spatial window or a channel range of a convolutional layer, the other features
     set to zero and the decoder trained on whole features (no retraining); error beside the unmasked one.
     Files are NAME.json, NAME.md and NAME.png, so a window study and a channel study share a folder."""
@@ -149,8 +168,14 @@ def mask_study(store: FeatureStore, runs: list[TrainedRun], n: int, window: int 
         model = run.decoder(store)
         mask = feature_mask(tuple(features.shape[1:]), model.config.kind in CHANNELS_LAST, config)
         whole, masked = decode(model, features), decode(model, features * mask)
-        table.append({"feature": run.label, "whole": normalised_error(whole, images),
-                      "masked": normalised_error(masked, images), "kept": float(mask.mean())})  # fmt: skip
+        table.append(
+            {
+                "feature": run.label,
+                "whole": normalised_error(whole, images),
+                "masked": normalised_error(masked, images),
+                "kept": float(mask.mean()),
+            }
+        )
         picture_rows += [tile_row("image", images[:columns])] if not picture_rows else []
         picture_rows += [tile_row(f"{run.feature} masked", masked[:columns], images.shape[-1])]
     label = " ".join(filter(None, [f"window {window}" if window else "", f"channels {channels}" if channels else ""]))

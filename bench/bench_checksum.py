@@ -35,8 +35,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     store = FeatureStore.open(args.store)
-    print(f"{args.store}: {store.rows} rows; MB/s over {args.shards} shards of {store.shard_rows} rows, best of "
-          f"{args.repeats}")  # fmt: skip
+    print(
+        f"{args.store}: {store.rows} rows; MB/s over {args.shards} shards of {store.shard_rows} rows, best of "
+        f"{args.repeats}"
+    )
     print(f"{'array':26} {'write crc':>10} {'write':>10} {'ratio':>6} {'read crc':>10} {'read':>10} {'ratio':>6}")
     paths = ["images", *(feature_path(name) for name in store.feature_names())]
     with tempfile.TemporaryDirectory() as scratch:

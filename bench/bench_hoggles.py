@@ -66,27 +66,47 @@ def main() -> None:
     held = sample_pairs(gray, grids, args.batch, config.window, 8, generator)
     atoms = sample_pairs(gray, grids, args.atoms, config.window, 8, generator).T.contiguous()
     atoms /= atoms.norm(dim=0, keepdim=True)
-    print(f"{args.batch} pairs of {pairs.shape[1]} values, {args.atoms} atoms, lambda {config.sparsity}, "
-          f"{args.threads} threads")  # fmt: skip
+    print(
+        f"{args.batch} pairs of {pairs.shape[1]} values, {args.atoms} atoms, lambda {config.sparsity}, "
+        f"{args.threads} threads"
+    )
 
     ours, ours_s = best_of(3, lambda: sparse_code(pairs, atoms, config.sparsity, config.lasso_steps))
-    theirs, theirs_s = best_of(3, lambda: sparse_encode(pairs.numpy(), atoms.T.numpy(), algorithm="lasso_cd",
-                                                        alpha=config.sparsity, positive=True, n_jobs=1))  # fmt: skip
+    theirs, theirs_s = best_of(
+        3,
+        lambda: sparse_encode(
+            pairs.numpy(), atoms.T.numpy(), algorithm="lasso_cd", alpha=config.sparsity, positive=True, n_jobs=1
+        ),
+    )
     theirs_t = torch.from_numpy(theirs).float()
     ours_objective, theirs_objective = (objective(pairs, atoms, c, config.sparsity) for c in (ours, theirs_t))
-    print(f"sparse coding: preimage FISTA {ours_s * 1000:.0f} ms (objective {ours_objective:.5f}), sklearn lasso_cd "
-          f"{theirs_s * 1000:.0f} ms (objective {theirs_objective:.5f}): {theirs_s / ours_s:.1f}x")  # fmt: skip
+    print(
+        f"sparse coding: preimage FISTA {ours_s * 1000:.0f} ms (objective {ours_objective:.5f}), sklearn lasso_cd "
+        f"{theirs_s * 1000:.0f} ms (objective {theirs_objective:.5f}): {theirs_s / ours_s:.1f}x"
+    )
 
     gray_all, grids_all = gray, grids
     start = time.perf_counter()
     learned = learn_dictionary(gray_all, grids_all, config, 8)
     ours_s = time.perf_counter() - start
     ours_atoms = torch.cat([learned.gray, learned.hog])
-    stream = torch.cat([sample_pairs(gray, grids, args.batch, config.window, 8, torch.Generator().manual_seed(s))
-                        for s in range(args.steps)])  # fmt: skip
-    learner = MiniBatchDictionaryLearning(n_components=args.atoms, alpha=config.sparsity, batch_size=args.batch,
-                                          max_iter=1, positive_code=True, fit_algorithm="cd", random_state=0,
-                                          transform_algorithm="lasso_cd", transform_alpha=config.sparsity)  # fmt: skip
+    stream = torch.cat(
+        [
+            sample_pairs(gray, grids, args.batch, config.window, 8, torch.Generator().manual_seed(s))
+            for s in range(args.steps)
+        ]
+    )
+    learner = MiniBatchDictionaryLearning(
+        n_components=args.atoms,
+        alpha=config.sparsity,
+        batch_size=args.batch,
+        max_iter=1,
+        positive_code=True,
+        fit_algorithm="cd",
+        random_state=0,
+        transform_algorithm="lasso_cd",
+        transform_alpha=config.sparsity,
+    )
     start = time.perf_counter()
     learner.fit(stream.numpy())
     theirs_s = time.perf_counter() - start
@@ -95,9 +115,11 @@ def main() -> None:
     def held_objective(dictionary: torch.Tensor) -> float:
         return objective(held, dictionary, sparse_code(held, dictionary, config.sparsity, 300), config.sparsity)
 
-    print(f"learning {args.steps} batches: preimage {ours_s:.1f} s (held-back objective "
-          f"{held_objective(ours_atoms):.5f}), sklearn MiniBatchDictionaryLearning {theirs_s:.1f} s "
-          f"({held_objective(theirs_atoms):.5f}): {theirs_s / ours_s:.1f}x")  # fmt: skip
+    print(
+        f"learning {args.steps} batches: preimage {ours_s:.1f} s (held-back objective "
+        f"{held_objective(ours_atoms):.5f}), sklearn MiniBatchDictionaryLearning {theirs_s:.1f} s "
+        f"({held_objective(theirs_atoms):.5f}): {theirs_s / ours_s:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,10 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}; {args.n} photos per optimisation batch")
-    print(f"{'feature':15} {'steps':>5} {'optimise s/img':>14} {'rel. feat err':>13} {'decoder ms/img@64':>17} "
-          f"{'ms@1':>7} {'ratio':>8}")  # fmt: skip
+    print(
+        f"{'feature':15} {'steps':>5} {'optimise s/img':>14} {'rel. feat err':>13} {'decoder ms/img@64':>17} "
+        f"{'ms@1':>7} {'ratio':>8}"
+    )
     for spec in expand_specs(args.features):
         target = differentiable_target(spec, weights=args.weights, device=device)
         images = target.prepare(photos(args.n, target.size)).to(device)

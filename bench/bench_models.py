@@ -32,11 +32,26 @@ from preimage.runtime.memory import keep_freed_memory
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "rescale_factor": 1 / 255}
 MODELS = {  # name: (config class, model class, processor settings as the hub's files give them, last, middle)
-    "vit": ("ViTConfig", "ViTModel", {"size": {"height": 224, "width": 224}, "image_mean": [0.5] * 3,
-            "image_std": [0.5] * 3, "rescale_factor": 1 / 255}, "layers.11", "layers.6"),
-    "resnet": ("ResNetConfig", "ResNetModel", {"size": {"shortest_edge": 224}, "crop_pct": 0.875, **IMAGENET},
-               "encoder.stages.3", "encoder.stages.2"),
-}  # fmt: skip
+    "vit": (
+        "ViTConfig",
+        "ViTModel",
+        {
+            "size": {"height": 224, "width": 224},
+            "image_mean": [0.5] * 3,
+            "image_std": [0.5] * 3,
+            "rescale_factor": 1 / 255,
+        },
+        "layers.11",
+        "layers.6",
+    ),
+    "resnet": (
+        "ResNetConfig",
+        "ResNetModel",
+        {"size": {"shortest_edge": 224}, "crop_pct": 0.875, **IMAGENET},
+        "encoder.stages.3",
+        "encoder.stages.2",
+    ),
+}
 
 
 def save_models(root: Path) -> dict[str, str]:
@@ -52,8 +67,10 @@ def save_models(root: Path) -> dict[str, str]:
     return specs
 
 
-TIMM = {"timm-vit": ("timm:vit_small_patch16_224", ("blocks.11", "blocks.6")),
-        "timm-res": ("timm:resnet50", ("layer4", "layer3"))}  # fmt: skip
+TIMM = {
+    "timm-vit": ("timm:vit_small_patch16_224", ("blocks.11", "blocks.6")),
+    "timm-res": ("timm:resnet50", ("layer4", "layer3")),
+}
 
 
 def timm_models() -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -88,8 +105,11 @@ def pipeline_rates(specs: dict[str, str], photos: int, root: Path) -> None:
         return
     source = folder_source(SHARED)
     source = source.part(0, min(photos, len(source)))
-    jobs = {"alexnet:conv5": None, f"{specs['resnet']}:encoder.stages.2": "resnet encoder.stages.2",
-            f"{specs['vit']}:layers.6": "vit layers.6"}  # fmt: skip
+    jobs = {
+        "alexnet:conv5": None,
+        f"{specs['resnet']}:encoder.stages.2": "resnet encoder.stages.2",
+        f"{specs['vit']}:layers.6": "vit layers.6",
+    }
     print(f"\n{'representation':28} {'images/s':>9}  ({len(source)} shared photos, local cluster, one core each)")
     for spec, label in jobs.items():
         store = root / f"{abs(hash(spec))}.zarr"

@@ -109,13 +109,18 @@ def throughput(store_path: Path, source: Source, args: argparse.Namespace) -> No
     print(f"pipeline (best of {args.repeats}): {summary.read} images read, {summary.unreadable} unreadable")
     print(f"  wall {total:.1f} s in all, {work:.1f} s after the cluster was up ({summary.read / work:.1f} images/s)")
     print("  summed over workers: " + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(summary.step_seconds.items())))
-    print(f"bare extractors on the same decoded images, batches of 64, {torch.get_num_threads()} threads, best of "
-          f"{args.repeats}:")  # fmt: skip
+    print(
+        f"bare extractors on the same decoded images, batches of 64, {torch.get_num_threads()} threads, best of "
+        f"{args.repeats}:"
+    )
     for label in ("bare, workers' malloc", "bare, default malloc"):
         bare, n = best[label]
         bare_total = sum(bare.values())
-        print(f"  {label} ({n} images): " + ", ".join(f"{k} {v:.1f} s" for k, v in bare.items())
-              + f"; sum {bare_total:.1f} s")  # fmt: skip
+        print(
+            f"  {label} ({n} images): "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in bare.items())
+            + f"; sum {bare_total:.1f} s"
+        )
         print(
             f"    pipeline / bare = {work / bare_total:.3f} (overhead {(work / bare_total - 1) * 100:+.1f}%); "
             f"with cluster start-up {total / bare_total:.3f}"
@@ -125,8 +130,19 @@ def throughput(store_path: Path, source: Source, args: argparse.Namespace) -> No
 def bare_in_child(args: argparse.Namespace, environ: dict[str, str]) -> tuple[dict[str, float], int]:
     """:func:`bare_seconds` in a fresh process of this script with ``environ`` added (glibc reads its malloc
     settings at start-up)."""
-    command = [sys.executable, __file__, "--bare-only", "--images", args.images, "--limit", str(args.limit),
-               "--features", args.features, "--size", str(args.size)]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--bare-only",
+        "--images",
+        args.images,
+        "--limit",
+        str(args.limit),
+        "--features",
+        args.features,
+        "--size",
+        str(args.size),
+    ]
     done = subprocess.run(command, env={**os.environ, **environ}, capture_output=True, text=True, check=True)
     seconds, n = json.loads(done.stdout.strip().splitlines()[-1])
     return seconds, n
@@ -188,8 +204,10 @@ def main() -> None:
         )
 
     print(f"\nbatches of 64 of the first {sample} rows, ms (best of 20 and of 10): random rows, and one whole shard")
-    print(f"{'':18} {'random rows: zarr':>17} {'preimage':>9} {'numpy':>7} {'ratio':>6} {'shard: zarr':>12} "
-          f"{'preimage':>9} {'numpy':>7} {'ratio':>6}")  # fmt: skip
+    print(
+        f"{'':18} {'random rows: zarr':>17} {'preimage':>9} {'numpy':>7} {'ratio':>6} {'shard: zarr':>12} "
+        f"{'preimage':>9} {'numpy':>7} {'ratio':>6}"
+    )
     rng = np.random.default_rng(0)
     for name in store.feature_names():
         path = feature_path(name)

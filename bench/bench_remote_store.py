@@ -40,8 +40,12 @@ def serve() -> tuple[object, str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL_S3=url)  # fmt: skip
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL_S3=url,
+    )
     return server, url
 
 
@@ -95,15 +99,19 @@ def main() -> None:
     local_read, n = stream_epoch(args.store, args.feature, args.batch_size, args.target_size)
     remote_read, _ = stream_epoch(remote, args.feature, args.batch_size, args.target_size)
     peer = plain_zarr(remote, args.feature)
-    print(f"1. one epoch of batches ({n} rows): disk {local_read:.2f} s, bucket {remote_read:.2f} s "
-          f"(bucket / disk time {remote_read / local_read:.2f}x); plain zarr reading the same arrays from the bucket "
-          f"{peer:.2f} s (preimage / zarr time {remote_read / peer:.2f}x)")  # fmt: skip
+    print(
+        f"1. one epoch of batches ({n} rows): disk {local_read:.2f} s, bucket {remote_read:.2f} s "
+        f"(bucket / disk time {remote_read / local_read:.2f}x); plain zarr reading the same arrays from the bucket "
+        f"{peer:.2f} s (preimage / zarr time {remote_read / peer:.2f}x)"
+    )
 
     store = FeatureStore.open(args.store)
     config = TrainConfig(args.store, args.feature, "unused", target_size=args.target_size, width=args.width)
     best = {"disk": 0.0, "bucket": 0.0}
-    feeds = {where: epochs(ShardStream(path, args.feature, "train", args.target_size, args.batch_size, 4, 0, 0.1), 0,
-                           False) for where, path in (("disk", args.store), ("bucket", remote))}  # fmt: skip
+    feeds = {
+        where: epochs(ShardStream(path, args.feature, "train", args.target_size, args.batch_size, 4, 0, 0.1), 0, False)
+        for where, path in (("disk", args.store), ("bucket", remote))
+    }
     device = torch.device("cpu")
     for repeat in range(args.repeats):
         for where, feed in feeds.items():
@@ -113,8 +121,10 @@ def main() -> None:
             rate = args.steps * args.batch_size / seconds
             best[where] = max(best[where], rate)
             print(f"   repeat {repeat + 1}, {where}: {rate:.0f} samples/s ({waiting / seconds:.0%} waiting for data)")
-    print(f"2. training: disk {best['disk']:.0f} samples/s, bucket {best['bucket']:.0f} samples/s: the bucket keeps "
-          f"{best['bucket'] / best['disk']:.2f}x of the disk's speed")  # fmt: skip
+    print(
+        f"2. training: disk {best['disk']:.0f} samples/s, bucket {best['bucket']:.0f} samples/s: the bucket keeps "
+        f"{best['bucket'] / best['disk']:.2f}x of the disk's speed"
+    )
     server.stop()
 
 

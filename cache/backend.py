@@ -217,8 +217,10 @@ class ObjectBackend(Backend):
             self.fs = fsspec.filesystem(self.protocol, **self.settings)
         except ImportError as err:
             package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(self.protocol)
-            raise ImportError(f"{url}: stores at {self.protocol}:// URLs need {package or err.name}: pip install "
-                              f"{package or err.name}") from None  # fmt: skip
+            raise ImportError(
+                f"{url}: stores at {self.protocol}:// URLs need {package or err.name}: pip install "
+                f"{package or err.name}"
+            ) from None
         except ValueError as err:
             raise ValueError(f"{url}: {err}") from None
         self.root = self.fs._strip_protocol(self.url)
@@ -252,9 +254,11 @@ class ObjectBackend(Backend):
         if "bucket" not in str(err).lower():
             return err
         bucket = self.root.split("/", 1)[0]
-        return FileNotFoundError(f"{self.url}: the bucket {bucket!r} does not exist at this endpoint; create it first "
-                                 f"(aws s3 mb {self.protocol}://{bucket}, or your storage's console or mc mb for "
-                                 "MinIO), or give a store in a bucket that exists")  # fmt: skip
+        return FileNotFoundError(
+            f"{self.url}: the bucket {bucket!r} does not exist at this endpoint; create it first "
+            f"(aws s3 mb {self.protocol}://{bucket}, or your storage's console or mc mb for "
+            "MinIO), or give a store in a bucket that exists"
+        )
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -299,8 +303,9 @@ class ObjectBackend(Backend):
         while not self._acquire(token):
             if not wait:
                 holder = (self.read(LOCK_FILE) or b"").decode(errors="replace").split(" ", 1)[-1] or "another process"
-                raise StoreLocked(f"{self.url} is being written by {holder}; wait for it to finish, or pass --wait to "
-                                  "queue behind it")  # fmt: skip
+                raise StoreLocked(
+                    f"{self.url} is being written by {holder}; wait for it to finish, or pass --wait to queue behind it"
+                )
             time.sleep(min(5.0, LEASE_SECONDS / 4))
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(token, stop), daemon=True)

@@ -32,8 +32,10 @@ class ShardDamaged(ValueError):
     message names the file and the rows it holds."""
 
     def __init__(self, path: Path, rows: tuple[int, int], problem: str) -> None:
-        super().__init__(f"{path}: {problem} (rows {rows[0]}-{rows[1] - 1}); `preimage verify` lists every damaged "
-                         "shard and `preimage extract ... --repair` recomputes them")  # fmt: skip
+        super().__init__(
+            f"{path}: {problem} (rows {rows[0]}-{rows[1] - 1}); `preimage verify` lists every damaged "
+            "shard and `preimage extract ... --repair` recomputes them"
+        )
         self.path, self.rows, self.problem = path, rows, problem
 
 

@@ -334,8 +334,11 @@ class FeatureStore:
         except Exception:  # a damaged marker: verify reports it; take the partition as complete here
             complete = True
         if complete:
-            raise ShardDamaged(layout.shard_path(shard), layout.shard_rows_of(shard),
-                               "the shard file is missing, though its partition is marked complete")  # fmt: skip
+            raise ShardDamaged(
+                layout.shard_path(shard),
+                layout.shard_rows_of(shard),
+                "the shard file is missing, though its partition is marked complete",
+            )
 
     # -- reading ---------------------------------------------------------------------------------------------
 

@@ -50,8 +50,14 @@ class FeatureJob:
         source = attrs["input"]
         if str(attrs.get("weights", "")).startswith("random"):
             weights = RANDOM_WEIGHTS
-        return cls(attrs["representation"], source["color"], source["size"], attrs["params"], weights,
-                   attrs.get("weights_sha256"))  # fmt: skip
+        return cls(
+            attrs["representation"],
+            source["color"],
+            source["size"],
+            attrs["params"],
+            weights,
+            attrs.get("weights_sha256"),
+        )
 
     def attrs(self) -> dict:
         """What the store records with the array, and what must match to add to it (a model's random weights
@@ -79,8 +85,9 @@ def plan_jobs(specs: str, image_size: int, weights: str | None = None, dtype: st
             modules[rep.module_key] = rep.load(weights)
         module = modules[rep.module_key]
         rep.check(module)
-        jobs.append(FeatureJob(name, rep.input, rep.input_size or image_size, rep.params, weights,
-                               rep.weights_sha256(module)))  # fmt: skip
+        jobs.append(
+            FeatureJob(name, rep.input, rep.input_size or image_size, rep.params, weights, rep.weights_sha256(module))
+        )
     if not jobs:
         raise ValueError("no representation asked for; e.g. --features hog,lbp,sift,alexnet:conv1-conv5")
     if np.dtype(dtype) not in (np.float32, np.float16):
@@ -145,7 +152,8 @@ def compute_features(
         first, *others = members
         with timer(group), torch.inference_mode():
             module = _module(first.representation, first.weights, first.weights_sha256)
-            outputs = first.representation.compute(module, to_float(batches[first.input_size]),
-                                                   [job.representation for job in others])  # fmt: skip
+            outputs = first.representation.compute(
+                module, to_float(batches[first.input_size]), [job.representation for job in others]
+            )
         results.update({name: value.numpy() for name, value in outputs.items()})
     return results

@@ -312,8 +312,19 @@ def extract(
     jobs = plan_jobs(specs, image_size, weights, dtype)
     begin = time.perf_counter()
     try:
-        summary = _extract_locked(store_path, source, jobs, image_size, shard_rows, client_factory, dtype, wait,
-                                  show_progress, max_pixels, repair)  # fmt: skip
+        summary = _extract_locked(
+            store_path,
+            source,
+            jobs,
+            image_size,
+            shard_rows,
+            client_factory,
+            dtype,
+            wait,
+            show_progress,
+            max_pixels,
+            repair,
+        )
     except OSError as err:  # the lock, the store's creation or a repair, on the client: the same one line
         if err.errno in STORAGE_ERRNOS and str(err.filename or "").startswith(str(store_path)):
             raise StoreError(storage_problem(err, str(store_path))) from None
@@ -325,8 +336,9 @@ def extract(
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def _extract_locked(store_path, source, jobs, image_size, shard_rows, client_factory, dtype, wait, show_progress,
-                    max_pixels, repair) -> ExtractSummary:  # fmt: skip
+def _extract_locked(
+    store_path, source, jobs, image_size, shard_rows, client_factory, dtype, wait, show_progress, max_pixels, repair
+) -> ExtractSummary:
     """The body of :func:`extract`, under the store's lock."""
     steps: dict[str, float] = {}
     tasks: list[PartitionTask] = []
@@ -338,8 +350,10 @@ def _extract_locked(store_path, source, jobs, image_size, shard_rows, client_fac
         store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
         lost = [] if repair else store.missing_shards()
         if lost:
-            raise StoreError(f"{store_path}: {len(lost)} shard file(s) of partitions marked complete are missing "
-                             f"(first: {lost[0]}); run the same command with --repair to recompute them")  # fmt: skip
+            raise StoreError(
+                f"{store_path}: {len(lost)} shard file(s) of partitions marked complete are missing "
+                f"(first: {lost[0]}); run the same command with --repair to recompute them"
+            )
         tasks = pending_tasks(store, source, jobs, dtype, max_pixels)
         if tasks:
             try:
@@ -354,8 +368,10 @@ def _extract_locked(store_path, source, jobs, image_size, shard_rows, client_fac
                     raise
                 done = int(np.sum([store.done(job.name).sum() for job in jobs]))
                 total = len(jobs) * len(store.partitions())
-                raise Interrupted(signalled.signum, f"{done} of {total} partition features are complete and kept; run "
-                                  "the same command again to finish") from None  # fmt: skip
+                raise Interrupted(
+                    signalled.signum,
+                    f"{done} of {total} partition features are complete and kept; run the same command again to finish",
+                ) from None
         status = store.status()
         failures = store.failures()
     return ExtractSummary(

@@ -131,8 +131,11 @@ class FeatureIdentity:
         """The same feature with its model where ``backbone`` says it is now (a hand-crafted one as it is)."""
         if not self.from_source:
             return self
-        attrs = {**self.attrs, "representation": f"{backbone}:{self.layer}", "params": {**self.params,
-                                                                                        "backbone": backbone}}
+        attrs = {
+            **self.attrs,
+            "representation": f"{backbone}:{self.layer}",
+            "params": {**self.params, "backbone": backbone},
+        }
         return FeatureIdentity(attrs, self.image_size, self.crop)
 
     def key(self) -> dict:

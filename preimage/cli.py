@@ -42,11 +42,15 @@ def expected_failure(err: BaseException) -> str | None:
 
     name = type(err).__name__
     if type(err).__module__.startswith(("botocore", "aiobotocore", "google.auth", "azure")):
-        return (f"object storage: {err}; check the endpoint (AWS_ENDPOINT_URL_S3, or preimage --storage-option "
-                "client_kwargs.endpoint_url=URL) and the credentials (AWS_ACCESS_KEY_ID, ~/.aws)")  # fmt: skip
+        return (
+            f"object storage: {err}; check the endpoint (AWS_ENDPOINT_URL_S3, or preimage --storage-option "
+            "client_kwargs.endpoint_url=URL) and the credentials (AWS_ACCESS_KEY_ID, ~/.aws)"
+        )
     if name == "KilledWorker":
-        return (f"a dask worker died repeatedly running {err.args[0] if err.args else 'a task'} (out of memory?); "
-                "what was complete is kept: run the same command again to resume")  # fmt: skip
+        return (
+            f"a dask worker died repeatedly running {err.args[0] if err.args else 'a task'} (out of memory?); "
+            "what was complete is kept: run the same command again to resume"
+        )
     if isinstance(
         err, StoreLocked | ClusterError | ImageReadError | WeightsUnavailable | ValueError | KeyError | OSError
     ):
@@ -107,10 +111,15 @@ def _stdout_closed() -> bool:
 @click.group(cls=PreimageGroup)
 @click.version_option(package_name="preimage")
 @click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
-@click.option("--storage-option", "storage", multiple=True, metavar="KEY=VALUE",
-              help="A setting of the filesystem of stores at URLs (s3://...), repeatable, e.g. "
-              "client_kwargs.endpoint_url=http://minio:9000 or anon=true; credentials come from the usual places "
-              "(AWS_* variables, ~/.aws). Workers and batch jobs started from here inherit it.")  # fmt: skip
+@click.option(
+    "--storage-option",
+    "storage",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting of the filesystem of stores at URLs (s3://...), repeatable, e.g. "
+    "client_kwargs.endpoint_url=http://minio:9000 or anon=true; credentials come from the usual places "
+    "(AWS_* variables, ~/.aws). Workers and batch jobs started from here inherit it.",
+)
 def main(verbose: int, storage: tuple[str, ...]) -> None:
     """preimage: reconstruct images from their features (HOG, LBP, SIFT, CNN layers)."""
     if storage:

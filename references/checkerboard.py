@@ -40,8 +40,12 @@ def measure(store: FeatureStore, feature: str, decoders: dict[str, str], rows: i
     for label, name in decoders.items():
         recon = decode(load_decoder(name, store, feature), features)
         target = F.interpolate(images, size=recon.shape[-2:], mode="area")
-        table[label] = {"rows": len(chosen), "checkerboard": checkerboard(recon),
-                        "photos_checkerboard": checkerboard(target), **scores(recon, images)}  # fmt: skip
+        table[label] = {
+            "rows": len(chosen),
+            "checkerboard": checkerboard(recon),
+            "photos_checkerboard": checkerboard(target),
+            **scores(recon, images),
+        }
         pictures[label] = recon[:SHOWN]
         print(label, {k: round(v, 5) for k, v in table[label].items()})
     pictures["photos"] = F.interpolate(images[:SHOWN], size=next(iter(pictures.values())).shape[-2:], mode="area")
@@ -59,8 +63,10 @@ def figure(pictures: dict[str, torch.Tensor]) -> np.ndarray:
     plain = [row(pictures[k]) for k in order]
     size = pictures["photos"].shape[-1]
     q = size // 4
-    zoomed = [row(pictures[k][:3, :, q : size - q, q : size - q].repeat_interleave(ZOOM, 2).repeat_interleave(ZOOM, 3))
-              for k in order]  # fmt: skip
+    zoomed = [
+        row(pictures[k][:3, :, q : size - q, q : size - q].repeat_interleave(ZOOM, 2).repeat_interleave(ZOOM, 3))
+        for k in order
+    ]
     width = max(r.shape[1] for r in plain + zoomed)
     pad = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in plain + zoomed]
     return cv2.cvtColor(np.concatenate(pad, axis=0), cv2.COLOR_RGB2BGR)

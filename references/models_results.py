@@ -31,21 +31,45 @@ from docs_figures import write_jpeg
 
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "rescale_factor": 1 / 255}
 MODELS = {  # name: (config, model class, its hub preprocessing, layers)
-    "vit-s16": ("ViTConfig", dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
-                                  intermediate_size=1536, image_size=224, patch_size=16), "ViTModel",
-                {"size": {"height": 224, "width": 224}, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
-                 "rescale_factor": 1 / 255}, ["layers.2", "layers.5", "layers.11"]),
-    "dinov2-s14": ("Dinov2Config", dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
-                                        image_size=224, patch_size=14), "Dinov2Model",
-                   {"size": {"shortest_edge": 256}, "do_center_crop": True, "crop_size": {"height": 224, "width": 224},
-                    **IMAGENET},
-                   ["encoder.layer.2", "encoder.layer.5", "encoder.layer.8", "encoder.layer.11",
-                    "encoder.layer.11#prefix"]),
-    "resnet-18": ("ResNetConfig", dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512],
-                                       embedding_size=64), "ResNetModel",
-                  {"size": {"shortest_edge": 224}, "crop_pct": 0.875, **IMAGENET},
-                  ["encoder.stages.0", "encoder.stages.1", "encoder.stages.2", "encoder.stages.3"]),
-}  # fmt: skip
+    "vit-s16": (
+        "ViTConfig",
+        dict(
+            hidden_size=384,
+            num_hidden_layers=12,
+            num_attention_heads=6,
+            intermediate_size=1536,
+            image_size=224,
+            patch_size=16,
+        ),
+        "ViTModel",
+        {
+            "size": {"height": 224, "width": 224},
+            "image_mean": [0.5] * 3,
+            "image_std": [0.5] * 3,
+            "rescale_factor": 1 / 255,
+        },
+        ["layers.2", "layers.5", "layers.11"],
+    ),
+    "dinov2-s14": (
+        "Dinov2Config",
+        dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, image_size=224, patch_size=14),
+        "Dinov2Model",
+        {
+            "size": {"shortest_edge": 256},
+            "do_center_crop": True,
+            "crop_size": {"height": 224, "width": 224},
+            **IMAGENET,
+        },
+        ["encoder.layer.2", "encoder.layer.5", "encoder.layer.8", "encoder.layer.11", "encoder.layer.11#prefix"],
+    ),
+    "resnet-18": (
+        "ResNetConfig",
+        dict(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], embedding_size=64),
+        "ResNetModel",
+        {"size": {"shortest_edge": 224}, "crop_pct": 0.875, **IMAGENET},
+        ["encoder.stages.0", "encoder.stages.1", "encoder.stages.2", "encoder.stages.3"],
+    ),
+}
 CONTROLS = {  # name: (built-in backbone, layers), each extracted with its real weights and with random ones
     "efficientnet-lite0": ("efficientnet_lite0", ["block2", "block4", "block6", "head"]),
 }
@@ -76,14 +100,39 @@ def run(*args: str) -> None:
 
 def study(out: Path, name: str, store: Path, specs: list[str], args: argparse.Namespace, *extract: str) -> Path:
     """Extract ``specs`` into ``store``, train a 64-px decoder per layer and study them; the study's folder."""
-    run("extract", "--images", str(out / "photos.txt"), "--store", str(store), "--feature", ",".join(specs),
-        "--size", "128", *extract)  # fmt: skip
+    run(
+        "extract",
+        "--images",
+        str(out / "photos.txt"),
+        "--store",
+        str(store),
+        "--feature",
+        ",".join(specs),
+        "--size",
+        "128",
+        *extract,
+    )
     runs = []
     for spec in specs:
         layer = spec.rsplit(":", 1)[1]
         folder = out / "runs" / f"{name}-{layer.replace('.', '-').replace('#', '-')}"
-        run("train", "--store", str(store), "--feature", spec, "--out", str(folder), "--epochs", str(args.epochs),
-            "--width", str(args.width), "--target-size", "64", "--resume", "auto")  # fmt: skip
+        run(
+            "train",
+            "--store",
+            str(store),
+            "--feature",
+            spec,
+            "--out",
+            str(folder),
+            "--epochs",
+            str(args.epochs),
+            "--width",
+            str(args.width),
+            "--target-size",
+            "64",
+            "--resume",
+            "auto",
+        )
         runs += ["--decoder", str(folder)]
     layers = out / "layers" / name
     run("analyze", "layers", "--store", str(store), *runs, "--out", str(layers), "--overwrite")
@@ -138,10 +187,12 @@ def main() -> None:
     for name, (backbone, layers) in CONTROLS.items():
         if wanted(name):
             specs = [f"{backbone}:{layer}" for layer in layers]
-            folders = {"ImageNet" if tag == "imagenet" else tag: study(args.out, f"{name}-{tag}",
-                                                                          args.out / f"{name}-{tag}.zarr", specs,
-                                                                          args, *extract)
-                       for tag, extract in WEIGHTS.items()}  # fmt: skip
+            folders = {
+                "ImageNet" if tag == "imagenet" else tag: study(
+                    args.out, f"{name}-{tag}", args.out / f"{name}-{tag}.zarr", specs, args, *extract
+                )
+                for tag, extract in WEIGHTS.items()
+            }
             figures[name] = control_figure(folders, layers)
     if args.docs:
         for name, picture in figures.items():

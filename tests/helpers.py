@@ -32,8 +32,12 @@ def checksums(path) -> dict[str, str]:
             else:
                 visit(member, f"{prefix}{key}/")
 
-    visit(zarr.open_group(str(path), mode="r", storage_options={"use_listings_cache": False} if "://" in str(path)
-                          else None), "")  # fmt: skip
+    visit(
+        zarr.open_group(
+            str(path), mode="r", storage_options={"use_listings_cache": False} if "://" in str(path) else None
+        ),
+        "",
+    )
     return out
 
 
@@ -105,11 +109,28 @@ def extract_train_analyze_invert(folder, spec: str, tmp_path, *extract: str) -> 
     store, run = str(tmp_path / "s.zarr"), str(tmp_path / "run")
     steps = [
         ["extract", "--images", str(folder), "--store", store, "--feature", spec, "--workers", "1", *extract],
-        ["train", "--store", store, "--feature", spec, "--out", run, "--target-size", "16", "--epochs", "2",
-         "--batch-size", "8", "--width", "16", "--precision", "fp32"],
+        [
+            "train",
+            "--store",
+            store,
+            "--feature",
+            spec,
+            "--out",
+            run,
+            "--target-size",
+            "16",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--width",
+            "16",
+            "--precision",
+            "fp32",
+        ],
         ["analyze", "error", "--store", store, "--decoder", run],
         ["invert", str(folder / "00.png"), "--decoder", run, "--out", str(tmp_path / "invert")],
-    ]  # fmt: skip
+    ]
     outputs = []
     for args in steps:
         result = CliRunner().invoke(main, args)

@@ -13,8 +13,13 @@ import preimage
 
 ROOT = Path(__file__).resolve().parents[1]
 # where each package's source lies: pyproject maps the top-level folders into preimage.*
-PACKAGES = {"": ROOT / "preimage", "pipeline": ROOT / "pipeline", "train": ROOT / "train",
-            "analysis": ROOT / "analysis", "cache": ROOT / "cache"}  # fmt: skip
+PACKAGES = {
+    "": ROOT / "preimage",
+    "pipeline": ROOT / "pipeline",
+    "train": ROOT / "train",
+    "analysis": ROOT / "analysis",
+    "cache": ROOT / "cache",
+}
 
 
 def installed_layout(target: Path) -> Path:
@@ -35,8 +40,13 @@ def test_the_layer_contract_holds(tmp_path):
     pytest.importorskip("importlinter", reason="import-linter is in the dev extra")
     tree = installed_layout(tmp_path)
     lint = Path(sys.executable).with_name("lint-imports")
-    result = subprocess.run([str(lint), "--no-cache", "--config", "pyproject.toml"], cwd=tree, capture_output=True,
-                            text=True, env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    result = subprocess.run(
+        [str(lint), "--no-cache", "--config", "pyproject.toml"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "BROKEN" not in result.stdout and "KEPT" in result.stdout
 
@@ -52,14 +62,20 @@ def test_the_layout_copy_is_complete(tmp_path):
 
 
 def test_loading_a_shipped_decoder_imports_neither_dask_click_nor_cv2():
-    code = ("import sys, preimage; preimage.load_decoder('hog'); "
-            "print(sorted({'dask', 'distributed', 'click', 'cv2'} & set(sys.modules)))")  # fmt: skip
+    code = (
+        "import sys, preimage; preimage.load_decoder('hog'); "
+        "print(sorted({'dask', 'distributed', 'click', 'cv2'} & set(sys.modules)))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
 def test_importing_preimage_imports_no_torch():
-    result = subprocess.run([sys.executable, "-c", "import sys, preimage; print('torch' in sys.modules)"],
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, preimage; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert result.stdout.strip() == "False"
     assert preimage.__version__

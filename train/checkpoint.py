@@ -31,8 +31,9 @@ def _first_line(err: Exception) -> str:
 
 
 def _not_a_checkpoint(path, reason: str) -> CheckpointError:
-    return CheckpointError(f"{path}: not a usable preimage checkpoint ({reason}); point to a run folder that "
-                           "`preimage train --out` wrote")  # fmt: skip
+    return CheckpointError(
+        f"{path}: not a usable preimage checkpoint ({reason}); point to a run folder that `preimage train --out` wrote"
+    )
 
 
 def read_json(path: str | os.PathLike, what: str = "run.json") -> dict:
@@ -134,8 +135,13 @@ def check_decoder_header(path: str | os.PathLike, decoder: dict) -> None:
     except (KeyError, TypeError, ValueError):
         raise _not_a_checkpoint(path, f"its decoder description is incomplete: {decoder}") from None
     values = math.prod(max(v, 0) for v in shape)
-    if not (1 <= width <= MAX_WIDTH and 8 <= target <= MAX_TARGET and shape and all(v >= 1 for v in shape)
-            and values <= MAX_INPUT_VALUES):  # fmt: skip
+    if not (
+        1 <= width <= MAX_WIDTH
+        and 8 <= target <= MAX_TARGET
+        and shape
+        and all(v >= 1 for v in shape)
+        and values <= MAX_INPUT_VALUES
+    ):
         raise _not_a_checkpoint(
             path,
             f"its header declares width {width}, target {target}, input {shape}: outside the bounds of any "

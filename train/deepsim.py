@@ -80,8 +80,9 @@ class Discriminator(nn.Module):
             previous = out
         self.image = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(previous, 256), act)
         size = math.prod(feature_shape)
-        self.features = nn.Sequential(nn.Flatten(), nn.LayerNorm(size), nn.Linear(size, 512), act,
-                                      nn.Linear(512, 256), act)  # fmt: skip
+        self.features = nn.Sequential(
+            nn.Flatten(), nn.LayerNorm(size), nn.Linear(size, 512), act, nn.Linear(512, 256), act
+        )
         self.joint = nn.Sequential(nn.Linear(512, 256), act, nn.Linear(256, 1))
 
     def forward(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -106,8 +107,9 @@ class DeepSim(Objective):
         self.comparator = layers[0].load().requires_grad_(False).eval()
         self.comparator_layers = [layer.layer for layer in layers]
         self.discriminator = Discriminator(tuple(feature_shape))
-        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.weights.discriminator_lr,
-                                          betas=(0.9, 0.999))  # fmt: skip
+        self.optimizer = torch.optim.Adam(
+            self.discriminator.parameters(), lr=self.weights.discriminator_lr, betas=(0.9, 0.999)
+        )
         self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None
 
     def compare(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -137,8 +139,11 @@ class DeepSim(Objective):
         adversarial = nn.functional.softplus(-fake_logit).mean()  # -log D(G(x), x)
         loss = w.pixel * pixel + w.feature * feature + w.adversarial * adversarial
         self._pending = (recon.detach(), y, x, float(adversarial.detach()))
-        terms = {"pixel_loss": float(pixel.detach()), "feature_loss": float(feature.detach()),
-                 "adversarial_loss": float(adversarial.detach())}  # fmt: skip
+        terms = {
+            "pixel_loss": float(pixel.detach()),
+            "feature_loss": float(feature.detach()),
+            "adversarial_loss": float(adversarial.detach()),
+        }
         return loss, terms
 
     def after_step(self) -> dict:

@@ -26,7 +26,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .locate import DICTIONARY, Located, locate
+from .locate import Located, locate
+from .runfolder import RunFolder
 
 EPS = 1e-8
 
@@ -169,8 +170,10 @@ def learn_dictionary(
     every 50 steps: batch ``t`` is drawn from seed (config.seed, t), so a resumed run learns what an uninterrupted
     one would. ``progress``: a :class:`Progress` over the steps (an earlier session's counted as resumed)."""
     if grids.shape[1] < config.window + 2 or grids.shape[2] < config.window + 2:
-        raise ValueError(f"HOG grids of {tuple(grids.shape[1:3])} cells hold no {config.window}x{config.window} "
-                         "window with a one-cell margin; use larger images or a smaller window")  # fmt: skip
+        raise ValueError(
+            f"HOG grids of {tuple(grids.shape[1:3])} cells hold no {config.window}x{config.window} "
+            "window with a one-cell margin; use larger images or a smaller window"
+        )
     model = PairedDictionary(config, cell_size, grids.shape[-1])
 
     def sample(count: int, step: int) -> torch.Tensor:
@@ -181,8 +184,12 @@ def learn_dictionary(
     if state is None:
         atoms = sample(config.atoms, -1).T  # SPAMS starts from random training pairs
         atoms = atoms / atoms.norm(dim=0, keepdim=True).clamp_min(1.0)
-        state = {"atoms": atoms, "a": torch.zeros(config.atoms, config.atoms),
-                 "b": torch.zeros(atoms.shape[0], config.atoms), "step": torch.tensor(0)}  # fmt: skip
+        state = {
+            "atoms": atoms,
+            "a": torch.zeros(config.atoms, config.atoms),
+            "b": torch.zeros(atoms.shape[0], config.atoms),
+            "step": torch.tensor(0),
+        }
     atoms, a_stat, b_stat = state["atoms"], state["a"], state["b"]
     earlier, start = float(state.get("seconds", 0.0)), time.perf_counter()  # learning seconds of earlier sessions
     if progress is not None:
@@ -229,8 +236,9 @@ def _load_state(path, config: HogglesConfig) -> dict | None:
         saved = json.loads((f.metadata() or {}).get("config", "{}"))
         if saved != asdict(config):
             differing = sorted(k for k in asdict(config) if saved.get(k) != asdict(config)[k])
-            raise ValueError(f"{path} was learned with other settings ({', '.join(differing)}); use the same ones, "
-                             "or another --out")  # fmt: skip
+            raise ValueError(
+                f"{path} was learned with other settings ({', '.join(differing)}); use the same ones, or another --out"
+            )
         return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
 
 
@@ -256,18 +264,29 @@ def train_hoggles(
     rows = np.flatnonzero(split_rows(store, "train", held_out))
     if len(rows) == 0:
         raise ValueError(f"{store_path} has no training rows to learn a dictionary from")
-    gray = torch.cat([rgb_to_gray(to_float(store.take("images", part)))
-                      for part in np.array_split(rows, max(1, len(rows) // 256))])  # fmt: skip
+    gray = torch.cat(
+        [rgb_to_gray(to_float(store.take("images", part))) for part in np.array_split(rows, max(1, len(rows) // 256))]
+    )
     grids = torch.from_numpy(store.take(feature_path("hog"), rows))
     cell = int(fingerprint["feature"]["params"]["cell_size"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = learn_dictionary(gray, grids, config, cell, out / LEARNING_STATE, progress)
-    header = {"hoggles": asdict(config), "fingerprint": fingerprint, "cell_size": cell, "channels": model.channels,
-              "held_out": held_out, "train_rows": len(rows), "seconds": model.seconds}  # fmt: skip
-    target = out / DICTIONARY
-    save_file({"gray": model.gray.contiguous(), "hog": model.hog.contiguous()}, str(target),
-              metadata={"header": json.dumps(header, sort_keys=True)})  # fmt: skip
+    header = {
+        "hoggles": asdict(config),
+        "fingerprint": fingerprint,
+        "cell_size": cell,
+        "channels": model.channels,
+        "held_out": held_out,
+        "train_rows": len(rows),
+        "seconds": model.seconds,
+    }
+    target = RunFolder(out).dictionary
+    save_file(
+        {"gray": model.gray.contiguous(), "hog": model.hog.contiguous()},
+        str(target),
+        metadata={"header": json.dumps(header, sort_keys=True)},
+    )
     return target
 
 
@@ -275,24 +294,30 @@ def read_dictionary(located: Located) -> PairedDictionary:
     """The paired dictionary of a located dictionary file (:func:`~.locate.locate`), its shapes checked against its
     header."""
     header = located.header
-    model = PairedDictionary(HogglesConfig.from_dict(header["hoggles"]), int(header["cell_size"]),
-                             int(header["channels"]))  # fmt: skip
+    model = PairedDictionary(
+        HogglesConfig.from_dict(header["hoggles"]), int(header["cell_size"]), int(header["channels"])
+    )
     with safe_open(str(located.path), framework="pt") as f:
         for name in ("gray", "hog"):
             tensor = f.get_tensor(name)
             if tensor.shape != getattr(model, name).shape:
-                raise ValueError(f"{located.path}: its {name} atoms have shape {tuple(tensor.shape)}, its header "
-                                 f"says {tuple(getattr(model, name).shape)}")  # fmt: skip
+                raise ValueError(
+                    f"{located.path}: its {name} atoms have shape {tuple(tensor.shape)}, its header "
+                    f"says {tuple(getattr(model, name).shape)}"
+                )
             getattr(model, name).copy_(tensor)
     return model.eval()
 
 
-def load_hoggles(path: str | os.PathLike, store=None) -> PairedDictionary:
+def load_hoggles(path: str | os.PathLike | Located, store=None) -> PairedDictionary:
     """The paired dictionary of a run folder (or its file); with ``store``, refused unless that store's HOG was
     computed exactly as the dictionary's was."""
-    from .inverters import load_inverter
+    from ..pipeline.identity import check_store
 
     located = locate(path)
     if located.method != "hoggles":
         raise ValueError(f"{located.path}: not a HOGgles dictionary written by preimage train --method hoggles")
-    return load_inverter(located, store)
+    model = read_dictionary(located)
+    if store is not None:
+        check_store(store, located.identity, "hog")
+    return model

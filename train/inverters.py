@@ -62,8 +62,9 @@ def load_decoder(
     describes, built on the meta device) before anything is allocated."""
     located = locate(run)
     if located.method != "decoder":
-        raise checkpoint.CheckpointError(f"{located.path}: a HOGgles dictionary, not a decoder; load it with "
-                                         "load_inverter")  # fmt: skip
+        raise checkpoint.CheckpointError(
+            f"{located.path}: a HOGgles dictionary, not a decoder; load it with load_inverter"
+        )
     return _decoder(located, store, feature)
 
 
@@ -74,11 +75,9 @@ def load_inverter(
     :func:`load_decoder` does."""
     located = locate(run)
     if located.method == "hoggles":
-        from .hoggles import read_dictionary
+        from .hoggles import load_hoggles
 
-        model = read_dictionary(located)
-        check_store(located, store, "hog")
-        return model
+        return load_hoggles(located, store)
     return _decoder(located, store, feature)
 
 

@@ -10,11 +10,8 @@ from pathlib import Path
 
 from ..pipeline.identity import FeatureIdentity
 from . import zoo
-from .checkpoint import CheckpointError, json_header, read_header, read_json
-
-CHECKPOINT = "checkpoint.safetensors"  # a decoder run's weights (and optimiser state)
-DICTIONARY = "hoggles.safetensors"  # a HOGgles run's paired dictionary
-RUN_FILE = "run.json"  # a decoder run's settings
+from .checkpoint import CheckpointError, json_header, read_header
+from .runfolder import CHECKPOINT, DICTIONARY, RunFolder
 
 
 @dataclass(frozen=True)
@@ -31,14 +28,17 @@ class Located:
         """The file's JSON header, read without loading a tensor; a clear error for a file that is not ours."""
         if self.method == "decoder":
             if not self.path.exists():
-                raise FileNotFoundError(f"no checkpoint at {self.path}; a run folder holds {CHECKPOINT}, written by "
-                                        "preimage train")  # fmt: skip
+                raise FileNotFoundError(
+                    f"no checkpoint at {self.path}; a run folder holds {CHECKPOINT}, written by preimage train"
+                )
             return read_header(self.path)
         try:
             header = json_header(self.path)
         except Exception as err:
-            raise ValueError(f"{self.path}: not a HOGgles dictionary written by preimage train --method hoggles "
-                             f"({type(err).__name__})") from None  # fmt: skip
+            raise ValueError(
+                f"{self.path}: not a HOGgles dictionary written by preimage train --method hoggles "
+                f"({type(err).__name__})"
+            ) from None
         if not isinstance(header, dict) or "hoggles" not in header:
             raise ValueError(f"{self.path}: not a HOGgles dictionary written by preimage train --method hoggles")
         return header
@@ -65,13 +65,7 @@ class Located:
         """Its training settings: run.json's of a run folder, or those a shipped file carries; None for a folder
         without a finished run (no run.json or no checkpoint)."""
         if self.folder is not None:
-            info = self.folder / RUN_FILE
-            if not (info.is_file() and self.path.is_file()):
-                return None
-            config = read_json(info).get("config")
-            if not isinstance(config, dict) or "feature" not in config:
-                raise CheckpointError(f"{info}: not a run.json of preimage train (no settings)")
-            return config
+            return RunFolder(self.folder).settings()
         config = self.header.get("config")
         if not isinstance(config, dict) or "feature" not in config:
             raise CheckpointError(f"{self.path}: a checkpoint without its training settings; give its run folder")
@@ -86,9 +80,10 @@ def locate(decoder: str | os.PathLike | Located) -> Located:
         return decoder
     path = zoo.resolve(decoder)
     if path.is_dir():
-        if (path / DICTIONARY).is_file():
-            return Located(path / DICTIONARY, "hoggles", path)
-        return Located(path / CHECKPOINT, "decoder", path)
+        run = RunFolder(path)
+        if run.is_hoggles:
+            return Located(run.dictionary, "hoggles", path)
+        return Located(run.checkpoint, "decoder", path)
     return Located(path, "hoggles" if path.name == DICTIONARY or _is_dictionary(path) else "decoder")
 
 

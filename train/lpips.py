@@ -103,8 +103,12 @@ def lpips(x: torch.Tensor, y: torch.Tensor, batch: int = 64, y_features: list | 
     :func:`lpips_features` of ``y`` (the same ``batch``), for many ``x`` scored against the same images."""
     model = _shared().to(x.device)
     with torch.no_grad():
-        return torch.cat([model(x[i : i + batch], y[i : i + batch], None if y_features is None else y_features[k])
-                          for k, i in enumerate(range(0, len(x), batch))])  # fmt: skip
+        return torch.cat(
+            [
+                model(x[i : i + batch], y[i : i + batch], None if y_features is None else y_features[k])
+                for k, i in enumerate(range(0, len(x), batch))
+            ]
+        )
 
 
 def lpips_features(y: torch.Tensor, batch: int = 64) -> list[list[torch.Tensor]]:

@@ -122,8 +122,17 @@ def differentiable_target(
     rep = get_representation(spec)
     form = rep.gradient_form(weights, device)
     grid = rep.kind == "grid"
-    return Target(spec, form.phi, form.channels, size or form.size or 128, form.pixel_mean,
-                  paper_lambda_tv(form.layers, form.layer), 800 if grid else 400, device, grid)  # fmt: skip
+    return Target(
+        spec,
+        form.phi,
+        form.channels,
+        size or form.size or 128,
+        form.pixel_mean,
+        paper_lambda_tv(form.layers, form.layer),
+        800 if grid else 400,
+        device,
+        grid,
+    )
 
 
 def paper_lambda_tv(layers: tuple[str, ...], layer: str) -> float:

@@ -11,7 +11,6 @@ A loss that turns NaN or jumps far above its recent median rolls back to the las
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
@@ -35,10 +34,10 @@ from .autoencoder import AutoEncoder
 from .data import ShardStream, split_rows
 from .decoders import Decoder, DecoderConfig, UpConvolution, create_decoder, sub_pixel_from_resize
 from .evaluation import evaluate
-from .locate import CHECKPOINT, RUN_FILE
 from .metrics import Smoothed
 from .objective import Diverged, Objective, create_objective
 from .precision import PrecisionWarning, check_precision, hardware, machine, resolve_precision
+from .runfolder import RunFolder
 
 MAX_ROLLBACKS = 8
 LOSS_WINDOW = 50  # steps the running median (progress, spike detection) spans; resumed with the checkpoint
@@ -157,14 +156,22 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     device = pick_device(config.device)
     check_settings(config)
     rank, world = init_distributed(device)
-    out = Path(config.out)
     store = FeatureStore.open(config.store)
     config = replace(config, feature=identity.stored_name(store, config.feature))  # as the store names it
     fingerprint = FeatureIdentity.of_store(store, config.feature).fingerprint()
-    stream = ShardStream(config.store, config.feature, "train", config.target_size, config.batch_size,
-                         config.buffer_shards, config.seed, config.held_out,
-                         inputs="images" if config.autoencoder else "features", augment=config.augment,
-                         train_fraction=config.train_fraction)  # fmt: skip
+    stream = ShardStream(
+        config.store,
+        config.feature,
+        "train",
+        config.target_size,
+        config.batch_size,
+        config.buffer_shards,
+        config.seed,
+        config.held_out,
+        inputs="images" if config.autoencoder else "features",
+        augment=config.augment,
+        train_fraction=config.train_fraction,
+    )
     steps_per_epoch, total, last = schedule_steps(config, stream)
     model = build(config, store).to(device)
     torch.manual_seed(config.seed + 1)  # the objective's own networks (a discriminator) start alike in every session
@@ -190,16 +197,26 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     )
     state, saved, resuming = _open_run(run, resume)
     if rank == 0:  # what this session runs: the precision it resolved to, and how long it goes
-        session = {"from_step": state["step"], "precision": run.config.precision, "precision_asked": config.precision,
-                   "device": str(device), "machine": machine(device), "epochs": config.epochs,
-                   "max_steps": config.max_steps, "schedule_steps": total, "stops_at_step": last,
-                   "world": world}  # fmt: skip
+        session = {
+            "from_step": state["step"],
+            "precision": run.config.precision,
+            "precision_asked": config.precision,
+            "device": str(device),
+            "machine": machine(device),
+            "epochs": config.epochs,
+            "max_steps": config.max_steps,
+            "schedule_steps": total,
+            "stops_at_step": last,
+            "world": world,
+        }
         saved.update(precision=run.config.precision, sessions=[*saved.get("sessions", []), session])
-        (out / RUN_FILE).write_text(json.dumps(saved, indent=2, sort_keys=True))
+        run.folder.write(saved)
     if announce and rank == 0:
         budget = f", stopping at step {last} (--max-steps)" if last < total else ""
-        announce(f"training {config.feature} on {device} in {run.config.precision} ({hardware(device).reason}); "
-                 f"{total} steps in {config.epochs} epochs{budget}; from step {state['step']}")  # fmt: skip
+        announce(
+            f"training {config.feature} on {device} in {run.config.precision} ({hardware(device).reason}); "
+            f"{total} steps in {config.epochs} epochs{budget}; from step {state['step']}"
+        )
     if not resuming:
         run.save(state)  # step 0: what a rollback returns to
     if world > 1:
@@ -210,7 +227,7 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
         run.progress = Progress(last * config.batch_size * world, "samples")
         run.progress.resumed(state["step"] * config.batch_size * world)
     with on_signals(graceful=True, signals=(*STOP_SIGNALS, signal.SIGUSR1)) as run.stop:
-        evaluation = _loop_with_rollbacks(run, state, out / CHECKPOINT)
+        evaluation = _loop_with_rollbacks(run, state, run.folder.checkpoint)
     if run.progress:
         run.progress.close()
     return evaluation
@@ -220,9 +237,8 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
     """Continue the run in its folder (its checkpoint loaded, its settings and store checked) or begin it; returns
     the training state, the run.json to record this session in, and whether it resumed. Sets the run's
     precision."""
-    config, out = run.config, Path(run.config.out)
-    run_file = out / RUN_FILE
-    resuming = (out / CHECKPOINT).exists()
+    config, folder = run.config, run.folder
+    out, resuming = folder.path, folder.started
     if run.world > 1:
         torch.distributed.barrier()  # every rank has looked before rank 0 writes the first checkpoint
     if resume is True and not resuming:
@@ -231,31 +247,39 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
     if resuming:
         if not resume:
             raise FileExistsError(f"{out} holds a run already; pass --resume to continue it, or choose another --out")
-        saved = checkpoint.read_json(run_file)
+        saved = folder.read()
         diff = settings_differing(saved["config"], config)
         if diff:
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); resume with the same ones")
         previous = saved.get("precision", saved["config"].get("precision"))
         run.config = replace(config, precision=run_precision(config.precision, run.device, previous))
-        header = run.load(out / CHECKPOINT)
+        header = run.load(folder.checkpoint)
         identity.check_agree(run.identity, FeatureIdentity.from_fingerprint(header["fingerprint"]), config.store)
         return header["state"], saved, True
-    if run_file.exists():  # a folder some other run began: never written over
-        diff = sorted(settings_differing(checkpoint.read_json(run_file).get("config", {}), config))
+    if folder.run_file.exists():  # a folder some other run began: never written over
+        diff = sorted(settings_differing(folder.read().get("config", {}), config))
         if diff:
-            raise FileExistsError(f"{out} holds the run.json of another run (other {', '.join(diff)}); choose "
-                                  "another --out")  # fmt: skip
+            raise FileExistsError(
+                f"{out} holds the run.json of another run (other {', '.join(diff)}); choose another --out"
+            )
     run.config = replace(config, precision=run_precision(config.precision, run.device))
     train_mask = split_rows(run.store, "train", config.held_out, config.train_fraction)
     if train_mask.sum() < config.batch_size:
-        raise ValueError(f"{config.store}: {train_mask.sum()} training rows, fewer than one batch of "
-                         f"{config.batch_size}; give --batch-size {max(1, int(train_mask.sum()))} or less, or extract "
-                         "more images")  # fmt: skip
+        raise ValueError(
+            f"{config.store}: {train_mask.sum()} training rows, fewer than one batch of "
+            f"{config.batch_size}; give --batch-size {max(1, int(train_mask.sum()))} or less, or extract "
+            "more images"
+        )
     run.model.input_scale.fill_(feature_scale(run.store, config.feature, train_mask))
     if config.init:
         start_from(run.model, config.init, run.store, config.feature)
-    saved = {"config": config.fixed(), "decoder": run.model.config.as_dict(), "fingerprint": run.fingerprint,
-             "autoencoder": config.autoencoder, "sessions": []}  # fmt: skip
+    saved = {
+        "config": config.fixed(),
+        "decoder": run.model.config.as_dict(),
+        "fingerprint": run.fingerprint,
+        "autoencoder": config.autoencoder,
+        "sessions": [],
+    }
     if run.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     return state, saved, False
@@ -270,8 +294,10 @@ def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, fea
         raise ValueError("--init starts a decoder of stored features, not an autoencoder")
     start = load_decoder(init, store, feature)
     if replace(start.config, upsample=model.config.upsample) != model.config:
-        raise ValueError(f"--init {init}: its decoder is {start.config.as_dict()}, this run's "
-                         f"{model.config.as_dict()}; give the same --width and --target-size")  # fmt: skip
+        raise ValueError(
+            f"--init {init}: its decoder is {start.config.as_dict()}, this run's "
+            f"{model.config.as_dict()}; give the same --width and --target-size"
+        )
     weights = start.state_dict()
     kinds = (start.config.upsample, model.config.upsample)
     if kinds not in UPSAMPLING_STARTS:
@@ -358,8 +384,9 @@ def run_precision(asked: str, device: torch.device, previous: str | None = None)
     if asked not in ("auto", previous):
         raise ValueError(f"the run was trained in {previous}, not {asked}; resume with --precision {previous} or auto")
     if asked == "auto" and previous == "bf16" and not found.native_bf16:
-        warnings.warn(f"the run trained in bf16 so far, but {found.reason}: it goes on in fp32", PrecisionWarning,
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"the run trained in bf16 so far, but {found.reason}: it goes on in fp32", PrecisionWarning, stacklevel=2
+        )
         return "fp32"
     return resolve_precision(previous, found)
 
@@ -390,6 +417,11 @@ class _Run:
     device: torch.device
     stop: StopRequest = field(default_factory=StopRequest)  # set by SIGTERM or SIGINT: stop at the next step
     losses: Smoothed = field(default_factory=lambda: Smoothed(LOSS_WINDOW))  # the recent losses: spikes, progress
+
+    @property
+    def folder(self) -> RunFolder:
+        """Where the run's files are."""
+        return RunFolder(self.config.out)
 
     @property
     def identity(self) -> FeatureIdentity:
@@ -426,9 +458,17 @@ class _Run:
                     self.progress.update(len(x) * self.world)
                 if state["step"] % config.log_every == 0:
                     rate = samples / (time.perf_counter() - start_time)
-                    self.log({"step": state["step"], "epoch": epoch, "loss": value, **terms,
-                              "loss_median": self.losses.median, "lr": self.optimizer.param_groups[0]["lr"],
-                              "samples_per_s": rate})  # fmt: skip
+                    self.log(
+                        {
+                            "step": state["step"],
+                            "epoch": epoch,
+                            "loss": value,
+                            **terms,
+                            "loss_median": self.losses.median,
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "samples_per_s": rate,
+                        }
+                    )
                 state["seconds"] = seconds_before + time.perf_counter() - start_time
                 if state["step"] % config.checkpoint_every == 0:
                     self.save(state)
@@ -436,12 +476,19 @@ class _Run:
                 self.save(state)
                 break
             state.update(epoch=epoch + 1, batch=0)
-            preview = Path(config.out) / f"preview-e{epoch + 1:03d}.png" if previewed(epoch, config.epochs) else None
+            preview = self.folder.preview(epoch + 1) if previewed(epoch, config.epochs) else None
             evaluation = evaluate(
                 self.model, self.store, config.feature, config.held_out, config.eval_rows, preview=preview
             )
-            self.log({"event": "eval", "epoch": epoch + 1, "step": state["step"], "seconds": state.get("seconds", 0.0),
-                      **evaluation})  # fmt: skip
+            self.log(
+                {
+                    "event": "eval",
+                    "epoch": epoch + 1,
+                    "step": state["step"],
+                    "seconds": state.get("seconds", 0.0),
+                    **evaluation,
+                }
+            )
             self.save(state)
             if state["step"] >= self.last:
                 break
@@ -462,8 +509,10 @@ class _Run:
             torch.distributed.all_reduce(flags, torch.distributed.ReduceOp.MAX)
         if flags[1].item():  # a signal: stop at this step boundary, with a checkpoint of it
             self.save(state)
-            raise Interrupted(int(flags[1].item()), f"checkpoint at step {state['step']} written to "
-                              f"{self.config.out}; continue with --resume")  # fmt: skip
+            raise Interrupted(
+                int(flags[1].item()),
+                f"checkpoint at step {state['step']} written to {self.config.out}; continue with --resume",
+            )
         if flags[0].item():
             raise Diverged(f"loss {value:.4g} at step {state['step']} (recent median {reference:.4g})")
         self.optimizer.zero_grad(set_to_none=True)
@@ -487,7 +536,7 @@ class _Run:
             header = {"state": state, "fingerprint": self.fingerprint, "decoder": self.model.config.as_dict()}
             if isinstance(self.model, AutoEncoder):
                 header["autoencoder"] = self.model.spec
-            checkpoint.save(Path(self.config.out) / CHECKPOINT, self.models(), self.optimizers(), header)
+            checkpoint.save(self.folder.checkpoint, self.models(), self.optimizers(), header)
 
     def load(self, path: Path) -> dict:
         """Load every model and optimiser from a checkpoint; returns its header."""
@@ -496,5 +545,4 @@ class _Run:
     def log(self, record: dict) -> None:
         """One line of ``metrics.jsonl`` (rank 0 only)."""
         if self.rank == 0:
-            with open(Path(self.config.out) / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            self.folder.log(record)

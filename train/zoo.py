@@ -98,8 +98,10 @@ def shipped(name: str) -> Shipped:
         if entry.name == name or entry.path.stem == name:
             return entry
     names = ", ".join(s.name for s in list_shipped()) or "none"
-    raise FileNotFoundError(f"no decoder {name!r} ships with preimage (shipped: {names}); train one with "
-                            "preimage train and pass its run folder")  # fmt: skip
+    raise FileNotFoundError(
+        f"no decoder {name!r} ships with preimage (shipped: {names}); train one with "
+        "preimage train and pass its run folder"
+    )
 
 
 def shipped_for(hash_name: str, loss: str = PIXEL) -> Shipped | None:

@@ -75,8 +75,11 @@ def score_images(entries: list[Shipped], images: list, model: str | os.PathLike 
 
 def differences(got: dict, expected: dict) -> list[str]:
     """The scores of ``got`` further from ``expected`` than a re-run moves them (empty: they agree)."""
-    return [f"{key} {got[key]:.4f}, expected {expected[key]:.4f}" for key, tol in TOLERANCE.items()
-            if abs(got[key] - expected[key]) > tol]  # fmt: skip
+    return [
+        f"{key} {got[key]:.4f}, expected {expected[key]:.4f}"
+        for key, tol in TOLERANCE.items()
+        if abs(got[key] - expected[key]) > tol
+    ]
 
 
 def read_sample_record() -> dict:

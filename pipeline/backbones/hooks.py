@@ -33,8 +33,9 @@ class HookedModel(nn.Module):
     model takes its images by (``pixel_values`` for ``transformers``; None: the first positional one).
     ``channels_last``: its maps come channels last, and are turned channels first."""
 
-    def __init__(self, model: nn.Module, patch_size: int | None = None, keyword: str | None = None,
-                 channels_last: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, model: nn.Module, patch_size: int | None = None, keyword: str | None = None, channels_last: bool = False
+    ) -> None:
         super().__init__()
         self.model = model
         self.patch_size = patch_size

@@ -68,10 +68,12 @@ def _hub_reachable() -> bool:
 
 
 def _unreachable(ref: str) -> WeightsUnavailable:
-    return WeightsUnavailable(f"hf:{ref}: the Hugging Face hub cannot be reached from here and its files are not in "
-                              "the "
-                              "hub cache; online, check the network; offline, give a folder that save_pretrained wrote "
-                              "(hf:./FOLDER), or set HF_HUB_OFFLINE=1 to use the hub cache alone")  # fmt: skip
+    return WeightsUnavailable(
+        f"hf:{ref}: the Hugging Face hub cannot be reached from here and its files are not in "
+        "the "
+        "hub cache; online, check the network; offline, give a folder that save_pretrained wrote "
+        "(hf:./FOLDER), or set HF_HUB_OFFLINE=1 to use the hub cache alone"
+    )
 
 
 def _hub_file(ref: str, filename: str) -> Path | None:
@@ -80,8 +82,10 @@ def _hub_file(ref: str, filename: str) -> Path | None:
         path = Path(ref).expanduser() / filename
         return path if path.is_file() else None
     if _looks_like_a_folder(ref):
-        raise WeightsUnavailable(f"hf:{ref}: no such folder; give a folder that save_pretrained wrote, or a hub id "
-                                 "such as hf:facebook/dinov2-small")  # fmt: skip
+        raise WeightsUnavailable(
+            f"hf:{ref}: no such folder; give a folder that save_pretrained wrote, or a hub id "
+            "such as hf:facebook/dinov2-small"
+        )
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
@@ -146,14 +150,17 @@ def hf_backbone_config(name: str) -> BackboneConfig:
             if _local(ref)
             else ("not in the hub cache, and HF_HUB_OFFLINE is set" if offline() else "no such model on the hub")
         )
-        raise WeightsUnavailable(f"{name}: {where}; give a model id (hf:facebook/dinov2-small) or a folder that "
-                                 "save_pretrained wrote")  # fmt: skip
+        raise WeightsUnavailable(
+            f"{name}: {where}; give a model id (hf:facebook/dinov2-small) or a folder that save_pretrained wrote"
+        )
     model_config = transformers.AutoConfig.for_model(**settings)
     tower = _image_tower(model_config)
     processor = _read_json(ref, "preprocessor_config.json")
     if processor is None:
-        raise WeightsUnavailable(f"{name}: no preprocessor_config.json, so its preprocessing is unknown; save the "
-                                 "model's image processor beside it (processor.save_pretrained(folder))")  # fmt: skip
+        raise WeightsUnavailable(
+            f"{name}: no preprocessor_config.json, so its preprocessing is unknown; save the "
+            "model's image processor beside it (processor.save_pretrained(folder))"
+        )
     preprocess = preprocess_from(processor, tower)
     patch = _patch_size(tower)
 
@@ -161,11 +168,14 @@ def hf_backbone_config(name: str) -> BackboneConfig:
         return HookedModel(transformers.AutoModel.from_config(tower), patch, "pixel_values").eval()
 
     layers = call_order(build, preprocess.crop or preprocess.input_size)
-    source = WeightSource(f"Hugging Face {'folder' if _local(ref) else 'hub'} {ref}",
-                          functools.partial(_pretrained_state, ref, tower),
-                          present=lambda: _weights_present(ref))  # fmt: skip
-    return BackboneConfig(name, build, layers, preprocess, (source,),
-                          description=f"Hugging Face {tower.model_type} ({ref})")  # fmt: skip
+    source = WeightSource(
+        f"Hugging Face {'folder' if _local(ref) else 'hub'} {ref}",
+        functools.partial(_pretrained_state, ref, tower),
+        present=lambda: _weights_present(ref),
+    )
+    return BackboneConfig(
+        name, build, layers, preprocess, (source,), description=f"Hugging Face {tower.model_type} ({ref})"
+    )
 
 
 def _image_tower(model_config):
@@ -195,15 +205,18 @@ def _pretrained_state(ref: str, tower) -> dict[str, torch.Tensor]:
     transformers = _transformers()
     if not _weights_present(ref) and (_local(ref) or offline()):
         where = f"the folder {ref}" if _local(ref) else "the hub cache (HF_HUB_OFFLINE is set)"
-        raise WeightsUnavailable(f"no weights for {ref} in {where}; download them online, or give --weights random "
-                                 "for a randomly initialised model (recorded as such)")  # fmt: skip
+        raise WeightsUnavailable(
+            f"no weights for {ref} in {where}; download them online, or give --weights random "
+            "for a randomly initialised model (recorded as such)"
+        )
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # its load report lists what preimage leaves out anyway
     transformers.logging.disable_progress_bar()
     try:
         model_class = transformers.MODEL_MAPPING[type(tower)]  # an image-text model's vision tower alone
-        model, info = model_class.from_pretrained(ref, local_files_only=_local(ref) or offline(),
-                                                  output_loading_info=True)  # fmt: skip
+        model, info = model_class.from_pretrained(
+            ref, local_files_only=_local(ref) or offline(), output_loading_info=True
+        )
     except OSError as err:
         raise WeightsUnavailable(f"no weights for {ref}: {str(err).splitlines()[0]}") from None
     finally:

@@ -30,8 +30,14 @@ class Preprocess:
     crop_rounding: str = "floor"  # where an odd margin puts the crop: floor(m / 2) (Hugging Face), round (torchvision)
 
     def as_dict(self) -> dict:
-        out = {"input_size": self.input_size, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
-               "pixel_range": self.pixel_range, "channel_order": self.channel_order}  # fmt: skip
+        out = {
+            "input_size": self.input_size,
+            "crop": self.crop,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "pixel_range": self.pixel_range,
+            "channel_order": self.channel_order,
+        }
         if self.crop_rounding != "floor":  # recorded where it differs, so earlier stores keep their fingerprints
             out["crop_rounding"] = self.crop_rounding
         return out
@@ -151,8 +157,9 @@ def get_config(name: str) -> BackboneConfig:
         return _REGISTRY[name]
     except KeyError:
         sources = ", ".join(f"{prefix}:NAME" for prefix in _SOURCES)
-        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}, or a model from a source "
-                       f"({sources})") from None  # fmt: skip
+        raise KeyError(
+            f"unknown backbone {name!r}; known: {', '.join(list_backbones())}, or a model from a source ({sources})"
+        ) from None
 
 
 @functools.cache

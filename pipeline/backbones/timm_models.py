@@ -36,8 +36,10 @@ def _timm():
         raise WeightsUnavailable(f"timm models need the timm package: {INSTALL}") from None
     except RuntimeError as err:  # torchvision built for another torch: 'operator torchvision::nms does not exist'
         detail = str(err).splitlines()[0]
-        raise WeightsUnavailable(f"timm cannot be imported: its torchvision does not match torch {torch.__version__} "
-                                 f"({detail}); install the pair from one index") from None  # fmt: skip
+        raise WeightsUnavailable(
+            f"timm cannot be imported: its torchvision does not match torch {torch.__version__} "
+            f"({detail}); install the pair from one index"
+        ) from None
     return timm
 
 
@@ -50,8 +52,13 @@ def preprocess_from(data_config: dict) -> Preprocess:
     if data_config.get("crop_mode", "center") != "center":
         raise ValueError(f"timm crop_mode {data_config['crop_mode']!r} is not a centre crop; preimage crops centres")
     side = math.floor(size / crop_pct)
-    return Preprocess(side, tuple(data_config["mean"]), tuple(data_config["std"]), crop=size if side > size else None,
-                      crop_rounding="round")  # fmt: skip  # torchvision's CenterCrop
+    return Preprocess(
+        side,
+        tuple(data_config["mean"]),
+        tuple(data_config["std"]),
+        crop=size if side > size else None,
+        crop_rounding="round",
+    )  # torchvision's CenterCrop
 
 
 def _check_name(timm, ref: str) -> None:
@@ -92,8 +99,9 @@ def timm_backbone_config(name: str) -> BackboneConfig:
     layers = call_order(build, preprocess.crop or preprocess.input_size)
     cfg = dict(probe.pretrained_cfg)
     tag = f"{cfg.get('architecture', ref)}.{cfg['tag']}" if cfg.get("tag") else ref
-    source = WeightSource(f"timm {tag}", functools.partial(_pretrained_state, ref, cfg),
-                          present=lambda: _weights_present(cfg))  # fmt: skip
+    source = WeightSource(
+        f"timm {tag}", functools.partial(_pretrained_state, ref, cfg), present=lambda: _weights_present(cfg)
+    )
     return BackboneConfig(name, build, layers, preprocess, (source,), description=f"timm {tag}")
 
 
@@ -118,9 +126,11 @@ def _pretrained_state(ref: str, cfg: dict) -> dict[str, torch.Tensor]:
     conversions, its safe loaders); offline, from the caches only."""
     timm = _timm()
     if offline() and not _cached(cfg):
-        raise WeightsUnavailable(f"no weights for timm:{ref} in the hub cache (HF_HUB_OFFLINE is set); download them "
-                                 "online, give --weights FILE (its state_dict or safetensors), or --weights random "
-                                 "for a randomly initialised model (recorded as such)")  # fmt: skip
+        raise WeightsUnavailable(
+            f"no weights for timm:{ref} in the hub cache (HF_HUB_OFFLINE is set); download them "
+            "online, give --weights FILE (its state_dict or safetensors), or --weights random "
+            "for a randomly initialised model (recorded as such)"
+        )
     try:
         model = timm.create_model(ref, pretrained=True)
     except Exception as err:  # the hub unreachable, the file absent or unreadable

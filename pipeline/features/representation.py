@@ -149,8 +149,14 @@ class Representation:
             phi = lambda x: entry.gradient(x[:, 0], params)  # noqa: E731
             return GradientForm(phi, 1, (entry.pixel_mean,), None, (self.name,), self.name)
         network = self.load(weights).requires_grad_(False).to(device)
-        return GradientForm(lambda x: network(x, [self.layer])[self.layer], 3, tuple(network.config.preprocess.mean),
-                            self.input_size, network.config.layers, self.layer)  # fmt: skip
+        return GradientForm(
+            lambda x: network(x, [self.layer])[self.layer],
+            3,
+            tuple(network.config.preprocess.mean),
+            self.input_size,
+            network.config.layers,
+            self.layer,
+        )
 
     def compute(self, module: nn.Module, rgb: torch.Tensor, others: Sequence[Representation] = ()) -> dict:
         """This representation and ``others`` of its group from RGB images (N, 3, H, W) in [0, 1] by ``module``
@@ -190,8 +196,10 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
         close = difflib.get_close_matches(spec, [*HANDCRAFTED, *(f"{b}:LAYER" for b in list_backbones())], n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ValueError(f"unknown representation {spec!r}; {hint}use hog, lbp, sift or MODEL:LAYER (e.g. "
-                         "alexnet:conv3; preimage features lists them)")  # fmt: skip
+        raise ValueError(
+            f"unknown representation {spec!r}; {hint}use hog, lbp, sift or MODEL:LAYER (e.g. "
+            "alexnet:conv3; preimage features lists them)"
+        )
     from ..backbones.registry import canonical_model
 
     return canonical_model(model), layers
@@ -247,8 +255,10 @@ def get_representation(spec: str, **params) -> Representation:
     shape = _backbone_shapes(backbone, size, size)[layer]
     kind = _kind(shape)
     if kind not in ("map", "vector"):
-        raise ValueError(f"{backbone}:{layer} gives outputs of shape {shape} ({kind}), which preimage cannot "
-                         "store: a map (C, H, W), a vector (D,), or a patch model's tokens (a grid)")  # fmt: skip
+        raise ValueError(
+            f"{backbone}:{layer} gives outputs of shape {shape} ({kind}), which preimage cannot "
+            "store: a map (C, H, W), a vector (D,), or a patch model's tokens (a grid)"
+        )
     params = {"backbone": backbone, "layer": layer, "input_size": size}
     if not builtin(backbone):  # a model from a source or a plug-in: its preprocessing is part of the features
         params["preprocess"] = config.preprocess.as_dict()

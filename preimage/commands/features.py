@@ -6,11 +6,20 @@ import click
 
 
 @click.command()
-@click.option("--size", default=128, show_default=True, type=click.IntRange(min=16),
-              help="The --size of a store: the hand-crafted shapes at that side; a model's layers as such a store "
-              "holds them (every model is fed its own input side, e.g. 224 for AlexNet).")  # fmt: skip
-@click.option("--model", default=None, help="One model's layers instead, e.g. hf:facebook/dinov2-small or a folder "
-              "(hf:./my-vit): each with its output shape and how it is stored.")  # fmt: skip
+@click.option(
+    "--size",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=16),
+    help="The --size of a store: the hand-crafted shapes at that side; a model's layers as such a store "
+    "holds them (every model is fed its own input side, e.g. 224 for AlexNet).",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="One model's layers instead, e.g. hf:facebook/dinov2-small or a folder "
+    "(hf:./my-vit): each with its output shape and how it is stored.",
+)
 def features(size: int, model: str | None) -> None:
     """List every representation this install can compute, with parameters and output shape as a store holds it."""
     if model is not None:

@@ -12,20 +12,41 @@ from .options import WEIGHTS, WEIGHTS_HELP, default_out, model_option, optimize_
 
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--method", type=click.Choice(["decoder", "optimize", "hoggles"]), default="decoder", show_default=True,
-              help="A trained decoder (one pass), Mahendran & Vedaldi's optimisation (gradient steps), or a HOGgles "
-              "paired dictionary (--decoder RUN of train --method hoggles).")  # fmt: skip
-@click.option("--decoder", default=None, help="A run folder (preimage train --out) [default: the decoder that ships "
-              "for --feature: preimage zoo].")  # fmt: skip
-@click.option("--feature", default=None, help="The representation, e.g. alexnet:conv3: its shipped decoder, or what "
-              "--method optimize matches.")  # fmt: skip
-@click.option("--loss", default="pixel", show_default=True, help="With --feature: which of its shipped decoders, "
-              "by the loss it was trained with: pixel (the paper's expected pre-image) or deepsim (sharp, "
-              "photo-like: Dosovitskiy & Brox 2016b); preimage zoo lists them.")  # fmt: skip
-@click.option("--size", type=int, default=None, help="With --method optimize: input side [default: 128 HOG, the "
-              "backbone's size for CNN layers].")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"),
-              show_default=True)  # fmt: skip
+@click.option(
+    "--method",
+    type=click.Choice(["decoder", "optimize", "hoggles"]),
+    default="decoder",
+    show_default=True,
+    help="A trained decoder (one pass), Mahendran & Vedaldi's optimisation (gradient steps), or a HOGgles "
+    "paired dictionary (--decoder RUN of train --method hoggles).",
+)
+@click.option(
+    "--decoder",
+    default=None,
+    help="A run folder (preimage train --out) [default: the decoder that ships for --feature: preimage zoo].",
+)
+@click.option(
+    "--feature",
+    default=None,
+    help="The representation, e.g. alexnet:conv3: its shipped decoder, or what --method optimize matches.",
+)
+@click.option(
+    "--loss",
+    default="pixel",
+    show_default=True,
+    help="With --feature: which of its shipped decoders, "
+    "by the loss it was trained with: pixel (the paper's expected pre-image) or deepsim (sharp, "
+    "photo-like: Dosovitskiy & Brox 2016b); preimage zoo lists them.",
+)
+@click.option(
+    "--size",
+    type=int,
+    default=None,
+    help="With --method optimize: input side [default: 128 HOG, the backbone's size for CNN layers].",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"), show_default=True
+)
 @click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 @model_option
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
@@ -38,8 +59,10 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
     targets = [out / name for name in output_names(images)]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not overwrite:
-        raise click.ClickException(f"{', '.join(existing[:3])} exist(s) already ({len(existing)} in all); pass "
-                                   "--overwrite to replace them, or choose another --out")  # fmt: skip
+        raise click.ClickException(
+            f"{', '.join(existing[:3])} exist(s) already ({len(existing)} in all); pass "
+            "--overwrite to replace them, or choose another --out"
+        )
 
     from ..pipeline.images import save_rgb, to_uint8
 
@@ -57,19 +80,25 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
         rows = [[original, recon] for original, recon in invert_arrays(arrays, decoder)]
     elif method == "decoder":
         if decoder is None and feature is None:
-            raise click.UsageError("--method decoder needs --feature F (the decoder that ships for F: preimage zoo) "
-                                   "or --decoder RUN (your own run)")  # fmt: skip
+            raise click.UsageError(
+                "--method decoder needs --feature F (the decoder that ships for F: preimage zoo) "
+                "or --decoder RUN (your own run)"
+            )
         from ..pipeline.identity import source_model
 
         if decoder is not None and feature is not None and not source_model(feature):
-            raise click.UsageError("give --feature (a shipped decoder) or --decoder (a run), not both (both only for "
-                                   "a model from a source, hf:FOLDER:LAYER: where the run's model is now)")  # fmt: skip
+            raise click.UsageError(
+                "give --feature (a shipped decoder) or --decoder (a run), not both (both only for "
+                "a model from a source, hf:FOLDER:LAYER: where the run's model is now)"
+            )
         from ..train.invert import invert_arrays
         from ..train.zoo import PIXEL, find_shipped, resolve
 
         if decoder is not None and loss != PIXEL:
-            raise click.UsageError("--loss chooses among the decoders that ship for --feature; a run folder "
-                                   "(--decoder) was trained with its own")  # fmt: skip
+            raise click.UsageError(
+                "--loss chooses among the decoders that ship for --feature; a run folder "
+                "(--decoder) was trained with its own"
+            )
         where = feature  # with --decoder: where the run's model is now
         if decoder is not None:
             decoder = resolve(decoder)
@@ -85,8 +114,7 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
         from ..train.optimize import invert_files
 
         bar = StepProgress()
-        crops, result = invert_files([str(p) for p in images], feature, optimize_config(**options), size, weights,
-                                     bar)  # fmt: skip
+        crops, result = invert_files([str(p) for p in images], feature, optimize_config(**options), size, weights, bar)
         bar.close()
         rows = []
         for i, crop in enumerate(crops):
@@ -98,8 +126,10 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
         target = save_rgb(target, np.concatenate(row, axis=1))
         click.echo(f"wrote {target} (original | {' | '.join(['reconstruction'] * (len(row) - 1))})")
     if skipped:
-        raise click.ClickException(f"{len(skipped)} of {len(skipped) + len(images)} files skipped, the others "
-                                   f"written: {'; '.join(skipped.values())}")  # fmt: skip
+        raise click.ClickException(
+            f"{len(skipped)} of {len(skipped) + len(images)} files skipped, the others "
+            f"written: {'; '.join(skipped.values())}"
+        )
 
 
 def _readable(paths: tuple[Path, ...]) -> tuple[list, dict[Path, str]]:

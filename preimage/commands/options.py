@@ -77,8 +77,18 @@ def batch_job_options(command):
 
     @functools.wraps(command)
     def with_batch(*args, **kwargs):
-        names = ("cluster", "jobs", "cores", "memory", "walltime", "queue", "account", "job_extra", "interface",
-                 "worker_timeout")  # fmt: skip
+        names = (
+            "cluster",
+            "jobs",
+            "cores",
+            "memory",
+            "walltime",
+            "queue",
+            "account",
+            "job_extra",
+            "interface",
+            "worker_timeout",
+        )
         values = {name: kwargs.pop(name) for name in names}
         batch = None
         if values["cluster"]:
@@ -89,31 +99,52 @@ def batch_job_options(command):
         return command(*args, batch=batch, **kwargs)
 
     options = [
-        click.option("--cluster", type=click.Choice(["slurm", "pbs", "sge", "lsf"]), default=None,
-                     help="Run the dask workers as batch jobs of this scheduler (dask-jobqueue); the store must be "
-                     "on a filesystem every job sees."),
+        click.option(
+            "--cluster",
+            type=click.Choice(["slurm", "pbs", "sge", "lsf"]),
+            default=None,
+            help="Run the dask workers as batch jobs of this scheduler (dask-jobqueue); the store must be "
+            "on a filesystem every job sees.",
+        ),
         click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="With --cluster: jobs."),
-        click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="With --cluster: cores per job (torch threads of its worker)."),
+        click.option(
+            "--cores",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="With --cluster: cores per job (torch threads of its worker).",
+        ),
         click.option("--memory", default="4GB", show_default=True, help="With --cluster: memory per job."),
         click.option("--walltime", default="01:00:00", show_default=True, help="With --cluster: time limit per job."),
         click.option("--queue", default=None, help="With --cluster: the queue or partition."),
         click.option("--account", default=None, help="With --cluster: the account charged."),
-        click.option("--job-extra", multiple=True,
-                     help="With --cluster: another scheduler directive, e.g. --gres=gpu:1."),
-        click.option("--interface", default=None, help="With --cluster: the network interface the workers reach "
-                     "the scheduler on (e.g. ib0; lo on a single node)."),
-        click.option("--worker-timeout", type=float, default=600.0, show_default=True,
-                     help="With --cluster: seconds to wait for the first worker before giving up."),
-    ]  # fmt: skip
+        click.option(
+            "--job-extra", multiple=True, help="With --cluster: another scheduler directive, e.g. --gres=gpu:1."
+        ),
+        click.option(
+            "--interface",
+            default=None,
+            help="With --cluster: the network interface the workers reach "
+            "the scheduler on (e.g. ib0; lo on a single node).",
+        ),
+        click.option(
+            "--worker-timeout",
+            type=float,
+            default=600.0,
+            show_default=True,
+            help="With --cluster: seconds to wait for the first worker before giving up.",
+        ),
+    ]
     for option in reversed(options):
         with_batch = option(with_batch)
     return with_batch
 
 
-MODEL_HELP = ("A folder of a model from a source (FOLDER or hf:FOLDER), repeatable: a decoder trained on that model's "
-              "features finds it here by its weights' hash, wherever it was trained (the folder moved, a shipped "
-              "decoder).")
+MODEL_HELP = (
+    "A folder of a model from a source (FOLDER or hf:FOLDER), repeatable: a decoder trained on that model's "
+    "features finds it here by its weights' hash, wherever it was trained (the folder moved, a shipped "
+    "decoder)."
+)
 
 
 def model_option(command):
@@ -156,9 +187,15 @@ def optimize_config(steps, lr, lambda_tv, restarts, seed, window, channels):
     if restarts < 1:
         raise click.BadParameter("needs at least 1", param_hint="--restarts")
     return with_defaults(
-        OptimizeConfig(), steps=steps, lr=lr, lambda_tv=lambda_tv, restarts=restarts, seed=seed, window=window,
+        OptimizeConfig(),
+        steps=steps,
+        lr=lr,
+        lambda_tv=lambda_tv,
+        restarts=restarts,
+        seed=seed,
+        window=window,
         channels=parsed,
-    )  # fmt: skip
+    )
 
 
 def parse_pairs(pairs: tuple[str, ...], option: str) -> dict:

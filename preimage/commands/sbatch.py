@@ -55,42 +55,46 @@ def train_script(
     args = [a for a in train_args if a not in ("--resume",)]
     if "auto" in args and args[args.index("auto") - 1] == "--resume":
         del args[args.index("auto") - 1 : args.index("auto") + 1]
-    header = _directives([
-        ("job-name", job_name),
-        ("nodes", nodes),
-        ("ntasks-per-node", 1),  # one torchrun launcher per node; it starts the ranks there
-        ("cpus-per-task", cpus_per_task * processes_per_node),
-        ("gpus-per-node", gpus_per_node or None),
-        *_job(job_name, memory, time, partition, account, workdir),
-        ("signal", f"B:USR1@{signal_seconds}"),  # to this script, before the time limit
-    ])  # fmt: skip
+    header = _directives(
+        [
+            ("job-name", job_name),
+            ("nodes", nodes),
+            ("ntasks-per-node", 1),  # one torchrun launcher per node; it starts the ranks there
+            ("cpus-per-task", cpus_per_task * processes_per_node),
+            ("gpus-per-node", gpus_per_node or None),
+            *_job(job_name, memory, time, partition, account, workdir),
+            ("signal", f"B:USR1@{signal_seconds}"),  # to this script, before the time limit
+        ]
+    )
     command = " ".join(shlex.quote(a) for a in ["-m", "preimage", "train", *args, "--resume", "auto"])
-    return "\n".join([
-        "#!/bin/bash",
-        "# preimage train as a SLURM batch job that survives its time limit and preemption (`preimage sbatch`).",
-        *header,
-        "#SBATCH --requeue",
-        "# --requeue: a preempted or requeued job starts again and resumes (--resume auto)",
-        "",
-        "first=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)  # the rendezvous host",
-        "stop() {  # the training stops at its next step with a checkpoint",
-        '  echo "preimage sbatch: $1; the training stops at its next step with a checkpoint"',
-        '  scancel --signal=TERM "$SLURM_JOB_ID.0"  # the training step: torchrun passes SIGTERM to every rank',
-        '  wait "$child"',
-        "}",
-        "# SIGUSR1: the time limit is near (--signal), or scancel --signal=USR1 --batch: stop, then requeue to resume",
-        'trap \'stop SIGUSR1; scontrol requeue "$SLURM_JOB_ID" && echo "preimage sbatch: requeued"; exit 0\' USR1',
-        "# SIGTERM: scancel or preemption: stop with a checkpoint (a preempted job is requeued by SLURM itself)",
-        "trap 'stop SIGTERM; exit 143' TERM",
-        f"export OMP_NUM_THREADS={cpus_per_task}  # torch threads per rank",
-        f"srun --kill-on-bad-exit=1 {shlex.quote(python)} -m torch.distributed.run \\",
-        f'  --nnodes "$SLURM_NNODES" --nproc-per-node {processes_per_node} --rdzv-id "$SLURM_JOB_ID" \\',
-        f'  --rdzv-backend c10d --rdzv-endpoint "$first:{port}" \\',
-        f"  {command} &",
-        "child=$!",
-        'wait "$child"',
-        "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            "# preimage train as a SLURM batch job that survives its time limit and preemption (`preimage sbatch`).",
+            *header,
+            "#SBATCH --requeue",
+            "# --requeue: a preempted or requeued job starts again and resumes (--resume auto)",
+            "",
+            'first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)  # the rendezvous host',
+            "stop() {  # the training stops at its next step with a checkpoint",
+            '  echo "preimage sbatch: $1; the training stops at its next step with a checkpoint"',
+            '  scancel --signal=TERM "$SLURM_JOB_ID.0"  # the training step: torchrun passes SIGTERM to every rank',
+            '  wait "$child"',
+            "}",
+            "# SIGUSR1: the time limit is near (--signal), or scancel --signal=USR1 --batch: stop, requeue, resume",
+            'trap \'stop SIGUSR1; scontrol requeue "$SLURM_JOB_ID" && echo "preimage sbatch: requeued"; exit 0\' USR1',
+            "# SIGTERM: scancel or preemption: stop with a checkpoint (a preempted job is requeued by SLURM itself)",
+            "trap 'stop SIGTERM; exit 143' TERM",
+            f"export OMP_NUM_THREADS={cpus_per_task}  # torch threads per rank",
+            f"srun --kill-on-bad-exit=1 {shlex.quote(python)} -m torch.distributed.run \\",
+            f'  --nnodes "$SLURM_NNODES" --nproc-per-node {processes_per_node} --rdzv-id "$SLURM_JOB_ID" \\',
+            f'  --rdzv-backend c10d --rdzv-endpoint "$first:{port}" \\',
+            f"  {command} &",
+            "child=$!",
+            'wait "$child"',
+            "",
+        ]
+    )
 
 
 def extract_script(
@@ -106,43 +110,78 @@ def extract_script(
 ) -> str:
     """The batch script for ``preimage extract EXTRACT_ARGS`` as one big job (a local cluster of its cores); a
     requeued or resubmitted job finishes what is missing, since extraction resumes by itself."""
-    header = _directives([
-        ("job-name", job_name),
-        ("nodes", 1),
-        ("ntasks", 1),
-        ("cpus-per-task", cpus),
-        *_job(job_name, memory, time, partition, account, workdir),
-    ])  # fmt: skip
+    header = _directives(
+        [
+            ("job-name", job_name),
+            ("nodes", 1),
+            ("ntasks", 1),
+            ("cpus-per-task", cpus),
+            *_job(job_name, memory, time, partition, account, workdir),
+        ]
+    )
     command = " ".join(shlex.quote(a) for a in [python, "-m", "preimage", "extract", *extract_args])
-    return "\n".join([
-        "#!/bin/bash",
-        "# preimage extract as one SLURM batch job (`preimage sbatch`); run it again to finish after any stop.",
-        *header,
-        "#SBATCH --requeue",
-        "",
-        f"{command} --workers {cpus}",
-        "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            "# preimage extract as one SLURM batch job (`preimage sbatch`); run it again to finish after any stop.",
+            *header,
+            "#SBATCH --requeue",
+            "",
+            f"{command} --workers {cpus}",
+            "",
+        ]
+    )
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--processes-per-node", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Training ranks per node: one per GPU (gloo on CPUs).")  # fmt: skip
+@click.option(
+    "--processes-per-node",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Training ranks per node: one per GPU (gloo on CPUs).",
+)
 @click.option("--gpus-per-node", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--cpus-per-task", type=click.IntRange(min=1), default=2, show_default=True,
-              help="CPU cores per rank (train) or for the whole job (extract).")  # fmt: skip
+@click.option(
+    "--cpus-per-task",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="CPU cores per rank (train) or for the whole job (extract).",
+)
 @click.option("--time", default="04:00:00", show_default=True, help="The job's time limit.")
 @click.option("--partition", default=None)
 @click.option("--account", default=None)
 @click.option("--mem", "memory", default=None, help="Memory per node, e.g. 32G.")
-@click.option("--signal-seconds", type=click.IntRange(min=10), default=60, show_default=True,
-              help="How long before the time limit SLURM asks the training to stop with a checkpoint.")  # fmt: skip
-@click.option("--port", type=click.IntRange(1024, 65535), default=29500, show_default=True,
-              help="The rendezvous port on the first node.")  # fmt: skip
+@click.option(
+    "--signal-seconds",
+    type=click.IntRange(min=10),
+    default=60,
+    show_default=True,
+    help="How long before the time limit SLURM asks the training to stop with a checkpoint.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1024, 65535),
+    default=29500,
+    show_default=True,
+    help="The rendezvous port on the first node.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def sbatch(nodes, processes_per_node, gpus_per_node, cpus_per_task, time, partition, account, memory, signal_seconds,
-           port, command) -> None:  # fmt: skip
+def sbatch(
+    nodes,
+    processes_per_node,
+    gpus_per_node,
+    cpus_per_task,
+    time,
+    partition,
+    account,
+    memory,
+    signal_seconds,
+    port,
+    command,
+) -> None:
     """Print a SLURM batch script for a train or extract command: preimage sbatch [OPTIONS] train --store S ...
 
     Submit it with `preimage sbatch ... > job.sh && sbatch job.sh`. The training script stops before the time
@@ -150,8 +189,22 @@ def sbatch(nodes, processes_per_node, gpus_per_node, cpus_per_task, time, partit
     """
     what, *args = command
     if what == "train":
-        click.echo(train_script(list(args), nodes, processes_per_node, gpus_per_node, cpus_per_task, time, partition,
-                                account, memory, signal_seconds, port), nl=False)  # fmt: skip
+        click.echo(
+            train_script(
+                list(args),
+                nodes,
+                processes_per_node,
+                gpus_per_node,
+                cpus_per_task,
+                time,
+                partition,
+                account,
+                memory,
+                signal_seconds,
+                port,
+            ),
+            nl=False,
+        )
     elif what == "extract":
         if nodes != 1:
             raise click.UsageError("one extract job runs on one node; for many, use extract --cluster slurm --jobs N")

@@ -92,8 +92,9 @@ def verify(store: Path) -> None:
 
     s = _open(store)
     paths = s.array_paths()
-    total = sum(len(s.partitions()) if s.array(p).shards else -(-s.array(p).shape[0] // s.array(p).chunks[0])
-                for p in paths)  # fmt: skip
+    total = sum(
+        len(s.partitions()) if s.array(p).shards else -(-s.array(p).shape[0] // s.array(p).chunks[0]) for p in paths
+    )
     bar = Progress(total, "pieces")
     damage = s.verify(bar.update)
     bar.close()

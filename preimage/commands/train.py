@@ -11,11 +11,17 @@ from .options import STORE, parse_pairs
 
 @click.command()
 @click.option("--store", type=STORE, required=True)
-@click.option("--feature", default=None, help="A representation in the store, e.g. hog or alexnet:conv3 (--method "
-              "hoggles: hog).")  # fmt: skip
-@click.option("--method", type=click.Choice(["decoder", "hoggles"]), default="decoder", show_default=True,
-              help="decoder: the up-convolutional network; hoggles: Vondrick et al.'s paired dictionary for HOG "
-              "(--atoms, --window, --sparsity; --max-steps dictionary updates, default 1000).")  # fmt: skip
+@click.option(
+    "--feature", default=None, help="A representation in the store, e.g. hog or alexnet:conv3 (--method hoggles: hog)."
+)
+@click.option(
+    "--method",
+    type=click.Choice(["decoder", "hoggles"]),
+    default="decoder",
+    show_default=True,
+    help="decoder: the up-convolutional network; hoggles: Vondrick et al.'s paired dictionary for HOG "
+    "(--atoms, --window, --sparsity; --max-steps dictionary updates, default 1000).",
+)
 @click.option("--atoms", default=1024, show_default=True, help="--method hoggles: dictionary size (ihog's).")
 @click.option("--window", default=5, show_default=True, help="--method hoggles: HOG cells per window side.")
 @click.option("--sparsity", default=0.02, show_default=True, help="--method hoggles: the lasso's lambda.")
@@ -24,37 +30,65 @@ from .options import STORE, parse_pairs
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True, help="Adam's rate (0.9, 0.999), decayed at the end.")
-@click.option("--decay-from", default=0.7, show_default=True,
-              help="Fraction of the steps after which the rate decays (cosine) to 1% of --lr.")  # fmt: skip
+@click.option(
+    "--decay-from",
+    default=0.7,
+    show_default=True,
+    help="Fraction of the steps after which the rate decays (cosine) to 1% of --lr.",
+)
 @click.option(
     "--width",
     default=128,
     show_default=True,
     help="Channels at the decoder's bottleneck (docs/quality.md: 128 hand-crafted, 64 CNN layers).",
 )
-@click.option("--upsample", type=click.Choice(["zero-fill", "resize", "sub-pixel"]), default="zero-fill",
-              show_default=True, help="The decoder's up-convolutions: zero-fill (the paper's), resize "
-              "(nearest-neighbour, then the convolution: no checkerboard under perceptual losses) or sub-pixel "
-              "(four phases per channel at the input's resolution, started equal). --init from a zero-fill decoder "
-              "starts a resize one from its kernels, scaled to the same response to smooth input; from a resize "
-              "decoder (or through one, from a zero-fill decoder) a sub-pixel one computing the same.")  # fmt: skip
+@click.option(
+    "--upsample",
+    type=click.Choice(["zero-fill", "resize", "sub-pixel"]),
+    default="zero-fill",
+    show_default=True,
+    help="The decoder's up-convolutions: zero-fill (the paper's), resize "
+    "(nearest-neighbour, then the convolution: no checkerboard under perceptual losses) or sub-pixel "
+    "(four phases per channel at the input's resolution, started equal). --init from a zero-fill decoder "
+    "starts a resize one from its kernels, scaled to the same response to smooth input; from a resize "
+    "decoder (or through one, from a zero-fill decoder) a sub-pixel one computing the same.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--held-out", default=0.1, show_default=True, help="Fraction of ids (by path hash) kept for tests.")
-@click.option("--train-fraction", default=1.0, show_default=True,
-              help="Train on this fraction of the training part, the same photos every time (a second path "
-              "hash; smaller fractions are subsets of larger ones): learning curves. The held-out part stays "
-              "whole.")  # fmt: skip
+@click.option(
+    "--train-fraction",
+    default=1.0,
+    show_default=True,
+    help="Train on this fraction of the training part, the same photos every time (a second path "
+    "hash; smaller fractions are subsets of larger ones): learning curves. The held-out part stays "
+    "whole.",
+)
 @click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (a budget).")
 @click.option("--checkpoint-every", default=100, show_default=True, help="Steps between checkpoints.")
-@click.option("--resume", type=click.Choice(["yes", "auto"]), is_flag=False, flag_value="yes", default=None,
-              help="Continue the run in --out from its last checkpoint; --resume auto: continue it if it has one, "
-              "start it otherwise (one batch script for the first start and every requeue).")  # fmt: skip
-@click.option("--autoencoder", is_flag=True, help="Fine-tune the CNN up to --feature's layer with the decoder, "
-              "from the stored images (the upper bound of the fixed-feature decoder).")  # fmt: skip
-@click.option("--augment", type=click.Choice(["none", "flip", "crop"]), default="none", show_default=True,
-              help="Train on mirrored (flip) or re-cropped and mirrored (crop) stored images, their features "
-              "recomputed by the store's extractor (hog, lbp, sift).")  # fmt: skip
+@click.option(
+    "--resume",
+    type=click.Choice(["yes", "auto"]),
+    is_flag=False,
+    flag_value="yes",
+    default=None,
+    help="Continue the run in --out from its last checkpoint; --resume auto: continue it if it has one, "
+    "start it otherwise (one batch script for the first start and every requeue).",
+)
+@click.option(
+    "--autoencoder",
+    is_flag=True,
+    help="Fine-tune the CNN up to --feature's layer with the decoder, "
+    "from the stored images (the upper bound of the fixed-feature decoder).",
+)
+@click.option(
+    "--augment",
+    type=click.Choice(["none", "flip", "crop"]),
+    default="none",
+    show_default=True,
+    help="Train on mirrored (flip) or re-cropped and mirrored (crop) stored images, their features "
+    "recomputed by the store's extractor (hog, lbp, sift).",
+)
 @click.option(
     "--precision",
     type=click.Choice(["auto", "fp32", "bf16"]),
@@ -63,21 +97,65 @@ from .options import STORE, parse_pairs
     help="bf16: bfloat16 autocast (weights stay float32), 1.45-2x faster where the CPU (AVX512-BF16, AMX) or "
     "GPU computes it natively, 14x slower where it is emulated; auto: bf16 where native, else fp32.",
 )
-@click.option("--device", default="auto", show_default=True,
-              help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.")  # fmt: skip
-@click.option("--loss", default="pixel", show_default=True,
-              help="What a step minimises: pixel (the paper's mean squared error); deepsim (Dosovitskiy & Brox 2016b: "
-              "AlexNet CONV5 features, an adversary and pixels; with --lr 0.0002); or an objective registered with "
-              "preimage.train.objective.register_objective.")  # fmt: skip
-@click.option("--loss-option", "loss_options", multiple=True, metavar="KEY=VALUE",
-              help="A setting of --loss, repeatable; deepsim: pixel, feature, adversarial (the terms' weights), "
-              "comparator, comparator_size (train/deepsim.py).")  # fmt: skip
-@click.option("--init", default=None, help="Start the decoder from a trained one (a run folder, a checkpoint or a "
-              "shipped name such as alexnet:conv5) with the same --width and --target-size: fine-tuning, e.g. a pixel "
-              "decoder with --loss deepsim.")  # fmt: skip
-def train(store, feature, method, atoms, window, sparsity, out, target_size, epochs, batch_size, lr, decay_from, width,
-          upsample, seed, held_out, train_fraction, workers, max_steps, checkpoint_every, resume, autoencoder, augment,
-          precision, device, loss, loss_options, init) -> None:  # fmt: skip
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (the GPU when torch has one, else the CPU), cpu, cuda or cuda:N.",
+)
+@click.option(
+    "--loss",
+    default="pixel",
+    show_default=True,
+    help="What a step minimises: pixel (the paper's mean squared error); deepsim (Dosovitskiy & Brox 2016b: "
+    "AlexNet CONV5 features, an adversary and pixels; with --lr 0.0002); or an objective registered with "
+    "preimage.train.objective.register_objective.",
+)
+@click.option(
+    "--loss-option",
+    "loss_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting of --loss, repeatable; deepsim: pixel, feature, adversarial (the terms' weights), "
+    "comparator, comparator_size (train/deepsim.py).",
+)
+@click.option(
+    "--init",
+    default=None,
+    help="Start the decoder from a trained one (a run folder, a checkpoint or a "
+    "shipped name such as alexnet:conv5) with the same --width and --target-size: fine-tuning, e.g. a pixel "
+    "decoder with --loss deepsim.",
+)
+def train(
+    store,
+    feature,
+    method,
+    atoms,
+    window,
+    sparsity,
+    out,
+    target_size,
+    epochs,
+    batch_size,
+    lr,
+    decay_from,
+    width,
+    upsample,
+    seed,
+    held_out,
+    train_fraction,
+    workers,
+    max_steps,
+    checkpoint_every,
+    resume,
+    autoencoder,
+    augment,
+    precision,
+    device,
+    loss,
+    loss_options,
+    init,
+) -> None:
     """Train an up-convolutional decoder on a feature store, resumably (metrics, previews, checkpoints in --out).
 
     With torchrun, each rank reads its own shards of the store and gradients are averaged (gloo on CPUs, nccl
@@ -104,11 +182,30 @@ def train(store, feature, method, atoms, window, sparsity, out, target_size, epo
     from ..train.trainer import train as run
 
     config = TrainConfig(
-        str(store), feature, str(out), target_size, epochs, batch_size, lr, decay_from, width=width, upsample=upsample,
-        seed=seed, held_out=held_out, train_fraction=train_fraction, workers=workers, checkpoint_every=checkpoint_every,
-        max_steps=max_steps, autoencoder=autoencoder, device=device, augment=augment, precision=precision, loss=loss,
-        loss_options=parse_pairs(loss_options, "--loss-option"), init=init,
-    )  # fmt: skip
+        str(store),
+        feature,
+        str(out),
+        target_size,
+        epochs,
+        batch_size,
+        lr,
+        decay_from,
+        width=width,
+        upsample=upsample,
+        seed=seed,
+        held_out=held_out,
+        train_fraction=train_fraction,
+        workers=workers,
+        checkpoint_every=checkpoint_every,
+        max_steps=max_steps,
+        autoencoder=autoencoder,
+        device=device,
+        augment=augment,
+        precision=precision,
+        loss=loss,
+        loss_options=parse_pairs(loss_options, "--loss-option"),
+        init=init,
+    )
     result = run(config, resume={"yes": True, "auto": "auto"}.get(resume, False), announce=click.echo)
     if result:
         click.echo(

@@ -19,18 +19,31 @@ def zoo(name: str | None) -> None:
     entries = list_shipped()
     if not entries:
         raise click.ClickException("no decoders ship with this installation (train/zoo/ is empty)")
-    click.echo("Scores on the held-out part of the shared photos (rows none of them trained on); the mean image is the "
-               "error of always answering the training photos' mean. Pixel decoders minimise the paper's "
-               "error; deepsim ones (Dosovitskiy & Brox 2016b) look like photos, judged by LPIPS (lower is "
-               "closer).\n")  # fmt: skip
+    click.echo(
+        "Scores on the held-out part of the shared photos (rows none of them trained on); the mean image is the "
+        "error of always answering the training photos' mean. Pixel decoders minimise the paper's "
+        "error; deepsim ones (Dosovitskiy & Brox 2016b) look like photos, judged by LPIPS (lower is "
+        "closer).\n"
+    )
     header = ("name", "loss", "error", "mean image", "PSNR dB", "SSIM", "LPIPS", "rows", "width", "epochs", "MB")
     rows = []
     for entry in entries:
         held, recipe = entry.card["heldout"], entry.card["recipe"]
-        rows.append((entry.name, entry.loss, f"{held['normalised_error']:.3f}", f"{held['mean_image_error']:.3f}",
-                     f"{held['psnr']:.2f}", f"{held['ssim']:.3f}",
-                     f"{held['lpips']:.3f}" if "lpips" in held else "-", str(held["rows"]), str(recipe["width"]),
-                     str(recipe["epochs"]), f"{entry.path.stat().st_size / 1e6:.1f}"))  # fmt: skip
+        rows.append(
+            (
+                entry.name,
+                entry.loss,
+                f"{held['normalised_error']:.3f}",
+                f"{held['mean_image_error']:.3f}",
+                f"{held['psnr']:.2f}",
+                f"{held['ssim']:.3f}",
+                f"{held['lpips']:.3f}" if "lpips" in held else "-",
+                str(held["rows"]),
+                str(recipe["width"]),
+                str(recipe["epochs"]),
+                f"{entry.path.stat().st_size / 1e6:.1f}",
+            )
+        )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = [row[i].ljust(widths[i]) for i in (0, 1)]

@@ -65,8 +65,14 @@ class Panel:
 
     def describe(self) -> dict:
         shape = list(self.model.config.input_shape)
-        return {"name": self.name, "label": self.label, "feature": self.feature, "loss": self.loss, "shape": shape,
-                "spatial": len(shape) == 3}  # fmt: skip
+        return {
+            "name": self.name,
+            "label": self.label,
+            "feature": self.feature,
+            "loss": self.loss,
+            "shape": shape,
+            "spatial": len(shape) == 3,
+        }
 
 
 @dataclass
@@ -88,8 +94,13 @@ class Explorer:
     """The explorer's state: decoders (every shipped one, plus ``decoders``: run folders or checkpoints), photos
     by id, their features, the store's histograms and the running optimisations."""
 
-    def __init__(self, decoders: list[str | os.PathLike] = (), store: str | os.PathLike | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, models: list[str] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        decoders: list[str | os.PathLike] = (),
+        store: str | os.PathLike | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        models: list[str] = (),
+    ) -> None:
         self.max_pixels = max_pixels
         self.panels: dict[str, Panel] = {}
         self.models, self._hashes = tuple(models), {}  # where models from a source are; each hashed once
@@ -184,8 +195,10 @@ class Explorer:
 
         rows = heldout_rows(self.store, 0.1, n)
         ids = self.store.group["ids"][:]
-        return {str(ids[r]): self.add_image(self.store.read_rows("images", int(r), int(r) + 1)[0], str(ids[r]))
-                for r in rows}  # fmt: skip
+        return {
+            str(ids[r]): self.add_image(self.store.read_rows("images", int(r), int(r) + 1)[0], str(ids[r]))
+            for r in rows
+        }
 
     def photo(self, ident: str) -> np.ndarray:
         try:
@@ -227,9 +240,19 @@ class Explorer:
         """The photo as the first panel's store crops it, as a PNG data URL."""
         return {"png": png_data_url(self.crop(ident, next(iter(self.panels)))[0])}
 
-    def perturb(self, x: torch.Tensor, name: str, kind: str = "none", amount: float = 0.5, seed: int = 0,
-                start: float = 0.0, stop: float = 1.0, top: float = 0.25, left: float = 0.25,
-                size: float = 0.5) -> torch.Tensor:  # fmt: skip
+    def perturb(
+        self,
+        x: torch.Tensor,
+        name: str,
+        kind: str = "none",
+        amount: float = 0.5,
+        seed: int = 0,
+        start: float = 0.0,
+        stop: float = 1.0,
+        top: float = 0.25,
+        left: float = 0.25,
+        size: float = 0.5,
+    ) -> torch.Tensor:
         """The paper's perturbations (analysis/perturb.py) of a panel's features."""
         if kind not in PERTURBATION_KINDS:
             raise ExploreError(f"unknown perturbation {kind!r}; known: {', '.join(PERTURBATION_KINDS)}")
@@ -297,8 +320,11 @@ class Explorer:
         shown = upsample_to(recon, size)
         out = {"png": png_data_url(shown[0])}
         if target is not None:
-            out.update(normalised_error=normalised_error(shown, target, self.normaliser(size)),
-                       psnr=psnr(shown, target), ssim=ssim(shown, target))  # fmt: skip
+            out.update(
+                normalised_error=normalised_error(shown, target, self.normaliser(size)),
+                psnr=psnr(shown, target),
+                ssim=ssim(shown, target),
+            )
         return out
 
     def normaliser(self, size: int) -> float:

@@ -42,14 +42,16 @@ def create_app(explorer: Explorer, max_upload: int = MAX_UPLOAD) -> Starlette:
         return Response(asset(name), media_type=STATIC[name])
 
     def state(request: Request) -> JSONResponse:
-        return JSONResponse({
-            "panels": [panel.describe() for panel in explorer.panels.values()],
-            "photos": explorer.builtin(),
-            "store_photos": explorer.store_photos(),
-            "store": explorer.store is not None,
-            "perturbations": list(PERTURBATION_KINDS),
-            "max_upload": max_upload,
-        })  # fmt: skip
+        return JSONResponse(
+            {
+                "panels": [panel.describe() for panel in explorer.panels.values()],
+                "photos": explorer.builtin(),
+                "store_photos": explorer.store_photos(),
+                "store": explorer.store is not None,
+                "perturbations": list(PERTURBATION_KINDS),
+                "max_upload": max_upload,
+            }
+        )
 
     async def upload(request: Request) -> JSONResponse:
         name = Path(request.headers.get("x-filename", "upload")).name[:200] or "upload"
@@ -70,8 +72,11 @@ def create_app(explorer: Explorer, max_upload: int = MAX_UPLOAD) -> Starlette:
         return JSONResponse({"id": ident, "name": name})
 
     def reconstruct(request: Request, body: dict) -> dict:
-        perturbation = {k: v for k, v in (body.get("perturbation") or {}).items()
-                        if k in ("kind", "amount", "seed", "start", "stop", "top", "left", "size")}  # fmt: skip
+        perturbation = {
+            k: v
+            for k, v in (body.get("perturbation") or {}).items()
+            if k in ("kind", "amount", "seed", "start", "stop", "top", "left", "size")
+        }
         return explorer.reconstruct(body["photo"], body["panel"], **perturbation)
 
     def photo(request: Request, body: dict) -> dict:
@@ -93,9 +98,18 @@ def create_app(explorer: Explorer, max_upload: int = MAX_UPLOAD) -> Starlette:
             return JSONResponse({"error": str(err)}, status_code=404)
         if request.method == "DELETE":
             found.stop.set()
-        return JSONResponse({"feature": found.feature, "step": found.step, "total": found.total, "done": found.done,
-                             "error": found.error, "png": found.picture, "stopped": found.stopped,
-                             "relative_error": found.relative_error})  # fmt: skip
+        return JSONResponse(
+            {
+                "feature": found.feature,
+                "step": found.step,
+                "total": found.total,
+                "done": found.done,
+                "error": found.error,
+                "png": found.picture,
+                "stopped": found.stopped,
+                "relative_error": found.relative_error,
+            }
+        )
 
     routes = [
         Route("/", page),
@@ -141,9 +155,13 @@ async def explore_error(request: Request, err: Exception) -> JSONResponse:
 
 
 def too_large(name: str, size: int, limit: int) -> JSONResponse:
-    return JSONResponse({"error": f"{name}: {size / MIB:.1f} MiB or more, over the {limit / MIB:.0f} MiB an upload "
-                                  "may take (start preimage explore with --max-upload-mb to allow more)"},
-                        status_code=413)  # fmt: skip
+    return JSONResponse(
+        {
+            "error": f"{name}: {size / MIB:.1f} MiB or more, over the {limit / MIB:.0f} MiB an upload "
+            "may take (start preimage explore with --max-upload-mb to allow more)"
+        },
+        status_code=413,
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:

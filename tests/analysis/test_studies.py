@@ -130,11 +130,20 @@ def tiny(tmp_path_factory, dask_client, photos):
         pytest.skip(f"no EfficientNet-Lite0 weights here: {err}")
     root = tmp_path_factory.mktemp("studies")
     store = make_store(root, dask_client, photos, 32)
-    run_extract(store, folder_source(root / "images"), "efficientnet_lite0:logits", dask_client, image_size=32,
-                shard_rows=8)  # fmt: skip
+    run_extract(
+        store, folder_source(root / "images"), "efficientnet_lite0:logits", dask_client, image_size=32, shard_rows=8
+    )
     for feature, name in (("hog", "hog"), ("efficientnet_lite0:logits", "logits")):
-        config = TrainConfig(str(store), feature, str(root / "runs" / name), target_size=16, epochs=1, batch_size=8,
-                             width=16, eval_rows=8)  # fmt: skip
+        config = TrainConfig(
+            str(store),
+            feature,
+            str(root / "runs" / name),
+            target_size=16,
+            epochs=1,
+            batch_size=8,
+            width=16,
+            eval_rows=8,
+        )
         train(config, show_progress=False)
     return store, root / "runs"
 
@@ -183,9 +192,22 @@ def test_interpolation_figure_ends_at_the_endpoints_reconstructions(tiny, tmp_pa
     opened = FeatureStore.open(store)
     model = load_decoder(runs / "hog", opened, "hog")
     settings_run = CliRunner().invoke(
-        main, ["analyze", "interpolate", "--store", str(store), "--decoder", str(runs), "--feature", "hog",
-               "--steps", "3", "--out", str(tmp_path)],
-    )  # fmt: skip
+        main,
+        [
+            "analyze",
+            "interpolate",
+            "--store",
+            str(store),
+            "--decoder",
+            str(runs),
+            "--feature",
+            "hog",
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert settings_run.exit_code == 0, settings_run.output
     rows = json.loads((tmp_path / "interpolate.json").read_text())["rows"]
     features = torch.from_numpy(opened.features("hog").oindex[rows]).float()

@@ -105,16 +105,21 @@ def test_plain_zarr_reads_the_checksummed_store_and_checks_it(copy):
 def test_train_and_analyze_stop_naming_the_damaged_file(copy, clean, tmp_path):
     file = next(p for p in sorted((copy / "features/hog/c/1").rglob("*")) if p.is_file())
     flip_bytes(file)
-    config = TrainConfig(str(copy), "hog", str(tmp_path / "run"), target_size=16, epochs=1, batch_size=8, width=16,
-                         precision="fp32")  # fmt: skip
+    config = TrainConfig(
+        str(copy), "hog", str(tmp_path / "run"), target_size=16, epochs=1, batch_size=8, width=16, precision="fp32"
+    )
     with pytest.raises(ShardDamaged, match=str(file)):
         train(config, show_progress=False)
     args = ["train", "--store", str(copy), "--feature", "hog", "--out", str(tmp_path / "r2"), "--width", "16"]
     result = CliRunner().invoke(main, [*args, "--target-size", "16", "--batch-size", "8", "--epochs", "1"])
     assert result.exit_code == 1 and str(file) in result.output and "Traceback" not in result.output
     good = tmp_path / "good"  # a decoder trained on the intact store, scored on the damaged copy
-    train(TrainConfig(str(clean[0]), "hog", str(good), target_size=16, epochs=1, batch_size=8, width=16,
-                      precision="fp32"), show_progress=False)  # fmt: skip
+    train(
+        TrainConfig(
+            str(clean[0]), "hog", str(good), target_size=16, epochs=1, batch_size=8, width=16, precision="fp32"
+        ),
+        show_progress=False,
+    )
     scored = CliRunner().invoke(
         main, ["analyze", "error", "--store", str(copy), "--decoder", str(good), "--split", "all"]
     )
@@ -139,8 +144,21 @@ def test_an_older_store_without_checksums_is_read_and_says_so(folder, dask_clien
 def test_extract_itself_catches_a_deleted_shard_and_points_to_repair(copy, clean, folder):
     file = next(p for p in sorted((copy / "features" / "lbp" / "c" / "3").rglob("*")) if p.is_file())
     file.unlink()
-    args = ["extract", "--images", str(folder), "--store", str(copy), "--feature", SPECS, "--size", "32",
-            "--shard-rows", "8", "--workers", "1"]  # fmt: skip
+    args = [
+        "extract",
+        "--images",
+        str(folder),
+        "--store",
+        str(copy),
+        "--feature",
+        SPECS,
+        "--size",
+        "32",
+        "--shard-rows",
+        "8",
+        "--workers",
+        "1",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1 and "complete already" not in result.output
     assert f"features/lbp: {file} (rows 24-31)" in result.output and "--repair" in result.output

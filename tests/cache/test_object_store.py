@@ -66,8 +66,9 @@ def test_a_store_in_a_bucket_equals_a_local_one_and_trains(bucket_store, local, 
     remote = train(TrainConfig(bucket_store, "hog", str(tmp_path / "remote"), **config), show_progress=False)
     here = train(TrainConfig(str(local), "hog", str(tmp_path / "local"), **config), show_progress=False)
     assert remote["normalised_error"] == pytest.approx(here["normalised_error"], rel=1e-5)
-    studied = CliRunner().invoke(main, ["analyze", "error", "--store", bucket_store, "--decoder",
-                                        str(tmp_path / "remote"), "--split", "all"])  # fmt: skip
+    studied = CliRunner().invoke(
+        main, ["analyze", "error", "--store", bucket_store, "--decoder", str(tmp_path / "remote"), "--split", "all"]
+    )
     assert studied.exit_code == 0 and "normalised error" in studied.output, studied.output
     info = CliRunner().invoke(main, ["info", bucket_store])
     assert info.exit_code == 0 and "features/hog" in info.output
@@ -85,8 +86,21 @@ def test_verify_names_a_deleted_and_a_corrupted_object_and_repair_restores_them(
     assert found.exit_code == 1
     assert f"{bucket_store}/{deleted}" in found.output and "missing" in found.output
     assert f"{bucket_store}/{corrupted}" in found.output and "checksum" in found.output
-    args = ["extract", "--images", str(folder), "--store", bucket_store, "--feature", SPECS, "--size", "32",
-            "--shard-rows", "8", "--workers", "1"]  # fmt: skip
+    args = [
+        "extract",
+        "--images",
+        str(folder),
+        "--store",
+        bucket_store,
+        "--feature",
+        SPECS,
+        "--size",
+        "32",
+        "--shard-rows",
+        "8",
+        "--workers",
+        "1",
+    ]
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 1 and "--repair" in refused.output
     repaired = CliRunner().invoke(main, [*args, "--repair"])
@@ -122,8 +136,22 @@ def test_a_killed_extraction_into_a_bucket_resumes_to_a_clean_runs_arrays(endpoi
     url = "s3://lab/killed.zarr"
     clean = tmp_path / "clean.zarr"  # the same partitions (one row each) on the local disk
     run_extract(clean, folder_source(folder), SPECS, dask_client, image_size=32, shard_rows=1)
-    command = [*CLI, "extract", "--images", str(folder), "--store", url, "--feature", SPECS, "--size", "32",
-               "--shard-rows", "1", "--workers", "1"]  # fmt: skip
+    command = [
+        *CLI,
+        "extract",
+        "--images",
+        str(folder),
+        "--store",
+        url,
+        "--feature",
+        SPECS,
+        "--size",
+        "32",
+        "--shard-rows",
+        "1",
+        "--workers",
+        "1",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     backend = ObjectBackend(url)
     deadline = time.time() + 120
@@ -148,9 +176,17 @@ def test_storage_options_reach_the_filesystem_and_a_wrong_endpoint_is_one_line(e
     assert info.exit_code == 0, info.output
     assert json.loads(os.environ.pop(backend_module.STORAGE_OPTIONS)) == {"client_kwargs.endpoint_url": endpoint}
     port = free_port()  # nothing listens there
-    wrong = CliRunner().invoke(main, ["--storage-option", f"client_kwargs.endpoint_url=http://127.0.0.1:{port}",
-                                      "--storage-option", "config_kwargs.retries.max_attempts=1",
-                                      "info", bucket_store])  # fmt: skip
+    wrong = CliRunner().invoke(
+        main,
+        [
+            "--storage-option",
+            f"client_kwargs.endpoint_url=http://127.0.0.1:{port}",
+            "--storage-option",
+            "config_kwargs.retries.max_attempts=1",
+            "info",
+            bucket_store,
+        ],
+    )
     os.environ.pop(backend_module.STORAGE_OPTIONS, None)
     assert wrong.exit_code == 1 and wrong.output.count("\n") == 1 and "check the endpoint" in wrong.output, wrong.output
 
@@ -168,8 +204,9 @@ def test_options_given_to_a_backend_travel_with_it_to_workers(endpoint, bucket_s
 
 
 def test_a_store_in_a_missing_bucket_is_one_line_naming_the_bucket_and_the_fix(endpoint):
-    result = CliRunner().invoke(main, ["extract", "--store", "s3://no-such-bucket/x.zarr", "--feature", "hog",
-                                       "--workers", "1"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["extract", "--store", "s3://no-such-bucket/x.zarr", "--feature", "hog", "--workers", "1"]
+    )
     assert result.exit_code == 1, result.output
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: s3://no-such-bucket/x.zarr: the bucket 'no-such-bucket' does not exist"), error

@@ -68,8 +68,9 @@ def test_only_whole_shards_are_written(tmp_path):
 
 def test_a_layout_it_does_not_encode_is_left_to_zarr(tmp_path):
     group = zarr.open_group(str(tmp_path / "other.zarr"), mode="w")
-    blosc = group.create_array("b", shape=(16, 3), chunks=(4, 3), shards=(8, 3), dtype="float32",
-                               compressors=(BloscCodec(cname="lz4"),))  # fmt: skip
+    blosc = group.create_array(
+        "b", shape=(16, 3), chunks=(4, 3), shards=(8, 3), dtype="float32", compressors=(BloscCodec(cname="lz4"),)
+    )
     unsharded = group.create_array("u", shape=(16, 3), chunks=(4, 3), dtype="float32")
     nonzero_fill = group.create_array("f", shape=(16, 3), chunks=(4, 3), shards=(8, 3), dtype="float32", fill_value=1)
     assert shard_layout(blosc) is None and shard_layout(unsharded) is None and shard_layout(nonzero_fill) is None
@@ -85,8 +86,9 @@ def test_shards_read_back_as_zarr_reads_them(tmp_path):
     for start in (0, 8, 16):
         np.testing.assert_array_equal(layout.read(start), theirs[start : start + 8])
     rows = np.array([20, 3, 3, 9, 0, 17, 12])  # any order, repeats, rows of the unwritten shard
-    np.testing.assert_array_equal(layout.take(rows), theirs.oindex[np.sort(np.unique(rows))][
-        np.searchsorted(np.sort(np.unique(rows)), rows)])  # fmt: skip
+    np.testing.assert_array_equal(
+        layout.take(rows), theirs.oindex[np.sort(np.unique(rows))][np.searchsorted(np.sort(np.unique(rows)), rows)]
+    )
     with pytest.raises(IndexError):
         layout.take(np.array([21]))
     with pytest.raises(ValueError, match="does not begin a shard"):

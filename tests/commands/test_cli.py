@@ -61,8 +61,9 @@ def test_console_script_runs():
 
 def test_a_reader_that_leaves_stops_the_listing_quietly():
     """``preimage features | head -1``: the pipe's reader is gone before the listing is written."""
-    process = subprocess.Popen([sys.executable, "-m", "preimage", "features"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "preimage", "features"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     process.stdout.close()  # before the interpreter has even started: every write meets a closed pipe
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == 141 and stderr == ""
@@ -111,8 +112,19 @@ def test_help_version_and_import_load_no_torch():
 def test_the_python_names_are_there():
     import preimage
 
-    assert {"hog", "HOG", "lbp", "LBP", "sift", "SIFT", "representation", "FeatureStore", "load_decoder", "invert",
-            "optimize"} <= set(dir(preimage))  # fmt: skip
+    assert {
+        "hog",
+        "HOG",
+        "lbp",
+        "LBP",
+        "sift",
+        "SIFT",
+        "representation",
+        "FeatureStore",
+        "load_decoder",
+        "invert",
+        "optimize",
+    } <= set(dir(preimage))
     import torch
 
     x = torch.rand(2, 3, 32, 32)

@@ -90,8 +90,10 @@ def test_a_file_named_h5_that_is_not_hdf5_is_named_and_nothing_is_created(tmp_pa
 def test_argument_errors_leave_no_store_behind(run, tmp_path):
     _, _, images = run
     fails_cleanly(["extract", "--images", str(tmp_path / "nowhere"), "--store", str(tmp_path / "a.zarr")])
-    fails_cleanly(["extract", "--images", str(images), "--store", str(tmp_path / "b.zarr"), "--feature", "nope"],
-                  "unknown representation 'nope'")  # fmt: skip
+    fails_cleanly(
+        ["extract", "--images", str(images), "--store", str(tmp_path / "b.zarr"), "--feature", "nope"],
+        "unknown representation 'nope'",
+    )
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
 
 
@@ -183,8 +185,11 @@ def test_invert_writes_every_readable_image_and_reports_the_others(run, tmp_path
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image")
     out = tmp_path / "inverted"
-    output = fails_cleanly(["invert", str(images / "01.png"), str(notes), "--decoder", str(run_dir), "--out", str(out)],
-                           "1 of 2 files skipped", f"{notes}: not an image")  # fmt: skip
+    output = fails_cleanly(
+        ["invert", str(images / "01.png"), str(notes), "--decoder", str(run_dir), "--out", str(out)],
+        "1 of 2 files skipped",
+        f"{notes}: not an image",
+    )
     assert (out / "01.png").is_file() and not (out / "notes.png").exists(), output
     fails_cleanly(
         ["invert", str(notes), "--decoder", str(run_dir), "--out", str(tmp_path / "none")], "no readable image"
@@ -194,8 +199,23 @@ def test_invert_writes_every_readable_image_and_reports_the_others(run, tmp_path
 
 def test_too_few_rows_for_a_batch_names_the_option(run, tmp_path):
     store, _, _ = run
-    fails_cleanly(["train", "--store", str(store), "--feature", "hog", "--out", str(tmp_path / "r"), "--batch-size",
-                   "10000", "--epochs", "1"], "fewer than one batch of 10000", "--batch-size")  # fmt: skip
+    fails_cleanly(
+        [
+            "train",
+            "--store",
+            str(store),
+            "--feature",
+            "hog",
+            "--out",
+            str(tmp_path / "r"),
+            "--batch-size",
+            "10000",
+            "--epochs",
+            "1",
+        ],
+        "fewer than one batch of 10000",
+        "--batch-size",
+    )
 
 
 def test_a_run_writes_a_bounded_number_of_previews():

@@ -17,12 +17,39 @@ def script(*args: str) -> str:
 
 
 def test_the_training_script_stops_requeues_and_resumes_on_every_node():
-    text = script("--nodes", "2", "--processes-per-node", "4", "--gpus-per-node", "4", "--cpus-per-task", "8",
-                  "--time", "24:00:00", "--partition", "gpu", "train", "--store", "s.zarr", "--feature", "hog",
-                  "--out", "runs/hog", "--resume")  # fmt: skip
-    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=4",
-                 "#SBATCH --cpus-per-task=32", "#SBATCH --time=24:00:00", "#SBATCH --partition=gpu",
-                 "#SBATCH --signal=B:USR1@60", "#SBATCH --requeue", "#SBATCH --open-mode=append"):  # fmt: skip
+    text = script(
+        "--nodes",
+        "2",
+        "--processes-per-node",
+        "4",
+        "--gpus-per-node",
+        "4",
+        "--cpus-per-task",
+        "8",
+        "--time",
+        "24:00:00",
+        "--partition",
+        "gpu",
+        "train",
+        "--store",
+        "s.zarr",
+        "--feature",
+        "hog",
+        "--out",
+        "runs/hog",
+        "--resume",
+    )
+    for line in (
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --cpus-per-task=32",
+        "#SBATCH --time=24:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --signal=B:USR1@60",
+        "#SBATCH --requeue",
+        "#SBATCH --open-mode=append",
+    ):
         assert line in text.splitlines(), line
     assert '--nnodes "$SLURM_NNODES" --nproc-per-node 4' in text and '--rdzv-endpoint "$first:29500"' in text
     assert "train --store s.zarr --feature hog --out runs/hog --resume auto &" in text  # --resume became auto

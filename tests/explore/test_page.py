@@ -38,8 +38,9 @@ PANELS = len(SHOWN)  # without --model, the shipped decoders of built-in models 
 
 def start_server(*args: str) -> tuple[subprocess.Popen, str, str]:
     """The command started as a user starts it; the process, the URL it prints and what it printed before."""
-    process = subprocess.Popen([*CLI, "explore", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [*CLI, "explore", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     printed = ""
     for _ in range(20):
         line = process.stdout.readline()
@@ -77,8 +78,14 @@ def get(url: str) -> tuple[int, dict]:
 def test_it_listens_on_loopback_only_and_serves_every_asset_itself(server):
     assert server.startswith("http://127.0.0.1:")
     port = int(server.rstrip("/").rsplit(":", 1)[1])
-    other = next((a for a in {i[4][0] for i in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
-                  if not a.startswith("127.")), None)  # fmt: skip
+    other = next(
+        (
+            a
+            for a in {i[4][0] for i in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+            if not a.startswith("127.")
+        ),
+        None,
+    )
     if other:
         with pytest.raises(OSError), socket.create_connection((other, port), timeout=2):
             pass
@@ -87,8 +94,12 @@ def test_it_listens_on_loopback_only_and_serves_every_asset_itself(server):
     assert "/static/app.js" in page and not re.search(r"https?://", page + script)  # offline: no CDN
     status, state = get(server + "api/state")
     assert status == 200 and len(state["panels"]) == PANELS
-    for traversal in ("static/../../etc/passwd", "static/%2e%2e/%2e%2e/etc/passwd", "static/..%2f..%2fpyproject.toml",
-                      "static/%2fetc%2fpasswd"):  # fmt: skip
+    for traversal in (
+        "static/../../etc/passwd",
+        "static/%2e%2e/%2e%2e/etc/passwd",
+        "static/..%2f..%2fpyproject.toml",
+        "static/%2fetc%2fpasswd",
+    ):
         status, body = get(server + traversal)
         assert status == 404, traversal
         assert "root:" not in json.dumps(body)
@@ -148,7 +159,10 @@ def set_value(driver, element_id: str, value) -> None:
     driver.execute_script(
         "const e = document.getElementById(arguments[0]);"
         "if (e.type === 'checkbox') e.checked = arguments[1]; else e.value = arguments[1];"
-        "e.dispatchEvent(new Event('input'));", element_id, value)  # fmt: skip
+        "e.dispatchEvent(new Event('input'));",
+        element_id,
+        value,
+    )
 
 
 def write_photo(path: Path, photos) -> Path:
@@ -162,8 +176,9 @@ def header_only_png(path: Path, side: int = 30000) -> Path:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
-                     + chunk(b"IEND", b""))  # fmt: skip
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -194,8 +209,12 @@ def test_a_photo_shows_every_panel_and_the_controls_change_them(server, browser,
     set_value(browser, "amount", "0.9")
     more = rendered(browser, moved)
     assert pictures(browser)["hog"] != dropped["hog"]
-    for kind, control, value in (("channels", "stop", "0.3"), ("window", "size", "0.3"), ("binarize", None, None),
-                                 ("drop-smallest", "amount", "0.5")):  # fmt: skip
+    for kind, control, value in (
+        ("channels", "stop", "0.3"),
+        ("window", "size", "0.3"),
+        ("binarize", None, None),
+        ("drop-smallest", "amount", "0.5"),
+    ):
         previous = pictures(browser)
         set_value(browser, "perturbation", kind)
         if control:
@@ -222,8 +241,10 @@ def test_a_photo_shows_every_panel_and_the_controls_change_them(server, browser,
     assert not second.is_displayed()
 
     downloads = browser.find_elements("css selector", ".panel[data-name] a.download")
-    assert all(a.get_attribute("href").startswith("data:image/png") and a.get_attribute("download").endswith(".png")
-               for a in downloads)  # fmt: skip
+    assert all(
+        a.get_attribute("href").startswith("data:image/png") and a.get_attribute("download").endswith(".png")
+        for a in downloads
+    )
 
 
 @browser_needed
@@ -300,8 +321,9 @@ def test_a_bad_file_is_a_message_on_the_page_and_the_server_goes_on(server, brow
 
 def test_requests_the_explorer_refuses_are_answered_with_their_reason(server):
     def post(path: str, body) -> tuple[int, dict]:
-        request = urllib.request.Request(server + path, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            server + path, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())

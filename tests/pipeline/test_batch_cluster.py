@@ -19,8 +19,16 @@ JOBS = {"slurm": "SLURMJob", "pbs": "PBSJob", "sge": "SGEJob", "lsf": "LSFJob"}
 
 @pytest.mark.parametrize("kind", sorted(JOBS))
 def test_each_schedulers_job_script_carries_the_workers_settings(kind):
-    spec = BatchJobs(kind, jobs=3, cores=4, memory="16GB", walltime="02:00:00", queue="cpu", account="proj",
-                     job_extra=("--exclusive",) if kind == "slurm" else ())  # fmt: skip
+    spec = BatchJobs(
+        kind,
+        jobs=3,
+        cores=4,
+        memory="16GB",
+        walltime="02:00:00",
+        queue="cpu",
+        account="proj",
+        job_extra=("--exclusive",) if kind == "slurm" else (),
+    )
     kwargs = {k: v for k, v in spec.job_kwargs().items() if k != "scheduler_options"}
     job_class = getattr(getattr(dask_jobqueue, kind), JOBS[kind])
     script = job_class(scheduler="tcp://127.0.0.1:8786", name="w", **kwargs).job_script()

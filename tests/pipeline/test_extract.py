@@ -228,8 +228,7 @@ def test_a_worker_killed_inside_a_decoder_loses_only_that_file(tmp_path, photos)
             os.environ.update(saved)
 
     source = folder_source(folder)
-    summary = extract(tmp_path / "s.zarr", source, "hog", 64, 8, small_workers, show_progress=False,
-                      max_pixels=10**10)  # fmt: skip
+    summary = extract(tmp_path / "s.zarr", source, "hog", 64, 8, small_workers, show_progress=False, max_pixels=10**10)
     store = FeatureStore.open(tmp_path / "s.zarr")
     bomb = source.ids.index("3-bomb.png")
     assert summary.read == 5 and summary.unreadable == 1

@@ -77,9 +77,17 @@ def test_every_shipped_fingerprint_reproduces_its_recorded_hash():
 
 transformers = pytest.importorskip("transformers", reason="the models extra: pip install 'preimage[models]'")
 LAYER = "encoder.layer.1"
-PROCESSOR = {"do_resize": True, "size": {"shortest_edge": 32}, "do_center_crop": True,
-             "crop_size": {"height": 28, "width": 28}, "do_rescale": True, "rescale_factor": 1 / 255,
-             "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}  # fmt: skip
+PROCESSOR = {
+    "do_resize": True,
+    "size": {"shortest_edge": 32},
+    "do_center_crop": True,
+    "crop_size": {"height": 28, "width": 28},
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225],
+}
 
 
 def ok(*args) -> str:
@@ -102,19 +110,48 @@ def world(tmp_path_factory, photos):
     import torch
 
     root = tmp_path_factory.mktemp("identity")
-    config = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                       image_size=28, patch_size=14)  # fmt: skip
+    config = transformers.Dinov2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=28, patch_size=14
+    )
     torch.manual_seed(0)
     transformers.Dinov2Model(config).eval().save_pretrained(root / "old" / "tiny")
     (root / "old" / "tiny" / "preprocessor_config.json").write_text(json.dumps(PROCESSOR))
     images = write_crops(root / "images", photos, 48, 120, (2, 2))
     spec = f"hf:{root / 'old' / 'tiny'}:{LAYER}"
     ok("extract", "--images", images, "--store", root / "old.zarr", "--feature", spec, "--workers", "1", "--size", 32)
-    ok("train", "--store", root / "old.zarr", "--feature", spec, "--out", root / "run", "--target-size", 16,
-       "--epochs", 1, "--batch-size", 8, "--width", 16, "--precision", "fp32")  # fmt: skip
+    ok(
+        "train",
+        "--store",
+        root / "old.zarr",
+        "--feature",
+        spec,
+        "--out",
+        root / "run",
+        "--target-size",
+        16,
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--width",
+        16,
+        "--precision",
+        "fp32",
+    )
     shutil.copytree(root / "old" / "tiny", root / "new" / "tiny")  # the folder moves: copied, then the old one goes
-    ok("extract", "--images", images, "--store", root / "new.zarr", "--feature", f"hf:{root / 'new' / 'tiny'}:{LAYER}",
-       "--workers", "1", "--size", 32)  # fmt: skip
+    ok(
+        "extract",
+        "--images",
+        images,
+        "--store",
+        root / "new.zarr",
+        "--feature",
+        f"hf:{root / 'new' / 'tiny'}:{LAYER}",
+        "--workers",
+        "1",
+        "--size",
+        32,
+    )
     shutil.rmtree(root / "old")
     return root
 
@@ -151,11 +188,15 @@ def test_a_card_named_decoder_scores_a_store_of_another_copy_from_any_folder(wor
     header["config"] = {**config, "feature": portable_name(config["feature"])}
     assert header["config"]["feature"] == f"hf:tiny:{LAYER}"
     card = tmp_path / "hf-tiny.safetensors"
-    save_file({k: v for k, v in tensors.items() if k.startswith("model.")}, str(card),
-              metadata={"header": json.dumps(header), "optimizer_groups": "null"})  # fmt: skip
+    save_file(
+        {k: v for k, v in tensors.items() if k.startswith("model.")},
+        str(card),
+        metadata={"header": json.dumps(header), "optimizer_groups": "null"},
+    )
     monkeypatch.chdir(tmp_path)  # no folder named tiny here
-    assert "normalised error" in ok("analyze", "error", "--store", world / "new.zarr", "--decoder", card,
-                                    "--split", "all")  # fmt: skip
+    assert "normalised error" in ok(
+        "analyze", "error", "--store", world / "new.zarr", "--decoder", card, "--split", "all"
+    )
     store = FeatureStore.open(world / "new.zarr")
     assert stored_name(store, FeatureIdentity.from_fingerprint(header["fingerprint"])).startswith(f"hf:{world}/new")
 
@@ -166,14 +207,44 @@ def test_float16_and_float32_stores_serve_each_others_decoders_within_tolerance(
     images = write_crops(tmp_path / "images", photos, 48, 120, (2, 2))
     for dtype in ("float16", "float32"):
         flag = ["--float16"] if dtype == "float16" else []
-        ok("extract", "--images", images, "--store", tmp_path / f"{dtype}.zarr", "--feature", "hog", "--workers", 1,
-           "--size", 64, *flag)  # fmt: skip
-        ok("train", "--store", tmp_path / f"{dtype}.zarr", "--feature", "hog", "--out", tmp_path / dtype,
-           "--target-size", 16, "--epochs", 2, "--batch-size", 8, "--width", 16, "--precision", "fp32")  # fmt: skip
+        ok(
+            "extract",
+            "--images",
+            images,
+            "--store",
+            tmp_path / f"{dtype}.zarr",
+            "--feature",
+            "hog",
+            "--workers",
+            1,
+            "--size",
+            64,
+            *flag,
+        )
+        ok(
+            "train",
+            "--store",
+            tmp_path / f"{dtype}.zarr",
+            "--feature",
+            "hog",
+            "--out",
+            tmp_path / dtype,
+            "--target-size",
+            16,
+            "--epochs",
+            2,
+            "--batch-size",
+            8,
+            "--width",
+            16,
+            "--precision",
+            "fp32",
+        )
 
     def error(store: str, run: str) -> float:
-        out = ok("analyze", "error", "--store", tmp_path / f"{store}.zarr", "--decoder", tmp_path / run,
-                 "--split", "all")  # fmt: skip
+        out = ok(
+            "analyze", "error", "--store", tmp_path / f"{store}.zarr", "--decoder", tmp_path / run, "--split", "all"
+        )
         return float(re.search(r"normalised error \(.*\): ([0-9.]+)", out).group(1))
 
     for run in ("float16", "float32"):

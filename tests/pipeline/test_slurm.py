@@ -65,8 +65,19 @@ SPECS = "hog,lbp,alexnet:conv1"
 
 
 def extract_args(images: Path, store: Path, *extra: str) -> list[str]:
-    return [*CLI, "extract", "--images", str(images), "--store", str(store), "--feature", SPECS, "--shard-rows", "2",
-            *extra]  # fmt: skip
+    return [
+        *CLI,
+        "extract",
+        "--images",
+        str(images),
+        "--store",
+        str(store),
+        "--feature",
+        SPECS,
+        "--shard-rows",
+        "2",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +100,13 @@ def test_extraction_through_slurm_equals_a_local_run_bit_for_bit(slurm, photo_fo
     assert not queued(slurm, "preimage-extract")  # the worker jobs end with the run
 
 
-def test_batch_jobs_extract_into_a_bucket_as_a_local_run_does(slurm, photo_folder, local_store, tmp_path,  # noqa: F811
-                                                                monkeypatch):  # fmt: skip
+def test_batch_jobs_extract_into_a_bucket_as_a_local_run_does(
+    slurm,
+    photo_folder,  # noqa: F811  (the fixture imported above)
+    local_store,
+    tmp_path,
+    monkeypatch,
+):
     """The jobs reach the bucket with the settings of the submitting environment (endpoint, credentials)."""
     pytest.importorskip("s3fs", reason="stores at s3:// URLs need s3fs (pip install preimage[s3])")
     pytest.importorskip("moto.server", reason="the S3 endpoint of this test is moto's server")
@@ -127,8 +143,20 @@ def test_a_cancelled_worker_job_loses_nothing(slurm, photo_folder, local_store, 
 
 
 def test_no_worker_within_the_timeout_is_a_clear_error(slurm, photo_folder, tmp_path):  # noqa: F811
-    args = extract_args(photo_folder, tmp_path / "late.zarr", "--cluster", "slurm", "--jobs", "1", "--interface",
-                        "lo", "--job-extra", "--begin=now+1hour", "--worker-timeout", "5")  # fmt: skip
+    args = extract_args(
+        photo_folder,
+        tmp_path / "late.zarr",
+        "--cluster",
+        "slurm",
+        "--jobs",
+        "1",
+        "--interface",
+        "lo",
+        "--job-extra",
+        "--begin=now+1hour",
+        "--worker-timeout",
+        "5",
+    )
     done = slurm_run(slurm, *args)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "no worker started within 5 s of submitting 1 slurm jobs" in done.stderr
@@ -139,16 +167,34 @@ def test_a_worker_that_cannot_see_the_store_stops_the_run(slurm, monkeypatch, tm
     from preimage.pipeline.batch_cluster import BatchJobs, ClusterError, batch_cluster
 
     monkeypatch.setenv("SLURM_CONF", slurm["SLURM_CONF"])
-    spec = BatchJobs("slurm", jobs=1, interface="lo", worker_timeout=120, dashboard_address=":0",
-                     log_directory=str(tmp_path))  # fmt: skip
+    spec = BatchJobs(
+        "slurm", jobs=1, interface="lo", worker_timeout=120, dashboard_address=":0", log_directory=str(tmp_path)
+    )
     cannot_see = r"cannot see /nowhere/store\.zarr: the store and the images must be"
     with pytest.raises(ClusterError, match=cannot_see), batch_cluster(spec, ("/nowhere/store.zarr",)):
         pass
 
 
 def train_script(env, store: Path, out: Path, port: int) -> Path:
-    args = ["train", "--store", str(store), "--feature", "hog", "--out", str(out), "--epochs", "30", "--batch-size",
-            "8", "--width", "16", "--target-size", "16", "--precision", "fp32"]  # fmt: skip
+    args = [
+        "train",
+        "--store",
+        str(store),
+        "--feature",
+        "hog",
+        "--out",
+        str(out),
+        "--epochs",
+        "30",
+        "--batch-size",
+        "8",
+        "--width",
+        "16",
+        "--target-size",
+        "16",
+        "--precision",
+        "fp32",
+    ]
     script = slurm_run(env, *CLI, "sbatch", "--time", "00:15:00", "--port", str(port), *args, cwd=out.parent)
     assert script.returncode == 0, script.stderr
     path = out.parent / f"{out.name}.sh"
@@ -193,12 +239,17 @@ def test_the_sampling_study_runs_its_histograms_on_batch_jobs_alike(slurm, local
     from preimage.train.trainer import TrainConfig, train
 
     run = tmp_path / "run"
-    train(TrainConfig(str(local_store), "hog", str(run), target_size=16, epochs=1, batch_size=8, width=16,
-                      precision="fp32"), show_progress=False)  # fmt: skip
+    train(
+        TrainConfig(
+            str(local_store), "hog", str(run), target_size=16, epochs=1, batch_size=8, width=16, precision="fp32"
+        ),
+        show_progress=False,
+    )
     study = [*CLI, "analyze", "sample", "--store", str(local_store), "--decoder", str(run), "--vectors", "20"]
     here = slurm_run(slurm, *study, "--out", str(tmp_path / "here"))
-    jobs = slurm_run(slurm, *study, "--out", str(tmp_path / "jobs"), "--cluster", "slurm", "--jobs", "1",
-                     "--interface", "lo")  # fmt: skip
+    jobs = slurm_run(
+        slurm, *study, "--out", str(tmp_path / "jobs"), "--cluster", "slurm", "--jobs", "1", "--interface", "lo"
+    )
     assert here.returncode == 0 and jobs.returncode == 0, here.stderr + jobs.stderr
     assert "dask: 1 slurm jobs" in jobs.stdout
     assert (tmp_path / "here" / "sample.json").read_text() == (tmp_path / "jobs" / "sample.json").read_text()

@@ -17,16 +17,37 @@ def small_disk(tmp_path):
     """A 1 MB tmpfs (root only, as CI runs), unmounted afterwards."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:  # fmt: skip
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("mounting a small tmpfs needs root")
     yield mount
     subprocess.run(["umount", str(mount)], check=False)
 
 
 def extract(folder, store) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "preimage", "extract", "--images", str(folder), "--store", str(store),
-               "--feature", "hog,lbp", "--size", "64", "--shard-rows", "8", "--workers", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "preimage",
+        "extract",
+        "--images",
+        str(folder),
+        "--store",
+        str(store),
+        "--feature",
+        "hog,lbp",
+        "--size",
+        "64",
+        "--shard-rows",
+        "8",
+        "--workers",
+        "1",
+    ]
     return subprocess.run(command, capture_output=True, text=True)
 
 

@@ -75,14 +75,18 @@ def test_the_stream_yields_augmented_images_with_their_own_features(store):
 
 
 def test_an_augmented_run_resumes_exactly(store, tmp_path):
-    base = dict(target_size=16, epochs=2, batch_size=8, width=16, log_every=1, checkpoint_every=2, eval_rows=8,
-                augment="crop")  # fmt: skip
+    base = dict(
+        target_size=16, epochs=2, batch_size=8, width=16, log_every=1, checkpoint_every=2, eval_rows=8, augment="crop"
+    )
     train(TrainConfig(str(store), "hog", str(tmp_path / "whole"), **base), show_progress=False)
     train(TrainConfig(str(store), "hog", str(tmp_path / "split"), **base, max_steps=3), show_progress=False)
     train(TrainConfig(str(store), "hog", str(tmp_path / "split"), **base), resume=True, show_progress=False)
     whole, split = (
-        {r["step"]: r["loss"] for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())
-         if "loss" in r}
+        {
+            r["step"]: r["loss"]
+            for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())
+            if "loss" in r
+        }
         for run in ("whole", "split")
-    )  # fmt: skip
+    )
     assert len(whole) == 8 and split == whole  # the same crops in the same order after the restart

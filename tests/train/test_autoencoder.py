@@ -34,8 +34,17 @@ def store(tmp_path_factory, dask_client, photos):
 
 def test_autoencoder_fine_tunes_the_encoder_and_reloads(store):
     path, root = store
-    config = TrainConfig(str(path), "alexnet:conv1", str(root / "ae"), target_size=16, epochs=1, batch_size=8,
-                         width=16, eval_rows=8, autoencoder=True)  # fmt: skip
+    config = TrainConfig(
+        str(path),
+        "alexnet:conv1",
+        str(root / "ae"),
+        target_size=16,
+        epochs=1,
+        batch_size=8,
+        width=16,
+        eval_rows=8,
+        autoencoder=True,
+    )
     result = train(config, show_progress=False)
     assert result["normalised_error"] > 0
     model = load_decoder(root / "ae", FeatureStore.open(path), "alexnet:conv1")
@@ -52,8 +61,9 @@ def test_autoencoder_fine_tunes_the_encoder_and_reloads(store):
 
 def test_autoencoder_needs_a_cnn_layer(store):
     path, root = store
-    config = TrainConfig(str(path), "hog", str(root / "ae-hog"), target_size=16, epochs=1, batch_size=8, width=16,
-                         autoencoder=True)  # fmt: skip
+    config = TrainConfig(
+        str(path), "hog", str(root / "ae-hog"), target_size=16, epochs=1, batch_size=8, width=16, autoencoder=True
+    )
     with pytest.raises(ValueError, match="autoencoder mode needs a CNN layer"):
         train(config, show_progress=False)
 
@@ -62,8 +72,17 @@ def test_layers_puts_autoencoder_runs_beside_the_decoders(store, tmp_path):
     path, root = store
     runs = root / "runs"
     for name, autoencoder in (("conv1", False), ("conv1-ae", True)):
-        config = TrainConfig(str(path), "alexnet:conv1", str(runs / name), target_size=16, epochs=1, batch_size=8,
-                             width=16, eval_rows=8, autoencoder=autoencoder)  # fmt: skip
+        config = TrainConfig(
+            str(path),
+            "alexnet:conv1",
+            str(runs / name),
+            target_size=16,
+            epochs=1,
+            batch_size=8,
+            width=16,
+            eval_rows=8,
+            autoencoder=autoencoder,
+        )
         train(config, show_progress=False)
     args = ["analyze", "layers", "--store", str(path), "--decoder", str(runs), "--out", str(tmp_path)]
     result = CliRunner().invoke(main, [*args, "--autoencoder"])
@@ -74,8 +93,17 @@ def test_layers_puts_autoencoder_runs_beside_the_decoders(store, tmp_path):
 
 def test_invert_with_an_autoencoder_run_feeds_it_the_image(store, tmp_path):
     path, root = store
-    config = TrainConfig(str(path), "alexnet:conv1", str(root / "ae-invert"), target_size=16, epochs=1,
-                         batch_size=8, width=16, eval_rows=8, autoencoder=True)  # fmt: skip
+    config = TrainConfig(
+        str(path),
+        "alexnet:conv1",
+        str(root / "ae-invert"),
+        target_size=16,
+        epochs=1,
+        batch_size=8,
+        width=16,
+        eval_rows=8,
+        autoencoder=True,
+    )
     train(config, show_progress=False)
     image = root / "images" / "03.png"
     result = CliRunner().invoke(

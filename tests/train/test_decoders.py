@@ -69,8 +69,9 @@ def test_a_resize_up_convolution_converts_to_a_sub_pixel_one_exactly():
     weight, bias = torch.randn(4, 3, 5, 5, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
     phases, phase_bias = sub_pixel_from_resize(weight, bias)
     assert phases.shape == (16, 3, 3, 3) and phase_bias.shape == (16,)
-    torch.testing.assert_close(sub_pixel_convolution(x, phases, phase_bias), resize_convolution(x, weight, bias),
-                               rtol=0, atol=1e-12)  # fmt: skip
+    torch.testing.assert_close(
+        sub_pixel_convolution(x, phases, phase_bias), resize_convolution(x, weight, bias), rtol=0, atol=1e-12
+    )
     flat = torch.ones(1, 3, 6, 6, dtype=torch.float64)  # the interior of a flat map stays flat: no checkerboard
     assert sub_pixel_convolution(flat, phases, None)[..., 4:-4, 4:-4].std(dim=(2, 3)).max() < 1e-12
 

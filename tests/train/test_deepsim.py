@@ -18,8 +18,18 @@ CLOCK = {"samples_per_s", "seconds"}
 
 
 def settings(path, out, **kwargs) -> TrainConfig:
-    base = dict(target_size=16, epochs=2, batch_size=8, width=16, log_every=1, checkpoint_every=3, eval_rows=16,
-                precision="fp32", loss="deepsim", lr=2e-4)  # fmt: skip
+    base = dict(
+        target_size=16,
+        epochs=2,
+        batch_size=8,
+        width=16,
+        log_every=1,
+        checkpoint_every=3,
+        eval_rows=16,
+        precision="fp32",
+        loss="deepsim",
+        lr=2e-4,
+    )
     return TrainConfig(str(path), "hog", str(out), **{**base, **kwargs})
 
 
@@ -32,13 +42,15 @@ def test_the_loss_is_the_papers_weighted_sum_and_the_discriminator_learns():
     torch.manual_seed(0)
     objective = create_objective("deepsim", feature_shape=(2, 2, 31))
     assert isinstance(objective, DeepSim) and objective.weights == DeepSimWeights()
-    decoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(124, 3 * 16 * 16), torch.nn.Sigmoid(),
-                                  torch.nn.Unflatten(1, (3, 16, 16)))  # fmt: skip
+    decoder = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(124, 3 * 16 * 16), torch.nn.Sigmoid(), torch.nn.Unflatten(1, (3, 16, 16))
+    )
     x, y = torch.rand(4, 2, 2, 31), torch.rand(4, 3, 16, 16)
     loss, terms = objective.step(decoder, x, y, "fp32")
     w = objective.weights
-    expected = w.pixel * terms["pixel_loss"] + w.feature * terms["feature_loss"] + w.adversarial * terms[
-        "adversarial_loss"]  # fmt: skip
+    expected = (
+        w.pixel * terms["pixel_loss"] + w.feature * terms["feature_loss"] + w.adversarial * terms["adversarial_loss"]
+    )
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     with torch.no_grad():
         recon = decoder(x)
@@ -107,13 +119,40 @@ def test_train_takes_the_losss_options_and_a_decoder_to_start_from(store, tmp_pa
 
     from preimage.cli import main
 
-    common = ["train", "--store", str(store), "--feature", "hog", "--target-size", "16", "--width", "16",
-              "--batch-size", "8", "--epochs", "1", "--precision", "fp32"]  # fmt: skip
+    common = [
+        "train",
+        "--store",
+        str(store),
+        "--feature",
+        "hog",
+        "--target-size",
+        "16",
+        "--width",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--precision",
+        "fp32",
+    ]
     pixel = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "pixel")])
     assert pixel.exit_code == 0, pixel.output
-    args = [*common, "--out", str(tmp_path / "tuned"), "--loss", "deepsim", "--loss-option", "feature=0.1",
-            "--loss-option", "comparator=alexnet:conv1-conv5", "--init", str(tmp_path / "pixel"),
-            "--max-steps", "2"]  # fmt: skip
+    args = [
+        *common,
+        "--out",
+        str(tmp_path / "tuned"),
+        "--loss",
+        "deepsim",
+        "--loss-option",
+        "feature=0.1",
+        "--loss-option",
+        "comparator=alexnet:conv1-conv5",
+        "--init",
+        str(tmp_path / "pixel"),
+        "--max-steps",
+        "2",
+    ]
     tuned = CliRunner().invoke(main, args)
     assert tuned.exit_code == 0, tuned.output
     saved = json.loads((tmp_path / "tuned" / "run.json").read_text())["config"]
@@ -133,9 +172,31 @@ def test_two_ranks_train_one_discriminator_together(store, tmp_path):  # noqa: F
     import sys
 
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    args = ["-m", "preimage", "train", "--store", str(store), "--feature", "hog", "--out", str(tmp_path / "ddp"),
-            "--target-size", "16", "--epochs", "3", "--batch-size", "8", "--width", "16", "--loss", "deepsim",
-            "--lr", "0.0002", "--precision", "fp32"]  # fmt: skip
+    args = [
+        "-m",
+        "preimage",
+        "train",
+        "--store",
+        str(store),
+        "--feature",
+        "hog",
+        "--out",
+        str(tmp_path / "ddp"),
+        "--target-size",
+        "16",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--width",
+        "16",
+        "--loss",
+        "deepsim",
+        "--lr",
+        "0.0002",
+        "--precision",
+        "fp32",
+    ]
     result = subprocess.run([*torchrun, *args], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     logged = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
@@ -147,8 +208,9 @@ def _rank_steps(rank: int, world: int, port: int, out: str) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.manual_seed(0)  # the same discriminator on both ranks, as the trainer seeds it
     objective = create_objective("deepsim", feature_shape=(2, 2, 31))
-    decoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(124, 3 * 16 * 16), torch.nn.Sigmoid(),
-                                  torch.nn.Unflatten(1, (3, 16, 16)))  # fmt: skip
+    decoder = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(124, 3 * 16 * 16), torch.nn.Sigmoid(), torch.nn.Unflatten(1, (3, 16, 16))
+    )
     torch.manual_seed(100 + rank)  # different data on each rank
     for _ in range(3):
         x, y = torch.rand(4, 2, 2, 31), torch.rand(4, 3, 16, 16)

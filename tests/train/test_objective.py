@@ -49,8 +49,17 @@ class WeightedPixels(Objective):
 
 
 def settings(path, out, **kwargs) -> TrainConfig:
-    base = dict(target_size=16, epochs=2, batch_size=8, width=16, log_every=1, checkpoint_every=3, eval_rows=16,
-                precision="fp32", loss="test-weighted")  # fmt: skip
+    base = dict(
+        target_size=16,
+        epochs=2,
+        batch_size=8,
+        width=16,
+        log_every=1,
+        checkpoint_every=3,
+        eval_rows=16,
+        precision="fp32",
+        loss="test-weighted",
+    )
     return TrainConfig(str(path), "hog", str(out), **{**base, **kwargs})
 
 

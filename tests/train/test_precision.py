@@ -90,8 +90,25 @@ def test_a_resumed_run_keeps_its_precision_unless_bf16_is_emulated_here(fake_cpu
 def test_the_train_command_says_and_records_what_auto_chose(store, tmp_path, fake_cpu, native, expected):
     fake_cpu(native, False)
     out = tmp_path / "run"
-    args = ["train", "--store", str(store), "--feature", "hog", "--out", str(out), "--target-size", "16",
-            "--width", "16", "--batch-size", "8", "--epochs", "1", "--max-steps", "2"]  # fmt: skip
+    args = [
+        "train",
+        "--store",
+        str(store),
+        "--feature",
+        "hog",
+        "--out",
+        str(out),
+        "--target-size",
+        "16",
+        "--width",
+        "16",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert f"in {expected} (this CPU has {'AVX512-BF16' if native else 'no bfloat16'}" in result.output

@@ -77,8 +77,24 @@ def test_a_resumed_run_repeats_the_uninterrupted_losses(store, tmp_path):
 
 def test_kill_9_then_resume_matches(store, tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    args = ["train", "--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1",
-            "--batch-size", "8", "--width", "16", "--checkpoint-every", "3", "--out"]  # fmt: skip
+    args = [
+        "train",
+        "--store",
+        str(store),
+        "--feature",
+        "hog",
+        "--target-size",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--width",
+        "16",
+        "--checkpoint-every",
+        "3",
+        "--out",
+    ]
     # both in fresh processes: results depend on torch's thread count, which other tests may have changed here
     assert subprocess.run([*CLI, *args, str(reference)], capture_output=True).returncode == 0
     process = subprocess.Popen([*CLI, *args, str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -219,8 +235,9 @@ def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(stor
     evals = {name: [r for r in lines if r.get("event") == "eval"][-1] for name, lines in runs.items()}
     assert evals["half"]["heldout_rows"] == evals["all"]["heldout_rows"] > 0  # evaluated on the same photos
     trained = split_rows(FeatureStore.open(store), "train", 0.1, 0.5).sum()
-    result = CliRunner().invoke(analyze, ["error", "--store", str(store), "--decoder", str(tmp_path / "half"),
-                                          "--split", "train"])  # fmt: skip
+    result = CliRunner().invoke(
+        analyze, ["error", "--store", str(store), "--decoder", str(tmp_path / "half"), "--split", "train"]
+    )
     assert result.exit_code == 0, result.output
     assert f"on {trained} train rows" in result.output  # the photos it trained on, not the whole training part
     result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "half"), "--resume"])
@@ -248,8 +265,24 @@ def test_run_json_records_the_epochs_and_the_budget_of_each_session(store, tmp_p
 
 
 def signal_run_args(store) -> list[str]:
-    return ["train", "--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "6",
-            "--batch-size", "8", "--width", "16", "--precision", "fp32", "--out"]  # fmt: skip
+    return [
+        "train",
+        "--store",
+        str(store),
+        "--feature",
+        "hog",
+        "--target-size",
+        "16",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--width",
+        "16",
+        "--precision",
+        "fp32",
+        "--out",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -296,8 +329,25 @@ def test_resume_auto_starts_or_continues_and_plain_resume_needs_a_checkpoint(sto
 
     from preimage.cli import main
 
-    args = ["train", "--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1",
-            "--batch-size", "8", "--width", "16", "--precision", "fp32", "--out", str(tmp_path / "r")]  # fmt: skip
+    args = [
+        "train",
+        "--store",
+        str(store),
+        "--feature",
+        "hog",
+        "--target-size",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--width",
+        "16",
+        "--precision",
+        "fp32",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     missing = CliRunner().invoke(main, [*args, "--resume"])
     assert missing.exit_code == 1 and "holds no checkpoint to resume" in missing.output
     first = CliRunner().invoke(main, [*args, "--resume", "auto", "--max-steps", "4"])
@@ -346,8 +396,12 @@ def test_init_starts_a_resize_decoder_from_a_zero_fill_one(store, tmp_path):
 
     train(config(store, tmp_path / "pixel", epochs=1), show_progress=False)
     paper = load_decoder(tmp_path / "pixel")
-    train(config(store, tmp_path / "resize", epochs=1, max_steps=1, lr=0.0, upsample="resize",
-                 init=str(tmp_path / "pixel")), show_progress=False)  # fmt: skip
+    train(
+        config(
+            store, tmp_path / "resize", epochs=1, max_steps=1, lr=0.0, upsample="resize", init=str(tmp_path / "pixel")
+        ),
+        show_progress=False,
+    )
     resized = load_decoder(tmp_path / "resize")
     assert resized.config.upsample == "resize" and paper.config.upsample == "zero-fill"
     up = {n for n, m in paper.named_modules() if isinstance(m, UpConvolution)}
@@ -359,13 +413,21 @@ def test_init_starts_a_resize_decoder_from_a_zero_fill_one(store, tmp_path):
     flat = torch.ones(1, paper.get_submodule(name).conv.in_channels, 16, 16)
     with torch.no_grad():  # each layer alone: a constant map gives the phases' mean away from the borders
         filled, repeated = paper.get_submodule(name)(flat), resized.get_submodule(name)(flat)
-    torch.testing.assert_close(repeated[..., 8:-8, 8:-8], filled[..., 8:-8, 8:-8].mean(dim=(2, 3), keepdim=True)
-                               .expand_as(repeated[..., 8:-8, 8:-8]), rtol=1e-4, atol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        repeated[..., 8:-8, 8:-8],
+        filled[..., 8:-8, 8:-8].mean(dim=(2, 3), keepdim=True).expand_as(repeated[..., 8:-8, 8:-8]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     with pytest.raises(ValueError, match="a resize decoder cannot start a zero-fill one"):
         train(config(store, tmp_path / "back", init=str(tmp_path / "resize")), show_progress=False)
     # a sub-pixel decoder started from the zero-fill one (through resize) draws what the resize one draws
-    train(config(store, tmp_path / "sub", epochs=1, max_steps=1, lr=0.0, upsample="sub-pixel",
-                 init=str(tmp_path / "pixel")), show_progress=False)  # fmt: skip
+    train(
+        config(
+            store, tmp_path / "sub", epochs=1, max_steps=1, lr=0.0, upsample="sub-pixel", init=str(tmp_path / "pixel")
+        ),
+        show_progress=False,
+    )
     sub = load_decoder(tmp_path / "sub")
     assert sub.config.upsample == "sub-pixel"
     features = torch.randn(3, *paper.config.input_shape)

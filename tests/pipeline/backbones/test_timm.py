@@ -65,8 +65,9 @@ def timm_features(model: torch.nn.Module, images: np.ndarray, index: int) -> tup
     x = torch.stack([transform(Image.fromarray(image)) for image in images])
     with torch.no_grad():
         if hasattr(model, "num_prefix_tokens"):  # a ViT
-            (grid, prefix), *_ = model.forward_intermediates(x, indices=[index], return_prefix_tokens=True,
-                                                             norm=False, intermediates_only=True)  # fmt: skip
+            (grid, prefix), *_ = model.forward_intermediates(
+                x, indices=[index], return_prefix_tokens=True, norm=False, intermediates_only=True
+            )
             return grid, prefix.flatten(1)
         return model.forward_intermediates(x, indices=[index], intermediates_only=True)[0], None
 
@@ -76,9 +77,15 @@ def test_preprocessing_is_timms_eval_transform(photos):
     from preimage.pipeline.images import center_square
 
     vit, resnet = get_representation(f"timm:{VIT}:blocks.5"), get_representation(f"timm:{RESNET}:layer2")
-    assert vit.params["preprocess"] == {"input_size": 248, "crop": 224, "mean": [0.5] * 3, "std": [0.5] * 3,
-                                        "pixel_range": 1.0, "channel_order": "RGB",
-                                        "crop_rounding": "round"}  # fmt: skip  # 224 / crop_pct 0.9
+    assert vit.params["preprocess"] == {
+        "input_size": 248,
+        "crop": 224,
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "pixel_range": 1.0,
+        "channel_order": "RGB",
+        "crop_rounding": "round",
+    }  # 224 / crop_pct 0.9
     assert (resnet.params["preprocess"]["input_size"], resnet.params["preprocess"]["crop"]) == (235, 224)  # 0.95
     assert (vit.kind, vit.stored_shape(248), resnet.stored_shape(235)) == ("map", (192, 14, 14), (128, 28, 28))
     from preimage.pipeline.backbones import get_config
@@ -137,8 +144,19 @@ def _hub_cache(root, repo: str, weights_file: str) -> None:
 def test_offline_weights_come_from_the_hub_cache_or_one_line_says_how(weights, photos, monkeypatch, tmp_path):
     folder = write_crops(tmp_path / "images", photos, 4, 100)
     store = tmp_path / "s.zarr"
-    extract = ["extract", "--images", str(folder), "--store", str(store), "--size", "64", "--workers", "1",
-               "--feature", f"timm:{RESNET}:layer1"]  # fmt: skip
+    extract = [
+        "extract",
+        "--images",
+        str(folder),
+        "--store",
+        str(store),
+        "--size",
+        "64",
+        "--workers",
+        "1",
+        "--feature",
+        f"timm:{RESNET}:layer1",
+    ]
     result = CliRunner().invoke(main, extract)
     assert result.exit_code == 1, result.output
     assert "no weights for timm:resnet18 in the hub cache" in result.output and "--weights random" in result.output
@@ -163,14 +181,22 @@ def test_bad_models_layers_and_weights_are_one_clear_line(weights, tmp_path):
     extract = ("extract", "--store", str(tmp_path / "x.zarr"), "--feature")
     assert "timm has no model 'resnet81'; did you mean resnet18" in error("features", "--model", "timm:resnet81")
     assert "did you mean blocks.5" in error(*extract, f"timm:{VIT}:block.5")
-    wrong = error("extract", "--store", str(tmp_path / "x.zarr"), "--weights", weights[RESNET][0], "--feature",
-                  f"timm:{VIT}:blocks.1")  # fmt: skip
+    wrong = error(
+        "extract",
+        "--store",
+        str(tmp_path / "x.zarr"),
+        "--weights",
+        weights[RESNET][0],
+        "--feature",
+        f"timm:{VIT}:blocks.1",
+    )
     assert "has keys" in wrong and "does not know" in wrong
 
 
 @pytest.mark.parametrize(("model", "layer"), [(VIT, "blocks.5"), (RESNET, "layer2")])
 def test_extract_train_analyze_and_invert(model, layer, photos, tmp_path):
     folder = write_crops(tmp_path / "images", photos, 32, 120, (2, 2))
-    outputs = extract_train_analyze_invert(folder, f"timm:{model}:{layer}", tmp_path, "--size", "64", "--weights",
-                                           "random")  # fmt: skip
+    outputs = extract_train_analyze_invert(
+        folder, f"timm:{model}:{layer}", tmp_path, "--size", "64", "--weights", "random"
+    )
     assert "normalised error" in outputs[2]

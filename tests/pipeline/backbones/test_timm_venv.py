@@ -25,8 +25,17 @@ def test_the_timm_tests_pass_in_their_own_venv():
             pytest.fail(f"PREIMAGE_REQUIRE_TIMM is set but {PYTHON} is missing: run bash .ci/setup --timm")
         pytest.skip("no .venv-timm: bash .ci/setup --timm makes it (4.8 GB)")
     # one process: .venv-timm has no pytest-xdist, and the outer run already uses both cores
-    command = [str(PYTHON), "-m", "pytest", "-q", "-o", "addopts=-ra", "-p", "no:cacheprovider",
-               "tests/pipeline/backbones/test_timm.py"]  # fmt: skip
+    command = [
+        str(PYTHON),
+        "-m",
+        "pytest",
+        "-q",
+        "-o",
+        "addopts=-ra",
+        "-p",
+        "no:cacheprovider",
+        "tests/pipeline/backbones/test_timm.py",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
@@ -37,8 +46,9 @@ def test_the_timm_tests_pass_in_their_own_venv():
 def test_without_timm_a_timm_model_is_one_line(photos, tmp_path):
     folder = write_crops(tmp_path / "images", photos, 2, 64)
     store = tmp_path / "x.zarr"
-    result = CliRunner().invoke(main, ["extract", "--images", str(folder), "--store", str(store), "--feature",
-                                       "timm:resnet18:layer2"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["extract", "--images", str(folder), "--store", str(store), "--feature", "timm:resnet18:layer2"]
+    )
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1] == (
         "Error: timm models need the timm package: pip install 'preimage[timm]' (with a torchvision built for the "

@@ -25,8 +25,13 @@ from ...conftest import shared_photo_paths
 from ...helpers import run_extract, write_crops
 
 # alexnet:conv1-conv5 are the outputs of these torchvision modules (pipeline/backbones/alexnet.py)
-ALEXNET_MODULES = {"conv1": "features.2", "conv2": "features.5", "conv3": "features.7", "conv4": "features.9",
-                   "conv5": "features.12"}  # fmt: skip
+ALEXNET_MODULES = {
+    "conv1": "features.2",
+    "conv2": "features.5",
+    "conv3": "features.7",
+    "conv4": "features.9",
+    "conv5": "features.12",
+}
 
 
 def test_the_generic_path_reproduces_alexnet_on_the_shared_photos(dask_client, tmp_path):
@@ -93,8 +98,22 @@ def test_a_plugin_backbone_works_in_extract_on_worker_processes(photos, tmp_path
     (info / "entry_points.txt").write_text("[preimage.backbones]\nlabnet = lab_net\n")
     folder = write_crops(tmp_path / "images", photos, 8, 120)
     env = {**os.environ, "PYTHONPATH": str(site)}  # the lab's package installed: every worker process sees it
-    command = [sys.executable, "-m", "preimage", "extract", "--images", str(folder), "--store",
-               str(tmp_path / "s.zarr"), "--feature", "labnet:relu", "--workers", "2", "--shard-rows", "4"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "preimage",
+        "extract",
+        "--images",
+        str(folder),
+        "--store",
+        str(tmp_path / "s.zarr"),
+        "--feature",
+        "labnet:relu",
+        "--workers",
+        "2",
+        "--shard-rows",
+        "4",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     sys.path.insert(0, str(site))
@@ -104,8 +123,9 @@ def test_a_plugin_backbone_works_in_extract_on_worker_processes(photos, tmp_path
         registry._plugins.cache_clear()
         network = create_backbone("labnet")
         store = FeatureStore.open(tmp_path / "s.zarr")
-        crops = to_float(np.stack([center_square(image, 48) for image in
-                                   read_images(sorted(folder.iterdir()), DRAFT_MIN_SIDE)]))  # fmt: skip
+        crops = to_float(
+            np.stack([center_square(image, 48) for image in read_images(sorted(folder.iterdir()), DRAFT_MIN_SIDE)])
+        )
         with torch.no_grad():
             expected = network(crops, ["relu"])["relu"].numpy()
         np.testing.assert_allclose(store.take(feature_path("labnet:relu"), np.arange(8)), expected, atol=1e-6)

@@ -37,8 +37,15 @@ class TinyTokens(TappedSequence):
 @pytest.fixture(scope="module")
 def tiny():
     if NAME not in registry._REGISTRY:
-        register_backbone(BackboneConfig(NAME, TinyTokens, ("stages.0", "stages.1", "blocks.2", "head-norm"),
-                                         Preprocess(32, (0.5,) * 3, (0.5,) * 3), ()))  # fmt: skip
+        register_backbone(
+            BackboneConfig(
+                NAME,
+                TinyTokens,
+                ("stages.0", "stages.1", "blocks.2", "head-norm"),
+                Preprocess(32, (0.5,) * 3, (0.5,) * 3),
+                (),
+            )
+        )
     return NAME
 
 
@@ -46,7 +53,11 @@ def test_the_spec_grammar_carries_the_names_models_use(tiny):
     assert split_spec("hog") == ("hog", None)
     assert split_spec(f"{tiny}:stages.2") == (tiny, "stages.2")
     assert expand_specs(f"hog,{tiny}:stages.0-stages.1+head-norm") == [
-        "hog", f"{tiny}:stages.0", f"{tiny}:stages.1", f"{tiny}:head-norm"]  # fmt: skip
+        "hog",
+        f"{tiny}:stages.0",
+        f"{tiny}:stages.1",
+        f"{tiny}:head-norm",
+    ]
     assert expand_specs("alexnet:conv1-conv3") == ["alexnet:conv1", "alexnet:conv2", "alexnet:conv3"]
     with pytest.raises(ValueError, match=r"no layer 'stages\.9'"):
         expand_specs(f"{tiny}:stages.9")
@@ -79,8 +90,10 @@ def test_the_module_of_a_representation_computes_what_a_store_holds(tiny):
 
 
 def test_backbones_register_on_first_use_and_plugins_through_entry_points(tmp_path, monkeypatch):
-    code = ("import sys; import preimage.pipeline.backbones as b; print(sorted(b.list_backbones())); "
-            "print([m for m in sys.modules if m.endswith(('.alexnet', '.vgg', '.efficientnet_lite'))])")  # fmt: skip
+    code = (
+        "import sys; import preimage.pipeline.backbones as b; print(sorted(b.list_backbones())); "
+        "print([m for m in sys.modules if m.endswith(('.alexnet', '.vgg', '.efficientnet_lite'))])"
+    )
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()

@@ -1,0 +1,74 @@
+"""Checkpoints (:mod:`preimage.train.checkpoint`): safetensors with a JSON header, written atomically, read without
+running code, and a file written before the shaping of the feature identity (``tests/data/before-shaping``, made by
+the preimage of commit c007e77) still loads and is still recognised by the store it was trained on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from preimage.cache.store import FeatureStore
+from preimage.pipeline.identity import FeatureIdentity, check_store
+from preimage.train import checkpoint
+from preimage.train.decoders import DecoderConfig, create_decoder
+from preimage.train.inverters import load_decoder
+from preimage.train.locate import locate
+
+BEFORE = Path(__file__).resolve().parents[1] / "data" / "before-shaping"
+
+
+def test_a_checkpoint_saved_before_the_shaping_loads_and_matches_its_store():
+    located = locate(BEFORE / "run")
+    model = load_decoder(located, FeatureStore.open(BEFORE / "store.zarr"))
+    assert model.config == DecoderConfig.from_dict(located.header["decoder"])
+    identity = FeatureIdentity.of_store(FeatureStore.open(BEFORE / "store.zarr"), "hog")
+    assert identity.fingerprint() == located.header["fingerprint"]  # the same fingerprint, the same hash
+    assert check_store(FeatureStore.open(BEFORE / "store.zarr"), located.identity) == "hog"
+    with torch.no_grad():
+        out = model(torch.zeros(2, *model.config.input_shape))
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+
+
+def test_save_then_load_gives_the_same_weights_and_optimiser_state(tmp_path):
+    torch.manual_seed(0)
+    config = DecoderConfig.from_dict(json.loads((BEFORE / "run" / "run.json").read_text())["decoder"])
+    model = create_decoder(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(2, *config.input_shape)).square().mean().backward()
+    optimizer.step()
+    checkpoint.save(tmp_path / "c.safetensors", model, optimizer, {"decoder": config.as_dict(), "state": {"step": 1}})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # written beside, renamed into place
+    copy, copy_optimizer = create_decoder(config), None
+    copy_optimizer = torch.optim.Adam(copy.parameters(), lr=1e-3)
+    header = checkpoint.load(tmp_path / "c.safetensors", copy, copy_optimizer)
+    assert header["state"] == {"step": 1}
+    for a, b in zip(model.state_dict().values(), copy.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(
+        optimizer.state_dict()["state"][0]["exp_avg"], copy_optimizer.state_dict()["state"][0]["exp_avg"]
+    )
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_clear_error(tmp_path):
+    pickle = tmp_path / "model.pt"
+    torch.save({"x": torch.zeros(1)}, pickle)
+    with pytest.raises(checkpoint.CheckpointError, match="not a usable preimage checkpoint"):
+        checkpoint.read_header(pickle)
+    header = json.loads(json.dumps(locate(BEFORE / "run").header))
+    header["decoder"]["width"] = 200_000  # a crafted width asks for hundreds of GB: refused before allocating
+    with pytest.raises(checkpoint.CheckpointError, match="outside the bounds"):
+        checkpoint.check_decoder_header(pickle, header["decoder"])
+
+
+def test_a_checkpoint_whose_tensors_differ_from_its_header_is_refused_before_loading(tmp_path):
+    shutil.copytree(BEFORE / "run", tmp_path / "run")
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
+    config = DecoderConfig.from_dict({**run_json["decoder"], "width": run_json["decoder"]["width"] * 2})
+    with torch.device("meta"):
+        wider = create_decoder(config)
+    with pytest.raises(checkpoint.CheckpointError, match="do not match the decoder its header describes"):
+        checkpoint.check_shapes(tmp_path / "run" / "checkpoint.safetensors", wider)
