@@ -21,9 +21,10 @@ import torch
 from ..cache.store import FeatureStore
 from ..pipeline.identity import stored_name
 from ..pipeline.images import save_rgb
-from ..train.hoggles import PairedDictionary
-from ..train.invert import decoder_job
-from ..train.metrics import (
+from ..train.inversion.hoggles import PairedDictionary
+from ..train.inversion.invert import decoder_job
+from ..train.inversion.optimize import OptimizeConfig, differentiable_target, optimize
+from ..train.scoring.metrics import (
     feature_error,
     mean_pairwise_squared_distance,
     normalised_error,
@@ -32,7 +33,6 @@ from ..train.metrics import (
     ssim,
     upsample_to,
 )
-from ..train.optimize import OptimizeConfig, differentiable_target, optimize
 from .figures import tile_row
 from .report import write_json, write_markdown
 from .runs import TrainedRun, heldout_rows, mean_image, read_features, read_images

@@ -10,7 +10,7 @@ import torch
 
 from ..cache.store import FeatureStore
 from ..pipeline.images import save_rgb
-from ..train.metrics import normalised_error, scores, upsample_to
+from ..train.scoring.metrics import normalised_error, scores, upsample_to
 from .figures import line_plot, tile_row
 from .report import write_json, write_markdown
 from .runs import TrainedRun, heldout_rows, mean_image, read_images, reconstruct

@@ -14,12 +14,12 @@ from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import expand_specs
 from ..pipeline.identity import FeatureIdentity, stored_name
 from ..pipeline.images import to_float
-from ..train import zoo
-from ..train.data import split_rows
-from ..train.decoders import Decoder
-from ..train.inverters import load_decoder
-from ..train.locate import locate
-from ..train.runfolder import CHECKPOINT, RUN_FILE
+from ..train.models import zoo
+from ..train.models.decoders import Decoder
+from ..train.models.loading import load_decoder
+from ..train.models.locate import locate
+from ..train.models.runfolder import CHECKPOINT, RUN_FILE
+from ..train.training.data import split_rows
 
 
 @dataclass

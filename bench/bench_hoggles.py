@@ -22,7 +22,7 @@ import torch
 
 from preimage.pipeline.features import hog
 from preimage.pipeline.images import center_square, rgb_to_gray, sample_photos, to_float
-from preimage.train.hoggles import HogglesConfig, learn_dictionary, sample_pairs, sparse_code
+from preimage.train.inversion.hoggles import HogglesConfig, learn_dictionary, sample_pairs, sparse_code
 
 try:
     from sklearn.decomposition import MiniBatchDictionaryLearning, sparse_encode

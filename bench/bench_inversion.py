@@ -23,8 +23,8 @@ from preimage.pipeline.contract import stored_row_shape
 from preimage.pipeline.features import expand_specs, get_representation
 from preimage.pipeline.images import center_square, sample_photos, to_float
 from preimage.runtime.memory import keep_freed_memory
-from preimage.train.decoders import DecoderConfig, create_decoder
-from preimage.train.optimize import OptimizeConfig, differentiable_target, optimize
+from preimage.train.inversion.optimize import OptimizeConfig, differentiable_target, optimize
+from preimage.train.models.decoders import DecoderConfig, create_decoder
 
 
 def photos(n: int, size: int) -> torch.Tensor:

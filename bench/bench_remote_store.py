@@ -25,8 +25,8 @@ import torch
 from bench_training import epochs, train_steps
 
 from preimage.cache.store import FeatureStore, feature_path
-from preimage.train.data import ShardStream
-from preimage.train.trainer import TrainConfig, build
+from preimage.train.training.data import ShardStream
+from preimage.train.training.trainer import TrainConfig, build
 
 
 def serve() -> tuple[object, str]:

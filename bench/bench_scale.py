@@ -29,7 +29,7 @@ from preimage.cache.store import READ, FeatureStore, progress_path
 from preimage.pipeline.contract import plan_jobs
 from preimage.pipeline.extract import extract, open_store, pending_tasks
 from preimage.pipeline.sources import hdf5_source
-from preimage.train.data import ShardStream
+from preimage.train.training.data import ShardStream
 
 
 def measured(function, again=None):

@@ -25,10 +25,10 @@ from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
 from preimage.runtime.device import pick_device
 from preimage.runtime.memory import keep_freed_memory
-from preimage.train.data import ShardStream
-from preimage.train.objective import pixel_loss
-from preimage.train.precision import hardware
-from preimage.train.trainer import TrainConfig, build
+from preimage.train.training.data import ShardStream
+from preimage.train.training.objective import pixel_loss
+from preimage.train.training.precision import hardware
+from preimage.train.training.trainer import TrainConfig, build
 
 
 def train_steps(

@@ -40,10 +40,10 @@ _EXPORTS = {
     "list_representations": ("preimage.pipeline.features", "list_representations"),
     "create_backbone": ("preimage.pipeline.backbones", "create_backbone"),
     "FeatureStore": ("preimage.cache.store", "FeatureStore"),
-    "load_decoder": ("preimage.train.inverters", "load_decoder"),
+    "load_decoder": ("preimage.train.models.loading", "load_decoder"),
     "invert": ("preimage.api", "invert"),
-    "lpips": ("preimage.train.lpips", "lpips"),
-    "LPIPS": ("preimage.train.lpips", "LPIPS"),
+    "lpips": ("preimage.train.scoring.lpips", "lpips"),
+    "LPIPS": ("preimage.train.scoring.lpips", "LPIPS"),
     "optimize": ("preimage.api", "optimize"),
     "ImageInputError": ("preimage.pipeline.checks", "ImageInputError"),
 }

@@ -18,9 +18,9 @@ from .pipeline.contract import DRAFT_MIN_SIDE
 from .pipeline.decode import read_images
 from .pipeline.features.extractor import as_rgb_batch
 from .pipeline.images import center_square, to_float
-from .train.invert import invert_arrays
-from .train.optimize import Inversion, OptimizeConfig, differentiable_target, with_defaults
-from .train.optimize import optimize as _optimize
+from .train.inversion.invert import invert_arrays
+from .train.inversion.optimize import Inversion, OptimizeConfig, differentiable_target, with_defaults
+from .train.inversion.optimize import optimize as _optimize
 
 Images = str | os.PathLike | Sequence[str | os.PathLike] | torch.Tensor | np.ndarray
 
@@ -44,12 +44,15 @@ def _uint8_images(images: Images, name: str) -> list[np.ndarray]:
     return list(x.cpu().contiguous().numpy())
 
 
-def invert(images: Images, decoder: str | os.PathLike, weights: str | None = None) -> torch.Tensor:
+def invert(
+    images: Images, decoder: str | os.PathLike, weights: str | None = None, *, models: Sequence[str] = ()
+) -> torch.Tensor:
     """Reconstructions (N, 3, S, S) in [0, 1] of ``images`` by the decoder of a run folder, or the one that ships
     for a representation (``decoder="alexnet:conv5"``; ``preimage zoo`` lists them): each image is
     centre-cropped and resized as the decoder's store did (S is its ``--size``), its feature computed exactly
-    as there, and decoded. ``weights``: a backbone weights file, for CNN layers."""
-    pairs = invert_arrays(_uint8_images(images, "invert"), decoder, weights)
+    as there, and decoded. ``weights``: a backbone weights file, for CNN layers; ``models``: folders where the
+    decoder's model from a source is now (found by its weights' hash)."""
+    pairs = invert_arrays(_uint8_images(images, "invert"), decoder, weights, models=models)
     return to_float(np.stack([recon for _, recon in pairs]))
 
 
@@ -62,7 +65,7 @@ def optimize(
     **settings,
 ) -> Inversion:
     """Mahendran & Vedaldi's inversion: pixels found by gradient descent so that their ``feature`` (``hog`` or
-    a CNN layer) matches the images' own. ``settings`` are :class:`~preimage.train.optimize.OptimizeConfig`
+    a CNN layer) matches the images' own. ``settings`` are :class:`~preimage.train.inversion.optimize.OptimizeConfig`
     fields (``steps``, ``restarts``, ``lambda_tv``, ``window``, ...). Returns the pre-images
     (``.images``: N, restarts, C, S, S) with each one's relative feature error."""
     target = differentiable_target(feature, size, weights, device)

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from preimage.analysis.runs import decode, heldout_rows, read_features, read_images
 from preimage.cache.store import FeatureStore
-from preimage.train.inverters import load_decoder
-from preimage.train.metrics import checkerboard, scores
+from preimage.train.models.loading import load_decoder
+from preimage.train.scoring.metrics import checkerboard, scores
 
 ZOOM = 4  # the enlarged rows: each pixel drawn as ZOOM x ZOOM
 SHOWN = 6  # photos in the figure

@@ -21,11 +21,11 @@ from preimage.pipeline.decode import read_images
 from preimage.pipeline.identity import portable_name
 from preimage.pipeline.images import center_square, to_float
 from preimage.pipeline.sources import folder_source
-from preimage.train.data import split_of
-from preimage.train.invert import decoder_job
-from preimage.train.inverters import load_inverter
-from preimage.train.locate import locate
-from preimage.train.metrics import normalised_error, upsample_to
+from preimage.train.inversion.invert import decoder_job
+from preimage.train.inversion.inverters import load_inverter
+from preimage.train.models.locate import locate
+from preimage.train.scoring.metrics import normalised_error, upsample_to
+from preimage.train.training.data import split_of
 
 
 def main() -> None:

@@ -22,8 +22,7 @@ import numpy as np
 
 from preimage.analysis.runs import mean_image, reconstruct, trained_runs
 from preimage.cache.store import FeatureStore
-from preimage.train.data import downsample, split_rows
-from preimage.train.metrics import (
+from preimage.train.scoring.metrics import (
     error_parts,
     luminance,
     mean_pairwise_distance,
@@ -31,6 +30,7 @@ from preimage.train.metrics import (
     normalised_error,
     upsample_to,
 )
+from preimage.train.training.data import downsample, split_rows
 
 
 def main() -> None:

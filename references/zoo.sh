@@ -33,7 +33,7 @@ lbp    lbp            128  40  crop
 sift   sift           128  30  crop
 TABLE
 
-# The perceptual decoders (DeePSiM, train/deepsim.py): each fine-tuned from a trained decoder with the paper's three
+# The perceptual decoders (DeePSiM, train/training/deepsim.py): each fine-tuned from a trained decoder with the paper's three
 # terms and weights, the comparator spanning AlexNet's CONV1-CONV5 (docs/quality.md says why), batch 32 at Adam
 # 0.0002, with resize up-convolutions (no checkerboard): started from a zero-fill decoder's kernels over 4.
 deepsim() {  # STORE FEATURE OUT INIT UPSAMPLE EPOCHS

@@ -7,7 +7,7 @@ For each run folder: its held-out scores on the store (the rows the run never sa
 with the float16 ones that ship (float32 ships instead where they differ by more than 0.001), the training part's
 mean image as the baseline, its scores on scikit-image's photos (what the tests check where the shared photos are
 absent), and its recipe from run.json. Writes train/zoo/<name>.safetensors and the card as <name>.md (<name>:
-the representation, with the loss appended for a decoder not trained on pixels, train/zoo.py). ``--rescore``
+the representation, with the loss appended for a decoder not trained on pixels, train/models/zoo.py). ``--rescore``
 scores shipped files again with today's metrics (a new column such as LPIPS) and rewrites their cards, the weights
 unchanged; it refuses a file whose held-out error no longer matches its card.
 """
@@ -24,14 +24,14 @@ from preimage.analysis.runs import heldout_rows, mean_image, read_images, read_r
 from preimage.cache.store import FeatureStore, feature_path
 from preimage.pipeline.identity import portable_name, source_model
 from preimage.pipeline.images import sample_photos, to_float
-from preimage.train import checkpoint, zoo
-from preimage.train.data import split_rows
-from preimage.train.evaluation import evaluate
-from preimage.train.invert import reconstruct_arrays
-from preimage.train.inverters import load_decoder
-from preimage.train.locate import locate
-from preimage.train.metrics import normalised_error, scores
-from preimage.train.runfolder import RunFolder
+from preimage.train.inversion.invert import reconstruct_arrays
+from preimage.train.models import checkpoint, zoo
+from preimage.train.models.loading import load_decoder
+from preimage.train.models.locate import locate
+from preimage.train.models.runfolder import RunFolder
+from preimage.train.scoring.metrics import normalised_error, scores
+from preimage.train.training.data import split_rows
+from preimage.train.training.evaluation import evaluate
 
 MAX_ROWS = 1000  # held-out rows scored (the shared photos have 985)
 FLOAT16_TOLERANCE = 0.001  # the most the shipped weights may move the held-out error
@@ -71,7 +71,7 @@ def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, f
             "files": source["rows"],
             "train_rows": int(split_rows(store, "train", config["held_out"], config["train_fraction"]).sum()),
             "heldout_rows": int(split_rows(store, "heldout", config["held_out"]).sum()),
-            "split": f"the {config['held_out']:.0%} of file paths chosen by their SHA-256 (train/data.py)",
+            "split": f"the {config['held_out']:.0%} of file paths chosen by their SHA-256 (train/training/data.py)",
             "image_recipe": f"centre square, {store.meta['recipe']['image_size']} px",
         },
         "recipe": {
@@ -126,7 +126,7 @@ def objective_recipe(config: dict) -> dict:
     if loss == "deepsim":
         from dataclasses import asdict
 
-        from preimage.train.deepsim import DeepSimWeights
+        from preimage.train.training.deepsim import DeepSimWeights
 
         entry["loss_weights"] = asdict(DeepSimWeights(**config.get("loss_options", {})))
     if config.get("init"):
@@ -183,7 +183,7 @@ def recipe_lines(recipe: dict, name: str) -> list[str]:
         return ["- loss: pixel (mean squared error, the paper's expected pre-image)", *lines]
     weights = recipe.get("loss_weights", {})
     terms = ", ".join(f"{k} {v}" for k, v in weights.items())
-    head = [f"- loss: {loss} ({terms}; train/deepsim.py says where each number comes from)"]
+    head = [f"- loss: {loss} ({terms}; train/training/deepsim.py says where each number comes from)"]
     if "init" in recipe:
         start = recipe["init"]
         kind = "pixel" if start.get("loss", zoo.PIXEL) == zoo.PIXEL else f"{start['upsample']} {start['loss']}"

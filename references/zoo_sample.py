@@ -16,8 +16,15 @@ import argparse
 import json
 
 from preimage.pipeline.backbones.weights import sha256_file
-from preimage.train import zoo
-from preimage.train.zoo_check import EVERY, SAMPLE_RECORD, differences, heldout_photos, model_here, score_photos
+from preimage.train.inversion.zoo_check import (
+    EVERY,
+    SAMPLE_RECORD,
+    differences,
+    heldout_photos,
+    model_here,
+    score_photos,
+)
+from preimage.train.models import zoo
 
 
 def main() -> None:

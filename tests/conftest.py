@@ -166,7 +166,7 @@ def dask_client():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, dask_client, photos):
     """A small store of HOG (96 crops at 32x32) and a decoder trained on it: (store, run folder, image folder)."""
-    from preimage.train.trainer import TrainConfig, train
+    from preimage.train.training.trainer import TrainConfig, train
 
     from .train.test_trainer import make_store
 

@@ -1,1 +1,3 @@
-"""Decoders (up-convolutional networks) and the streaming trainer that fits them to stored features."""
+"""Learned and optimisation-based inversion, one package per job (docs/architecture.md): ``models`` (decoders,
+checkpoints, run folders, the shipped zoo), ``scoring`` (the metrics), ``training`` (the trainer and its data) and
+``inversion`` (decoders, HOGgles and optimisation applied to images), each importing only the ones below it."""

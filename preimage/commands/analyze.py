@@ -31,7 +31,7 @@ class DecoderArgument(click.ParamType):
     name = "decoder"
 
     def convert(self, value, param, ctx) -> Path:
-        from ..train import zoo
+        from ..train.models import zoo
 
         if value == zoo.ALL and not Path(value).exists():
             return zoo.ZOO_DIR
@@ -69,8 +69,8 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     scoring as ``analyze layers``)."""
     from ..analysis.runs import read_run
     from ..cache.store import FeatureStore
-    from ..train.evaluation import evaluate
-    from ..train.zoo import ZOO_DIR
+    from ..train.models.zoo import ZOO_DIR
+    from ..train.training.evaluation import evaluate
 
     if decoder == ZOO_DIR:
         raise click.UsageError(
@@ -172,7 +172,7 @@ def chosen_runs(decoders: tuple[Path, ...], features: str | None, autoencoder: b
     --feature (``store`` given) is the shipped decoders of the features ``store`` holds: a store of AlexNet's
     layers is not refused for the DINOv2 decoders that ship beside them."""
     from ..analysis.runs import trained_runs
-    from ..train.zoo import ZOO_DIR
+    from ..train.models.zoo import ZOO_DIR
 
     decoders = decoders or (ZOO_DIR,)  # the decoders that ship
     runs = trained_runs(decoders, features, autoencoder)
@@ -235,7 +235,7 @@ def compare(store, decoders, features, n, out, weights, columns, hoggles, models
     opened = FeatureStore.open(store)
     dictionary = None
     if hoggles is not None:
-        from ..train.hoggles import load_hoggles
+        from ..train.inversion.hoggles import load_hoggles
 
         dictionary = load_hoggles(hoggles, opened)
     for run in chosen_runs(decoders, features, store=opened):

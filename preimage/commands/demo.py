@@ -54,11 +54,11 @@ def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
     from ..pipeline.features.hog import render_glyphs
     from ..pipeline.images import save_rgb
     from ..pipeline.sources import hdf5_source
-    from ..train.data import split_rows
-    from ..train.evaluation import evaluate
-    from ..train.inverters import load_decoder
-    from ..train.runfolder import RunFolder
-    from ..train.trainer import TrainConfig, train
+    from ..train.models.loading import load_decoder
+    from ..train.models.runfolder import RunFolder
+    from ..train.training.data import split_rows
+    from ..train.training.evaluation import evaluate
+    from ..train.training.trainer import TrainConfig, train
 
     begin = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

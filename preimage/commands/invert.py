@@ -72,8 +72,8 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
     targets = [t for t, path in zip(targets, images, strict=True) if path not in skipped]
     images = tuple(path for path in images if path not in skipped)
     if method == "hoggles":
-        from ..train.invert import invert_arrays
-        from ..train.locate import locate
+        from ..train.inversion.invert import invert_arrays
+        from ..train.models.locate import locate
 
         if decoder is None or not Path(decoder).exists() or locate(decoder).method != "hoggles":
             raise click.UsageError("--method hoggles needs --decoder RUN, a folder of preimage train --method hoggles")
@@ -91,8 +91,8 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
                 "give --feature (a shipped decoder) or --decoder (a run), not both (both only for "
                 "a model from a source, hf:FOLDER:LAYER: where the run's model is now)"
             )
-        from ..train.invert import invert_arrays
-        from ..train.zoo import PIXEL, find_shipped, resolve
+        from ..train.inversion.invert import invert_arrays
+        from ..train.models.zoo import PIXEL, find_shipped, resolve
 
         if decoder is not None and loss != PIXEL:
             raise click.UsageError(
@@ -111,7 +111,7 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
         if feature is None:
             raise click.UsageError("--method optimize needs --feature, e.g. --feature alexnet:conv3")
         from ..runtime.progress import StepProgress
-        from ..train.optimize import invert_files
+        from ..train.inversion.optimize import invert_files
 
         bar = StepProgress()
         crops, result = invert_files([str(p) for p in images], feature, optimize_config(**options), size, weights, bar)

@@ -181,7 +181,7 @@ def parse_channels(channels: str | None) -> tuple[int, int] | None:
 
 def optimize_config(steps, lr, lambda_tv, restarts, seed, window, channels):
     """An :class:`OptimizeConfig` from the command-line options (errors as click errors)."""
-    from ..train.optimize import OptimizeConfig, with_defaults
+    from ..train.inversion.optimize import OptimizeConfig, with_defaults
 
     parsed = parse_channels(channels)
     if restarts < 1:

@@ -1,4 +1,4 @@
-"""``preimage train``: fit a decoder to a stored representation (recipe in :mod:`preimage.train.trainer`)."""
+"""``preimage train``: fit a decoder to a stored representation (recipe in :mod:`preimage.train.training.trainer`)."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ from .options import STORE, parse_pairs
     show_default=True,
     help="What a step minimises: pixel (the paper's mean squared error); deepsim (Dosovitskiy & Brox 2016b: "
     "AlexNet CONV5 features, an adversary and pixels; with --lr 0.0002); or an objective registered with "
-    "preimage.train.objective.register_objective.",
+    "preimage.train.training.objective.register_objective.",
 )
 @click.option(
     "--loss-option",
@@ -117,7 +117,7 @@ from .options import STORE, parse_pairs
     multiple=True,
     metavar="KEY=VALUE",
     help="A setting of --loss, repeatable; deepsim: pixel, feature, adversarial (the terms' weights), "
-    "comparator, comparator_size (train/deepsim.py).",
+    "comparator, comparator_size (train/training/deepsim.py).",
 )
 @click.option(
     "--init",
@@ -168,7 +168,7 @@ def train(
         if feature not in (None, "hog"):
             raise click.UsageError(f"--method hoggles inverts HOG; got --feature {feature}")
         from ..runtime.progress import Progress
-        from ..train.hoggles import HogglesConfig, train_hoggles
+        from ..train.inversion.hoggles import HogglesConfig, train_hoggles
 
         config = HogglesConfig(atoms=atoms, window=window, sparsity=sparsity, steps=max_steps or 1000, seed=seed)
         bar = Progress(config.steps, "steps")
@@ -178,8 +178,8 @@ def train(
         return
     if feature is None:
         raise click.UsageError("--method decoder needs --feature, e.g. --feature hog")
-    from ..train.trainer import TrainConfig
-    from ..train.trainer import train as run
+    from ..train.training.trainer import TrainConfig
+    from ..train.training.trainer import train as run
 
     config = TrainConfig(
         str(store),

@@ -11,7 +11,7 @@ def zoo(name: str | None) -> None:
     """List the decoders that ship (held-out scores on the shared photos, recipe, size), or print NAME's model
     card. Pixel decoders are named by their representation, others by REPRESENTATION+LOSS. Use one with preimage
     invert photo.jpg --feature alexnet:conv5 [--loss deepsim]."""
-    from ..train.zoo import list_shipped, shipped
+    from ..train.models.zoo import list_shipped, shipped
 
     if name is not None:
         click.echo(shipped(name).card_text.read_text().rstrip())

@@ -24,12 +24,12 @@ from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ..pipeline.decode import DEFAULT_MAX_PIXELS, read_image
 from ..pipeline.identity import FeatureIdentity, IdentityError, check_store, find_model
 from ..pipeline.images import center_square, sample_photos, to_float
-from ..train import zoo
-from ..train.decoders import CHANNELS_LAST
-from ..train.invert import decoder_job
-from ..train.inverters import load_decoder
-from ..train.locate import locate
-from ..train.metrics import mean_pairwise_distance, normalised_error, psnr, ssim, upsample_to
+from ..train.inversion.invert import decoder_job
+from ..train.models import zoo
+from ..train.models.decoders import CHANNELS_LAST
+from ..train.models.loading import load_decoder
+from ..train.models.locate import locate
+from ..train.scoring.metrics import mean_pairwise_distance, normalised_error, psnr, ssim, upsample_to
 
 MAX_PHOTOS = 64  # photos kept in memory (least recently used go first)
 PERTURBATION_KINDS = ("none", "binarize", "dropout", "drop-smallest", "channels", "window")
@@ -340,8 +340,8 @@ class Explorer:
     def optimize(self, ident: str, feature: str, steps: int = 200) -> str:
         """Start Mahendran & Vedaldi's inversion of photo ``ident``'s ``feature`` in a thread; returns the job's id.
         One runs at a time (it takes every core): a second is refused while it runs."""
-        from ..train.optimize import OptimizeConfig, differentiable_target, with_defaults
-        from ..train.optimize import optimize as run
+        from ..train.inversion.optimize import OptimizeConfig, differentiable_target, with_defaults
+        from ..train.inversion.optimize import optimize as run
 
         image = self.photo(ident)
         if not 1 <= steps <= 2000:

@@ -14,8 +14,8 @@ from preimage.analysis.report import markdown_table
 from preimage.analysis.runs import heldout_rows, mean_image, read_images, trained_runs
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
-from preimage.train.metrics import feature_error, mean_pairwise_squared_distance, normalised_error
-from preimage.train.trainer import TrainConfig, train
+from preimage.train.scoring.metrics import feature_error, mean_pairwise_squared_distance, normalised_error
+from preimage.train.training.trainer import TrainConfig, train
 
 from ..train.test_trainer import make_store
 

@@ -20,8 +20,8 @@ from preimage.analysis.sample import histograms, sample_gaussian, sample_histogr
 from preimage.cli import main
 from preimage.pipeline.backbones import WeightsUnavailable, create_backbone
 from preimage.pipeline.sources import folder_source
-from preimage.train.inverters import load_decoder
-from preimage.train.trainer import TrainConfig, train
+from preimage.train.models.loading import load_decoder
+from preimage.train.training.trainer import TrainConfig, train
 
 from ..helpers import run_extract
 from ..train.test_trainer import make_store

@@ -16,7 +16,7 @@ from preimage.cache.shards import ShardDamaged
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
 from preimage.pipeline.sources import folder_source
-from preimage.train.trainer import TrainConfig, train
+from preimage.train.training.trainer import TrainConfig, train
 
 from ..helpers import checksums, run_extract, write_crops
 

@@ -20,7 +20,7 @@ from preimage.cache.backend import ObjectBackend, StoreLocked, backend_for
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
 from preimage.pipeline.sources import folder_source
-from preimage.train.trainer import TrainConfig, train
+from preimage.train.training.trainer import TrainConfig, train
 
 from ..helpers import checksums, free_port, run_extract, s3_endpoint, write_crops
 

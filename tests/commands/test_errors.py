@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from preimage.cli import main
-from preimage.train.checkpoint import CheckpointError
-from preimage.train.inverters import load_decoder
+from preimage.train.models.checkpoint import CheckpointError
+from preimage.train.models.loading import load_decoder
 
 
 def fails_cleanly(args: list[str], *fragments: str) -> str:
@@ -219,7 +219,7 @@ def test_too_few_rows_for_a_batch_names_the_option(run, tmp_path):
 
 
 def test_a_run_writes_a_bounded_number_of_previews():
-    from preimage.train.trainer import MAX_PREVIEWS, previewed
+    from preimage.train.training.trainer import MAX_PREVIEWS, previewed
 
     for epochs in (1, 5, 12, 13, 200):
         written = [e for e in range(epochs) if previewed(e, epochs)]

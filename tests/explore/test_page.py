@@ -24,7 +24,7 @@ import cv2
 import pytest
 
 from preimage.pipeline.identity import source_model
-from preimage.train import zoo
+from preimage.train.models import zoo
 
 pytest.importorskip("starlette", reason="preimage explore needs starlette and uvicorn (pip install preimage[explore])")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests drive chromium through selenium")

@@ -23,7 +23,7 @@ from preimage.pipeline.identity import (
     portable_name,
     stored_name,
 )
-from preimage.train import zoo
+from preimage.train.models import zoo
 
 from ..helpers import write_crops
 

@@ -236,7 +236,7 @@ def test_training_under_sbatch_is_signalled_requeued_and_ends_as_an_uninterrupte
 
 
 def test_the_sampling_study_runs_its_histograms_on_batch_jobs_alike(slurm, local_store, tmp_path):
-    from preimage.train.trainer import TrainConfig, train
+    from preimage.train.training.trainer import TrainConfig, train
 
     run = tmp_path / "run"
     train(

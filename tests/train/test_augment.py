@@ -12,9 +12,9 @@ import torch
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.contract import FeatureJob, plan_jobs
 from preimage.pipeline.sources import folder_source
-from preimage.train.augment import augment_images, augmentable, recompute
-from preimage.train.data import ShardStream
-from preimage.train.trainer import TrainConfig, train
+from preimage.train.training.augment import augment_images, augmentable, recompute
+from preimage.train.training.data import ShardStream
+from preimage.train.training.trainer import TrainConfig, train
 
 from ..helpers import run_extract, write_crops
 

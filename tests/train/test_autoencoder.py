@@ -12,9 +12,9 @@ from preimage.cache.store import FeatureStore
 from preimage.cli import main
 from preimage.pipeline.backbones import WeightsUnavailable, create_backbone
 from preimage.pipeline.sources import folder_source
-from preimage.train.autoencoder import AutoEncoder
-from preimage.train.inverters import load_decoder
-from preimage.train.trainer import TrainConfig, train
+from preimage.train.models.autoencoder import AutoEncoder
+from preimage.train.models.loading import load_decoder
+from preimage.train.training.trainer import TrainConfig, train
 
 from ..helpers import run_extract
 from .test_trainer import make_store

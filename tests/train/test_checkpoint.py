@@ -1,6 +1,6 @@
-"""Checkpoints (:mod:`preimage.train.checkpoint`): safetensors with a JSON header, written atomically, read without
-running code, and a file written before the shaping of the feature identity (``tests/data/before-shaping``, made by
-the preimage of commit c007e77) still loads and is still recognised by the store it was trained on."""
+"""Checkpoints (:mod:`preimage.train.models.checkpoint`): safetensors with a JSON header, written atomically, read
+without running code, and a file written before the shaping of the feature identity (``tests/data/before-shaping``,
+made by the preimage of commit c007e77) still loads and is still recognised by the store it was trained on."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import torch
 
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.identity import FeatureIdentity, check_store
-from preimage.train import checkpoint
-from preimage.train.decoders import DecoderConfig, create_decoder
-from preimage.train.inverters import load_decoder
-from preimage.train.locate import locate
+from preimage.train.models import checkpoint
+from preimage.train.models.decoders import DecoderConfig, create_decoder
+from preimage.train.models.loading import load_decoder
+from preimage.train.models.locate import locate
 
 BEFORE = Path(__file__).resolve().parents[1] / "data" / "before-shaping"
 

@@ -12,7 +12,7 @@ import torch
 
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.sources import folder_source
-from preimage.train.data import ShardStream, downsample, split_of, split_rows
+from preimage.train.training.data import ShardStream, downsample, split_of, split_rows
 
 from ..helpers import run_extract
 

@@ -7,7 +7,7 @@ import torch
 
 from preimage.pipeline.contract import stored_row_shape
 from preimage.pipeline.features import get_representation
-from preimage.train.decoders import (
+from preimage.train.models.decoders import (
     DecoderConfig,
     UpConvolution,
     create_decoder,

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from preimage.train.deepsim import PAPER_FEATURES, PAPER_PIXELS, DeepSim, DeepSimWeights
-from preimage.train.objective import Diverged, create_objective, register_objective
-from preimage.train.trainer import TrainConfig, train
+from preimage.train.training.deepsim import PAPER_FEATURES, PAPER_PIXELS, DeepSim, DeepSimWeights
+from preimage.train.training.objective import Diverged, create_objective, register_objective
+from preimage.train.training.trainer import TrainConfig, train
 
 from .test_trainer import store  # noqa: F401  (a fixture)
 

@@ -15,7 +15,7 @@ from preimage.cli import main
 from preimage.pipeline.features import hog
 from preimage.pipeline.sources import folder_source
 from preimage.runtime.progress import Progress
-from preimage.train.hoggles import (
+from preimage.train.inversion.hoggles import (
     HogglesConfig,
     learn_dictionary,
     load_hoggles,
@@ -171,7 +171,7 @@ def test_train_and_invert_with_method_hoggles(stores, tmp_path):
 def test_compare_gains_hoggles_as_a_third_method_for_hog(stores, learned, tmp_path):
     import json
 
-    from preimage.train.trainer import TrainConfig, train
+    from preimage.train.training.trainer import TrainConfig, train
 
     paths, _ = stores
     run = tmp_path / "hog"

@@ -17,7 +17,7 @@ from preimage.cli import main
 from preimage.pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from preimage.pipeline.decode import read_image
 from preimage.pipeline.images import center_square
-from preimage.train.invert import decoder_job
+from preimage.train.inversion.invert import decoder_job
 
 
 def test_features_of_a_file_equal_its_stored_row(run):
@@ -141,7 +141,7 @@ def test_the_python_api_inverts_as_the_command_does(run, tmp_path):
 def test_several_decoders_reconstruct_as_each_alone_with_each_model_run_once(photos, monkeypatch):
     """reconstruct_each: the pixel and perceptual decoders of a layer and two layers of one network share one
     forward pass per batch, and give what each gives alone."""
-    import preimage.train.invert as invert
+    import preimage.train.inversion.invert as invert
 
     images = [photos[name] for name in sorted(photos)][:3]
     names = ["alexnet:conv3", "alexnet:conv3+deepsim", "alexnet:conv5", "hog"]

@@ -7,14 +7,15 @@ import torch
 
 from preimage.cache.store import FeatureStore, feature_path
 from preimage.pipeline.features import hog
-from preimage.train import zoo
-from preimage.train.checkpoint import CheckpointError
-from preimage.train.decoders import Decoder
-from preimage.train.hoggles import PairedDictionary
-from preimage.train.inverters import Inverter, Optimization, load_decoder, load_inverter
-from preimage.train.locate import locate
-from preimage.train.optimize import OptimizeConfig, differentiable_target
-from preimage.train.runfolder import CHECKPOINT, DICTIONARY
+from preimage.train.inversion.hoggles import PairedDictionary
+from preimage.train.inversion.inverters import Inverter, Optimization, load_inverter
+from preimage.train.inversion.optimize import OptimizeConfig, differentiable_target
+from preimage.train.models import zoo
+from preimage.train.models.checkpoint import CheckpointError
+from preimage.train.models.decoders import Decoder
+from preimage.train.models.loading import load_decoder
+from preimage.train.models.locate import locate
+from preimage.train.models.runfolder import CHECKPOINT, DICTIONARY
 
 from .test_hoggles import learned, stores  # noqa: F401  (fixtures)
 

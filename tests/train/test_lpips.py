@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from preimage.pipeline.images import center_square, to_float
-from preimage.train.lpips import LPIPS, lpips
-from preimage.train.metrics import scores
+from preimage.train.scoring.lpips import LPIPS, lpips
+from preimage.train.scoring.metrics import scores
 
 
 def pairs(photos) -> tuple[torch.Tensor, torch.Tensor]:

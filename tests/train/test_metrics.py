@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from preimage.train.metrics import checkerboard, error_parts, luminance, means_needed, normalised_error
+from preimage.train.scoring.metrics import checkerboard, error_parts, luminance, means_needed, normalised_error
 
 
 def test_error_parts_restore_what_they_name():
@@ -61,7 +61,7 @@ def test_checkerboard_is_the_share_of_power_that_alternates_every_pixel(photos):
 
 
 def test_a_zero_fill_up_convolution_draws_a_checkerboard_a_resize_one_does_not(photos):
-    from preimage.train.decoders import resize_convolution, up_convolution
+    from preimage.train.models.decoders import resize_convolution, up_convolution
 
     torch.manual_seed(0)
     photo = torch.from_numpy(photos["astronaut"]).permute(2, 0, 1)[None].double() / 255
@@ -73,7 +73,7 @@ def test_a_zero_fill_up_convolution_draws_a_checkerboard_a_resize_one_does_not(p
 
 def test_scores_sharing_what_the_images_alone_give_equal_scores_computed_afresh(photos):
     """Many reconstructions of the same images scored with one ``shared`` dict: the same numbers, bit for bit."""
-    from preimage.train.metrics import scores
+    from preimage.train.scoring.metrics import scores
 
     images = torch.stack([torch.from_numpy(p[:96, :96]).permute(2, 0, 1).float() / 255 for p in photos.values()])
     generator = torch.Generator().manual_seed(0)

@@ -9,9 +9,15 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from preimage.train import checkpoint
-from preimage.train.objective import Objective, create_objective, list_objectives, pixel_loss, register_objective
-from preimage.train.trainer import TrainConfig, train
+from preimage.train.models import checkpoint
+from preimage.train.training.objective import (
+    Objective,
+    create_objective,
+    list_objectives,
+    pixel_loss,
+    register_objective,
+)
+from preimage.train.training.trainer import TrainConfig, train
 
 from .test_trainer import store  # noqa: F401  (a fixture)
 

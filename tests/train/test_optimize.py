@@ -8,7 +8,7 @@ import torch
 
 from preimage.pipeline.backbones import WeightsUnavailable, get_config
 from preimage.pipeline.images import center_square, rgb_to_gray, to_float
-from preimage.train.optimize import (
+from preimage.train.inversion.optimize import (
     OptimizeConfig,
     Target,
     alpha_norm,

@@ -12,8 +12,8 @@ import torch
 from click.testing import CliRunner
 
 from preimage.cli import main
-from preimage.train import precision, trainer
-from preimage.train.precision import Hardware, PrecisionWarning, cpu_bf16, hardware, resolve_precision
+from preimage.train.training import precision, trainer
+from preimage.train.training.precision import Hardware, PrecisionWarning, cpu_bf16, hardware, resolve_precision
 
 from .test_trainer import make_store
 

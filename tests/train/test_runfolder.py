@@ -1,4 +1,4 @@
-"""The run folder (:mod:`preimage.train.runfolder`): its files named in one place, read by every reader of a run;
+"""The run folder (:mod:`preimage.train.models.runfolder`): its files named in one place, read by every reader of a run;
 a run folder written before the shaping (``tests/data/before-shaping``) reads, scores and resumes unchanged."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from preimage.analysis.runs import read_run
 from preimage.cli import main
-from preimage.train.checkpoint import CheckpointError
-from preimage.train.runfolder import RunFolder
+from preimage.train.models.checkpoint import CheckpointError
+from preimage.train.models.runfolder import RunFolder
 
 BEFORE = Path(__file__).resolve().parents[1] / "data" / "before-shaping"
 

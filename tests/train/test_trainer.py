@@ -17,9 +17,9 @@ import torch
 
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.sources import folder_source
-from preimage.train.inverters import load_decoder
-from preimage.train.metrics import normalised_error, psnr
-from preimage.train.trainer import TrainConfig, train
+from preimage.train.models.loading import load_decoder
+from preimage.train.scoring.metrics import normalised_error, psnr
+from preimage.train.training.trainer import TrainConfig, train
 
 from ..helpers import run_extract
 
@@ -167,8 +167,8 @@ def test_a_run_resumes_on_another_device_setting(store, tmp_path):
 
 
 def test_bf16_trains_in_bfloat16_and_stays_close_to_fp32(store, tmp_path):
-    from preimage.train.decoders import DecoderConfig, create_decoder
-    from preimage.train.precision import autocast
+    from preimage.train.models.decoders import DecoderConfig, create_decoder
+    from preimage.train.training.precision import autocast
 
     decoder = create_decoder(DecoderConfig("hog", (4, 4, 31), 16, 16))
     with autocast(torch.device("cpu"), "bf16"):
@@ -198,7 +198,7 @@ def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
     from click.testing import CliRunner
 
     from preimage.cli import main
-    from preimage.train.trainer import learning_rate
+    from preimage.train.training.trainer import learning_rate
 
     for decay_from in (0.3, 0.7):
         rates = [learning_rate(config(store, tmp_path, decay_from=decay_from), s, 100, 1.0) for s in range(101)]
@@ -220,7 +220,7 @@ def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(stor
 
     from preimage.cli import main
     from preimage.commands.analyze import analyze
-    from preimage.train.data import split_rows
+    from preimage.train.training.data import split_rows
 
     args = ["--store", str(store), "--feature", "hog", "--target-size", "16", "--epochs", "1", "--width", "16"]
     args += ["--batch-size", "8", "--checkpoint-every", "1"]
@@ -310,7 +310,7 @@ def test_a_signal_stops_at_a_step_with_a_checkpoint_and_the_resumed_run_repeats_
     line = next(line for line in stderr.splitlines() if line.startswith("stopped by"))
     step = int(line.split("checkpoint at step ")[1].split()[0])
     assert line == f"stopped by {name}: checkpoint at step {step} written to {stopped}; continue with --resume"
-    from preimage.train.checkpoint import read_header
+    from preimage.train.models.checkpoint import read_header
 
     assert read_header(stopped / "checkpoint.safetensors")["state"]["step"] == step
     resumed = subprocess.run([*CLI, *args, str(stopped), "--resume"], capture_output=True, text=True)
@@ -392,7 +392,7 @@ def test_init_starts_a_run_from_a_trained_decoder_of_the_same_shape(store, tmp_p
 def test_init_starts_a_resize_decoder_from_a_zero_fill_one(store, tmp_path):
     """--upsample resize --init PIXEL_RUN: the up-convolutions' kernels over 4 (the same mean response to smooth
     input), everything else copied; the run and its checkpoint record resize; the reverse is refused."""
-    from preimage.train.decoders import UpConvolution
+    from preimage.train.models.decoders import UpConvolution
 
     train(config(store, tmp_path / "pixel", epochs=1), show_progress=False)
     paper = load_decoder(tmp_path / "pixel")

@@ -15,8 +15,9 @@ from preimage.cache.store import FeatureStore
 from preimage.cli import main
 from preimage.pipeline.backbones.weights import sha256_file
 from preimage.pipeline.sources import folder_source
-from preimage.train import zoo, zoo_check
-from preimage.train.inverters import load_decoder
+from preimage.train.inversion import zoo_check
+from preimage.train.models import zoo
+from preimage.train.models.loading import load_decoder
 
 from ..conftest import SHARED_PHOTOS
 from ..helpers import run_extract, write_crops
@@ -80,8 +81,8 @@ def test_the_perceptual_decoders_draw_no_checkerboard(photos, request):
     import torch.nn.functional as F
 
     from preimage.pipeline.images import to_float
-    from preimage.train.invert import reconstruct_each
-    from preimage.train.metrics import checkerboard
+    from preimage.train.inversion.invert import reconstruct_each
+    from preimage.train.scoring.metrics import checkerboard
 
     chosen = [entry for entry in SHIPPED if entry.loss == "deepsim"]
     assert {e.feature for e in chosen} >= PERCEPTUAL | {e.feature for e in DINOV2}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..pipeline.backbones import create_backbone
-from ..pipeline.features import get_representation
+from ...pipeline.backbones import create_backbone
+from ...pipeline.features import get_representation
 from .decoders import Decoder
 
 

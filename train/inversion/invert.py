@@ -9,13 +9,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
-from ..pipeline.decode import read_images
-from ..pipeline.identity import IdentityError, find_model
-from ..pipeline.images import center_square, to_float
+from ...pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
+from ...pipeline.decode import read_images
+from ...pipeline.identity import IdentityError, find_model
+from ...pipeline.images import center_square, to_float
+from ..models.locate import Located, locate
+from ..scoring.metrics import upsample_to
 from .inverters import load_inverter
-from .locate import Located, locate
-from .metrics import upsample_to
 
 BATCH = 64  # images per forward pass: bounds the memory a long list of photos needs
 
@@ -34,7 +34,7 @@ def decoder_job(
     (``identity.find_model``; ``hashes``: those already computed, shared by several decoders)."""
     trained = locate(run).identity
     if feature is not None and trained.from_source:
-        from ..pipeline.features import get_representation
+        from ...pipeline.features import get_representation
 
         rep = get_representation(feature)
         if rep.layer != trained.layer:

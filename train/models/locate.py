@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ..pipeline.identity import FeatureIdentity
+from ...pipeline.identity import FeatureIdentity
 from . import zoo
 from .checkpoint import CheckpointError, json_header, read_header
 from .runfolder import CHECKPOINT, DICTIONARY, RunFolder

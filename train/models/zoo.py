@@ -17,9 +17,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pipeline.identity import FeatureIdentity, portable_name, source_model
+from ...pipeline.identity import FeatureIdentity, portable_name, source_model
 
-ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"  # train/zoo/: the files ship as package data of preimage.train
 SUFFIX = ".safetensors"
 ALL = "zoo"  # what --decoder takes for every shipped decoder
 PIXEL = "pixel"  # the loss of the default decoder of a representation
@@ -122,8 +122,8 @@ def find_shipped(feature: str, loss: str = PIXEL, weights: str | None = None) ->
     except FileNotFoundError:
         if not source_model(feature):
             raise
-    from ..pipeline.features import get_representation
-    from ..pipeline.identity import hash_name, model_hash
+    from ...pipeline.features import get_representation
+    from ...pipeline.identity import hash_name, model_hash
 
     rep = get_representation(feature)
     sha = model_hash(rep.name, weights)

@@ -22,22 +22,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cache.store import FeatureStore, feature_path
-from ..pipeline import identity
-from ..pipeline.features import get_representation
-from ..pipeline.identity import FeatureIdentity
-from ..runtime.device import init_distributed, pick_device
-from ..runtime.progress import Progress
-from ..runtime.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
-from . import checkpoint
-from .autoencoder import AutoEncoder
+from ...cache.store import FeatureStore, feature_path
+from ...pipeline import identity
+from ...pipeline.features import get_representation
+from ...pipeline.identity import FeatureIdentity
+from ...runtime.device import init_distributed, pick_device
+from ...runtime.progress import Progress
+from ...runtime.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
+from ..models import checkpoint
+from ..models.autoencoder import AutoEncoder
+from ..models.decoders import Decoder, DecoderConfig, UpConvolution, create_decoder, sub_pixel_from_resize
+from ..models.runfolder import RunFolder
+from ..scoring.metrics import Smoothed
 from .data import ShardStream, split_rows
-from .decoders import Decoder, DecoderConfig, UpConvolution, create_decoder, sub_pixel_from_resize
 from .evaluation import evaluate
-from .metrics import Smoothed
 from .objective import Diverged, Objective, create_objective
 from .precision import PrecisionWarning, check_precision, hardware, machine, resolve_precision
-from .runfolder import RunFolder
 
 MAX_ROLLBACKS = 8
 LOSS_WINDOW = 50  # steps the running median (progress, spike detection) spans; resumed with the checkpoint
@@ -67,10 +67,10 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (a budget); the schedule still spans all epochs
     autoencoder: bool = False  # fine-tune the encoder too (CNN layers): trains on the stored images
     device: str = "auto"  # 'auto': the first GPU when torch has one, else the CPU; or 'cpu', 'cuda', 'cuda:1'
-    augment: str = "none"  # 'flip' or 'crop' (crops and flips): new images, features recomputed (train/augment.py)
+    augment: str = "none"  # 'flip' or 'crop' (crops and flips): new images, features recomputed (augment.py)
     precision: str = "auto"  # 'bf16' (bfloat16 autocast; weights and Adam in float32), 'fp32', or 'auto': bf16
-    # where the hardware computes it natively (train/precision.py)
-    loss: str = "pixel"  # what a step minimises: a registered objective (train/objective.py)
+    # where the hardware computes it natively (train/training/precision.py)
+    loss: str = "pixel"  # what a step minimises: a registered objective (train/training/objective.py)
     loss_options: dict = field(default_factory=dict)  # the objective's settings (deepsim: its terms' weights)
     upsample: str = "zero-fill"  # the decoder's up-convolutions: 'zero-fill' (the paper's), 'resize' or 'sub-pixel'
     init: str | None = None  # start the decoder from this trained one (a run folder, checkpoint or shipped name)
@@ -288,7 +288,7 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
 def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, feature: str) -> None:
     """Copy the weights of the trained decoder ``init`` names into ``model`` (a fine-tuning run's start): refused
     unless it decodes this store's ``feature`` as computed here, with the same architecture."""
-    from .inverters import load_decoder
+    from ..models.loading import load_decoder
 
     if isinstance(model, AutoEncoder):
         raise ValueError("--init starts a decoder of stored features, not an autoencoder")

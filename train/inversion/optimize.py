@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..pipeline.features import get_representation
-from ..pipeline.images import rgb_to_gray
-from ..runtime.device import pick_device
+from ...pipeline.features import get_representation
+from ...pipeline.images import rgb_to_gray
+from ...runtime.device import pick_device
 
 # ImageNet's pixel standard deviation in [0, 1] (the mean of torchvision's per-channel std): 255 times this
 # is the paper's typical pixel magnitude B, and sigma = B * sqrt(number of pixel values)
@@ -280,9 +280,9 @@ def invert_files(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[torch.Tensor, Inversion]:
     """Centre crops of image files at the representation's input size (N, C, S, S) and their pre-images."""
-    from ..pipeline.contract import DRAFT_MIN_SIDE
-    from ..pipeline.decode import read_images
-    from ..pipeline.images import center_square, to_float
+    from ...pipeline.contract import DRAFT_MIN_SIDE
+    from ...pipeline.decode import read_images
+    from ...pipeline.images import center_square, to_float
 
     target = differentiable_target(spec, size, weights)
     crops = np.stack([center_square(image, target.size) for image in read_images(paths, DRAFT_MIN_SIDE)])

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cache.store import FeatureStore, feature_path
-from ..pipeline.identity import FeatureIdentity
-from ..pipeline.images import save_rgb, to_float, to_uint8
+from ...cache.store import FeatureStore, feature_path
+from ...pipeline.identity import FeatureIdentity
+from ...pipeline.images import save_rgb, to_float, to_uint8
+from ..models.decoders import Decoder
+from ..scoring.metrics import scores, upsample_to
 from .data import split_rows
-from .decoders import Decoder
-from .metrics import scores, upsample_to
 
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     if model.takes != "images":
-        from ..pipeline.identity import stored_name
+        from ...pipeline.identity import stored_name
 
         feature = stored_name(store, feature)  # the name the store holds it under (a model's folder elsewhere)
     rows = np.flatnonzero(split_rows(store, split, held_out, train_fraction))[:max_rows]

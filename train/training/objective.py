@@ -37,7 +37,7 @@ class Objective(nn.Module):
 
 
 _OBJECTIVES: dict[str, Callable[..., Objective]] = {}
-_BUILTIN = {"deepsim": "deepsim"}  # objectives of modules imported on first use (train/deepsim.py)
+_BUILTIN = {"deepsim": "deepsim"}  # objectives of modules imported on first use (train/training/deepsim.py)
 
 
 def register_objective(name: str):

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..cache.store import READ, FeatureStore, feature_path
-from ..pipeline.contract import FeatureJob
-from ..runtime.device import rank_and_world
+from ...cache.store import READ, FeatureStore, feature_path
+from ...pipeline.contract import FeatureJob
+from ...runtime.device import rank_and_world
 from .augment import augment_images, augmentable, check_augment, recompute
 
 SPLITS = ("train", "heldout")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..pipeline.contract import FeatureJob, compute_features
+from ...pipeline.contract import FeatureJob, compute_features
 
 AUGMENTS = ("none", "flip", "crop")
 MIN_CROP = 0.7  # crops keep 70-100% of the side

@@ -179,7 +179,7 @@ def he_init(module: nn.Module) -> None:
 class Decoder(nn.Module):
     """Stored features (N, *input_shape) in, images (N, 3, target, target) out (pixel range as trained)."""
 
-    takes = "features"  # what it inverts (an autoencoder run takes images: train/autoencoder.py)
+    takes = "features"  # what it inverts (an autoencoder run takes images: train/models/autoencoder.py)
 
     def __init__(self, config: DecoderConfig, body: nn.Module) -> None:
         super().__init__()
