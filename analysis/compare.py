@@ -149,6 +149,8 @@ def write_report(
         figures = sorted({*figures, path})
     return [
         write_json(previous, merged),
-        write_markdown(out / "compare.md", "Inversion methods on held-out images", merged, COLUMNS, KEYS),
+        write_markdown(
+            out / "compare.md", "Inversion methods on held-out images", rows=merged, columns=COLUMNS, keys=KEYS
+        ),
         *figures,
     ]

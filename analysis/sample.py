@@ -76,7 +76,9 @@ def histograms(vectors: da.Array, bins: int = BINS) -> Histograms:
     mean = total / max(count, 1)
     std = math.sqrt(max(total_sq / max(count, 1) - mean**2, 0.0))
     edges = low[:, None] + width[:, None] * np.arange(bins + 1)
-    return Histograms(zeros, edges, counts, int(flat.shape[0]), float(mean), float(std))
+    return Histograms(
+        zeros, edges, counts=counts, rows=int(flat.shape[0]), nonzero_mean=float(mean), nonzero_std=float(std)
+    )
 
 
 def sample_histograms(h: Histograms, n: int, alpha: float = 2.0, seed: int = 0) -> torch.Tensor:

@@ -12,7 +12,6 @@ import torch
 from ..cache.store import FeatureStore
 from ..pipeline.identity import stored_name
 from ..pipeline.images import save_rgb
-from ..train.models.decoders import CHANNELS_LAST
 from ..train.scoring.metrics import normalised_error, upsample_to
 from .ablate import Classifier, ablate_top_k
 from .figures import captioned_row, line_plot, tile_row
@@ -140,7 +139,13 @@ def ablation_study(
     )
     return [
         write_json(out / "ablate.json", table),
-        write_markdown(out / "ablate.md", f"Class-score ablation (k = {k})", table[1:], columns, ("variant", "images")),
+        write_markdown(
+            out / "ablate.md",
+            f"Class-score ablation (k = {k})",
+            rows=table[1:],
+            columns=columns,
+            keys=("variant", "images"),
+        ),
         save_rgb(out / "ablate.png", _grid(picture_rows)),
     ]
 
@@ -166,7 +171,7 @@ def mask_study(
         rows = heldout_rows(store, run.held_out, n)
         images, features = read_images(store, rows), read_features(store, run.identity, rows)
         model = run.decoder(store)
-        mask = feature_mask(tuple(features.shape[1:]), model.config.kind in CHANNELS_LAST, config)
+        mask = feature_mask(tuple(features.shape[1:]), model.config.channels_last, config)
         whole, masked = decode(model, features), decode(model, features * mask)
         table.append(
             {

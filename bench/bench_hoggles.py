@@ -62,9 +62,11 @@ def main() -> None:
     grids = hog(gray)
     config = HogglesConfig(atoms=args.atoms, steps=args.steps, batch=args.batch)
     generator = torch.Generator().manual_seed(1)
-    pairs = sample_pairs(gray, grids, args.batch, config.window, 8, generator)
-    held = sample_pairs(gray, grids, args.batch, config.window, 8, generator)
-    atoms = sample_pairs(gray, grids, args.atoms, config.window, 8, generator).T.contiguous()
+    pairs = sample_pairs(gray, grids, count=args.batch, window=config.window, cell=8, generator=generator)
+    held = sample_pairs(gray, grids, count=args.batch, window=config.window, cell=8, generator=generator)
+    atoms = sample_pairs(
+        gray, grids, count=args.atoms, window=config.window, cell=8, generator=generator
+    ).T.contiguous()
     atoms /= atoms.norm(dim=0, keepdim=True)
     print(
         f"{args.batch} pairs of {pairs.shape[1]} values, {args.atoms} atoms, lambda {config.sparsity}, "
@@ -92,7 +94,9 @@ def main() -> None:
     ours_atoms = torch.cat([learned.gray, learned.hog])
     stream = torch.cat(
         [
-            sample_pairs(gray, grids, args.batch, config.window, 8, torch.Generator().manual_seed(s))
+            sample_pairs(
+                gray, grids, count=args.batch, window=config.window, cell=8, generator=torch.Generator().manual_seed(s)
+            )
             for s in range(args.steps)
         ]
     )

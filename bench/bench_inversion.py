@@ -75,7 +75,7 @@ def main() -> None:
         result = optimize(target, phi0, config)
         synchronize(device)
         per_image = (time.perf_counter() - start) / args.n
-        batch_ms, single_ms = decoder_ms(spec, target.size, args.width, device, args.repeats)
+        batch_ms, single_ms = decoder_ms(spec, target.size, width=args.width, device=device, repeats=args.repeats)
         print(
             f"{spec:15} {len(result.history):5d} {per_image:14.3f} {float(result.relative_error.mean()):13.3f} "
             f"{batch_ms:17.3f} {single_ms:7.3f} {per_image * 1000 / batch_ms:8.0f}"

@@ -49,10 +49,10 @@ def subset(source: Source, limit: int | None) -> Source:
     return Source(
         source.kind,
         source.location,
-        [source.ids[i] for i in rows],
-        [source.labels[i] for i in rows],
-        source.class_names,
-        [source.keys[i] for i in rows],
+        ids=[source.ids[i] for i in rows],
+        labels=[source.labels[i] for i in rows],
+        class_names=source.class_names,
+        keys=[source.keys[i] for i in rows],
     )
 
 
@@ -85,7 +85,15 @@ def time_pipeline(store_path: Path, source: Source, args: argparse.Namespace) ->
             yield client
 
     begin = time.perf_counter()
-    summary = extract(store_path, source, args.features, args.size, 64, cluster, show_progress=False)
+    summary = extract(
+        store_path,
+        source,
+        specs=args.features,
+        image_size=args.size,
+        shard_rows=64,
+        client_factory=cluster,
+        show_progress=False,
+    )
     total = time.perf_counter() - begin
     return (time.perf_counter() - up[0] if up else total), total, summary
 

@@ -51,7 +51,9 @@ def serve() -> tuple[object, str]:
 
 def stream_epoch(store: str, feature: str, batch: int, target: int) -> tuple[float, int]:
     """Seconds to read one epoch of training batches, and the rows read."""
-    stream = ShardStream(store, feature, "train", target, batch, 4, 0, 0.1)
+    stream = ShardStream(
+        store, feature, split="train", target_size=target, batch_size=batch, buffer_shards=4, seed=0, held_out=0.1
+    )
     start, rows = time.perf_counter(), 0
     for x, _ in stream:
         rows += len(x)
@@ -109,7 +111,20 @@ def main() -> None:
     config = TrainConfig(args.store, args.feature, "unused", target_size=args.target_size, width=args.width)
     best = {"disk": 0.0, "bucket": 0.0}
     feeds = {
-        where: epochs(ShardStream(path, args.feature, "train", args.target_size, args.batch_size, 4, 0, 0.1), 0, False)
+        where: epochs(
+            ShardStream(
+                path,
+                args.feature,
+                split="train",
+                target_size=args.target_size,
+                batch_size=args.batch_size,
+                buffer_shards=4,
+                seed=0,
+                held_out=0.1,
+            ),
+            0,
+            False,
+        )
         for where, path in (("disk", args.store), ("bucket", remote))
     }
     device = torch.device("cpu")

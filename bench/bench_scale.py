@@ -71,7 +71,7 @@ def main() -> None:
             source = hdf5_source(source_file, "images")
             jobs = plan_jobs("hog", 16)
             with FeatureStore.lock(store_path):
-                store = open_store(str(store_path), source, 16, 64, jobs, "float32")
+                store = open_store(str(store_path), source, image_size=16, shard_rows=64, jobs=jobs, dtype="float32")
                 return pending_tasks(store, source, jobs, "float32")
 
         twin = args.folder / f"store-{rows}-memory.zarr"  # planning creates its store: a second one for memory
@@ -85,13 +85,21 @@ def main() -> None:
 
         def resume(source_file=source_file, store_path=store_path):
             never = contextlib.nullcontext  # a cluster is never asked for: there is nothing to do
-            return extract(store_path, hdf5_source(source_file, "images"), "hog", 16, 64, never, show_progress=False)
+            return extract(
+                store_path,
+                hdf5_source(source_file, "images"),
+                specs="hog",
+                image_size=16,
+                shard_rows=64,
+                client_factory=never,
+                show_progress=False,
+            )
 
         summary, resume_s, resume_b = measured(resume)
         assert summary.partitions_run == 0, "the store should be complete"
 
         def epoch(store_path=store_path):
-            stream = ShardStream(str(store_path), "hog", "train", 16, 64)
+            stream = ShardStream(str(store_path), "hog", split="train", target_size=16, batch_size=64)
             stream.set_epoch(0)
             return stream.full_batches(0)
 

@@ -87,7 +87,9 @@ def main() -> None:
     print(f"{'feature':16} {header}")
     for feature in expand_specs(args.features):
         config = TrainConfig(args.store, feature, "unused", width=args.width)
-        stream = ShardStream(args.store, feature, "train", config.target_size, config.batch_size)
+        stream = ShardStream(
+            args.store, feature, split="train", target_size=config.target_size, batch_size=config.batch_size
+        )
         warm = 3
         batches = []
         for i, (x, y) in enumerate(epochs(stream, args.workers, False)):  # what the in-memory side replays
@@ -99,11 +101,13 @@ def main() -> None:
         streaming = epochs(stream, args.workers, device.type == "cuda")
         train_steps(in_memory, batches[:warm], warm, device)
         train_steps(streamed, streaming, warm, device)
-        train_steps(bf16, batches[:warm], warm, device, "bf16")
+        train_steps(bf16, batches[:warm], steps=warm, device=device, precision="bf16")
         memory_seconds, stream_seconds, bf16_seconds, waiting = float("inf"), float("inf"), float("inf"), 0.0
         for _ in range(args.repeats):
             memory_seconds = min(memory_seconds, train_steps(in_memory, batches[warm:], args.steps, device)[0])
-            bf16_seconds = min(bf16_seconds, train_steps(bf16, batches[warm:], args.steps, device, "bf16")[0])
+            bf16_seconds = min(
+                bf16_seconds, train_steps(bf16, batches[warm:], steps=args.steps, device=device, precision="bf16")[0]
+            )
             seconds, waited = train_steps(streamed, streaming, args.steps, device)
             if seconds < stream_seconds:
                 stream_seconds, waiting = seconds, waited

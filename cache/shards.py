@@ -234,11 +234,11 @@ def shard_layout(array: zarr.Array, backend: Backend | None = None) -> ShardLayo
     return ShardLayout(
         backend,
         array.path,
-        int(array.shape[0]),
-        int(chunk_shape[0]),
-        int(shard_shape[0]),
-        row_shape,
-        np.dtype(array.dtype),
-        int(zstd.get("level", 0)),
-        inner[-1] == "crc32c",
+        rows=int(array.shape[0]),
+        chunk_rows=int(chunk_shape[0]),
+        shard_rows=int(shard_shape[0]),
+        row_shape=row_shape,
+        dtype=np.dtype(array.dtype),
+        zstd_level=int(zstd.get("level", 0)),
+        checksum=inner[-1] == "crc32c",
     )

@@ -225,7 +225,9 @@ class FeatureStore:
         labels_array.attrs["class_names"] = class_names
         group.create_array("status", shape=(n,), chunks=(rows,), dtype="uint8", fill_value=PENDING, compressors=codecs)
         group.create_array("failures", shape=(n,), chunks=(rows,), dtype=str, compressors=codecs)
-        images = _create_rows(group, "images", n, (image_size, image_size, 3), np.uint8, rows, checksum)
+        images = _create_rows(
+            group, "images", n=n, row_shape=(image_size, image_size, 3), dtype=np.uint8, rows=rows, checksum=checksum
+        )
         images.attrs.update({"layout": "N, H, W, RGB", "size": image_size})
         _create_progress(group, "images", _count(n, rows), checksum)
         group.attrs.put({"preimage": {**header.attrs(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
@@ -267,7 +269,15 @@ class FeatureStore:
                     "settings:\n  " + "\n  ".join(problems)
                 )
             return array
-        array = _create_rows(self.group, path, self.rows, row_shape, np.dtype(dtype), self.shard_rows, self.checksums)
+        array = _create_rows(
+            self.group,
+            path,
+            n=self.rows,
+            row_shape=row_shape,
+            dtype=np.dtype(dtype),
+            rows=self.shard_rows,
+            checksum=self.checksums,
+        )
         array.attrs.update(asked)
         _create_progress(self.group, name, len(self.partitions()), self.checksums)
         return array

@@ -86,7 +86,14 @@ def plan_jobs(specs: str, image_size: int, weights: str | None = None, dtype: st
         module = modules[rep.module_key]
         rep.check(module)
         jobs.append(
-            FeatureJob(name, rep.input, rep.input_size or image_size, rep.params, weights, rep.weights_sha256(module))
+            FeatureJob(
+                name,
+                rep.input,
+                input_size=rep.input_size or image_size,
+                params=rep.params,
+                weights=weights,
+                weights_sha256=rep.weights_sha256(module),
+            )
         )
     if not jobs:
         raise ValueError("no representation asked for; e.g. --features hog,lbp,sift,alexnet:conv1-conv5")

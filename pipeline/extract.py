@@ -146,7 +146,9 @@ def storage_problem(err: OSError, store: str, what: str = "the store") -> str:
 def open_store(path: str, source: Source, image_size: int, shard_rows: int, jobs: list[FeatureJob], dtype: str):
     """Create or reopen the store and its feature arrays; an error when anything was made differently."""
     header = StoreHeader(source.describe(), recipe(image_size), shard_rows)
-    store = FeatureStore.create_or_open(path, header, source.ids, source.labels, source.class_names, image_size)
+    store = FeatureStore.create_or_open(
+        path, header, ids=source.ids, labels=source.labels, class_names=source.class_names, image_size=image_size
+    )
     for job in jobs:
         store.ensure_feature(job.name, stored_row_shape(job.name, job.input_size), dtype, job.attrs())
     return store
@@ -168,14 +170,14 @@ def pending_tasks(
             PartitionTask(
                 str(store.path),
                 index,
-                start,
-                source.part(start, stop),
-                int(store.group["images"].shape[1]),
-                not images_done[index],
-                missing,
-                dtype,
-                max_pixels,
-                run,
+                start=start,
+                source=source.part(start, stop),
+                image_size=int(store.group["images"].shape[1]),
+                write_images=not images_done[index],
+                features=missing,
+                dtype=dtype,
+                max_pixels=max_pixels,
+                run=run,
             )
         )
     return tasks
@@ -237,7 +239,7 @@ def _run_partition(task: PartitionTask) -> PartitionResult:
     for job in task.features:
         store.mark_done(job.name, task.index)
     log.close(complete=True)
-    return PartitionResult(task.index, n, int(ok.sum()), int((~ok).sum()), timer.seconds)
+    return PartitionResult(task.index, n, read=int(ok.sum()), unreadable=int((~ok).sum()), seconds=timer.seconds)
 
 
 def _all_rows(values: np.ndarray | None, ok: np.ndarray, row_shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -315,15 +317,15 @@ def extract(
         summary = _extract_locked(
             store_path,
             source,
-            jobs,
-            image_size,
-            shard_rows,
-            client_factory,
-            dtype,
-            wait,
-            show_progress,
-            max_pixels,
-            repair,
+            jobs=jobs,
+            image_size=image_size,
+            shard_rows=shard_rows,
+            client_factory=client_factory,
+            dtype=dtype,
+            wait=wait,
+            show_progress=show_progress,
+            max_pixels=max_pixels,
+            repair=repair,
         )
     except OSError as err:  # the lock, the store's creation or a repair, on the client: the same one line
         if err.errno in STORAGE_ERRNOS and str(err.filename or "").startswith(str(store_path)):
@@ -347,14 +349,16 @@ def _extract_locked(
     with on_signals(), FeatureStore.lock(store_path, wait):
         if repair and backend_for(store_path).exists("zarr.json"):
             repaired = repair_store(FeatureStore.open(store_path, "r+"), source.ids, source.labels)
-        store = open_store(str(store_path), source, image_size, shard_rows, jobs, dtype)
+        store = open_store(
+            str(store_path), source, image_size=image_size, shard_rows=shard_rows, jobs=jobs, dtype=dtype
+        )
         lost = [] if repair else store.missing_shards()
         if lost:
             raise StoreError(
                 f"{store_path}: {len(lost)} shard file(s) of partitions marked complete are missing "
                 f"(first: {lost[0]}); run the same command with --repair to recompute them"
             )
-        tasks = pending_tasks(store, source, jobs, dtype, max_pixels)
+        tasks = pending_tasks(store, source, jobs=jobs, dtype=dtype, max_pixels=max_pixels)
         if tasks:
             try:
                 from .cluster import local_cluster
@@ -377,15 +381,15 @@ def _extract_locked(
     return ExtractSummary(
         str(store_path),
         len(status),
-        int((status == READ).sum()),
-        int((status == UNREADABLE).sum()),
-        len(tasks),
-        sum(len(t.source) for t in tasks),
-        0.0,  # set by extract: the whole call
-        steps,
-        failures,
-        compute_seconds,
-        repaired,
+        read=int((status == READ).sum()),
+        unreadable=int((status == UNREADABLE).sum()),
+        partitions_run=len(tasks),
+        images_run=sum(len(t.source) for t in tasks),
+        seconds=0.0,  # set by extract: the whole call
+        step_seconds=steps,
+        failures=failures,
+        compute_seconds=compute_seconds,
+        repaired=repaired,
     )
 
 

@@ -48,10 +48,10 @@ class Source:
         return Source(
             self.kind,
             self.location,
-            self.ids[start:stop],
-            self.labels[start:stop],
-            self.class_names,
-            self.keys[start:stop],
+            ids=self.ids[start:stop],
+            labels=self.labels[start:stop],
+            class_names=self.class_names,
+            keys=self.keys[start:stop],
         )
 
     def read(
@@ -144,7 +144,7 @@ def sample_photos_source() -> Source:
     from .images import sample_photos
 
     names = sorted(sample_photos())
-    return Source("sample-photos", "skimage.data", names, [-1] * len(names), [], names)
+    return Source("sample-photos", "skimage.data", ids=names, labels=[-1] * len(names), class_names=[], keys=names)
 
 
 def folder_source(root: Path, exclude: str | os.PathLike | None = None) -> Source:
@@ -182,10 +182,10 @@ def folder_source(root: Path, exclude: str | os.PathLike | None = None) -> Sourc
     return Source(
         "folder",
         str(root.resolve()),
-        [display_id(rel) for rel, _ in rows],
-        [index.get(parent, -1) for _, parent in rows],
-        [display_id(name) for name in class_names],
-        [str(root / rel) for rel, _ in rows],
+        ids=[display_id(rel) for rel, _ in rows],
+        labels=[index.get(parent, -1) for _, parent in rows],
+        class_names=[display_id(name) for name in class_names],
+        keys=[str(root / rel) for rel, _ in rows],
     )
 
 
@@ -202,10 +202,10 @@ def list_source(list_file: Path) -> Source:
     return Source(
         "list",
         str(list_file.resolve()),
-        [display_id(p) for p in paths],
-        [-1] * len(paths),
-        [],
-        [str(base / p) for p in paths],
+        ids=[display_id(p) for p in paths],
+        labels=[-1] * len(paths),
+        class_names=[],
+        keys=[str(base / p) for p in paths],
     )
 
 
@@ -235,10 +235,10 @@ def hdf5_source(file: Path, dataset: str | None) -> Source:
     return Source(
         "hdf5",
         f"{file.resolve()}:{dataset}",
-        [f"{dataset}[{i}]" for i in range(count)],
-        labels,
-        class_names,
-        list(range(count)),
+        ids=[f"{dataset}[{i}]" for i in range(count)],
+        labels=labels,
+        class_names=class_names,
+        keys=list(range(count)),
     )
 
 

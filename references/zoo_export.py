@@ -44,7 +44,7 @@ def shipped_weights(
     """The weights' type that ships (float16 unless it moves the held-out error by more than the tolerance) and
     the held-out scores of what ships (``fp32``: those of the float32 weights)."""
     checkpoint.save(tmp, model, None, header, weights_dtype=torch.float16)
-    half = evaluate(load_decoder(tmp, store, feature), store, feature, held_out, MAX_ROWS)
+    half = evaluate(load_decoder(tmp, store, feature), store, feature=feature, held_out=held_out, max_rows=MAX_ROWS)
     if abs(half["normalised_error"] - fp32["normalised_error"]) <= FLOAT16_TOLERANCE:
         return "float16", half
     return "float32", fp32
@@ -272,16 +272,18 @@ def export(run: Path, store: FeatureStore, out: Path) -> Path:
     name = zoo.shipped_name(portable_name(feature), loss)
     model = load_decoder(run, store, feature)
     header = checkpoint.read_header(RunFolder(run).checkpoint)
-    fp32 = evaluate(model, store, feature, trained.held_out, MAX_ROWS)
+    fp32 = evaluate(model, store, feature=feature, held_out=trained.held_out, max_rows=MAX_ROWS)
     target = out / f"{zoo.file_stem(feature, loss)}{zoo.SUFFIX}"
     tmp = target.with_name(target.name + ".check")
-    dtype, heldout = shipped_weights(model, header, store, feature, trained.held_out, fp32, tmp)
+    dtype, heldout = shipped_weights(
+        model, header, store=store, feature=feature, held_out=trained.held_out, fp32=fp32, tmp=tmp
+    )
     tmp.unlink()
     targets = read_images(store, heldout_rows(store, trained.held_out, MAX_ROWS))
     baseline = normalised_error(mean_image(store, trained.held_out)[None].expand_as(targets), targets)
-    entry = card(run, store, name, dtype, heldout, fp32, baseline)
+    entry = card(run, store, name=name, dtype=dtype, heldout=heldout, fp32=fp32, baseline=baseline)
     header = {**header, "config": RunFolder(run).read()["config"]}
-    write_shipped(target, model, header, entry, dtype)
+    write_shipped(target, model, header=header, entry=entry, dtype=dtype)
     print(
         f"{name}: held-out {heldout['normalised_error']:.4f} ({dtype}; float32 {fp32['normalised_error']:.4f}), "
         f"scikit-image photos {entry['sample_photos']['normalised_error']:.4f}, {target.stat().st_size / 1e6:.1f} MB "
@@ -309,7 +311,7 @@ def rescore(path: Path, store: FeatureStore) -> None:
     header = checkpoint.read_header(path)
     entry, config = header["card"], header["config"]
     model = load_decoder(path, store, config["feature"])
-    got = evaluate(model, store, config["feature"], config["held_out"], MAX_ROWS)
+    got = evaluate(model, store, feature=config["feature"], held_out=config["held_out"], max_rows=MAX_ROWS)
     held = entry["heldout"]
     if abs(got["normalised_error"] - held["normalised_error"]) > 0.0005:
         raise SystemExit(
@@ -319,7 +321,7 @@ def rescore(path: Path, store: FeatureStore) -> None:
     entry["heldout"] = heldout_entry(got, held["normalised_error_float32"], held["mean_image_error"])
     entry.setdefault("name", zoo.shipped_name(config["feature"], config.get("loss", zoo.PIXEL)))
     entry["recipe"].setdefault("loss", config.get("loss", zoo.PIXEL))
-    write_shipped(path, model, header, entry, entry["weights"]["dtype"])
+    write_shipped(path, model, header=header, entry=entry, dtype=entry["weights"]["dtype"])
     print(
         f"{entry['name']}: held-out LPIPS {entry['heldout']['lpips']:.4f}, error {got['normalised_error']:.4f} "
         f"-> {path}"

@@ -88,7 +88,7 @@ def build(root: Path, photo: np.ndarray) -> Path:
     rgba16[0, :, 3] = 0  # a transparent first row: white shows through
     cv2.imwrite(str(root / "ok/sixteen_bit_rgba.png"), rgba16)
     (root / "bad/header_only_30000.png").write_bytes(header_only_png(30000, 30000))
-    (root / "bad/sixteen_bit_10000.png").write_bytes(header_only_png(10000, 10000, 1, 16, 0))
+    (root / "bad/sixteen_bit_10000.png").write_bytes(header_only_png(10000, 10000, rows=1, bit_depth=16, colour_type=0))
     Image.new("L", (20000, 20000), 128).save(root / "ok/huge.jpg", "JPEG", quality=50)
     whole = jpeg_bytes(rgb)
     (root / "bad/truncated.jpg").write_bytes(whole[: len(whole) // 2])

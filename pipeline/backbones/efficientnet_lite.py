@@ -60,7 +60,11 @@ class EfficientNetLite0(TappedSequence):
         blocks, self.stage_ends = [], []
         for repeats, kernel, stride, expansion, cin, cout in STAGES:
             for r in range(repeats):
-                blocks.append(MBConvBlock(kernel, stride if r == 0 else 1, expansion, cin if r == 0 else cout, cout))
+                blocks.append(
+                    MBConvBlock(
+                        kernel, stride if r == 0 else 1, expansion=expansion, cin=cin if r == 0 else cout, cout=cout
+                    )
+                )
             self.stage_ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)

@@ -174,7 +174,12 @@ def hf_backbone_config(name: str) -> BackboneConfig:
         present=lambda: _weights_present(ref),
     )
     return BackboneConfig(
-        name, build, layers, preprocess, (source,), description=f"Hugging Face {tower.model_type} ({ref})"
+        name,
+        build,
+        layers=layers,
+        preprocess=preprocess,
+        sources=(source,),
+        description=f"Hugging Face {tower.model_type} ({ref})",
     )
 
 

@@ -102,7 +102,9 @@ def timm_backbone_config(name: str) -> BackboneConfig:
     source = WeightSource(
         f"timm {tag}", functools.partial(_pretrained_state, ref, cfg), present=lambda: _weights_present(cfg)
     )
-    return BackboneConfig(name, build, layers, preprocess, (source,), description=f"timm {tag}")
+    return BackboneConfig(
+        name, build, layers=layers, preprocess=preprocess, sources=(source,), description=f"timm {tag}"
+    )
 
 
 def _cached(cfg: dict) -> bool:

@@ -62,10 +62,10 @@ register_backbone(
         sources=torchvision_sources(
             "vgg16-397923af.pth",
             "vgg16.ckpt",
-            "VGG16_0",
-            [f"features.{i}" for i in CONV_INDICES],
-            CONV_LAYERS,  # every feature layer, pools included: pools need no weights
-            "conv1_1-conv5_3",
+            lpips_module="VGG16_0",
+            conv_keys=[f"features.{i}" for i in CONV_INDICES],
+            covered=CONV_LAYERS,  # every feature layer, pools included: pools need no weights
+            label="conv1_1-conv5_3",
         ),
         description="torchvision VGG16 (ImageNet); conv layers after ReLU, pool1-pool5, fc6-fc8",
         class_score_layer="fc8",

@@ -29,7 +29,7 @@ def voting_matrix(n: int, cell: int, cells: int, dtype: torch.dtype, device: tor
 @lru_cache(maxsize=64)
 def _column_votes(w: int, cell: int, cells_w: int, dtype: torch.dtype, device: torch.device):
     """Left and right cell of each column and the weights of its two votes (zero where a vote is dropped)."""
-    wx = voting_matrix(w, cell, cells_w, dtype, device)  # (W, cw)
+    wx = voting_matrix(w, cell, cells=cells_w, dtype=dtype, device=device)  # (W, cw)
     left = torch.argmax((wx > 0).to(torch.int8), dim=1)  # first cell with a non-zero weight
     w_left = wx.gather(1, left[:, None]).squeeze(1)
     right = torch.clamp(left + 1, max=cells_w - 1)
@@ -62,8 +62,8 @@ def cell_histogram(
     n, h, w = bins.shape
     device = bins.device
     dtype = values.dtype if values is not None else dtype
-    left, right, w_left, w_right = _column_votes(w, cell, cells_w, dtype, device)
-    wy_t = voting_matrix(h, cell, cells_h, dtype, device).t()  # (ch, H)
+    left, right, w_left, w_right = _column_votes(w, cell, cells_w=cells_w, dtype=dtype, device=device)
+    wy_t = voting_matrix(h, cell, cells=cells_h, dtype=dtype, device=device).t()  # (ch, H)
     index_dtype = torch.int32 if n * h * cells_w * num_bins < 2**31 else torch.int64
     rows = torch.arange(n * h, device=device, dtype=index_dtype)[:, None] * cells_w  # (N*H, 1)
     left, right = left.to(index_dtype), right.to(index_dtype)

@@ -125,7 +125,9 @@ def _hog(x: torch.Tensor, params: HogParams) -> torch.Tensor:
     # vote interior pixels; the border rows and columns carry no gradient
     magnitude = nn.functional.pad(grad, (1, 1, 1, 1))
     bins = nn.functional.pad(bins, (1, 1, 1, 1))
-    hist = cell_histogram(magnitude, bins, 2 * o, params.cell_size, ch, cw)  # (N, ch, cw, 2*O)
+    hist = cell_histogram(
+        magnitude, bins, num_bins=2 * o, cell=params.cell_size, cells_h=ch, cells_w=cw
+    )  # (N, ch, cw, 2*O)
 
     undirected = hist[..., :o] + hist[..., o:]
     energy = (undirected * undirected).sum(-1)  # squared norm of each cell's undirected histogram

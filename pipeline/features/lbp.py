@@ -95,7 +95,7 @@ def _lbp(x: torch.Tensor, params: LbpParams) -> torch.Tensor:
     """LBP of a checked float32 batch small enough for its intermediates to stay in cache."""
     codes = nn.functional.pad(lbp_codes(x), (1, 1, 1, 1))  # border pixels have no pattern and vote nothing
     ch, cw = x.shape[1] // params.cell_size, x.shape[2] // params.cell_size
-    hist = cell_histogram(None, codes, NUM_PATTERNS, params.cell_size, ch, cw)
+    hist = cell_histogram(None, codes, num_bins=NUM_PATTERNS, cell=params.cell_size, cells_h=ch, cells_w=cw)
     return torch.sqrt(hist) / (torch.sqrt(hist.sum(-1, keepdim=True)) + 1e-10)
 
 

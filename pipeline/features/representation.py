@@ -45,7 +45,7 @@ class Handcrafted:
 HANDCRAFTED: dict[str, Handcrafted] = {
     h.name: h
     for h in (
-        Handcrafted("hog", HogParams, HOG, "VLFeat UoCTTI HOG (vl_hog)", hog_torch),
+        Handcrafted("hog", HogParams, module_cls=HOG, description="VLFeat UoCTTI HOG (vl_hog)", gradient=hog_torch),
         Handcrafted("lbp", LbpParams, LBP, "VLFeat uniform LBP (vl_lbp)"),
         Handcrafted("sift", SiftParams, SparseSIFT, "sparse SIFT keypoints on a d x d grid"),
     )
@@ -82,13 +82,18 @@ class Representation:
 
     @property
     def decoder(self) -> str:
-        """The decoder family that inverts it (``train.decoders``' registry key)."""
-        return self.name if self.kind == "grid" else "conv" if self.kind == "map" else self.kind
+        """The decoder family that inverts it (``train.models.decoders``' registry key): its kind."""
+        return self.kind
 
     @property
     def input_size(self) -> int | None:
         """The side a store feeds this representation (None: the store's ``--size``)."""
         return self.params.get("input_size")
+
+    @property
+    def strategy(self) -> Computation:
+        """How it is computed: :class:`HandcraftedComputation` or :class:`LayerComputation` (a model's layer)."""
+        return _HANDCRAFTED if self.backbone is None else _LAYER
 
     @property
     def handcrafted(self) -> Handcrafted | None:
@@ -98,11 +103,7 @@ class Representation:
     @property
     def class_scores(self) -> bool:
         """Whether it is a classifier's layer of class scores (its model's ``class_score_layer``)."""
-        if self.backbone is None:
-            return False
-        from ..backbones import get_config
-
-        return get_config(self.backbone).class_score_layer == self.layer
+        return self.strategy.class_scores(self)
 
     @property
     def group(self) -> str:
@@ -113,28 +114,20 @@ class Representation:
     def module_key(self) -> tuple:
         """What tells one loaded module from another: a model's layers share theirs, a hand-crafted representation's
         module is its parameters."""
-        return (self.backbone,) if self.backbone else (self.name, tuple(sorted(self.params.items())))
+        return self.strategy.module_key(self)
 
     def load(self, weights: str | None = None) -> nn.Module:
         """The module that computes this representation's group: the hand-crafted module, or the backbone with
         its weights (``weights``: an explicit file; hand-crafted ones have none)."""
-        if self.backbone is None:
-            return self.handcrafted.module_cls(self.handcrafted.params_cls(**self.params))
-        from ..backbones import RANDOM_WEIGHTS, create_backbone
-
-        random = weights == RANDOM_WEIGHTS
-        network = create_backbone(self.backbone, None if random else weights, random_init=random)
-        network.check_layers(self.layer)
-        return network
+        return self.strategy.load(self, weights)
 
     def check(self, module: nn.Module) -> None:
         """An error now, not on a worker, when ``module``'s weights cannot compute this representation."""
-        if self.backbone is not None:
-            module.check_layers(self.layer)
+        self.strategy.check(self, module)
 
     def weights_sha256(self, module: nn.Module) -> str | None:
         """The hash of the weights ``module`` computes this representation with (None: it has none)."""
-        return module.weights.sha256 if self.backbone is not None else None
+        return self.strategy.weights_sha256(module)
 
     def gradient_form(self, weights: str | None = None, device: torch.device | None = None) -> GradientForm:
         """This representation with a gradient, on ``device`` (an error when it has none)."""
@@ -143,31 +136,103 @@ class Representation:
                 f"{self.name} is not differentiable ({self.description}), so it cannot be inverted by optimisation; "
                 f"train a decoder instead: preimage train --feature {self.name} ..., then preimage invert --decoder RUN"
             )
-        if self.backbone is None:
-            entry = self.handcrafted
-            params = entry.params_cls(**self.params)
-            phi = lambda x: entry.gradient(x[:, 0], params)  # noqa: E731
-            return GradientForm(phi, 1, (entry.pixel_mean,), None, (self.name,), self.name)
-        network = self.load(weights).requires_grad_(False).to(device)
-        return GradientForm(
-            lambda x: network(x, [self.layer])[self.layer],
-            3,
-            tuple(network.config.preprocess.mean),
-            self.input_size,
-            network.config.layers,
-            self.layer,
-        )
+        return self.strategy.gradient_form(self, weights, device)
 
     def compute(self, module: nn.Module, rgb: torch.Tensor, others: Sequence[Representation] = ()) -> dict:
         """This representation and ``others`` of its group from RGB images (N, 3, H, W) in [0, 1] by ``module``
         (:meth:`load`), in one pass: {name: features as stored}."""
-        if self.backbone is None:
-            from ..images import rgb_to_gray
+        return self.strategy.compute(self, module, rgb, others)
 
-            return {self.name: module(rgb_to_gray(rgb))}
-        wanted = [self, *others]
-        outputs = module(rgb, [rep.layer for rep in wanted])
-        return {rep.name: outputs[rep.layer] for rep in wanted}
+
+class Computation:
+    """How one kind of representation is computed (a strategy: the representation itself is data)."""
+
+    def module_key(self, rep: Representation) -> tuple:
+        raise NotImplementedError
+
+    def load(self, rep: Representation, weights: str | None) -> nn.Module:
+        raise NotImplementedError
+
+    def check(self, rep: Representation, module: nn.Module) -> None:
+        """Nothing to check by default."""
+
+    def weights_sha256(self, module: nn.Module) -> str | None:
+        return None
+
+    def class_scores(self, rep: Representation) -> bool:
+        return False
+
+    def gradient_form(self, rep: Representation, weights: str | None, device: torch.device | None) -> GradientForm:
+        raise NotImplementedError
+
+    def compute(self, rep: Representation, module: nn.Module, rgb: torch.Tensor, others: Sequence) -> dict:
+        raise NotImplementedError
+
+
+class HandcraftedComputation(Computation):
+    """HOG, LBP, SIFT: a module built from the parameters, fed gray images; no weights."""
+
+    def module_key(self, rep: Representation) -> tuple:
+        return (rep.name, tuple(sorted(rep.params.items())))
+
+    def load(self, rep: Representation, weights: str | None) -> nn.Module:
+        return rep.handcrafted.module_cls(rep.handcrafted.params_cls(**rep.params))
+
+    def gradient_form(self, rep: Representation, weights: str | None, device: torch.device | None) -> GradientForm:
+        entry = rep.handcrafted
+        params = entry.params_cls(**rep.params)
+        phi = lambda x: entry.gradient(x[:, 0], params)  # noqa: E731
+        return GradientForm(phi, 1, pixel_mean=(entry.pixel_mean,), size=None, layers=(rep.name,), layer=rep.name)
+
+    def compute(self, rep: Representation, module: nn.Module, rgb: torch.Tensor, others: Sequence) -> dict:
+        from ..images import rgb_to_gray
+
+        return {rep.name: module(rgb_to_gray(rgb))}
+
+
+class LayerComputation(Computation):
+    """A model's layer: the backbone with its weights, read with forward hooks, several layers in one pass."""
+
+    def module_key(self, rep: Representation) -> tuple:
+        return (rep.backbone,)
+
+    def load(self, rep: Representation, weights: str | None) -> nn.Module:
+        from ..backbones import RANDOM_WEIGHTS, create_backbone
+
+        random = weights == RANDOM_WEIGHTS
+        network = create_backbone(rep.backbone, None if random else weights, random_init=random)
+        network.check_layers(rep.layer)
+        return network
+
+    def check(self, rep: Representation, module: nn.Module) -> None:
+        module.check_layers(rep.layer)
+
+    def weights_sha256(self, module: nn.Module) -> str | None:
+        return module.weights.sha256
+
+    def class_scores(self, rep: Representation) -> bool:
+        from ..backbones import get_config
+
+        return get_config(rep.backbone).class_score_layer == rep.layer
+
+    def gradient_form(self, rep: Representation, weights: str | None, device: torch.device | None) -> GradientForm:
+        network = rep.load(weights).requires_grad_(False).to(device)
+        return GradientForm(
+            lambda x: network(x, [rep.layer])[rep.layer],
+            3,
+            pixel_mean=tuple(network.config.preprocess.mean),
+            size=rep.input_size,
+            layers=network.config.layers,
+            layer=rep.layer,
+        )
+
+    def compute(self, rep: Representation, module: nn.Module, rgb: torch.Tensor, others: Sequence) -> dict:
+        wanted = [rep, *others]
+        outputs = module(rgb, [r.layer for r in wanted])
+        return {r.name: outputs[r.layer] for r in wanted}
+
+
+_HANDCRAFTED, _LAYER = HandcraftedComputation(), LayerComputation()
 
 
 @dataclass(frozen=True)
@@ -209,7 +274,15 @@ def _handcrafted(name: str, **params) -> Representation:
     entry = HANDCRAFTED[name]
     p = entry.params_cls(**params)
     differentiable = entry.gradient is not None
-    return Representation(name, "grid", "gray", differentiable, p.as_dict(), entry.description, p.output_shape)
+    return Representation(
+        name,
+        "grid",
+        input="gray",
+        differentiable=differentiable,
+        params=p.as_dict(),
+        description=entry.description,
+        shape_fn=p.output_shape,
+    )
 
 
 @cache
@@ -265,13 +338,13 @@ def get_representation(spec: str, **params) -> Representation:
     return Representation(
         f"{backbone}:{layer}",
         kind,
-        "rgb",
-        True,
-        params,
-        config.description,
-        lambda h, w: _layer_shape(backbone, layer, h, w),
-        backbone,
-        layer,
+        input="rgb",
+        differentiable=True,
+        params=params,
+        description=config.description,
+        shape_fn=lambda h, w: _layer_shape(backbone, layer, h, w),
+        backbone=backbone,
+        layer=layer,
     )
 
 

@@ -85,7 +85,15 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
         )
     opened = FeatureStore.open(store)
     model = run.decoder(opened)
-    result = evaluate(model, opened, run.identity, run.held_out, rows, split, train_fraction=run.train_fraction)
+    result = evaluate(
+        model,
+        opened,
+        feature=run.identity,
+        held_out=run.held_out,
+        max_rows=rows,
+        split=split,
+        train_fraction=run.train_fraction,
+    )
     if not result:
         raise click.ClickException(f"the {split} split of {store} has fewer than two readable rows")
     click.echo(f"{run.feature} decoder {decoder} on {result[f'{split}_rows']} {split} rows of {store}:")
@@ -245,7 +253,9 @@ def compare(store, decoders, features, n, out, weights, columns, hoggles, models
             "held-out images"
         )
         bar = StepProgress()
-        rows, images = compare_feature(opened, run, n, config, weights, bar, third, models=models)
+        rows, images = compare_feature(
+            opened, run, n=n, config=config, weights=weights, progress=bar, dictionary=third, models=models
+        )
         bar.close()
         table += rows
         pictures[run.label] = images
@@ -335,7 +345,7 @@ def interpolate(store, decoders, features, out, pair, steps) -> None:
     except ValueError:
         raise click.BadParameter(f"write two indices, e.g. 0,1; got {pair!r}", param_hint="--pair") from None
     opened, runs = _open(store, decoders, features)
-    files = interpolation_study(opened, runs, (a, b), steps, out)
+    files = interpolation_study(opened, runs, pair=(a, b), steps=steps, out=out)
     _finish(out, "interpolate", f"Held-out images {a} and {b} of `{store}`, {steps} points.", files)
 
 
@@ -361,7 +371,7 @@ def sample(store, decoders, features, out, vectors, samples, alpha, seed, batch)
                 batch_cluster(replace(batch, dashboard_address=":0", log_directory=logs), (store,))
             )
             click.echo(f"dask: {batch.jobs} {batch.kind} jobs; dashboard {client.dashboard_link}")
-        files = sampling_study(opened, runs, vectors, samples, alpha, seed, out)
+        files = sampling_study(opened, runs, vectors=vectors, samples=samples, alpha=alpha, seed=seed, out=out)
     _finish(out, "sample", f"Histograms over the first {vectors} stored vectors; alpha {alpha}; seed {seed}.", files)
 
 
@@ -384,7 +394,7 @@ def ablate(store, decoders, features, out, n, error_rows, k, weights) -> None:
         raise click.ClickException(
             f"no decoder of class scores under {where}; train one on e.g. efficientnet_lite0:logits"
         )
-    files = ablation_study(opened, scores[0], n, k, weights, out, error_rows)
+    files = ablation_study(opened, scores[0], n=n, k=k, weights=weights, out=out, error_rows=error_rows)
     summary = f"{scores[0].feature}, k = {k}: figure of {n} held-out images, table over up to {error_rows}."
     _finish(out, "ablate", summary, files)
 
@@ -402,7 +412,7 @@ def _mask_command(name: str, help_text: str):
         if window is None and parsed is None:
             raise click.UsageError("give --window W and/or --channels START:STOP")
         opened, runs = _open(store, decoders, features)
-        files = mask_study(opened, runs, n, window, parsed, out, name=name)
+        files = mask_study(opened, runs, n=n, window=window, channels=parsed, out=out, name=name)
         kept = " and ".join(
             filter(
                 None,

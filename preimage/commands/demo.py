@@ -68,7 +68,14 @@ def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
     click.echo(f"1/3 wrote {crops} crops of scikit-image's photos to {stack}")
 
     store_path = out / "store.zarr"
-    summary = extract(store_path, hdf5_source(stack, "images"), "hog", SIZE, 64, lambda: local_cluster(workers))
+    summary = extract(
+        store_path,
+        hdf5_source(stack, "images"),
+        specs="hog",
+        image_size=SIZE,
+        shard_rows=64,
+        client_factory=lambda: local_cluster(workers),
+    )
     click.echo(f"2/3 extracted HOG into {store_path} ({summary.read} rows, {summary.seconds:.0f} s)")
 
     run = out / "run"
@@ -76,7 +83,7 @@ def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
     train(config, resume=RunFolder(run).started)
     store = FeatureStore.open(store_path)
     model = load_decoder(run, store)
-    result = evaluate(model, store, "hog", config.held_out, 512)
+    result = evaluate(model, store, feature="hog", held_out=config.held_out, max_rows=512)
     click.echo(
         f"3/3 trained {steps} steps; held-out crops ({result['heldout_rows']}): normalised error "
         f"{result['normalised_error']:.3f}, PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, "

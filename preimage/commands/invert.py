@@ -114,7 +114,14 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
         from ..train.inversion.optimize import invert_files
 
         bar = StepProgress()
-        crops, result = invert_files([str(p) for p in images], feature, optimize_config(**options), size, weights, bar)
+        crops, result = invert_files(
+            [str(p) for p in images],
+            feature,
+            config=optimize_config(**options),
+            size=size,
+            weights=weights,
+            progress=bar,
+        )
         bar.close()
         rows = []
         for i, crop in enumerate(crops):

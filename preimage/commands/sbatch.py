@@ -62,7 +62,7 @@ def train_script(
             ("ntasks-per-node", 1),  # one torchrun launcher per node; it starts the ranks there
             ("cpus-per-task", cpus_per_task * processes_per_node),
             ("gpus-per-node", gpus_per_node or None),
-            *_job(job_name, memory, time, partition, account, workdir),
+            *_job(job_name, memory, time=time, partition=partition, account=account, workdir=workdir),
             ("signal", f"B:USR1@{signal_seconds}"),  # to this script, before the time limit
         ]
     )
@@ -116,7 +116,7 @@ def extract_script(
             ("nodes", 1),
             ("ntasks", 1),
             ("cpus-per-task", cpus),
-            *_job(job_name, memory, time, partition, account, workdir),
+            *_job(job_name, memory, time=time, partition=partition, account=account, workdir=workdir),
         ]
     )
     command = " ".join(shlex.quote(a) for a in [python, "-m", "preimage", "extract", *extract_args])
@@ -192,22 +192,25 @@ def sbatch(
         click.echo(
             train_script(
                 list(args),
-                nodes,
-                processes_per_node,
-                gpus_per_node,
-                cpus_per_task,
-                time,
-                partition,
-                account,
-                memory,
-                signal_seconds,
-                port,
+                nodes=nodes,
+                processes_per_node=processes_per_node,
+                gpus_per_node=gpus_per_node,
+                cpus_per_task=cpus_per_task,
+                time=time,
+                partition=partition,
+                account=account,
+                memory=memory,
+                signal_seconds=signal_seconds,
+                port=port,
             ),
             nl=False,
         )
     elif what == "extract":
         if nodes != 1:
             raise click.UsageError("one extract job runs on one node; for many, use extract --cluster slurm --jobs N")
-        click.echo(extract_script(list(args), cpus_per_task, time, partition, account, memory), nl=False)
+        click.echo(
+            extract_script(list(args), cpus_per_task, time=time, partition=partition, account=account, memory=memory),
+            nl=False,
+        )
     else:
         raise click.UsageError(f"sbatch writes scripts for train or extract, not {what!r}")

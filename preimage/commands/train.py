@@ -172,7 +172,7 @@ def train(
 
         config = HogglesConfig(atoms=atoms, window=window, sparsity=sparsity, steps=max_steps or 1000, seed=seed)
         bar = Progress(config.steps, "steps")
-        target = train_hoggles(store, out, config, held_out, bar)
+        target = train_hoggles(store, out, config=config, held_out=held_out, progress=bar)
         bar.close()
         click.echo(f"paired dictionary: {target} (preimage invert IMAGE --method hoggles --decoder {out})")
         return
@@ -184,12 +184,12 @@ def train(
     config = TrainConfig(
         str(store),
         feature,
-        str(out),
-        target_size,
-        epochs,
-        batch_size,
-        lr,
-        decay_from,
+        out=str(out),
+        target_size=target_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        decay_from=decay_from,
         width=width,
         upsample=upsample,
         seed=seed,

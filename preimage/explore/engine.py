@@ -26,7 +26,6 @@ from ..pipeline.identity import FeatureIdentity, IdentityError, check_store, fin
 from ..pipeline.images import center_square, sample_photos, to_float
 from ..train.inversion.invert import decoder_job
 from ..train.models import zoo
-from ..train.models.decoders import CHANNELS_LAST
 from ..train.models.loading import load_decoder
 from ..train.models.locate import locate
 from ..train.scoring.metrics import mean_pairwise_distance, normalised_error, psnr, ssim, upsample_to
@@ -54,7 +53,7 @@ class Panel:
 
     @property
     def channels_last(self) -> bool:
-        return self.model.config.kind in CHANNELS_LAST
+        return self.model.config.channels_last
 
     @property
     def label(self) -> str:
@@ -270,7 +269,7 @@ class Explorer:
         if kind == "window":
             if x.ndim != 4:
                 raise ExploreError(f"{name}: a window needs spatial features, these are a vector")
-            return keep_window(x, top, left, size, last)
+            return keep_window(x, top, left=left, size=size, channels_last=last)
         return x
 
     @torch.no_grad()

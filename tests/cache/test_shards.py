@@ -16,7 +16,9 @@ def _pair(tmp_path, rows: int, row_shape: tuple[int, ...], dtype: str, shard_row
     arrays = []
     for name in ("zarr", "ours"):
         group = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w")
-        arrays.append(_create_rows(group, "features/x", rows, row_shape, np.dtype(dtype), shard_rows))
+        arrays.append(
+            _create_rows(group, "features/x", n=rows, row_shape=row_shape, dtype=np.dtype(dtype), rows=shard_rows)
+        )
     return arrays
 
 

@@ -173,7 +173,15 @@ def test_the_summary_rate_counts_the_time_the_tasks_ran_not_the_cluster_start(tm
         time.sleep(1.0)  # a cluster that takes a second to come up
         yield dask_client
 
-    summary = extract(tmp_path / "s.zarr", sample_photos_source(), "hog", 64, 4, slow_cluster, show_progress=False)
+    summary = extract(
+        tmp_path / "s.zarr",
+        sample_photos_source(),
+        specs="hog",
+        image_size=64,
+        shard_rows=4,
+        client_factory=slow_cluster,
+        show_progress=False,
+    )
     assert summary.seconds > summary.compute_seconds + 1.0
     assert summary.images_per_second == pytest.approx(summary.images_run / summary.compute_seconds)
 
@@ -228,7 +236,16 @@ def test_a_worker_killed_inside_a_decoder_loses_only_that_file(tmp_path, photos)
             os.environ.update(saved)
 
     source = folder_source(folder)
-    summary = extract(tmp_path / "s.zarr", source, "hog", 64, 8, small_workers, show_progress=False, max_pixels=10**10)
+    summary = extract(
+        tmp_path / "s.zarr",
+        source,
+        specs="hog",
+        image_size=64,
+        shard_rows=8,
+        client_factory=small_workers,
+        show_progress=False,
+        max_pixels=10**10,
+    )
     store = FeatureStore.open(tmp_path / "s.zarr")
     bomb = source.ids.index("3-bomb.png")
     assert summary.read == 5 and summary.unreadable == 1

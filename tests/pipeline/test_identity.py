@@ -116,7 +116,7 @@ def world(tmp_path_factory, photos):
     torch.manual_seed(0)
     transformers.Dinov2Model(config).eval().save_pretrained(root / "old" / "tiny")
     (root / "old" / "tiny" / "preprocessor_config.json").write_text(json.dumps(PROCESSOR))
-    images = write_crops(root / "images", photos, 48, 120, (2, 2))
+    images = write_crops(root / "images", photos, count=48, side=120, step=(2, 2))
     spec = f"hf:{root / 'old' / 'tiny'}:{LAYER}"
     ok("extract", "--images", images, "--store", root / "old.zarr", "--feature", spec, "--workers", "1", "--size", 32)
     ok(
@@ -204,7 +204,7 @@ def test_a_card_named_decoder_scores_a_store_of_another_copy_from_any_folder(wor
 def test_float16_and_float32_stores_serve_each_others_decoders_within_tolerance(photos, tmp_path):
     """Failure 3: a float32 store was refused by a decoder trained on float16 features (``feature.dtype``); both
     directions now score, and the scores agree to the zoo's tolerance (0.002 of normalised error)."""
-    images = write_crops(tmp_path / "images", photos, 48, 120, (2, 2))
+    images = write_crops(tmp_path / "images", photos, count=48, side=120, step=(2, 2))
     for dtype in ("float16", "float32"):
         flag = ["--float16"] if dtype == "float16" else []
         ok(

@@ -52,7 +52,7 @@ def extract(folder, store) -> subprocess.CompletedProcess:
 
 
 def test_a_full_disk_is_one_line_and_the_same_command_finishes_after(small_disk, photos, tmp_path):
-    folder = write_crops(tmp_path / "images", photos, 64, 150, (2, 2))
+    folder = write_crops(tmp_path / "images", photos, count=64, side=150, step=(2, 2))
     store = small_disk / "s.zarr"
     full = extract(folder, store)
     assert full.returncode == 1

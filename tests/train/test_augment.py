@@ -23,7 +23,7 @@ from ..helpers import run_extract, write_crops
 def store(tmp_path_factory, dask_client, photos):
     """40 crops of real photos at 32x32 with HOG and LBP, shards of 8 rows."""
     root = tmp_path_factory.mktemp("augment")
-    folder = write_crops(root / "images", photos, 40, 100, (5, 3))
+    folder = write_crops(root / "images", photos, count=40, side=100, step=(5, 3))
     path = root / "s.zarr"
     run_extract(path, folder_source(folder), "hog,lbp", dask_client, image_size=32, shard_rows=8)
     return path

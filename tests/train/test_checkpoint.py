@@ -24,6 +24,7 @@ BEFORE = Path(__file__).resolve().parents[1] / "data" / "before-shaping"
 def test_a_checkpoint_saved_before_the_shaping_loads_and_matches_its_store():
     located = locate(BEFORE / "run")
     model = load_decoder(located, FeatureStore.open(BEFORE / "store.zarr"))
+    assert located.header["decoder"]["kind"] == "hog" and model.config.kind == "grid"  # the kind as it was named then
     assert model.config == DecoderConfig.from_dict(located.header["decoder"])
     identity = FeatureIdentity.of_store(FeatureStore.open(BEFORE / "store.zarr"), "hog")
     assert identity.fingerprint() == located.header["fingerprint"]  # the same fingerprint, the same hash

@@ -70,7 +70,7 @@ def test_learning_lowers_the_lasso_objective_of_fresh_pairs(stores):
     store = FeatureStore.open(paths[64])
     gray = torch.from_numpy(store.take("images", np.arange(80))).float().mean(-1) / 255
     grids = torch.from_numpy(store.take("features/hog", np.arange(80)))
-    fresh = sample_pairs(gray, grids, 200, 5, 8, torch.Generator().manual_seed(99))
+    fresh = sample_pairs(gray, grids, count=200, window=5, cell=8, generator=torch.Generator().manual_seed(99))
 
     def objective(model) -> float:
         atoms = torch.cat([model.gray, model.hog])
@@ -116,14 +116,16 @@ def test_learning_resumes_to_what_an_uninterrupted_run_learns(stores, tmp_path):
 
     killer = Kill(config.steps, "steps", io.StringIO())
     with pytest.raises(KeyboardInterrupt):
-        learn_dictionary(gray, grids, config, 8, tmp_path / "state.safetensors", killer)
-    resumed = learn_dictionary(gray, grids, config, 8, tmp_path / "state.safetensors")
+        learn_dictionary(
+            gray, grids, config=config, cell_size=8, state_file=tmp_path / "state.safetensors", progress=killer
+        )
+    resumed = learn_dictionary(gray, grids, config=config, cell_size=8, state_file=tmp_path / "state.safetensors")
     whole = learn_dictionary(gray, grids, config, 8)
     torch.testing.assert_close(resumed.gray, whole.gray)
     torch.testing.assert_close(resumed.hog, whole.hog)
     other = HogglesConfig(**{**config.__dict__, "atoms": 40})
     with pytest.raises(ValueError, match=r"other settings \(atoms"):
-        learn_dictionary(gray, grids, other, 8, tmp_path / "state.safetensors")
+        learn_dictionary(gray, grids, config=other, cell_size=8, state_file=tmp_path / "state.safetensors")
 
 
 def test_a_dictionary_refuses_hog_computed_differently(stores, learned):

@@ -55,7 +55,9 @@ def test_objective_gradient_in_float64():
     u = (40 * torch.randn(2, 3, 6, 6, dtype=torch.float64)).requires_grad_(True)
 
     def total(x):
-        return inversion_objective(x, net, phi0, mean, 300.0, OptimizeConfig(), 10.0, mask)[0]
+        return inversion_objective(
+            x, net, phi0=phi0, mean=mean, sigma=300.0, config=OptimizeConfig(), lambda_tv=10.0, mask=mask
+        )[0]
 
     assert torch.autograd.gradcheck(total, (u,))
 
@@ -64,7 +66,9 @@ def test_data_term_is_the_relative_feature_error():
     phi0 = torch.tensor([[3.0, 4.0]])
     mean = torch.zeros(1, 1, 1, 1)
     u = torch.zeros(1, 1, 1, 1)
-    _, data, _ = inversion_objective(u, lambda x: torch.tensor([[3.0, 0.0]]), phi0, mean, 1.0, OptimizeConfig(), 0)
+    _, data, _ = inversion_objective(
+        u, lambda x: torch.tensor([[3.0, 0.0]]), phi0=phi0, mean=mean, sigma=1.0, config=OptimizeConfig(), lambda_tv=0
+    )
     assert data.item() == pytest.approx(16 / 25)
 
 

@@ -150,7 +150,7 @@ def conv5_store(tmp_path_factory, dask_client, photos):
     """A default store (128 px) of AlexNet's CONV5 and HOG over 40 crops of scikit-image's photos, and the same
     at 96 px: features computed otherwise than the shipped decoders'."""
     root = tmp_path_factory.mktemp("zoo")
-    folder = write_crops(root / "images", photos, 40, 200, (5, 3))
+    folder = write_crops(root / "images", photos, count=40, side=200, step=(5, 3))
     stores = {}
     for size in (128, 96):
         stores[size] = root / f"s{size}.zarr"

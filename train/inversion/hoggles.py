@@ -178,7 +178,7 @@ def learn_dictionary(
 
     def sample(count: int, step: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        return sample_pairs(gray, grids, count, config.window, cell_size, generator)
+        return sample_pairs(gray, grids, count=count, window=config.window, cell=cell_size, generator=generator)
 
     state = _load_state(state_file, config)
     if state is None:
@@ -207,7 +207,15 @@ def learn_dictionary(
             atoms = atoms - (atoms @ a_stat - b_stat) / lipschitz
             atoms = atoms / atoms.norm(dim=0, keepdim=True).clamp_min(1.0)
         if state_file is not None and ((step + 1) % STATE_EVERY == 0 or step + 1 == config.steps):
-            _save_state(state_file, config, atoms, a_stat, b_stat, step + 1, earlier + time.perf_counter() - start)
+            _save_state(
+                state_file,
+                config,
+                atoms=atoms,
+                a_stat=a_stat,
+                b_stat=b_stat,
+                step=step + 1,
+                seconds=earlier + time.perf_counter() - start,
+            )
         if progress is not None:
             progress.update(1)
     split = model.gray.shape[0]
@@ -271,7 +279,9 @@ def train_hoggles(
     cell = int(fingerprint["feature"]["params"]["cell_size"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = learn_dictionary(gray, grids, config, cell, out / LEARNING_STATE, progress)
+    model = learn_dictionary(
+        gray, grids, config=config, cell_size=cell, state_file=out / LEARNING_STATE, progress=progress
+    )
     header = {
         "hoggles": asdict(config),
         "fingerprint": fingerprint,

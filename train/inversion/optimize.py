@@ -125,13 +125,13 @@ def differentiable_target(
     return Target(
         spec,
         form.phi,
-        form.channels,
-        size or form.size or 128,
-        form.pixel_mean,
-        paper_lambda_tv(form.layers, form.layer),
-        800 if grid else 400,
-        device,
-        grid,
+        channels=form.channels,
+        size=size or form.size or 128,
+        mean=form.pixel_mean,
+        lambda_tv=paper_lambda_tv(form.layers, form.layer),
+        steps=800 if grid else 400,
+        device=device,
+        channels_last=grid,
     )
 
 
@@ -238,7 +238,9 @@ def optimize(
     rates = schedule(config.steps or target.steps, config.lr, target.channels_last)
 
     def objective(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return inversion_objective(u, target.phi, phi0, mean, sigma, config, lambda_tv, mask)
+        return inversion_objective(
+            u, target.phi, phi0=phi0, mean=mean, sigma=sigma, config=config, lambda_tv=lambda_tv, mask=mask
+        )
 
     history: list[float] = []
     previous = None

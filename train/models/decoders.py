@@ -111,15 +111,29 @@ def conv(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) 
     )
 
 
+KINDS = ("grid", "map", "vector")  # a representation's kind (``Representation.kind``) picks its decoder
+LEGACY_KINDS = {"hog": "grid", "lbp": "grid", "sift": "grid", "conv": "map"}  # as checkpoints before 0.2 name them
+
+
 @dataclass(frozen=True)
 class DecoderConfig:
-    """What builds a decoder: the representation kind, one feature row's shape as stored, the target and width."""
+    """What builds a decoder: the representation's kind (``grid``: a hand-crafted (H, W, C) grid; ``map``: a
+    network's (C, H, W) map; ``vector``), one feature row's shape as stored, the target and width. A kind as older
+    checkpoints name it (``hog``, ``conv``) is read as today's."""
 
     kind: str
     input_shape: tuple[int, ...]
     target_size: int = 64
     width: int = 256  # channels at the bottleneck; halved at each up-convolution, never below 32
     upsample: str = "zero-fill"  # the up-convolutions': 'zero-fill' (the paper's), 'resize' or 'sub-pixel'
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", LEGACY_KINDS.get(self.kind, self.kind))
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether a stored row keeps its channels last (a grid): the decoder permutes it to (C, H, W)."""
+        return self.kind == "grid"
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -133,7 +147,6 @@ class DecoderConfig:
 
 
 _DECODERS: dict[str, Callable[[DecoderConfig], nn.Module]] = {}
-CHANNELS_LAST = ("hog", "lbp", "sift")  # stored (H, W, C); the decoder permutes them to (C, H, W)
 
 
 def register_decoder(kind: str):
@@ -196,7 +209,7 @@ class Decoder(nn.Module):
                 f"decoder for {self.config.kind} {expected} got features of shape {tuple(features.shape[1:])}"
             )
         features = features * self.input_scale
-        if self.config.kind in CHANNELS_LAST:
+        if self.config.channels_last:
             features = features.permute(0, 3, 1, 2)
         return self.body(features.contiguous())
 
@@ -211,9 +224,7 @@ def _expanding(channels: int, size: int, target: int, upsample: str, out_channel
     return layers
 
 
-@register_decoder("hog")
-@register_decoder("lbp")
-@register_decoder("sift")
+@register_decoder("grid")
 def spatial_grid_decoder(config: DecoderConfig) -> nn.Module:
     """Hand-crafted grids (H, W, C): stride-2 5x5 convolutions down to 1/8 of the target side (1/64 of its
     area), two 3x3 convolutions there, then up-convolutions back to the target. A grid whose side is not a
@@ -233,7 +244,7 @@ def spatial_grid_decoder(config: DecoderConfig) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-@register_decoder("conv")
+@register_decoder("map")
 def conv_map_decoder(config: DecoderConfig) -> nn.Module:
     """CNN feature maps (C, H, W): resized bilinearly up to the next side ``target / 2^k`` (6 -> 8, 13 -> 16,
     27 -> 32 for a 64 target), three 3x3 convolutions, then up-convolutions to the target."""

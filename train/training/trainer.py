@@ -109,7 +109,11 @@ def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
     decoder_kind = get_representation(config.feature).decoder
     row_shape = tuple(store.array(feature_path(config.feature)).shape[1:])
     torch.manual_seed(config.seed)
-    decoder = create_decoder(DecoderConfig(decoder_kind, row_shape, config.target_size, config.width, config.upsample))
+    decoder = create_decoder(
+        DecoderConfig(
+            decoder_kind, row_shape, target_size=config.target_size, width=config.width, upsample=config.upsample
+        )
+    )
     return AutoEncoder(config.feature, decoder) if config.autoencoder else decoder
 
 
@@ -162,12 +166,12 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     stream = ShardStream(
         config.store,
         config.feature,
-        "train",
-        config.target_size,
-        config.batch_size,
-        config.buffer_shards,
-        config.seed,
-        config.held_out,
+        split="train",
+        target_size=config.target_size,
+        batch_size=config.batch_size,
+        buffer_shards=config.buffer_shards,
+        seed=config.seed,
+        held_out=config.held_out,
         inputs="images" if config.autoencoder else "features",
         augment=config.augment,
         train_fraction=config.train_fraction,
@@ -478,7 +482,12 @@ class _Run:
             state.update(epoch=epoch + 1, batch=0)
             preview = self.folder.preview(epoch + 1) if previewed(epoch, config.epochs) else None
             evaluation = evaluate(
-                self.model, self.store, config.feature, config.held_out, config.eval_rows, preview=preview
+                self.model,
+                self.store,
+                feature=config.feature,
+                held_out=config.held_out,
+                max_rows=config.eval_rows,
+                preview=preview,
             )
             self.log(
                 {

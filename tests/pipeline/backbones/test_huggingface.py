@@ -260,7 +260,7 @@ def test_bad_models_and_layers_are_one_clear_line(folders, tmp_path):
 def test_extract_train_analyze_and_invert_a_transformer_block_and_a_resnet_stage(
     folders, photos, model, layer, tmp_path
 ):
-    folder = write_crops(tmp_path / "images", photos, 48, 120, (2, 2))
+    folder = write_crops(tmp_path / "images", photos, count=48, side=120, step=(2, 2))
     outputs = extract_train_analyze_invert(folder, f"{folders[model]}:{layer}", tmp_path, "--size", "32")
     assert "normalised error" in outputs[2] and "psnr" in outputs[2].lower()
 
@@ -291,7 +291,7 @@ def test_a_model_is_its_weights_wherever_its_folder_is(folders, photos, tmp_path
     for a store, a decoder and ``invert``; other weights in the same place are refused with one line."""
     import shutil
 
-    images = write_crops(tmp_path / "images", photos, 48, 120, (2, 2))
+    images = write_crops(tmp_path / "images", photos, count=48, side=120, step=(2, 2))
     first, second = tmp_path / "a" / "dino", tmp_path / "b" / "dino-copy"
     shutil.copytree(folders["dinov2"].removeprefix("hf:"), first)
     shutil.copytree(first, second)

@@ -195,7 +195,7 @@ def test_bad_models_layers_and_weights_are_one_clear_line(weights, tmp_path):
 
 @pytest.mark.parametrize(("model", "layer"), [(VIT, "blocks.5"), (RESNET, "layer2")])
 def test_extract_train_analyze_and_invert(model, layer, photos, tmp_path):
-    folder = write_crops(tmp_path / "images", photos, 32, 120, (2, 2))
+    folder = write_crops(tmp_path / "images", photos, count=32, side=120, step=(2, 2))
     outputs = extract_train_analyze_invert(
         folder, f"timm:{model}:{layer}", tmp_path, "--size", "64", "--weights", "random"
     )

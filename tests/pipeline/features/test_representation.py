@@ -41,9 +41,9 @@ def tiny():
             BackboneConfig(
                 NAME,
                 TinyTokens,
-                ("stages.0", "stages.1", "blocks.2", "head-norm"),
-                Preprocess(32, (0.5,) * 3, (0.5,) * 3),
-                (),
+                layers=("stages.0", "stages.1", "blocks.2", "head-norm"),
+                preprocess=Preprocess(32, (0.5,) * 3, (0.5,) * 3),
+                sources=(),
             )
         )
     return NAME
@@ -67,8 +67,8 @@ def test_the_spec_grammar_carries_the_names_models_use(tiny):
 
 def test_a_representation_knows_what_it_is_from_its_output(tiny):
     hog, conv5, fc7 = (get_representation(s) for s in ("hog", "alexnet:conv5", "alexnet:fc7"))
-    assert (hog.kind, hog.decoder, hog.channels_last, hog.input) == ("grid", "hog", True, "gray")
-    assert (conv5.kind, conv5.decoder, conv5.stored_shape(224)) == ("map", "conv", (256, 6, 6))
+    assert (hog.kind, hog.decoder, hog.channels_last, hog.input) == ("grid", "grid", True, "gray")
+    assert (conv5.kind, conv5.decoder, conv5.stored_shape(224)) == ("map", "map", (256, 6, 6))
     assert (fc7.kind, fc7.decoder) == ("vector", "vector")
     assert get_representation(f"{tiny}:head-norm").kind == "vector"
     assert get_representation(f"{tiny}:stages.1").stored_shape(32) == (4, 16, 16)
@@ -127,3 +127,13 @@ def test_backbones_register_on_first_use_and_plugins_through_entry_points(tmp_pa
         assert get_representation("tinyplugin:conv").stored_shape(16) == (2, 14, 14)
     finally:
         registry._plugins.cache_clear()
+
+
+def test_each_kind_of_representation_is_computed_by_its_own_strategy():
+    """The representation is data; how it is computed is one strategy per kind, chosen in one place."""
+    from preimage.pipeline.features.representation import HandcraftedComputation, LayerComputation
+
+    hog, conv3 = get_representation("hog"), get_representation("alexnet:conv3")
+    assert isinstance(hog.strategy, HandcraftedComputation) and isinstance(conv3.strategy, LayerComputation)
+    assert hog.module_key == ("hog", tuple(sorted(hog.params.items()))) and conv3.module_key == ("alexnet",)
+    assert hog.weights_sha256(hog.load()) is None and not hog.class_scores

@@ -42,9 +42,9 @@ def test_colliding_keypoints_one_is_chosen_by_the_seed():
     descriptors = np.eye(8, 128, dtype=np.float32)
     chosen = set()
     for seed in range(12):
-        grid = encode_grid(keypoints, descriptors, 8, 8, SiftParams(seed=seed))
+        grid = encode_grid(keypoints, descriptors, height=8, width=8, params=SiftParams(seed=seed))
         assert (np.abs(grid).sum(-1) > 0).sum() == 1
-        again = encode_grid(keypoints, descriptors, 8, 8, SiftParams(seed=seed))
+        again = encode_grid(keypoints, descriptors, height=8, width=8, params=SiftParams(seed=seed))
         np.testing.assert_array_equal(grid, again)
         chosen.add(int(np.argmax(grid[0, 0, :128])))
     assert len(chosen) > 2, "the seed does not change which keypoint wins"
