@@ -12,7 +12,7 @@ import torch
 
 from ..cache.store import FeatureStore, feature_path
 from ..pipeline.features import expand_specs
-from ..pipeline.identity import FeatureIdentity, stored_name
+from ..pipeline.identity import FeatureIdentity, portable_name, stored_name
 from ..pipeline.images import to_float
 from ..train.models import zoo
 from ..train.models.decoders import Decoder
@@ -65,9 +65,10 @@ def read_run(folder: Path) -> TrainedRun | None:
     config = located.settings()
     if config is None:
         return None
+    shipped = located.folder is None  # a decoder file carries the feature as its machine named it: the zoo's name
     return TrainedRun(
         folder,
-        config["feature"],
+        portable_name(config["feature"]) if shipped else config["feature"],
         config["held_out"],
         autoencoder=located.autoencoder,
         train_fraction=config.get("train_fraction", 1.0),
