@@ -77,6 +77,7 @@ def test_every_shipped_fingerprint_reproduces_its_recorded_hash():
 
 transformers = pytest.importorskip("transformers", reason="the models extra: pip install 'preimage[models]'")
 LAYER = "encoder.layer.1"
+TINY = ("--target-size", 16, "--batch-size", 8, "--width", 16, "--precision", "fp32")  # a decoder in seconds
 PROCESSOR = {
     "do_resize": True,
     "size": {"shortest_edge": 32},
@@ -119,25 +120,7 @@ def world(tmp_path_factory, photos):
     images = write_crops(root / "images", photos, count=48, side=120, step=(2, 2))
     spec = f"hf:{root / 'old' / 'tiny'}:{LAYER}"
     ok("extract", "--images", images, "--store", root / "old.zarr", "--feature", spec, "--workers", "1", "--size", 32)
-    ok(
-        "train",
-        "--store",
-        root / "old.zarr",
-        "--feature",
-        spec,
-        "--out",
-        root / "run",
-        "--target-size",
-        16,
-        "--epochs",
-        1,
-        "--batch-size",
-        8,
-        "--width",
-        16,
-        "--precision",
-        "fp32",
-    )
+    ok("train", "--store", root / "old.zarr", "--feature", spec, "--out", root / "run", "--epochs", 1, *TINY)
     shutil.copytree(root / "old" / "tiny", root / "new" / "tiny")  # the folder moves: copied, then the old one goes
     ok(
         "extract",
@@ -229,16 +212,9 @@ def test_float16_and_float32_stores_serve_each_others_decoders_within_tolerance(
             "hog",
             "--out",
             tmp_path / dtype,
-            "--target-size",
-            16,
             "--epochs",
             2,
-            "--batch-size",
-            8,
-            "--width",
-            16,
-            "--precision",
-            "fp32",
+            *TINY,
         )
 
     def error(store: str, run: str) -> float:
