@@ -10,7 +10,7 @@ import click
 
 from ..pipeline.cluster import DASHBOARD_ADDRESS
 from ..pipeline.decode import DEFAULT_MAX_PIXELS
-from .options import NEW_STORE, WEIGHTS, WEIGHTS_HELP, batch_job_options, hidden_alias
+from .options import NEW_STORE, SIDE, WEIGHTS, WEIGHTS_HELP, batch_job_options, hidden_alias
 
 DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 
@@ -31,8 +31,12 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
     help="Representations, comma-separated (preimage features lists them).",
 )
 @hidden_alias("--features", "specs")
-@click.option("--size", default=128, show_default=True, help="Side of the stored images and hand-crafted inputs.")
-@click.option("--shard-rows", default=64, show_default=True, help="Rows per shard (and per task).")
+@click.option(
+    "--size", type=SIDE, default=128, show_default=True, help="Side of the stored images and hand-crafted inputs."
+)
+@click.option(
+    "--shard-rows", type=click.IntRange(min=1), default=64, show_default=True, help="Rows per shard (and per task)."
+)
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler (tcp://host:8786).")
 @click.option("--workers", type=int, default=None, help="Worker processes of the local cluster [one per core].")
 @batch_job_options
@@ -84,11 +88,8 @@ def extract(
     """
     from ..pipeline.cluster import local_cluster, remote_cluster
     from ..pipeline.extract import extract as run_extract
-    from ..pipeline.sources import open_source
-
-    if size < 16 or shard_rows < 1:
-        raise click.BadParameter("--size must be at least 16 and --shard-rows at least 1")
     from ..pipeline.features import expand_specs, get_representation
+    from ..pipeline.sources import open_source
 
     for name in expand_specs(specs):  # a wrong model or layer name fails before a large folder is listed
         get_representation(name)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import click
 
+from .options import SIDE
+
 
 @click.command()
 @click.option(
     "--size",
     default=128,
     show_default=True,
-    type=click.IntRange(min=16),
+    type=SIDE,
     help="The --size of a store: the hand-crafted shapes at that side; a model's layers as such a store "
     "holds them (every model is fed its own input side, e.g. 224 for AlexNet).",
 )

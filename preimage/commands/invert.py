@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import WEIGHTS, WEIGHTS_HELP, default_out, model_option, optimize_config, optimize_options
+from .options import SIDE, WEIGHTS, WEIGHTS_HELP, default_out, model_option, optimize_config, optimize_options
 
 
 @click.command()
@@ -40,7 +40,7 @@ from .options import WEIGHTS, WEIGHTS_HELP, default_out, model_option, optimize_
 )
 @click.option(
     "--size",
-    type=int,
+    type=SIDE,
     default=None,
     help="With --method optimize: input side [default: 128 HOG, the backbone's size for CNN layers].",
 )

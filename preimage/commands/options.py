@@ -41,6 +41,10 @@ class WeightsArgument(click.ParamType):
         self.fail(f"{value!r}: no such weights file (or write 'random' for random weights)", param, ctx)
 
 
+MAX_SIDE = 4096  # the largest image side a command computes features at: far above any real run, far below what
+# would exhaust memory (a 100000 px side asked cv2 for 30 GB)
+SIDE = click.IntRange(16, MAX_SIDE)  # --size: the shorter side of any image preimage reads is at least 16 (decode)
+
 WEIGHTS = WeightsArgument()
 WEIGHTS_HELP = "Model weights: a file (safetensors or a state_dict), or 'random' (a randomly initialised model)."
 STORE = StoreLocation()  # a store a command reads or adds to

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -152,7 +155,10 @@ def test_a_usage_mistake_is_one_error_line_naming_the_help(tmp_path):
     for args, fragment in [
         (["train", "--store", str(tmp_path / "none"), "--feature", "hog", "--out", str(tmp_path / "r")], "--store"),
         (["info", str(afile)], "is a file, not a store"),
-        (["extract", "--size", "7", "--store", str(tmp_path / "s.zarr"), "--feature", "hog"], "--size must be"),
+        (
+            ["extract", "--size", "7", "--store", str(tmp_path / "s.zarr"), "--feature", "hog"],
+            "'--size': 7 is not in the range",
+        ),
         (["invert", str(tmp_path / "none.jpg"), "--feature", "hog"], "does not exist"),
         (["features", "--size", "0"], "--size"),
     ]:
@@ -227,3 +233,49 @@ def test_a_run_writes_a_bounded_number_of_previews():
         assert len(written) == min(epochs, len(written)) and (
             epochs < MAX_PREVIEWS or len(written) >= MAX_PREVIEWS // 2
         )
+
+
+@pytest.mark.parametrize(
+    "option, value, says",
+    [
+        ("--batch-size", "0", "--batch-size must be at least 1; got 0"),
+        ("--epochs", "0", "--epochs must be at least 1; got 0"),
+        ("--held-out", "1.5", "--held-out is the fraction of photos kept out of training, in (0, 1); got 1.5"),
+        ("--lr", "nan", "--lr must be a finite number, at least 0; got nan"),
+    ],
+)
+def test_a_training_setting_out_of_range_is_one_line_and_leaves_no_run(tmp_path, option, value, says):
+    """Issue 49: --batch-size 0 was a ZeroDivisionError, --epochs 0 left an untrained run, --held-out 1.5 ended in
+    'give --batch-size 1 or less'."""
+    store = tmp_path / "store.zarr"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "before-shaping" / "store.zarr", store)
+    fails_cleanly(
+        ["train", "--store", str(store), "--feature", "hog", "--out", str(tmp_path / "run"), option, value], says
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args", [["invert", "--method", "optimize", "--feature", "hog"], ["extract"], ["features"]])
+@pytest.mark.parametrize("size", ["7", "100000"])
+def test_an_image_side_out_of_range_is_refused_by_every_command_alike(tmp_path, args, size):
+    """Issue 49: invert --size 100000 was a cv2 traceback (30 GB asked), --size 7 was accepted by invert alone."""
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((32, 32, 3), 128, np.uint8))
+    where = {
+        "invert": [str(photo), "--out", str(tmp_path / "out")],
+        "extract": ["--images", str(tmp_path), "--store", str(tmp_path / "s.zarr")],
+        "features": [],
+    }[args[0]]
+    result = CliRunner().invoke(main, [*args, *where, "--size", size])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"Invalid value for '--size': {size} is not in the range 16<=x<=4096" in result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.zarr").exists()
+
+
+def test_extract_names_the_one_option_that_is_wrong(tmp_path):
+    """Issue 49: --size 7 and --shard-rows 0 each gave one combined message."""
+    result = CliRunner().invoke(
+        main, ["extract", "--images", str(tmp_path), "--store", str(tmp_path / "s.zarr"), "--shard-rows", "0"]
+    )
+    assert result.exit_code == 1 and "'--shard-rows': 0 is not in the range x>=1" in result.output
+    assert "--size" not in result.output.split("Error:")[-1]

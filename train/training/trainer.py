@@ -120,6 +120,13 @@ def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
 def check_settings(config: TrainConfig) -> None:
     """Refuse settings out of range before anything is opened or written."""
     check_precision(config.precision)
+    for option, value in (("--epochs", config.epochs), ("--batch-size", config.batch_size), ("--width", config.width)):
+        if value < 1:
+            raise ValueError(f"{option} must be at least 1; got {value}")
+    if not 0 < config.held_out < 1:
+        raise ValueError(f"--held-out is the fraction of photos kept out of training, in (0, 1); got {config.held_out}")
+    if not (math.isfinite(config.lr) and config.lr >= 0):  # 0: steps that change nothing (a conversion's check)
+        raise ValueError(f"--lr must be a finite number, at least 0; got {config.lr}")
     if not 0 <= config.decay_from <= 1:
         raise ValueError(f"decay_from is a fraction of the steps, in [0, 1]; got {config.decay_from}")
     if not 0 < config.train_fraction <= 1:
