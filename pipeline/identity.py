@@ -227,12 +227,21 @@ def _path(name: str) -> str:
 
 
 def _missing(store, held: list[str], feature: str) -> str:
+    """A ``StoreError``: what the store holds, the nearest names, and how to add ``feature`` when it is one."""
+    import difflib
+
     from ..cache.store import StoreError
 
-    raise StoreError(
-        f"{store.path} has no {feature} features (it holds: {', '.join(held) or 'none'}); add them with "
-        f"preimage extract --store {store.path} --images ... --feature {feature}"
-    )
+    close = difflib.get_close_matches(feature, held, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    try:
+        from .features import get_representation
+
+        get_representation(feature)
+        add = f"; add them with preimage extract --store {store.path} --images ... --feature {feature}"
+    except Exception:  # not a representation preimage computes: no extract to suggest
+        add = ""
+    raise StoreError(f"{store.path} has no {feature} features (it holds: {', '.join(held) or 'none'}){hint}{add}")
 
 
 def store_identity(store, feature: str | FeatureIdentity, weights_sha256: str | None = None) -> FeatureIdentity:

@@ -156,9 +156,14 @@ def get_config(name: str) -> BackboneConfig:
     try:
         return _REGISTRY[name]
     except KeyError:
+        import difflib
+
         sources = ", ".join(f"{prefix}:NAME" for prefix in _SOURCES)
+        close = difflib.get_close_matches(name, list_backbones(), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
         raise KeyError(
-            f"unknown backbone {name!r}; known: {', '.join(list_backbones())}, or a model from a source ({sources})"
+            f"unknown backbone {name!r}; {hint}known: {', '.join(list_backbones())}, or a model from a source "
+            f"({sources})"
         ) from None
 
 

@@ -124,6 +124,10 @@ def extract(
         factory = partial(remote_cluster, scheduler, announce)
     else:
         factory = partial(local_cluster, workers, announce, dashboard_address)
+    from ..cache.backend import backend_for
+
+    backend = backend_for(store)
+    new_store = not backend.exists()
     summary = run_extract(
         store,
         source,
@@ -137,6 +141,12 @@ def extract(
         max_pixels=max_pixels,
         repair=repair,
     )
+    if new_store and summary.rows and not summary.read:  # nothing an image: no store of unreadable rows is left
+        backend.remove("")
+        reasons = "; ".join(f"{ident}: {reason}" for _, ident, reason in summary.failures[:3])
+        raise click.ClickException(
+            f"no readable image among the {summary.rows} files of {source.location} ({reasons}); nothing was written"
+        )
     for piece in summary.repaired:
         click.echo(f"repaired: {piece}")
     if summary.partitions_run == 0:

@@ -49,9 +49,18 @@ from .options import SIDE, WEIGHTS, WEIGHTS_HELP, default_out, model_option, opt
 )
 @click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 @model_option
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse an image larger than this when decoded (about 16 bytes a pixel to decode) [default: 64 Mpx, "
+    "as extract].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
 @optimize_options
-def invert(images, method, decoder, feature, loss, size, out, weights, models, overwrite, **options) -> None:
+def invert(
+    images, method, decoder, feature, loss, size, out, weights, models, max_pixels, overwrite, **options
+) -> None:
     """Write original | reconstruction(s) for each image: the feature is computed from the image itself. Inputs
     with the same name from different folders keep their folders under --out."""
     import numpy as np
@@ -66,7 +75,7 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
 
     from ..pipeline.images import save_rgb, to_uint8
 
-    arrays, skipped = _readable(images)
+    arrays, skipped = _readable(images, max_pixels)
     if not arrays:
         raise click.ClickException(f"no readable image among the {len(images)} given: {'; '.join(skipped.values())}")
     targets = [t for t, path in zip(targets, images, strict=True) if path not in skipped]
@@ -121,6 +130,7 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
             size=size,
             weights=weights,
             progress=bar,
+            max_pixels=max_pixels,
         )
         bar.close()
         rows = []
@@ -139,15 +149,15 @@ def invert(images, method, decoder, feature, loss, size, out, weights, models, o
         )
 
 
-def _readable(paths: tuple[Path, ...]) -> tuple[list, dict[Path, str]]:
+def _readable(paths: tuple[Path, ...], max_pixels: int | None) -> tuple[list, dict[Path, str]]:
     """The images that can be read, and for each file that cannot, why; one unreadable file loses no other."""
     from ..pipeline.contract import DRAFT_MIN_SIDE
-    from ..pipeline.decode import ImageReadError, read_image
+    from ..pipeline.decode import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 
     arrays, skipped = [], {}
     for path in paths:
         try:
-            arrays.append(read_image(path, DRAFT_MIN_SIDE))
+            arrays.append(read_image(path, DRAFT_MIN_SIDE, max_pixels or DEFAULT_MAX_PIXELS))
         except ImageReadError as err:
             skipped[path] = f"{path}: {err}"
             click.echo(f"skipped {path}: {err}", err=True)

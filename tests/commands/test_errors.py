@@ -279,3 +279,54 @@ def test_extract_names_the_one_option_that_is_wrong(tmp_path):
     )
     assert result.exit_code == 1 and "'--shard-rows': 0 is not in the range x>=1" in result.output
     assert "--size" not in result.output.split("Error:")[-1]
+
+
+def test_a_mistyped_name_gets_the_nearest_names_not_the_whole_list(tmp_path):
+    """Issue 49: invert --feature hgo, invert --feature alexnet:cnv5, zoo hgo and features --model alexnt listed
+    everything; train --feature hgo suggested an extract that would itself fail."""
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((32, 32, 3), 128, np.uint8))
+    store = tmp_path / "store.zarr"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "before-shaping" / "store.zarr", store)
+    for args, says in [
+        (["invert", str(photo), "--feature", "hgo", "--out", str(tmp_path / "o")], "did you mean hog?"),
+        (
+            ["invert", str(photo), "--feature", "alexnet:cnv5", "--out", str(tmp_path / "o")],
+            "did you mean alexnet:conv5",
+        ),
+        (["zoo", "hgo"], "did you mean hog?"),
+        (["features", "--model", "alexnt"], "did you mean alexnet?"),
+        (["train", "--store", str(store), "--feature", "hgo", "--out", str(tmp_path / "r")], "did you mean hog?"),
+    ]:
+        output = fails_cleanly(args, says)
+        assert "shipped: " not in output and "preimage extract" not in output, output
+    assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_folder_without_a_readable_image_is_refused_and_leaves_no_store(tmp_path):
+    """Issue 49: a folder of non-images made a store of unreadable rows and exited 0 (train then said '0 training
+    rows ... give --batch-size 1 or less')."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_text("not a photo")
+    (folder / "notes.txt").write_text("x")
+    store = tmp_path / "s.zarr"
+    args = ["extract", "--images", str(folder), "--store", str(store), "--feature", "hog", "--workers", "1"]
+    fails_cleanly(args, "no readable image among the 2 files", "a.jpg: not an image", "nothing was written")
+    assert not store.exists()
+
+
+def test_invert_has_the_max_pixels_its_refusal_names(tmp_path):
+    """Issue 49: invert refused a bomb saying to use --max-pixels, which invert did not have."""
+    from ..bad_images import header_only_png
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(header_only_png(30000, 30000))
+    output = fails_cleanly(["invert", str(bomb), "--feature", "hog", "--out", str(tmp_path / "o")], "--max-pixels")
+    assert "900,000,000" in output or "30000x30000" in output, output
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((64, 64, 3), 128, np.uint8))
+    args = ["invert", str(photo), "--feature", "hog", "--out", str(tmp_path / "p")]
+    fails_cleanly([*args, "--max-pixels", "1000"], "--max-pixels")  # 4,096 pixels: refused at this bound
+    assert CliRunner().invoke(main, [*args, "--max-pixels", "5000"]).exit_code == 0
+    assert (tmp_path / "p" / "photo.png").is_file()

@@ -280,14 +280,22 @@ def invert_files(
     size: int | None = None,
     weights: str | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    *,
+    max_pixels: int | None = None,
 ) -> tuple[torch.Tensor, Inversion]:
-    """Centre crops of image files at the representation's input size (N, C, S, S) and their pre-images."""
+    """Centre crops of image files at the representation's input size (N, C, S, S) and their pre-images (files
+    larger than ``max_pixels`` when decoded are refused: ``decode.DEFAULT_MAX_PIXELS`` unless given)."""
     from ...pipeline.contract import DRAFT_MIN_SIDE
-    from ...pipeline.decode import read_images
+    from ...pipeline.decode import DEFAULT_MAX_PIXELS, read_images
     from ...pipeline.images import center_square, to_float
 
     target = differentiable_target(spec, size, weights)
-    crops = np.stack([center_square(image, target.size) for image in read_images(paths, DRAFT_MIN_SIDE)])
+    crops = np.stack(
+        [
+            center_square(image, target.size)
+            for image in read_images(paths, DRAFT_MIN_SIDE, max_pixels or DEFAULT_MAX_PIXELS)
+        ]
+    )
     images = target.prepare(to_float(crops))
     with torch.no_grad():
         phi0 = target.phi(images.to(target.device))
