@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -224,6 +226,14 @@ def _pretrained_state(ref: str, tower) -> dict[str, torch.Tensor]:
         )
     except OSError as err:
         raise WeightsUnavailable(f"no weights for {ref}: {str(err).splitlines()[0]}") from None
+    except pickle.UnpicklingError as err:  # a torch file holding more than tensors: loading it could run code
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        raise WeightsUnavailable(
+            f"{ref}: its weights are a pickle (pytorch_model.bin) that holds more than tensors"
+            f"{f' ({found.group(1)})' if found else ''}; preimage loads only files that cannot run code: if you trust "
+            "it, convert it to model.safetensors (torch.load(..., weights_only=False), then "
+            "safetensors.torch.save_file of its tensors) and remove the .bin"
+        ) from None
     finally:
         transformers.logging.set_verbosity(verbosity)
         transformers.logging.enable_progress_bar()

@@ -387,3 +387,27 @@ def test_a_model_is_its_weights_wherever_its_folder_is(folders, photos, tmp_path
     )
     assert result.exit_code == 1 and "are not those the decoder was trained on" in result.output, result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_pickle_weights_are_one_line_that_says_how_to_convert_them(folders, photos, tmp_path):
+    """Issue 49: a folder whose weights are a pickle holding more than tensors (pytorch_model.bin, as old
+    checkpoints are) ran no code but ended in a 64-line traceback suggesting weights_only=False."""
+    import argparse
+    import shutil
+
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(folders["dinov2"].removeprefix("hf:"), folder)
+    state = load_file(folder / "model.safetensors")
+    state["args"] = argparse.Namespace(lr=0.1)  # what an old training script pickled beside its tensors
+    torch.save(state, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    images = write_crops(tmp_path / "images", photos, count=4, side=64)
+    store = tmp_path / "s.zarr"
+    args = ["extract", "--images", str(images), "--store", str(store), "--feature", f"hf:{folder}:encoder.layer.1"]
+    result = CliRunner().invoke(main, [*args, "--size", "32", "--workers", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "UnpicklingError" not in result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error:") and "a pickle (pytorch_model.bin)" in line and "argparse.Namespace" in line
+    assert "model.safetensors" in line and not store.exists()
