@@ -174,12 +174,12 @@ def check_agree(store_feature: FeatureIdentity, decoder: FeatureIdentity, where:
 # -- a store's features ---------------------------------------------------------------------------------------------
 
 
-def stored_name(store, feature: str | FeatureIdentity, weights_sha256: str | None = None) -> str:
+def stored_name(store, feature: str | FeatureIdentity) -> str:
     """The name ``store`` holds ``feature`` under: for an identity (what a decoder was trained on), the held feature
     that is the same representation (a model's layer by its weights' hash: no model is loaded); for a name, the
     name itself, the same model folder named another way (``hf:./dino`` for ``hf:/home/u/dino``), or the same layer
-    of a model with the same weights' hash wherever its folder was (``weights_sha256``, else the hash of the weights
-    the name's model loads). A ``StoreError`` saying how to add it otherwise."""
+    of a model with the same weights' hash (that the name's model loads) wherever its folder was. A ``StoreError``
+    saying how to add it otherwise."""
     held = store.feature_names()
     if isinstance(feature, FeatureIdentity):
         found = _held_identity(store, held, feature)
@@ -199,7 +199,7 @@ def stored_name(store, feature: str | FeatureIdentity, weights_sha256: str | Non
         return canonical
     twins = [name for name in held if layer and name.rpartition(":")[2] == layer and source_model(name)]
     if twins and source_model(model):
-        sha = weights_sha256 or model_hash(canonical)
+        sha = model_hash(canonical)
         for name in twins:
             if store.array(_path(name)).attrs.get("weights_sha256") == sha:
                 return name
@@ -242,11 +242,6 @@ def _missing(store, held: list[str], feature: str) -> str:
     except Exception:  # not a representation preimage computes: no extract to suggest
         add = ""
     raise StoreError(f"{store.path} has no {feature} features (it holds: {', '.join(held) or 'none'}){hint}{add}")
-
-
-def store_identity(store, feature: str | FeatureIdentity, weights_sha256: str | None = None) -> FeatureIdentity:
-    """The identity of ``feature`` as ``store`` holds it (under whatever name: :func:`stored_name`)."""
-    return FeatureIdentity.of_store(store, stored_name(store, feature, weights_sha256))
 
 
 def check_store(store, decoder: FeatureIdentity, feature: str | None = None) -> str:
@@ -297,7 +292,7 @@ def find_model(
             "on features of this model (preimage train)"
         )
     prefix, _, ref = decoder.backbone.partition(":")
-    if prefix == "hf" and (ref.startswith("/") or ref.startswith(".")) and not Path(ref).exists():
+    if prefix == "hf" and ref.startswith("/") and not Path(ref).exists():  # stores record folders absolute
         raise IdentityError(
             f"{decoder.backbone}: no such folder; the decoder was trained on that model (weights sha256 "
             f"{str(decoder.weights_sha256)[:16]}): give its folder where it is now with --model FOLDER"

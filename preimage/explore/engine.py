@@ -137,8 +137,9 @@ class Explorer:
 
     def _add_panel(self, name: str, source) -> None:
         located = locate(source)
+        models = self.models if self._model_given(located.identity) else ()  # others: where it was trained
         try:
-            job, image_size, dtype = decoder_job(located, hashes=self._hashes, models=self.models)
+            job, image_size, dtype = decoder_job(located, hashes=self._hashes, models=models)
         except IdentityError as err:
             raise ExploreError(f"{name}: {err}") from None
         config = located.settings() or {}

@@ -237,3 +237,21 @@ def test_the_explorer_finds_a_runs_moved_model_with_model(world):
         Explorer([world / "run"])
     explorer = Explorer([world / "run"], models=[str(world / "new" / "tiny")])
     assert explorer.panels["run"].feature == f"hf:{world / 'new' / 'tiny'}:{LAYER}"
+
+
+def test_the_explorers_model_folders_serve_only_the_decoders_of_their_weights(world, tmp_path):
+    """A --model folder of other weights leaves a run whose model is still where it was trained as it is (the
+    folders given are for the decoders of their own weights)."""
+    from preimage.explore.engine import Explorer
+
+    other = tmp_path / "other"
+    model = transformers.Dinov2Model.from_pretrained(world / "new" / "tiny")
+    for value in model.state_dict().values():
+        value.add_(0.01)
+    model.save_pretrained(other)
+    shutil.copy(world / "new" / "tiny" / "preprocessor_config.json", other)
+    run = tmp_path / "run-new"
+    spec = f"hf:{world / 'new' / 'tiny'}:{LAYER}"
+    ok("train", "--store", world / "new.zarr", "--feature", spec, "--out", run, "--epochs", 1, *TINY)
+    explorer = Explorer([run], models=[str(other)])
+    assert explorer.panels["run-new"].feature == spec

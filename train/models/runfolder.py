@@ -8,7 +8,6 @@ images | reconstructions); a HOGgles run holds ``hoggles.safetensors`` instead o
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,8 @@ class RunFolder:
 
     path: Path
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        object.__setattr__(self, "path", Path(path))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # a str or any os.PathLike given
 
     @property
     def checkpoint(self) -> Path:
