@@ -23,6 +23,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..runtime.extras import EXTRAS, MissingExtra, install_hint
+
 LOCK_FILE = ".extract.lock"
 
 
@@ -217,10 +219,9 @@ class ObjectBackend(Backend):
             self.fs = fsspec.filesystem(self.protocol, **self.settings)
         except ImportError as err:
             package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}.get(self.protocol)
-            raise ImportError(
-                f"{url}: stores at {self.protocol}:// URLs need {package or err.name}: pip install "
-                f"{package or err.name}"
-            ) from None
+            extra = next((name for name, modules in EXTRAS.items() if package in modules), None)
+            how = install_hint(extra) if extra else f"pip install {package or err.name}"
+            raise MissingExtra(f"{url}: stores at {self.protocol}:// URLs need {package or err.name}: {how}") from None
         except ValueError as err:
             raise ValueError(f"{url}: {err}") from None
         self.root = self.fs._strip_protocol(self.url)

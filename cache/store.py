@@ -24,6 +24,7 @@ which are complete.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
@@ -48,6 +49,42 @@ PENDING, READ, UNREADABLE = 0, 1, 2
 
 class StoreError(ValueError):
     """A store that cannot be used as asked (other parameters, other source, not a preimage store)."""
+
+
+def damaged_metadata(backend: Backend, where: str | os.PathLike, err: json.JSONDecodeError) -> StoreError:
+    """The error for a store whose metadata is not JSON: the file that is damaged, and why ``--repair`` does not
+    mend it."""
+    bad = next(
+        (key for key in backend.objects() if key.rsplit("/", 1)[-1] == "zarr.json" and not _parses(backend, key)), None
+    )
+    named = backend.locate(bad) if bad is not None else f"a zarr.json of {where}"
+    why = f"{err.msg.removesuffix(' at')} at line {err.lineno} column {err.colno}"
+    return StoreError(
+        f"{named} is damaged ({why}): it is the store's metadata (array shapes, codecs, the settings its features "
+        "were computed with), which extract --repair cannot rebuild (it recomputes damaged shards, rows and "
+        "progress); restore the file from a copy, or extract into a new --store"
+    )
+
+
+def _parses(backend: Backend, key: str) -> bool:
+    try:
+        json.loads(backend.read(key) or b"{}")
+    except ValueError:
+        return False
+    return True
+
+
+def _names_damaged_metadata(method):
+    """``method`` of a store, naming a damaged ``zarr.json`` zarr meets while reading (:func:`damaged_metadata`)."""
+
+    @functools.wraps(method)
+    def reading(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except json.JSONDecodeError as err:
+            raise damaged_metadata(self.backend, self.path, err) from None
+
+    return reading
 
 
 @dataclass(frozen=True)
@@ -167,6 +204,8 @@ class FeatureStore:
             raise FileNotFoundError(f"no store at {path}")
         try:
             group = zarr.open_group(backend.zarr_path(read_only=mode == "r"), mode=mode)
+        except json.JSONDecodeError as err:
+            raise damaged_metadata(backend, path, err) from None
         except Exception as err:
             raise StoreError(f"{path} is not a readable zarr v3 store: {err}") from None
         return cls(path, group, backend)
@@ -236,6 +275,7 @@ class FeatureStore:
     # -- rows and partitions --------------------------------------------------------------------------------
 
     @property
+    @_names_damaged_metadata
     def rows(self) -> int:
         """Rows of every array (read once: it never changes)."""
         if self._rows is None:
@@ -255,6 +295,7 @@ class FeatureStore:
         """Representations the store has arrays for (complete or not)."""
         return [progress_subject(p) for p in self.array_paths() if p.startswith("features/")]
 
+    @_names_damaged_metadata
     def ensure_feature(self, name: str, row_shape: tuple[int, ...], dtype: str, attrs: dict) -> zarr.Array:
         """The array of representation ``name``, created if new; an error naming any parameter that differs."""
         path = feature_path(name)
@@ -282,6 +323,7 @@ class FeatureStore:
         _create_progress(self.group, name, len(self.partitions()), self.checksums)
         return array
 
+    @_names_damaged_metadata
     def done(self, what: str) -> np.ndarray:
         """Boolean per partition: is ``images`` (or representation ``what``) complete there."""
         path = progress_path(what)
@@ -352,6 +394,7 @@ class FeatureStore:
 
     # -- reading ---------------------------------------------------------------------------------------------
 
+    @_names_damaged_metadata
     def array(self, path: str) -> zarr.Array:
         """Array ``path``, opened once; all-zero chunks (unreadable rows) are written rather than tested first."""
         if path not in self._arrays:
@@ -361,9 +404,11 @@ class FeatureStore:
     def features(self, name: str) -> zarr.Array:
         return self.array(feature_path(name))
 
+    @_names_damaged_metadata
     def status(self) -> np.ndarray:
         return self.group["status"][:]
 
+    @_names_damaged_metadata
     def failures(self) -> list[tuple[int, str, str]]:
         """(row, id, reason) of every unreadable row."""
         status = self.status()
@@ -373,6 +418,7 @@ class FeatureStore:
         ids, reasons = self.group["ids"][:], self.group["failures"][:]
         return [(int(r), str(ids[r]), str(reasons[r])) for r in rows]
 
+    @_names_damaged_metadata
     def array_paths(self) -> list[str]:
         """Every array of the store, as paths."""
         paths = []

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime.extras import import_extra
 from ..runtime.memory import MALLOC_SETTINGS
 
 CLUSTERS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
@@ -78,12 +79,7 @@ def batch_cluster(spec: BatchJobs, must_see: tuple[str | os.PathLike, ...] = (),
 
     Enters once the first worker has joined (a :class:`ClusterError` after ``spec.worker_timeout`` seconds
     otherwise, saying how many jobs were submitted); the jobs are cancelled on exit."""
-    try:
-        import dask_jobqueue
-    except ImportError:
-        raise ClusterError(
-            "--cluster needs dask-jobqueue: pip install 'preimage[cluster]' (or pip install dask-jobqueue)"
-        ) from None
+    dask_jobqueue = import_extra("dask_jobqueue", "cluster", "--cluster (batch jobs)")  # analyze sample, the API
     from distributed import Client
 
     if spec.kind not in CLUSTERS:

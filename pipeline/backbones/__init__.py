@@ -119,8 +119,11 @@ def create_backbone(name: str, weights: str | Path | None = None, random_init: b
         loaded = LoadedWeights("random initialisation", config.layers, state_dict_digest(network.state_dict()), ())
         return Backbone(config, network, loaded)
     tried: list[str] = []
-    candidates = [(f"file {weights}", lambda: _own_keys(network, load_state_dict(weights)), None)] if weights else []
-    candidates += [(s.name, s.load, s.layers) for s in config.sources]
+    if weights:  # a file the user named: it loads or it is the error, never skipped for another source
+        given = _own_keys(network, load_state_dict(weights))
+        candidates = [(f"file {weights}", lambda: given, None)]
+    else:
+        candidates = [(s.name, s.load, s.layers) for s in config.sources]
     for label, load, layers in candidates:
         try:
             state = load()

@@ -12,6 +12,7 @@ hub cache, or a download (not when ``HF_HUB_OFFLINE=1``); random weights only wh
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import os
@@ -21,21 +22,17 @@ from pathlib import Path
 
 import torch
 
+from ...runtime.extras import import_extra
 from .hooks import HookedModel, call_order
 from .registry import BackboneConfig, Preprocess, WeightSource
 from .weights import WeightsUnavailable
 
 PREFIX = "hf:"
-INSTALL = "pip install 'preimage[models]'"
 
 
 def _transformers():
     """The ``transformers`` package, or one line saying how to install it."""
-    try:
-        import transformers
-    except ImportError:
-        raise WeightsUnavailable(f"Hugging Face models need the transformers package: {INSTALL}") from None
-    return transformers
+    return import_extra("transformers", "models", "Hugging Face models (hf:ID:LAYER)")
 
 
 def offline() -> bool:
@@ -155,7 +152,7 @@ def hf_backbone_config(name: str) -> BackboneConfig:
         raise WeightsUnavailable(
             f"{name}: {where}; give a model id (hf:facebook/dinov2-small) or a folder that save_pretrained wrote"
         )
-    model_config = transformers.AutoConfig.for_model(**settings)
+    model_config = _known_architecture(name, settings, transformers)
     tower = _image_tower(model_config)
     processor = _read_json(ref, "preprocessor_config.json")
     if processor is None:
@@ -183,6 +180,27 @@ def hf_backbone_config(name: str) -> BackboneConfig:
         sources=(source,),
         description=f"Hugging Face {tower.model_type} ({ref})",
     )
+
+
+def _known_architecture(name: str, settings: dict, transformers):
+    """The config of an architecture transformers has built in; a model whose config names code of its own
+    (``auto_map``: remote code) or an unknown ``model_type`` is one line, and no code of the model's is run."""
+    if settings.get("auto_map"):
+        named = ", ".join(sorted({str(v) for v in settings["auto_map"].values()}))[:200]
+        raise WeightsUnavailable(
+            f"{name}: its config.json names code of its own to run (auto_map: {named}); preimage runs no model's "
+            "code, only architectures transformers has built in"
+        )
+    kind = str(settings.get("model_type", ""))
+    known = transformers.CONFIG_MAPPING
+    if kind not in known:
+        close = difflib.get_close_matches(kind, list(known.keys()), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise WeightsUnavailable(
+            f"{name}: model_type {kind[:60]!r} in its config.json is not an architecture transformers "
+            f"{transformers.__version__} has built in{hint}"
+        )
+    return transformers.AutoConfig.for_model(**settings)
 
 
 def _image_tower(model_config):

@@ -19,21 +19,19 @@ import math
 
 import torch
 
+from ...runtime.extras import import_extra
 from .hooks import HookedModel, call_order
 from .huggingface import offline
 from .registry import BackboneConfig, Preprocess, WeightSource
 from .weights import WeightsUnavailable, hub_file_present
 
 PREFIX = "timm:"
-INSTALL = "pip install 'preimage[timm]' (with a torchvision built for the installed torch)"
 
 
 def _timm():
     """The ``timm`` package, or one line saying how to install it (and why an installed one may not import)."""
     try:
-        import timm
-    except ImportError:
-        raise WeightsUnavailable(f"timm models need the timm package: {INSTALL}") from None
+        timm = import_extra("timm", "timm", "timm models (timm:MODEL:LAYER, with a torchvision built for this torch)")
     except RuntimeError as err:  # torchvision built for another torch: 'operator torchvision::nms does not exist'
         detail = str(err).splitlines()[0]
         raise WeightsUnavailable(

@@ -35,8 +35,17 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(path))
+        except Exception as err:  # SafetensorError, OSError: a damaged or foreign file
+            raise WeightsUnavailable(f"{path} is not a readable safetensors file ({str(err)[:120]})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file, or a pickle of more than tensors: nothing of it has run
+        raise WeightsUnavailable(
+            f"{path} is not a weights file preimage reads: neither safetensors nor a torch file of tensors alone "
+            "(preimage loads only what cannot run code)"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -11,16 +11,21 @@ from pathlib import Path
 import click
 
 from .options import (
+    MAX_SIDE,
+    OUT_FOLDER,
+    SEED,
     STORE,
     WEIGHTS,
     WEIGHTS_HELP,
     batch_job_options,
+    count,
     default_out,
     hidden_alias,
     model_option,
     optimize_config,
     optimize_options,
     parse_channels,
+    real,
 )
 
 
@@ -62,14 +67,15 @@ def analyze() -> None:
     help="heldout: the rows the run never saw; train: those it trained on; all: every row read (a store "
     "the decoder was not trained on).",
 )
-@click.option("--n", "rows", default=1000, show_default=True, help="At most this many rows of the split.")
-@hidden_alias("--rows", "rows", type=int)
+@click.option("--n", "rows", type=count(), default=1000, show_default=True, help="At most this many rows of the split.")
+@hidden_alias("--rows", "rows", type=count())
 def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     """The paper's normalised reconstruction error, PSNR, SSIM and LPIPS of a decoder on a split of a store (the same
     scoring as ``analyze layers``)."""
     from ..analysis.runs import read_run
     from ..cache.store import FeatureStore
     from ..train.models.zoo import ZOO_DIR
+    from ..train.scoring.metrics import lpips_text
     from ..train.training.evaluation import evaluate
 
     if decoder == ZOO_DIR:
@@ -100,7 +106,7 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     click.echo(f"  normalised error (Dosovitskiy & Brox, image space): {result['normalised_error']:.4f}")
     click.echo(f"  PSNR: {result['psnr']:.2f} dB")
     click.echo(f"  SSIM (first 64 images): {result['ssim']:.4f}")
-    click.echo(f"  LPIPS (AlexNet, v0.1): {result['lpips']:.4f}")
+    click.echo(f"  {lpips_text(result, 4).replace('LPIPS', 'LPIPS (AlexNet, v0.1):', 1)}")
 
 
 def decoder_option(command):
@@ -142,7 +148,7 @@ def out_option(command):
     guarded = click.option("--overwrite", is_flag=True, help="Replace this study's results in --out.")(guarded)
     return click.option(
         "--out",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=OUT_FOLDER,
         default=default_out("analyze"),
         show_default=True,
         help="The study folder (index.md shows every study run into it).",
@@ -218,10 +224,10 @@ def _held(runs: list, store) -> tuple[list, list[str]]:
 @click.option("--store", type=STORE, required=True)
 @decoder_option
 @feature_option("hog,alexnet:conv1-conv5", "The representations compared, e.g. hog,alexnet:conv1-conv5.")
-@click.option("--n", default=50, show_default=True, help="Held-out images compared.")
+@click.option("--n", type=count(), default=50, show_default=True, help="Held-out images compared.")
 @out_option
 @click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
-@click.option("--columns", default=8, show_default=True, help="Images shown in the figure.")
+@click.option("--columns", type=count(1, 1000), default=8, show_default=True, help="Images shown in the figure.")
 @click.option(
     "--hoggles",
     type=click.Path(exists=True, path_type=Path),
@@ -287,7 +293,7 @@ def _open(store: Path, decoders: tuple[Path, ...], features: str | None):
 
 @analyze.command()
 @_study_options
-@click.option("--n", default=1000, show_default=True, help="Held-out images per decoder.")
+@click.option("--n", type=count(), default=1000, show_default=True, help="Held-out images per decoder.")
 @click.option("--autoencoder", is_flag=True, help="Also the runs trained with --autoencoder (encoder fine-tuned).")
 def layers(store, decoders, features, out, n, autoencoder) -> None:
     """Normalised error per representation or layer (the paper's Figure 7), beside the mean-image baseline and
@@ -318,7 +324,7 @@ def _finish(out: Path, study: str, summary: str, files: list[Path]) -> None:
 
 @analyze.command()
 @_study_options
-@click.option("--n", default=1000, show_default=True, help="Held-out images per decoder.")
+@click.option("--n", type=count(), default=1000, show_default=True, help="Held-out images per decoder.")
 def perturb(store, decoders, features, out, n) -> None:
     """Error per layer with binarised, dropped-out and sparsified features (the paper's Figures 7 and 9)."""
     from ..analysis.studies import perturbation_study
@@ -335,7 +341,7 @@ def perturb(store, decoders, features, out, n) -> None:
 @analyze.command()
 @_study_options
 @click.option("--pair", default="0,1", show_default=True, help="Which two held-out images (their order).")
-@click.option("--steps", default=8, show_default=True, help="Points on the line, ends included.")
+@click.option("--steps", type=count(2, 1000), default=8, show_default=True, help="Points on the line, ends included.")
 def interpolate(store, decoders, features, out, pair, steps) -> None:
     """Reconstructions along the straight line between two images' features, per layer (Figure 10)."""
     from ..analysis.studies import interpolation_study
@@ -351,10 +357,24 @@ def interpolate(store, decoders, features, out, pair, steps) -> None:
 
 @analyze.command()
 @_study_options
-@click.option("--vectors", default=4096, show_default=True, help="Stored vectors the histograms are built from.")
-@click.option("--samples", default=8, show_default=True, help="Random vectors drawn per feature and method.")
-@click.option("--alpha", default=2.0, show_default=True, help="Scale of the histogram samples (the paper's 2).")
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--vectors", type=count(), default=4096, show_default=True, help="Stored vectors the histograms are built from."
+)
+@click.option(
+    "--samples",
+    type=count(1, 10_000),
+    default=8,
+    show_default=True,
+    help="Random vectors drawn per feature and method.",
+)
+@click.option(
+    "--alpha",
+    type=real(0, 1000, low_open=True),
+    default=2.0,
+    show_default=True,
+    help="Scale of the histogram samples (the paper's 2).",
+)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @batch_job_options
 def sample(store, decoders, features, out, vectors, samples, alpha, seed, batch) -> None:
     """Reconstructions of random feature vectors drawn from per-dimension histograms and from one truncated
@@ -377,9 +397,13 @@ def sample(store, decoders, features, out, vectors, samples, alpha, seed, batch)
 
 @analyze.command()
 @_study_options
-@click.option("--n", default=8, show_default=True, help="Held-out images in the figure.")
-@click.option("--error-rows", default=256, show_default=True, help="Held-out images the table is computed on.")
-@click.option("--k", default=5, show_default=True, help="How many of the largest scores are kept or zeroed.")
+@click.option("--n", type=count(), default=8, show_default=True, help="Held-out images in the figure.")
+@click.option(
+    "--error-rows", type=count(), default=256, show_default=True, help="Held-out images the table is computed on."
+)
+@click.option(
+    "--k", type=count(), default=5, show_default=True, help="How many of the largest scores are kept or zeroed."
+)
 @click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 def ablate(store, decoders, features, out, n, error_rows, k, weights) -> None:
     """Reconstructions from all class scores, the top-k only and the top-k zeroed, each named by the classifier
@@ -402,8 +426,10 @@ def ablate(store, decoders, features, out, n, error_rows, k, weights) -> None:
 def _mask_command(name: str, help_text: str):
     @analyze.command(name=name, help=help_text)
     @_study_options
-    @click.option("--n", default=256, show_default=True, help="Held-out images per decoder.")
-    @click.option("--window", type=int, default=None, help="Keep the central WxW cells of the feature map.")
+    @click.option("--n", type=count(), default=256, show_default=True, help="Held-out images per decoder.")
+    @click.option(
+        "--window", type=count(1, MAX_SIDE), default=None, help="Keep the central WxW cells of the feature map."
+    )
     @click.option("--channels", default=None, help="Keep channels START:STOP.")
     def command(store, decoders, features, out, n, window, channels) -> None:
         from ..analysis.studies import mask_study

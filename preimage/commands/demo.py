@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .options import default_out
+from .options import OUT_FOLDER, count, default_out
 
 SIZE = 128
 
@@ -38,10 +38,22 @@ def photo_crops(count: int, seed: int = 0) -> np.ndarray:
 
 
 @click.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("demo"), show_default=True)
-@click.option("--crops", default=1536, show_default=True, help="Crops of scikit-image's photos to train on.")
-@click.option("--steps", default=300, show_default=True, help="Training steps of 64 crops (about 4 minutes).")
-@click.option("--workers", type=int, default=None, help="Extraction worker processes [one per core].")
+@click.option("--out", type=OUT_FOLDER, default=default_out("demo"), show_default=True)
+@click.option(
+    "--crops",
+    type=count(64, 1 << 20),
+    default=1536,
+    show_default=True,
+    help="Crops of scikit-image's photos to train on.",
+)
+@click.option(
+    "--steps",
+    type=count(1, 1_000_000),
+    default=300,
+    show_default=True,
+    help="Training steps of 64 crops (about 4 minutes).",
+)
+@click.option("--workers", type=count(1, 256), default=None, help="Extraction worker processes [one per core].")
 def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
     """Extract HOG from crops of scikit-image's photos, train a small decoder, picture what HOG keeps."""
     import cv2
@@ -56,6 +68,7 @@ def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
     from ..pipeline.sources import hdf5_source
     from ..train.models.loading import load_decoder
     from ..train.models.runfolder import RunFolder
+    from ..train.scoring.metrics import lpips_text
     from ..train.training.data import split_rows
     from ..train.training.evaluation import evaluate
     from ..train.training.trainer import TrainConfig, train
@@ -87,7 +100,7 @@ def demo(out: Path, crops: int, steps: int, workers: int | None) -> None:
     click.echo(
         f"3/3 trained {steps} steps; held-out crops ({result['heldout_rows']}): normalised error "
         f"{result['normalised_error']:.3f}, PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, "
-        f"LPIPS {result['lpips']:.3f} "
+        f"{lpips_text(result)} "
         "(held-out crops come from the same photos as the training ones, so this is optimistic)"
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..pipeline.decode import DEFAULT_MAX_PIXELS
-from .options import STORE
+from .options import STORE, count
 
 
 @click.command()
@@ -30,7 +30,7 @@ from .options import STORE
     show_default=True,
     help="The address to listen on; anything but loopback exposes the page, which has no authentication.",
 )
-@click.option("--port", default=0, show_default=True, help="The port (0: a free one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="The port (0: a free one).")
 @click.option(
     "--model",
     "models",
@@ -43,12 +43,12 @@ from .options import STORE
     "--max-upload-mb",
     default=32,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=count(1, 1 << 20),
     help="The largest photo file an upload may be, in MiB.",
 )
 @click.option(
     "--max-pixels",
-    type=click.IntRange(min=1),
+    type=count(1, 1 << 40),
     default=DEFAULT_MAX_PIXELS,
     show_default=True,
     help="Refuse an uploaded photo larger than this when decoded (about 16 bytes a pixel to decode).",
@@ -57,6 +57,9 @@ def explore(store, decoders, models, host, port, max_upload_mb, max_pixels) -> N
     """Serve a page (offline, every asset from the package) where a dropped or chosen photo is reconstructed by
     every shipped decoder (and --decoder runs), its features perturbed, blended with another photo's or drawn from
     a store's histograms, or inverted by optimisation. Stop it with Ctrl-C."""
+    from ..runtime.extras import require
+
+    require("explore", "preimage explore")  # before anything is loaded: one line naming the extra
     from ..explore.engine import Explorer
     from ..explore.server import LOOPBACK, bind, create_app, serve
 

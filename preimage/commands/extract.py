@@ -10,7 +10,7 @@ import click
 
 from ..pipeline.cluster import DASHBOARD_ADDRESS
 from ..pipeline.decode import DEFAULT_MAX_PIXELS
-from .options import NEW_STORE, SIDE, WEIGHTS, WEIGHTS_HELP, batch_job_options, hidden_alias
+from .options import NEW_STORE, SIDE, WEIGHTS, WEIGHTS_HELP, batch_job_options, count, hidden_alias
 
 DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 
@@ -35,10 +35,12 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
     "--size", type=SIDE, default=128, show_default=True, help="Side of the stored images and hand-crafted inputs."
 )
 @click.option(
-    "--shard-rows", type=click.IntRange(min=1), default=64, show_default=True, help="Rows per shard (and per task)."
+    "--shard-rows", type=count(1, 1 << 20), default=64, show_default=True, help="Rows per shard (and per task)."
 )
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler (tcp://host:8786).")
-@click.option("--workers", type=int, default=None, help="Worker processes of the local cluster [one per core].")
+@click.option(
+    "--workers", type=count(1, 256), default=None, help="Worker processes of the local cluster [one per core]."
+)
 @batch_job_options
 @click.option(
     "--dashboard-address",
@@ -50,7 +52,7 @@ DEFAULT_FEATURES = "hog,lbp,sift,alexnet:conv1-conv5"
 @click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 @click.option(
     "--max-pixels",
-    type=click.IntRange(min=1),
+    type=count(1, 1 << 40),
     default=DEFAULT_MAX_PIXELS,
     show_default=True,
     help="Refuse, as an unreadable row with the reason, any image larger than this when decoded (about 16 "
@@ -86,13 +88,18 @@ def extract(
     Only what the store lacks is computed: run the same command again after a crash to finish, or with more
     --features to add them. Unreadable files are recorded with their reason in the store's `failures`.
     """
+    from ..cache.backend import backend_for
     from ..pipeline.cluster import local_cluster, remote_cluster
     from ..pipeline.extract import extract as run_extract
     from ..pipeline.features import expand_specs, get_representation
     from ..pipeline.sources import open_source
+    from ..runtime.extras import require
 
     for name in expand_specs(specs):  # a wrong model or layer name fails before a large folder is listed
         get_representation(name)
+    backend = backend_for(store)  # an s3:// store without s3fs: one line, before the folder is listed
+    if batch:
+        require("cluster", "--cluster (batch jobs)")
     source = open_source(images, exclude=store)  # an existing store inside the image folder is skipped
     label = source.location if source.kind != "sample-photos" else "scikit-image's sample photos (no --images given)"
     click.echo(f"source: {label}: {len(source)} files, {len(source.class_names)} classes")
@@ -124,9 +131,6 @@ def extract(
         factory = partial(remote_cluster, scheduler, announce)
     else:
         factory = partial(local_cluster, workers, announce, dashboard_address)
-    from ..cache.backend import backend_for
-
-    backend = backend_for(store)
     new_store = not backend.exists()
     summary = run_extract(
         store,

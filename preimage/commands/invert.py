@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from .options import SIDE, WEIGHTS, WEIGHTS_HELP, default_out, model_option, optimize_config, optimize_options
+from .options import (
+    OUT_FOLDER,
+    SIDE,
+    WEIGHTS,
+    WEIGHTS_HELP,
+    count,
+    default_out,
+    model_option,
+    optimize_config,
+    optimize_options,
+)
 
 
 @click.command()
@@ -44,14 +54,12 @@ from .options import SIDE, WEIGHTS, WEIGHTS_HELP, default_out, model_option, opt
     default=None,
     help="With --method optimize: input side [default: 128 HOG, the backbone's size for CNN layers].",
 )
-@click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("invert"), show_default=True
-)
+@click.option("--out", type=OUT_FOLDER, default=default_out("invert"), show_default=True)
 @click.option("--weights", type=WEIGHTS, default=None, help=WEIGHTS_HELP)
 @model_option
 @click.option(
     "--max-pixels",
-    type=click.IntRange(min=1),
+    type=count(1, 1 << 40),
     default=None,
     help="Refuse an image larger than this when decoded (about 16 bytes a pixel to decode) [default: 64 Mpx, "
     "as extract].",

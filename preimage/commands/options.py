@@ -4,9 +4,16 @@ and one default output folder per command (``out/<command>``)."""
 from __future__ import annotations
 
 import functools
+import math
+import re
 from pathlib import Path
 
 import click
+
+
+def looks_like_a_url(text: str) -> bool:
+    """``s3:/bucket``, ``gs:/x``: a URL's scheme with one slash, which would otherwise be a local folder ``s3:``."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/(?!/)", text) is not None
 
 
 class StoreLocation(click.ParamType):
@@ -22,6 +29,10 @@ class StoreLocation(click.ParamType):
         text = str(value)
         if "://" in text and not text.startswith("file://"):
             return text
+        if not text.removeprefix("file://").strip():  # an unset shell variable: never the current folder
+            self.fail("an empty path; name the store's folder", param, ctx)
+        if looks_like_a_url(text):
+            self.fail(f"{text[:80]!r} looks like a URL with one slash too few (s3://bucket/store.zarr)", param, ctx)
         path = Path(text.removeprefix("file://"))
         if self.exists and not path.exists():
             self.fail(f"Path {text!r} does not exist.", param, ctx)
@@ -41,10 +52,52 @@ class WeightsArgument(click.ParamType):
         self.fail(f"{value!r}: no such weights file (or write 'random' for random weights)", param, ctx)
 
 
+class OutFolder(click.Path):
+    """A folder a command writes into (made when missing). Never empty (an unset shell variable would write into the
+    current folder: ``.`` says so) and never a URL (outputs other than stores are local files)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx) -> Path:
+        text = str(value)
+        if not text.strip():
+            self.fail("an empty path; name the folder ('.' for the current one)", param, ctx)
+        if looks_like_a_url(text) or "://" in text:
+            self.fail(f"{text[:80]!r} looks like a URL; this output is written to a local folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+OUT_FOLDER = OutFolder()
 MAX_SIDE = 4096  # the largest image side a command computes features at: far above any real run, far below what
 # would exhaust memory (a 100000 px side asked cv2 for 30 GB)
 SIDE = click.IntRange(16, MAX_SIDE)  # --size: the shorter side of any image preimage reads is at least 16 (decode)
 
+MAX_COUNT = 10**9  # the most of anything a count option takes (rows, steps, epochs): a typo, not a plan, above it
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy and torch generators both take
+
+
+def count(low: int = 1, high: int = MAX_COUNT) -> click.IntRange:
+    """A whole number of things in ``[low, high]``."""
+    return click.IntRange(low, high)
+
+
+class Real(click.FloatRange):
+    """A finite number in a range (click's FloatRange lets ``nan`` through: every comparison with it is false)."""
+
+    def convert(self, value, param, ctx) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+def real(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Real:
+    """A finite number in ``[low, high]``, either end left out as asked."""
+    return Real(low, high, min_open=low_open, max_open=high_open)
+
+
+FRACTION = real(0, 1)
 WEIGHTS = WeightsArgument()
 WEIGHTS_HELP = "Model weights: a file (safetensors or a state_dict), or 'random' (a randomly initialised model)."
 STORE = StoreLocation()  # a store a command reads or adds to
@@ -110,10 +163,10 @@ def batch_job_options(command):
             help="Run the dask workers as batch jobs of this scheduler (dask-jobqueue); the store must be "
             "on a filesystem every job sees.",
         ),
-        click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="With --cluster: jobs."),
+        click.option("--jobs", type=count(1, 10_000), default=2, show_default=True, help="With --cluster: jobs."),
         click.option(
             "--cores",
-            type=click.IntRange(min=1),
+            type=count(1, 1024),
             default=1,
             show_default=True,
             help="With --cluster: cores per job (torch threads of its worker).",
@@ -133,7 +186,7 @@ def batch_job_options(command):
         ),
         click.option(
             "--worker-timeout",
-            type=float,
+            type=real(0, 7 * 86400, low_open=True),
             default=600.0,
             show_default=True,
             help="With --cluster: seconds to wait for the first worker before giving up.",
@@ -159,12 +212,23 @@ def model_option(command):
 def optimize_options(command):
     """The optimisation settings shared by ``invert --method optimize`` and ``analyze compare``."""
     options = [
-        click.option("--steps", type=int, default=None, help="Gradient steps [default: 400 CNN, 800 HOG]."),
-        click.option("--lr", type=float, default=None, help="Initial rate of the step decay [default: 0.004]."),
-        click.option("--lambda-tv", type=float, default=None, help="TV weight [default: by depth, the paper's]."),
-        click.option("--restarts", type=int, default=1, show_default=True, help="Pre-images per image."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--window", type=int, default=None, help="Keep only the central WxW cells of the feature."),
+        click.option(
+            "--steps", type=count(1, 100_000), default=None, help="Gradient steps [default: 400 CNN, 800 HOG]."
+        ),
+        click.option(
+            "--lr",
+            type=real(0, 10, low_open=True),
+            default=None,
+            help="Initial rate of the step decay [default: 0.004].",
+        ),
+        click.option(
+            "--lambda-tv", type=real(0, 1e12), default=None, help="TV weight [default: by depth, the paper's]."
+        ),
+        click.option("--restarts", type=count(1, 1000), default=1, show_default=True, help="Pre-images per image."),
+        click.option("--seed", type=SEED, default=0, show_default=True),
+        click.option(
+            "--window", type=count(1, MAX_SIDE), default=None, help="Keep only the central WxW cells of the feature."
+        ),
         click.option("--channels", default=None, help="Keep only channels START:STOP of the feature."),
     ]
     for option in reversed(options):

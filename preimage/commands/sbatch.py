@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from .options import count
+
 
 def _directives(pairs: list[tuple[str, object]]) -> list[str]:
     return [f"#SBATCH --{name}={value}" for name, value in pairs if value not in (None, "")]
@@ -134,18 +136,18 @@ def extract_script(
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--nodes", type=count(1, 100_000), default=1, show_default=True)
 @click.option(
     "--processes-per-node",
-    type=click.IntRange(min=1),
+    type=count(1, 1024),
     default=1,
     show_default=True,
     help="Training ranks per node: one per GPU (gloo on CPUs).",
 )
-@click.option("--gpus-per-node", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--gpus-per-node", type=count(0, 64), default=0, show_default=True)
 @click.option(
     "--cpus-per-task",
-    type=click.IntRange(min=1),
+    type=count(1, 4096),
     default=2,
     show_default=True,
     help="CPU cores per rank (train) or for the whole job (extract).",
@@ -156,7 +158,7 @@ def extract_script(
 @click.option("--mem", "memory", default=None, help="Memory per node, e.g. 32G.")
 @click.option(
     "--signal-seconds",
-    type=click.IntRange(min=10),
+    type=count(10, 86400),
     default=60,
     show_default=True,
     help="How long before the time limit SLURM asks the training to stop with a checkpoint.",

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from .options import default_out
+from .options import OUT_FOLDER, default_out
 
 HANDCRAFTED_SIZE = 128
 
 
 @click.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=default_out("tour"), show_default=True)
+@click.option("--out", type=OUT_FOLDER, default=default_out("tour"), show_default=True)
 def tour(out: Path) -> None:
     """Compute HOG, LBP, SIFT and CNN layers on scikit-image's photos; write a picture of what HOG keeps."""
     import cv2

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from .options import STORE, parse_pairs
+from .options import FRACTION, OUT_FOLDER, SEED, SIDE, STORE, count, parse_pairs, real
 
 
 @click.command()
@@ -22,22 +20,36 @@ from .options import STORE, parse_pairs
     help="decoder: the up-convolutional network; hoggles: Vondrick et al.'s paired dictionary for HOG "
     "(--atoms, --window, --sparsity; --max-steps dictionary updates, default 1000).",
 )
-@click.option("--atoms", default=1024, show_default=True, help="--method hoggles: dictionary size (ihog's).")
-@click.option("--window", default=5, show_default=True, help="--method hoggles: HOG cells per window side.")
-@click.option("--sparsity", default=0.02, show_default=True, help="--method hoggles: the lasso's lambda.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="The run folder.")
-@click.option("--target-size", default=64, show_default=True, help="Side of the reconstructed images.")
-@click.option("--epochs", default=10, show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True, help="Adam's rate (0.9, 0.999), decayed at the end.")
+@click.option(
+    "--atoms",
+    type=count(1, 1 << 20),
+    default=1024,
+    show_default=True,
+    help="--method hoggles: dictionary size (ihog's).",
+)
+@click.option(
+    "--window", type=count(1, 64), default=5, show_default=True, help="--method hoggles: HOG cells per window side."
+)
+@click.option(
+    "--sparsity", type=real(0, 1e6), default=0.02, show_default=True, help="--method hoggles: the lasso's lambda."
+)
+@click.option("--out", type=OUT_FOLDER, required=True, help="The run folder.")
+@click.option("--target-size", type=SIDE, default=64, show_default=True, help="Side of the reconstructed images.")
+@click.option("--epochs", type=count(1, 1_000_000), default=10, show_default=True)
+@click.option("--batch-size", type=count(1, 1 << 16), default=64, show_default=True)
+@click.option(
+    "--lr", type=real(0, 10), default=1e-3, show_default=True, help="Adam's rate (0.9, 0.999), decayed at the end."
+)
 @click.option(
     "--decay-from",
+    type=FRACTION,
     default=0.7,
     show_default=True,
     help="Fraction of the steps after which the rate decays (cosine) to 1% of --lr.",
 )
 @click.option(
     "--width",
+    type=count(1, 4096),
     default=128,
     show_default=True,
     help="Channels at the decoder's bottleneck (docs/quality.md: 128 hand-crafted, 64 CNN layers).",
@@ -53,19 +65,26 @@ from .options import STORE, parse_pairs
     "starts a resize one from its kernels, scaled to the same response to smooth input; from a resize "
     "decoder (or through one, from a zero-fill decoder) a sub-pixel one computing the same.",
 )
-@click.option("--seed", default=0, show_default=True)
-@click.option("--held-out", default=0.1, show_default=True, help="Fraction of ids (by path hash) kept for tests.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option(
+    "--held-out",
+    type=real(0, 1, low_open=True, high_open=True),
+    default=0.1,
+    show_default=True,
+    help="Fraction of ids (by path hash) kept for tests.",
+)
 @click.option(
     "--train-fraction",
+    type=real(0, 1, low_open=True),
     default=1.0,
     show_default=True,
     help="Train on this fraction of the training part, the same photos every time (a second path "
     "hash; smaller fractions are subsets of larger ones): learning curves. The held-out part stays "
     "whole.",
 )
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
-@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (a budget).")
-@click.option("--checkpoint-every", default=100, show_default=True, help="Steps between checkpoints.")
+@click.option("--workers", type=count(0, 256), default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--max-steps", type=count(), default=None, help="Stop after this many steps (a budget).")
+@click.option("--checkpoint-every", type=count(), default=100, show_default=True, help="Steps between checkpoints.")
 @click.option(
     "--resume",
     type=click.Choice(["yes", "auto"]),
@@ -178,6 +197,7 @@ def train(
         return
     if feature is None:
         raise click.UsageError("--method decoder needs --feature, e.g. --feature hog")
+    from ..train.scoring.metrics import lpips_text
     from ..train.training.trainer import TrainConfig
     from ..train.training.trainer import train as run
 
@@ -210,6 +230,6 @@ def train(
     if result:
         click.echo(
             f"held-out ({result['heldout_rows']} images): normalised error {result['normalised_error']:.3f}, "
-            f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, LPIPS {result['lpips']:.3f}"
+            f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f}, {lpips_text(result)}"
         )
     click.echo(f"run folder: {out} (checkpoint.safetensors, metrics.jsonl, preview-eNNN.png)")

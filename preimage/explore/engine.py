@@ -383,7 +383,7 @@ class Explorer:
         try:
             return self.jobs[ident]
         except KeyError:
-            raise ExploreError(f"no optimisation {ident!r}") from None
+            raise ExploreError(f"no optimisation {ident[:40]!r}") from None
 
 
 def png_data_url(image: torch.Tensor) -> str:

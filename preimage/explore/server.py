@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import socket
 import tempfile
+import traceback
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -16,10 +18,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .engine import PERTURBATION_KINDS, ExploreError, Explorer
+from .requests import (
+    MAX_BODY,
+    Body,
+    InterpolateRequest,
+    OptimizeRequest,
+    PhotoRequest,
+    ReconstructRequest,
+    RequestError,
+    SampleRequest,
+    parse,
+    shorten,
+)
 
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}  # all the page needs
 MAX_UPLOAD = 32 * 1024 * 1024  # bytes per uploaded photo
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MAX_MESSAGE = 600  # characters of an error the page is sent: an id or name in it is bounded by its schema already
 
 
 def asset(name: str) -> bytes:
@@ -55,7 +70,10 @@ def create_app(explorer: Explorer, max_upload: int = MAX_UPLOAD) -> Starlette:
 
     async def upload(request: Request) -> JSONResponse:
         name = Path(request.headers.get("x-filename", "upload")).name[:200] or "upload"
-        declared = int(request.headers.get("content-length") or 0)
+        try:
+            declared = declared_length(request)
+        except RequestError as err:
+            return JSONResponse({"error": str(err)}, status_code=err.status)
         if declared > max_upload:
             return too_large(name, declared, max_upload)
         with tempfile.NamedTemporaryFile(prefix="preimage-explore-", suffix=Path(name).suffix[:10]) as tmp:
@@ -71,31 +89,27 @@ def create_app(explorer: Explorer, max_upload: int = MAX_UPLOAD) -> Starlette:
             ident = await run_in_threadpool(explorer.add_file, tmp.name, name)
         return JSONResponse({"id": ident, "name": name})
 
-    def reconstruct(request: Request, body: dict) -> dict:
-        perturbation = {
-            k: v
-            for k, v in (body.get("perturbation") or {}).items()
-            if k in ("kind", "amount", "seed", "start", "stop", "top", "left", "size")
-        }
-        return explorer.reconstruct(body["photo"], body["panel"], **perturbation)
+    def reconstruct(body: ReconstructRequest) -> dict:
+        perturbation = body.perturbation.model_dump() if body.perturbation else {}
+        return explorer.reconstruct(body.photo, body.panel, **perturbation)
 
-    def photo(request: Request, body: dict) -> dict:
-        return explorer.crop_picture(body["photo"])
+    def photo(body: PhotoRequest) -> dict:
+        return explorer.crop_picture(body.photo)
 
-    def interpolate(request: Request, body: dict) -> dict:
-        return explorer.interpolate(body["first"], body["second"], body["panel"], float(body["t"]))
+    def interpolate(body: InterpolateRequest) -> dict:
+        return explorer.interpolate(body.first, body.second, body.panel, body.t)
 
-    def sample(request: Request, body: dict) -> dict:
-        return explorer.sample(body["panel"], int(body.get("seed", 0)))
+    def sample(body: SampleRequest) -> dict:
+        return explorer.sample(body.panel, body.seed)
 
-    def optimize(request: Request, body: dict) -> dict:
-        return {"job": explorer.optimize(body["photo"], body["feature"], int(body.get("steps", 200)))}
+    def optimize(body: OptimizeRequest) -> dict:
+        return {"job": explorer.optimize(body.photo, body.feature, body.steps)}
 
     def job(request: Request) -> JSONResponse:
         try:
             found = explorer.job(request.path_params["job"])
         except ExploreError as err:
-            return JSONResponse({"error": str(err)}, status_code=404)
+            return JSONResponse({"error": shorten(str(err), MAX_MESSAGE)}, status_code=404)
         if request.method == "DELETE":
             found.stop.set()
         return JSONResponse(
@@ -116,42 +130,63 @@ def create_app(explorer: Explorer, max_upload: int = MAX_UPLOAD) -> Starlette:
         Route("/static/{name:path}", static),
         Route("/api/state", state),
         Route("/api/upload", upload, methods=["POST"]),
-        Route("/api/photo", json_endpoint(photo), methods=["POST"]),
-        Route("/api/reconstruct", json_endpoint(reconstruct), methods=["POST"]),
-        Route("/api/interpolate", json_endpoint(interpolate), methods=["POST"]),
-        Route("/api/sample", json_endpoint(sample), methods=["POST"]),
-        Route("/api/optimize", json_endpoint(optimize), methods=["POST"]),
+        Route("/api/photo", json_endpoint(photo, PhotoRequest), methods=["POST"]),
+        Route("/api/reconstruct", json_endpoint(reconstruct, ReconstructRequest), methods=["POST"]),
+        Route("/api/interpolate", json_endpoint(interpolate, InterpolateRequest), methods=["POST"]),
+        Route("/api/sample", json_endpoint(sample, SampleRequest), methods=["POST"]),
+        Route("/api/optimize", json_endpoint(optimize, OptimizeRequest), methods=["POST"]),
         Route("/api/optimize/{job}", job, methods=["GET", "DELETE"]),
     ]
     app = Starlette(routes=routes, exception_handlers={ExploreError: explore_error})
     return app
 
 
-def json_endpoint(handler):
-    """A JSON-in, JSON-out endpoint run in the thread pool: a missing field or a value the explorer refuses is a
-    400 with the message for the page."""
+def json_endpoint(handler: Callable[[Body], dict], schema: type[Body]):
+    """A JSON-in, JSON-out endpoint run in the thread pool: the body is read up to ``MAX_BODY`` bytes and validated
+    against ``schema`` before ``handler`` sees it; a body that is not what it declares, or a request the explorer
+    refuses, is a 4xx with one line for the page; any other failure is the explorer's (500, traceback in its log)."""
 
     async def endpoint(request: Request) -> JSONResponse:
         from starlette.concurrency import run_in_threadpool
 
         try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the request's body is not JSON"}, status_code=400)
-        if not isinstance(body, dict):
-            return JSONResponse({"error": "the request's body is not a JSON object"}, status_code=400)
+            body = parse(schema, await read_bounded(request, MAX_BODY))
+        except RequestError as err:
+            return JSONResponse({"error": str(err)}, status_code=err.status)
         try:
-            return JSONResponse(await run_in_threadpool(handler, request, body))
-        except KeyError as err:
-            return JSONResponse({"error": f"the request lacks {err}"}, status_code=400)
-        except (TypeError, ValueError) as err:
-            return JSONResponse({"error": str(err)}, status_code=400)
+            return JSONResponse(await run_in_threadpool(handler, body))
+        except ExploreError as err:  # a valid request the explorer cannot serve (no such photo, no store, ...)
+            return JSONResponse({"error": shorten(str(err), MAX_MESSAGE)}, status_code=400)
+        except Exception as err:  # past the schema, anything else is the explorer's fault: a 500, logged here
+            traceback.print_exc()
+            return JSONResponse({"error": f"the explorer failed ({type(err).__name__}); see its log"}, status_code=500)
 
     return endpoint
 
 
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) as soon as it is over ``limit`` bytes: declared or received."""
+    if declared_length(request) > limit:
+        raise RequestError(f"the request's body is over {limit // 1024} KiB", status=413)
+    chunks, received = [], 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise RequestError(f"the request's body is over {limit // 1024} KiB", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def declared_length(request: Request) -> int:
+    """The body's length as its Content-Length header declares it (0 when absent)."""
+    declared = request.headers.get("content-length", "0").strip()
+    if not declared.isdigit():
+        raise RequestError("the request's Content-Length is not a number of bytes")
+    return int(declared)
+
+
 async def explore_error(request: Request, err: Exception) -> JSONResponse:
-    return JSONResponse({"error": str(err)}, status_code=400)
+    return JSONResponse({"error": shorten(str(err), MAX_MESSAGE)}, status_code=400)
 
 
 def too_large(name: str, size: int, limit: int) -> JSONResponse:

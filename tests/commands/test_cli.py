@@ -136,5 +136,6 @@ def test_train_defaults_match_the_documented_recipe():
     result = CliRunner().invoke(main, ["train", "--help"])
     assert result.exit_code == 0
     help_text = " ".join(result.output.split())
-    assert "--width INTEGER" in help_text and "[default: 128]" in help_text.split("--width", 1)[1].split("--", 1)[0]
+    width = help_text.split("--width", 1)[1].split("--", 1)[0]
+    assert width.startswith(" INTEGER RANGE") and "[default: 128;" in width
     assert "[default: auto]" in help_text.split("--precision", 1)[1].split("--", 1)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -235,23 +236,51 @@ def test_a_run_writes_a_bounded_number_of_previews():
         )
 
 
+BEFORE_SHAPING_STORE = Path(__file__).resolve().parents[1] / "data" / "before-shaping" / "store.zarr"
+
+
 @pytest.mark.parametrize(
     "option, value, says",
     [
-        ("--batch-size", "0", "--batch-size must be at least 1; got 0"),
-        ("--epochs", "0", "--epochs must be at least 1; got 0"),
-        ("--held-out", "1.5", "--held-out is the fraction of photos kept out of training, in (0, 1); got 1.5"),
-        ("--lr", "nan", "--lr must be a finite number, at least 0; got nan"),
+        ("--batch-size", "0", "Invalid value for '--batch-size': 0 is not in the range 1<=x<=65536"),
+        ("--epochs", "0", "Invalid value for '--epochs': 0 is not in the range 1<=x<=1000000"),
+        ("--held-out", "1.5", "Invalid value for '--held-out': 1.5 is not in the range 0<x<1"),
+        ("--lr", "nan", "Invalid value for '--lr': 'nan' is not a finite number"),
+        (
+            "--target-size",
+            "64 --batch-size 8",
+            "stored images of 32 pixels cannot be averaged down to 64 (--target-size)",
+        ),
     ],
 )
 def test_a_training_setting_out_of_range_is_one_line_and_leaves_no_run(tmp_path, option, value, says):
     """Issue 49: --batch-size 0 was a ZeroDivisionError, --epochs 0 left an untrained run, --held-out 1.5 ended in
-    'give --batch-size 1 or less'."""
+    'give --batch-size 1 or less'; a --target-size the stored images cannot be averaged down to left a run folder
+    with an untrained checkpoint (found by the fuzz tests)."""
     store = tmp_path / "store.zarr"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "before-shaping" / "store.zarr", store)
+    shutil.copytree(BEFORE_SHAPING_STORE, store)
     fails_cleanly(
-        ["train", "--store", str(store), "--feature", "hog", "--out", str(tmp_path / "run"), option, value], says
+        ["train", "--store", str(store), "--feature", "hog", "--out", str(tmp_path / "run"), option, *value.split()],
+        says,
     )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "setting, says",
+    [
+        ({"batch_size": 0}, "--batch-size must be at least 1; got 0"),
+        ({"epochs": 0}, "--epochs must be at least 1; got 0"),
+        ({"held_out": 1.5}, "--held-out is the fraction of photos kept out of training, in (0, 1); got 1.5"),
+        ({"lr": float("nan")}, "--lr must be a finite number, at least 0; got nan"),
+    ],
+)
+def test_the_python_api_refuses_the_same_settings_before_writing(tmp_path, setting, says):
+    from preimage.train.training.trainer import TrainConfig, train
+
+    config = TrainConfig(str(BEFORE_SHAPING_STORE), "hog", str(tmp_path / "run"), **setting)
+    with pytest.raises(ValueError, match=re.escape(says)):
+        train(config, show_progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -277,7 +306,7 @@ def test_extract_names_the_one_option_that_is_wrong(tmp_path):
     result = CliRunner().invoke(
         main, ["extract", "--images", str(tmp_path), "--store", str(tmp_path / "s.zarr"), "--shard-rows", "0"]
     )
-    assert result.exit_code == 1 and "'--shard-rows': 0 is not in the range x>=1" in result.output
+    assert result.exit_code == 1 and "'--shard-rows': 0 is not in the range 1<=x<=1048576" in result.output
     assert "--size" not in result.output.split("Error:")[-1]
 
 
@@ -330,3 +359,44 @@ def test_invert_has_the_max_pixels_its_refusal_names(tmp_path):
     fails_cleanly([*args, "--max-pixels", "1000"], "--max-pixels")  # 4,096 pixels: refused at this bound
     assert CliRunner().invoke(main, [*args, "--max-pixels", "5000"]).exit_code == 0
     assert (tmp_path / "p" / "photo.png").is_file()
+
+
+@pytest.mark.parametrize("damaged", ["zarr.json", "features/hog/zarr.json"])
+def test_a_damaged_zarr_json_is_named_with_what_repair_cannot_rebuild(tmp_path, damaged):
+    """Issue 49: one byte changed in a zarr.json made verify, info, train and extract --repair say only 'Invalid
+    control character at: line 1 column 10'."""
+    store = tmp_path / "store.zarr"
+    shutil.copytree(BEFORE_SHAPING_STORE, store)
+    metadata = bytearray((store / damaged).read_bytes())
+    metadata[9] = 0x01
+    (store / damaged).write_bytes(bytes(metadata))
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((40, 40, 3), 90, np.uint8))
+    says = (f"{store / damaged} is damaged (Invalid control character at line", "extract --repair cannot rebuild")
+    for args in (
+        ["info", str(store)],
+        ["verify", str(store)],
+        ["train", "--store", str(store), "--feature", "hog", "--out", str(tmp_path / "run"), "--target-size", "16"],
+        ["extract", "--images", str(images), "--store", str(store), "--feature", "hog", "--repair"],
+    ):
+        output = fails_cleanly(args, *says)
+        assert len([line for line in output.splitlines() if line.startswith("Error:")]) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".pt", ".safetensors"])
+def test_a_weights_file_that_is_not_one_is_the_error_never_skipped_for_other_weights(tmp_path, suffix):
+    """Found by the fuzz tests: invert --weights NOTES.txt was a 40-line UnpicklingError traceback (a .safetensors
+    one a SafetensorError); and a given file that could not be loaded was skipped for the next source of weights,
+    so once the error was a WeightsUnavailable, the picture came from weights the user did not give."""
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((40, 40, 3), 90, np.uint8))
+    notes = tmp_path / f"notes{suffix}"
+    notes.write_text("not what was asked for")
+    out = tmp_path / "out"
+    output = fails_cleanly(
+        ["invert", str(photo), "--feature", "alexnet:conv1", "--weights", str(notes), "--out", str(out)]
+    )
+    assert f"Error: {notes} is not a" in output and len(output.strip().splitlines()[-1]) < 300
+    assert not out.exists()

@@ -9,11 +9,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,38 +24,15 @@ import pytest
 from preimage.pipeline.identity import source_model
 from preimage.train.models import zoo
 
+from .server import CLI, get, post, start_server, stop_server
+
 pytest.importorskip("starlette", reason="preimage explore needs starlette and uvicorn (pip install preimage[explore])")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests drive chromium through selenium")
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 browser_needed = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
 
-CLI = [sys.executable, "-m", "preimage"]
 SHOWN = [e.name for e in zoo.list_shipped() if not source_model((e.features.get("params") or {}).get("backbone"))]
 PANELS = len(SHOWN)  # without --model, the shipped decoders of built-in models and hand-crafted features
-
-
-def start_server(*args: str) -> tuple[subprocess.Popen, str, str]:
-    """The command started as a user starts it; the process, the URL it prints and what it printed before."""
-    process = subprocess.Popen(
-        [*CLI, "explore", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    printed = ""
-    for _ in range(20):
-        line = process.stdout.readline()
-        printed += line
-        found = re.search(r"(http://\S+/)", line)
-        if found or not line:
-            break
-    assert found, f"no URL printed: {printed}"
-    return process, found.group(1), printed
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGINT)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +40,6 @@ def server():
     process, url, _ = start_server("--max-upload-mb", "1")
     yield url
     stop_server(process)
-
-
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 def test_it_listens_on_loopback_only_and_serves_every_asset_itself(server):
@@ -320,27 +287,15 @@ def test_a_bad_file_is_a_message_on_the_page_and_the_server_goes_on(server, brow
 
 
 def test_requests_the_explorer_refuses_are_answered_with_their_reason(server):
-    def post(path: str, body) -> tuple[int, dict]:
-        request = urllib.request.Request(
-            server + path, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
-
     photo = next(iter(get(server + "api/state")[1]["photos"].values()))
     shown = ", ".join(SHOWN)
     expected = {"error": f"no decoder 'alexnet:conv9' here; the page shows {shown}"}
-    assert post("api/reconstruct", {"photo": photo, "panel": "alexnet:conv9"}) == (400, expected)
-    assert "no photo" in post("api/reconstruct", {"photo": "nope", "panel": "hog"})[1]["error"]
-    assert "lacks 'panel'" in post("api/reconstruct", {"photo": photo})[1]["error"]
-    assert (
-        "unknown perturbation"
-        in post("api/reconstruct", {"photo": photo, "panel": "hog", "perturbation": {"kind": "melt"}})[1]["error"]
-    )
-    assert "--store" in post("api/sample", {"panel": "hog"})[1]["error"]
+    assert post(server + "api/reconstruct", {"photo": photo, "panel": "alexnet:conv9"}) == (400, expected)
+    assert "no photo" in post(server + "api/reconstruct", {"photo": "nope", "panel": "hog"})[1]["error"]
+    assert "lacks panel" in post(server + "api/reconstruct", {"photo": photo})[1]["error"]
+    melt = {"photo": photo, "panel": "hog", "perturbation": {"kind": "melt"}}
+    assert post(server + "api/reconstruct", melt)[1]["error"].startswith("perturbation.kind: should be 'none'")
+    assert "--store" in post(server + "api/sample", {"panel": "hog"})[1]["error"]
     assert get(server + "api/optimize/nope")[0] == 404
     assert get(server + "api/state")[0] == 200
 

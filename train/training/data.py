@@ -54,14 +54,19 @@ def split_rows(store: FeatureStore, split: str, held_out: float = 0.1, train_fra
     return in_split & (store.status() == READ)
 
 
+def check_target_size(side: int, size: int) -> None:
+    """Refuse a target side the stored images (``side`` pixels) cannot be averaged down to in whole blocks."""
+    if side % size:
+        raise ValueError(f"stored images of {side} pixels cannot be averaged down to {size} (--target-size)")
+
+
 def downsample(images: np.ndarray, size: int) -> torch.Tensor:
     """uint8 RGB (N, S, S, 3) as float targets (N, 3, size, size) in [0, 1], by averaging S/size blocks.
 
     The blocks are summed in integers on the uint8 layout and converted once, at the target size: 3x faster than
     pooling the full-size float images, which was the largest part of reading a shard."""
     side = images.shape[1]
-    if side % size:
-        raise ValueError(f"stored images of {side} pixels cannot be averaged down to {size}")
+    check_target_size(side, size)
     factor = side // size
     x = torch.from_numpy(np.ascontiguousarray(images))
     if factor > 1:

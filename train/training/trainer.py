@@ -34,7 +34,7 @@ from ..models.autoencoder import AutoEncoder
 from ..models.decoders import Decoder, DecoderConfig, UpConvolution, create_decoder, sub_pixel_from_resize
 from ..models.runfolder import RunFolder
 from ..scoring.metrics import Smoothed
-from .data import ShardStream, split_rows
+from .data import ShardStream, check_target_size, split_rows
 from .evaluation import evaluate
 from .objective import Diverged, Objective, create_objective
 from .precision import PrecisionWarning, check_precision, hardware, machine, resolve_precision
@@ -273,6 +273,9 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
             raise FileExistsError(
                 f"{out} holds the run.json of another run (other {', '.join(diff)}); choose another --out"
             )
+    elif out.is_dir() and any(out.iterdir()):  # someone's folder (a home, /run): a run never adds files to it
+        shown = ", ".join(sorted(p.name for p in out.iterdir())[:3])
+        raise FileExistsError(f"{out} holds other files ({shown}, ...) and no run; choose a new or empty --out")
     run.config = replace(config, precision=run_precision(config.precision, run.device))
     train_mask = split_rows(run.store, "train", config.held_out, config.train_fraction)
     if train_mask.sum() < config.batch_size:
@@ -281,6 +284,7 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
             f"{config.batch_size}; give --batch-size {max(1, int(train_mask.sum()))} or less, or extract "
             "more images"
         )
+    check_target_size(run.store.array("images").shape[1], config.target_size)  # before the run folder is made
     run.model.input_scale.fill_(feature_scale(run.store, config.feature, train_mask))
     if config.init:
         start_from(run.model, config.init, run.store, config.feature)

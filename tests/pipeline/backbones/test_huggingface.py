@@ -411,3 +411,34 @@ def test_pickle_weights_are_one_line_that_says_how_to_convert_them(folders, phot
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("Error:") and "a pickle (pytorch_model.bin)" in line and "argparse.Namespace" in line
     assert "model.safetensors" in line and not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        (
+            {"model_type": "my_net", "auto_map": {"AutoModel": "modeling_my.MyModel"}},
+            "its config.json names code of its own to run (auto_map: modeling_my.MyModel); preimage runs no model's",
+        ),
+        (
+            {"model_type": "dinov2", "auto_map": {"AutoModel": "modeling_my.MyModel"}},
+            "its config.json names code of its own to run",
+        ),
+        ({"model_type": "dinov3x"}, "model_type 'dinov3x' in its config.json is not an architecture transformers"),
+    ],
+    ids=["remote code", "remote code of a known type", "unknown type"],
+)
+def test_remote_code_and_an_unknown_architecture_are_one_line(tmp_path, config, says):
+    """Issue 49: a config with auto_map, or a model_type transformers does not know, printed the 1,000 names of
+    every model type; no code of the model's may run either way."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_my.py").write_text("raise SystemExit('the model ran its own code')\n")
+    result = CliRunner().invoke(main, ["features", "--model", f"hf:{folder}"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and says in lines[0], result.output
+    assert len(lines[0]) < 400
+    if config["model_type"] == "dinov3x":
+        assert "did you mean dinov2" in lines[0]

@@ -115,15 +115,16 @@ def test_a_file_of_other_shapes_is_refused_with_the_mismatch(tmp_path):
         create_backbone("alexnet", weights=path)
 
 
-def test_checkpoint_with_code_is_refused(tmp_path):
+def test_checkpoint_with_code_is_refused(tmp_path, capsys):
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
 
     path = tmp_path / "evil.pth"
     torch.save({"x": Evil()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(WeightsUnavailable, match="preimage loads only what cannot run code"):
         create_backbone("alexnet", weights=path)
+    assert "pwned" not in capsys.readouterr().out
     with pytest.raises(pickle.UnpicklingError, match="only numpy"):
         load_numpy_pickle(pickle.dumps({"x": Evil()}))
 

@@ -51,7 +51,7 @@ def test_without_timm_a_timm_model_is_one_line(photos, tmp_path):
     )
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1] == (
-        "Error: timm models need the timm package: pip install 'preimage[timm]' (with a torchvision built for the "
-        "installed torch)"
+        "Error: timm models (timm:MODEL:LAYER, with a torchvision built for this torch) needs timm: "
+        "pip install 'preimage[timm]'"
     )
     assert not store.exists()
