@@ -111,8 +111,8 @@ def tiny_hf_model(folder: Path) -> Path:
     return folder
 
 
-def with_all() -> None:
-    not_in_checkout()
+def explore() -> tuple[str, list[str]]:
+    """``preimage explore`` started on loopback: what it printed before its URL, and the decoders it serves."""
     process = subprocess.Popen(
         [str(BIN / "preimage"), "explore", "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -122,16 +122,46 @@ def with_all() -> None:
         start_new_session=True,
     )
     try:
-        line = process.stdout.readline()
-        found = re.search(r"(http://\S+/)", line)
+        printed = ""
+        for _ in range(20):  # warnings first (decoders whose model has no weights here), then the URL
+            line = process.stdout.readline()
+            printed += line
+            found = re.search(r"(http://\S+/)", line)
+            if found or not line:
+                break
         if not found:
-            sys.exit(f"FAILED: explore printed no URL: {line}{process.stdout.read(2000)}")
+            sys.exit(f"FAILED: explore printed no URL: {printed}")
         with urllib.request.urlopen(found.group(1) + "api/state", timeout=60) as response:
-            panels = json.loads(response.read())["panels"]
-        print(f"  ok: explore on loopback serves {len(panels)} decoders")
+            panels = [panel["name"] for panel in json.loads(response.read())["panels"]]
     finally:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(15)
+    return printed, panels
+
+
+def explore_offline() -> None:
+    """Without weights for a model (this machine is offline and has none cached), the page still serves the other
+    decoders and says which it leaves out; with them (a machine with internet downloads them), it serves all."""
+    from preimage.train.models import zoo
+
+    printed, panels = explore()
+    shipped = [e.name for e in zoo.list_shipped() if not e.identity.from_source]
+    left_out = [name for name in shipped if name not in panels]
+    if not panels or any(name not in printed for name in left_out):
+        sys.exit(f"FAILED: explore serves {panels}, and its warnings do not name {left_out}:\n{printed}")
+    print(f"  ok: explore serves {len(panels)} decoders, and names the {len(left_out)} without weights here")
+
+
+def explore_all() -> None:
+    printed, panels = explore()
+    if "warning" in printed:
+        sys.exit(f"FAILED: explore left decoders out:\n{printed}")
+    print(f"  ok: explore on loopback serves all {len(panels)} decoders")
+
+
+def with_all() -> None:
+    not_in_checkout()
+    explore_offline()
     model = tiny_hf_model(HERE / "tiny-dinov2")
     images = HERE / "photos"
     images.mkdir(exist_ok=True)
@@ -185,13 +215,15 @@ def no_compiler(other_python: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("stage", choices=["bare", "all", "no-compiler", "features"])
+    parser.add_argument("stage", choices=["bare", "all", "explore", "no-compiler", "features"])
     parser.add_argument("argument", nargs="?")
     args = parser.parse_args()
     if args.stage == "bare":
         bare(args.argument)
     elif args.stage == "all":
         with_all()
+    elif args.stage == "explore":
+        explore_all()
     elif args.stage == "no-compiler":
         no_compiler(args.argument)
     else:

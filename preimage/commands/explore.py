@@ -71,7 +71,11 @@ def explore(store, decoders, models, host, port, max_upload_mb, max_pixels) -> N
         )
     sock = bind(host, port)
     explorer = Explorer(list(decoders), store, max_pixels, list(models))
-    explorer.warm_up()
+    dropped: dict[str, list[str]] = {}
+    for name, reason in explorer.warm_up().items():
+        dropped.setdefault(reason.removesuffix("; tried:"), []).append(name)
+    for reason, names in dropped.items():  # offline with nothing cached: the other decoders are still shown
+        click.echo(f"warning: {', '.join(names)} not shown: {reason}", err=True)
     address, bound = sock.getsockname()[:2]
     shown = f"[{address}]" if ":" in address else address
     click.echo(f"preimage explore: http://{shown}:{bound}/ ({len(explorer.panels)} decoders; Ctrl-C stops it)")

@@ -182,10 +182,27 @@ class Explorer:
         """scikit-image's photos, registered: name -> id."""
         return {name: self.add_image(photo, name) for name, photo in self.sample_photos.items()}
 
-    def warm_up(self) -> None:
+    def warm_up(self) -> dict[str, str]:
         """Every model's first pass (on scikit-image's first photo), so that the user's first photo is as fast as the
-        next."""
+        next. A panel whose model has no weights here (offline, none cached) is dropped rather than failing the
+        page: returns the dropped panels with the reason."""
+        from ..pipeline.backbones.weights import WeightsUnavailable
+
+        image = next(iter(self.sample_photos.values()))
+        dropped = {}
+        for name, panel in list(self.panels.items()):
+            sized = {size: center_square(image, size)[None] for size in (panel.job.input_size, panel.image_size)}
+            try:
+                with torch.inference_mode():
+                    compute_features([panel.job], sized)
+            except WeightsUnavailable as err:
+                dropped[name] = str(err).splitlines()[0]
+                del self.panels[name]
+        if not self.panels:
+            reason = next(iter(dropped.values()))
+            raise ExploreError(f"no decoder to show: none has its model's weights here ({reason})")
         self.features(next(iter(self.builtin().values())), next(iter(self.panels)))
+        return dropped
 
     def store_photos(self, n: int = 8) -> dict[str, str]:
         """The first ``n`` held-out rows of the store, registered: id string -> id."""
