@@ -228,12 +228,11 @@ def _path(name: str) -> str:
 
 def _missing(store, held: list[str], feature: str) -> str:
     """A ``StoreError``: what the store holds, the nearest names, and how to add ``feature`` when it is one."""
-    import difflib
-
     from ..cache.store import StoreError
+    from ..runtime.suggest import did_you_mean
 
-    close = difflib.get_close_matches(feature, held, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    close = did_you_mean(feature, held)
+    hint = f"; {close}" if close else ""
     try:
         from .features import get_representation
 

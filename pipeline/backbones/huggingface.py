@@ -12,7 +12,6 @@ hub cache, or a download (not when ``HF_HUB_OFFLINE=1``); random weights only wh
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ...runtime.extras import import_extra
+from ...runtime.suggest import did_you_mean
 from .hooks import HookedModel, call_order
 from .registry import BackboneConfig, Preprocess, WeightSource
 from .weights import WeightsUnavailable
@@ -194,8 +194,8 @@ def _known_architecture(name: str, settings: dict, transformers):
     kind = str(settings.get("model_type", ""))
     known = transformers.CONFIG_MAPPING
     if kind not in known:
-        close = difflib.get_close_matches(kind, list(known.keys()), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        close = did_you_mean(kind, known.keys())
+        hint = f"; {close}" if close else ""
         raise WeightsUnavailable(
             f"{name}: model_type {kind[:60]!r} in its config.json is not an architecture transformers "
             f"{transformers.__version__} has built in{hint}"

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...runtime.suggest import did_you_mean
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -156,11 +158,9 @@ def get_config(name: str) -> BackboneConfig:
     try:
         return _REGISTRY[name]
     except KeyError:
-        import difflib
-
         sources = ", ".join(f"{prefix}:NAME" for prefix in _SOURCES)
-        close = difflib.get_close_matches(name, list_backbones(), n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
+        close = did_you_mean(name, list_backbones())
+        hint = f"{close} " if close else ""
         raise KeyError(
             f"unknown backbone {name!r}; {hint}known: {', '.join(list_backbones())}, or a model from a source "
             f"({sources})"
@@ -208,10 +208,8 @@ def parse_layers(config: BackboneConfig, spec: str | Sequence[str], companions: 
 
 def layer_hint(name: str, layers: Sequence[str]) -> str:
     """The closest layer names, then all of them where they are few (a transformer has hundreds)."""
-    import difflib
-
-    close = difflib.get_close_matches(name, layers, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
+    close = did_you_mean(name, layers)
+    hint = f"{close} " if close else ""
     if len(layers) <= 24:
         return hint + f"its layers are {', '.join(layers)}"
     return hint + f"it has {len(layers)} layers (preimage features --model NAME lists them)"

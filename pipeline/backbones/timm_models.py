@@ -13,13 +13,13 @@ torch from another index needs torchvision from the same index).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 
 import torch
 
 from ...runtime.extras import import_extra
+from ...runtime.suggest import did_you_mean
 from .hooks import HookedModel, call_order
 from .huggingface import offline
 from .registry import BackboneConfig, Preprocess, WeightSource
@@ -63,8 +63,8 @@ def _check_name(timm, ref: str) -> None:
     """An unknown model or pretrained tag: one line with the closest names timm has."""
     architecture, _, tag = ref.partition(".")
     if not timm.is_model(architecture):
-        close = difflib.get_close_matches(architecture, timm.list_models(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (timm.list_models() lists them)"
+        close = did_you_mean(architecture, timm.list_models())
+        hint = f"; {close}" if close else " (timm.list_models() lists them)"
         raise KeyError(f"timm has no model {architecture!r}{hint}")
     tags = [name.partition(".")[2] for name in timm.list_pretrained(f"{architecture}.*")]
     if tag and tag not in tags:

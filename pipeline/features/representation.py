@@ -255,12 +255,11 @@ def split_spec(spec: str) -> tuple[str, str | None]:
         return spec, None
     model, sep, layers = spec.rpartition(":")
     if not sep or not model or not layers:
-        import difflib
-
+        from ...runtime.suggest import did_you_mean
         from ..backbones import list_backbones
 
-        close = difflib.get_close_matches(spec, [*HANDCRAFTED, *(f"{b}:LAYER" for b in list_backbones())], n=3)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
+        close = did_you_mean(spec, [*HANDCRAFTED, *(f"{b}:LAYER" for b in list_backbones())])
+        hint = f"{close} " if close else ""
         raise ValueError(
             f"unknown representation {spec!r}; {hint}use hog, lbp, sift or MODEL:LAYER (e.g. "
             "alexnet:conv3; preimage features lists them)"

@@ -29,11 +29,12 @@ class StoreLocation(click.ParamType):
         text = str(value)
         if "://" in text and not text.startswith("file://"):
             return text
-        if not text.removeprefix("file://").strip():  # an unset shell variable: never the current folder
+        local = text.removeprefix("file://")
+        if not local.strip():  # an unset shell variable: never the current folder
             self.fail("an empty path; name the store's folder", param, ctx)
         if looks_like_a_url(text):
             self.fail(f"{text[:80]!r} looks like a URL with one slash too few (s3://bucket/store.zarr)", param, ctx)
-        path = Path(text.removeprefix("file://"))
+        path = Path(local)
         if self.exists and not path.exists():
             self.fail(f"Path {text!r} does not exist.", param, ctx)
         if path.exists() and not path.is_dir():

@@ -188,9 +188,14 @@ class Explorer:
         page: returns the dropped panels with the reason."""
         from ..pipeline.backbones.weights import WeightsUnavailable
 
-        image = next(iter(self.sample_photos.values()))
-        dropped = {}
-        for name, panel in list(self.panels.items()):
+        first = next(iter(self.builtin().values()))
+        try:
+            self.features(first, next(iter(self.panels)))  # every panel's model at once
+            return {}
+        except WeightsUnavailable:
+            pass
+        image, dropped = self.photos[first], {}
+        for name, panel in list(self.panels.items()):  # only when a model lacks weights: find which, one by one
             sized = {size: center_square(image, size)[None] for size in (panel.job.input_size, panel.image_size)}
             try:
                 with torch.inference_mode():
@@ -201,7 +206,7 @@ class Explorer:
         if not self.panels:
             reason = next(iter(dropped.values()))
             raise ExploreError(f"no decoder to show: none has its model's weights here ({reason})")
-        self.features(next(iter(self.builtin().values())), next(iter(self.panels)))
+        self.features(first, next(iter(self.panels)))
         return dropped
 
     def store_photos(self, n: int = 8) -> dict[str, str]:

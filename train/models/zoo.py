@@ -97,13 +97,11 @@ def shipped(name: str) -> Shipped:
     for entry in list_shipped():
         if entry.name == name or entry.path.stem == name:
             return entry
-    import difflib
+    from ...runtime.suggest import did_you_mean
 
     names = [s.name for s in list_shipped()]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    listed = (
-        f"did you mean {', '.join(close)}? preimage zoo lists them all" if close else f"shipped: {', '.join(names)}"
-    )
+    close = did_you_mean(name, names)
+    listed = f"{close} preimage zoo lists them all" if close else f"shipped: {', '.join(names)}"
     raise FileNotFoundError(
         f"no decoder {name!r} ships with preimage ({listed}); train one with preimage train and pass its run folder"
     )
