@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cache.store import FeatureStore, feature_path
+from ..cache.store import FeatureStore
 from ..pipeline.features import expand_specs
-from ..pipeline.identity import FeatureIdentity, portable_name, stored_name
+from ..pipeline.identity import Identity, feature_order, fused_parts, portable_name, stored_name, take_rows
 from ..pipeline.images import to_float
 from ..train.models import zoo
 from ..train.models.decoders import Decoder
@@ -33,7 +32,7 @@ class TrainedRun:
     train_fraction: float = 1.0
     others: tuple[Path, ...] = ()  # runs of the same feature it was chosen over (the newest pixel run wins)
     loss: str = zoo.PIXEL  # what it was trained to minimise (train --loss)
-    identity: FeatureIdentity | None = None  # what the features it takes are (its header's fingerprint)
+    identity: Identity | None = None  # what the features it takes are (its header's fingerprint)
 
     @property
     def label(self) -> str:
@@ -84,7 +83,9 @@ def trained_runs(
     losses may be given together) or a folder of runs (one run per feature: a pixel decoder before any other loss,
     the paper's metric being theirs, then the newest; the others it was chosen over in ``others``). In the order of
     ``features`` when given (an error naming any feature without a decoder), else by name; pixel decoders first.
-    The decoders of fixed features, or with ``autoencoder`` the runs that fine-tuned their encoder."""
+    A fused decoder (layers read together) comes after the deepest layer it reads, and ``features`` chooses it
+    when it names each of its layers (``alexnet:conv3-conv5``: the three layers alone and together). The decoders
+    of fixed features, or with ``autoencoder`` the runs that fine-tuned their encoder."""
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     chosen: dict[str, TrainedRun] = {}  # by label: a feature and the loss it was trained with
     scanned: dict[str, list[TrainedRun]] = {}
@@ -107,11 +108,13 @@ def trained_runs(
             candidates.sort(key=lambda r: (r.loss == zoo.PIXEL, locate(r.path).path.stat().st_mtime), reverse=True)
             best = replace(candidates[0], others=tuple(r.path for r in candidates[1:]))
             chosen[best.label] = best
-    runs = sorted(chosen.values(), key=lambda r: (natural_order(r.feature), r.loss != zoo.PIXEL, r.loss))
+    runs = sorted(chosen.values(), key=lambda r: (*feature_order(r.feature), r.loss != zoo.PIXEL, r.loss))
     if features is None:
         return runs
     names = expand_specs(features)
-    missing = [name for name in names if not any(run.feature == name for run in runs)]
+    fused = [run for run in runs if set(fused_parts(run.feature) or ()) <= set(names) and fused_parts(run.feature)]
+    read = {part for run in fused for part in fused_parts(run.feature)}
+    missing = [name for name in names if not any(run.feature == name for run in runs) and name not in read]
     if missing:
         kind = "autoencoder" if autoencoder else "decoder"
         where = ", ".join(str(p) for p in paths)
@@ -119,12 +122,16 @@ def trained_runs(
             f"no {kind} trained on {', '.join(missing)} under {where}; train one with preimage train"
             + (" --autoencoder" if autoencoder else "")
         )
-    return [run for name in names for run in runs if run.feature == name]
+    alone = [run for name in names for run in runs if run.feature == name]
+    deepest = {run.path: names.index(layers_of(run.feature)[-1]) for run in alone + fused}
+    return sorted(
+        alone + fused, key=lambda r: (deepest[r.path], len(layers_of(r.feature)), r.loss != zoo.PIXEL, r.loss)
+    )
 
 
-def natural_order(name: str) -> list:
-    """A sort key reading numbers as numbers: ``layers.2`` before ``layers.11``."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+def layers_of(feature: str) -> list[str]:
+    """The layers a decoder reads: its feature's, or each of a fused one's."""
+    return fused_parts(feature) or [feature]
 
 
 def heldout_rows(store: FeatureStore, held_out: float, n: int) -> np.ndarray:
@@ -140,10 +147,10 @@ def read_images(store: FeatureStore, rows: np.ndarray) -> torch.Tensor:
     return to_float(store.take("images", rows))
 
 
-def read_features(store: FeatureStore, feature: str | FeatureIdentity, rows: np.ndarray) -> torch.Tensor:
+def read_features(store: FeatureStore, feature: str | Identity, rows: np.ndarray) -> torch.Tensor:
     """Stored features of ``rows`` as float32 (a model's features held under another folder's name too; a run's
     :attr:`TrainedRun.identity` finds them without loading the model)."""
-    return torch.from_numpy(store.take(feature_path(stored_name(store, feature)), rows)).float()
+    return torch.from_numpy(take_rows(store, stored_name(store, feature), rows)).float()
 
 
 def reconstruct(store: FeatureStore, run: TrainedRun, model: Decoder, rows: np.ndarray) -> torch.Tensor:

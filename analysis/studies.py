@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
-from ..pipeline.identity import stored_name
+from ..pipeline.identity import fused_parts, stored_name
 from ..pipeline.images import save_rgb
 from ..train.scoring.metrics import normalised_error, upsample_to
 from .ablate import Classifier, ablate_top_k
@@ -75,6 +75,16 @@ def interpolation_study(
     return [write_json(out / "interpolate.json", settings), save_rgb(out / "interpolate.png", _grid(picture_rows))]
 
 
+def feature_array(store: FeatureStore, name: str) -> da.Array:
+    """The stored feature ``name`` as a dask array, read lazily; a fused name's layers flattened one after the other,
+    as a fused decoder takes them."""
+    arrays = [da.from_zarr(store.features(part)) for part in fused_parts(name) or [name]]
+    if len(arrays) == 1:
+        return arrays[0]
+    rows = da.concatenate([a.reshape(a.shape[0], -1) for a in arrays], axis=1)
+    return rows.rechunk({1: -1})  # whole rows in each block, as a stored feature's
+
+
 def sampling_study(
     store: FeatureStore, runs: list[TrainedRun], vectors: int, samples: int, alpha: float, seed: int, out: Path
 ) -> list[Path]:
@@ -82,7 +92,7 @@ def sampling_study(
     truncated Gaussian, decoded; the sparsity of real and sampled vectors side by side."""
     table, picture_rows = [], []
     for run in runs:
-        array = da.from_zarr(store.features(stored_name(store, run.identity)))
+        array = feature_array(store, stored_name(store, run.identity))
         shape = array.shape[1:]
         stats = histograms(array[: min(vectors, array.shape[0])])
         model = run.decoder(store)

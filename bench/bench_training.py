@@ -1,6 +1,7 @@
 """Decoder training and inference speed, measured in the same run.
 
-    python bench/bench_training.py --store photos.zarr [--features hog,lbp,...] [--steps 20] [--repeats 3]
+    python bench/bench_training.py --store photos.zarr [--features hog,lbp,...] [--fused alexnet:conv3-conv5]
+        [--steps 20] [--repeats 3]
 
 1. Training samples/s streaming batches from the store (``ShardStream`` through a DataLoader, as ``preimage
    train`` does, in-process by default as the trainer) against the same model fed the same batches from tensors
@@ -9,7 +10,8 @@
    Both run with the malloc settings the ``preimage`` command applies (``preimage/runtime/memory.py``) unless
    ``--default-malloc`` is given.
    Beside them, the in-memory samples/s under bfloat16 autocast (``preimage train --precision bf16``) over the
-   same in float32, timed alternately with them (``bf16 x``).
+   same in float32, timed alternately with them (``bf16 x``). ``--fused`` specs are each one decoder reading its
+   layers together (``preimage train --feature alexnet:conv3-conv5``), streamed from each layer's array.
 2. Inference: milliseconds per image for a batch of 64 and for a single image, per decoder.
 """
 
@@ -23,6 +25,7 @@ from timing import milliseconds_per_image, synchronize
 
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
+from preimage.pipeline.identity import portable_name, stored_name
 from preimage.runtime.device import pick_device
 from preimage.runtime.memory import keep_freed_memory
 from preimage.train.training.data import ShardStream
@@ -65,7 +68,8 @@ def epochs(stream: ShardStream, workers: int, pin: bool):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", required=True)
-    parser.add_argument("--features", default="hog,lbp,sift,alexnet:conv1-conv5")
+    parser.add_argument("--features", default="hog,lbp,sift,alexnet:conv1-conv5", help="Each layer alone.")
+    parser.add_argument("--fused", default="", help="Comma-separated specs, each one decoder of its layers together.")
     parser.add_argument("--steps", type=int, default=20, help="Timed training steps per block.")
     parser.add_argument("--repeats", type=int, default=3, help="Blocks per feeding, alternated; the best counts.")
     parser.add_argument("--width", type=int, default=128)
@@ -85,7 +89,8 @@ def main() -> None:
     print(f"bf16: {hardware(device).reason} (what --precision auto decides on)")
     header = f"{'stream/s':>9} {'memory/s':>9} {'ratio':>6} {'waiting':>8} {'bf16 x':>7} {'ms/img@64':>10} {'ms@1':>7}"
     print(f"{'feature':16} {header}")
-    for feature in expand_specs(args.features):
+    fused = [stored_name(store, spec) for spec in filter(None, args.fused.split(","))]
+    for feature in [*expand_specs(args.features), *fused]:
         config = TrainConfig(args.store, feature, "unused", width=args.width)
         stream = ShardStream(
             args.store, feature, split="train", target_size=config.target_size, batch_size=config.batch_size
@@ -118,7 +123,7 @@ def main() -> None:
         batch_ms = milliseconds_per_image(model, x, 5, device)
         single_ms = milliseconds_per_image(model, x[:1], 20, device)
         print(
-            f"{feature:16} {samples / stream_seconds:9.1f} {samples / memory_seconds:9.1f} "
+            f"{portable_name(feature):16} {samples / stream_seconds:9.1f} {samples / memory_seconds:9.1f} "
             f"{memory_seconds / stream_seconds:6.2f} {waiting / stream_seconds:8.1%} "
             f"{memory_seconds / bf16_seconds:7.2f} {batch_ms:10.2f} {single_ms:7.2f}"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,11 @@ class FeatureIdentity:
         return self.params.get("layer")
 
     @property
+    def layers(self) -> tuple[str, ...]:
+        """The model's layers it is (none for a hand-crafted feature)."""
+        return (self.layer,) if self.layer else ()
+
+    @property
     def weights_sha256(self) -> str | None:
         return self.attrs.get("weights_sha256")
 
@@ -159,10 +165,171 @@ class FeatureIdentity:
 
         if self.same(decoder):
             return []
+        if isinstance(decoder, FusedIdentity):
+            return [f"the store's feature is {self.name}, the decoder reads {decoder.layer} together"]
         return differences(self.key(), decoder.key(), labels=("the store", "the decoder"))
 
 
-def check_agree(store_feature: FeatureIdentity, decoder: FeatureIdentity, where: str) -> None:
+def fused_parts(name: str) -> list[str] | None:
+    """The layers' names of a fused feature's name (``alexnet:conv3+conv5`` -> ``alexnet:conv3``,
+    ``alexnet:conv5``); None for one feature."""
+    model, sep, layers = name.rpartition(":")
+    if not sep or "+" not in layers:
+        return None
+    return [f"{model}:{layer}" for layer in layers.split("+")]
+
+
+def feature_order(feature: str) -> tuple[list, int]:
+    """A sort key for features: by the deepest layer read, numbers read as numbers (``layers.2`` before
+    ``layers.11``), and a fused feature after that layer's own."""
+    layers = fused_parts(feature) or [feature]
+    natural = [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", layers[-1])]
+    return natural, len(layers)
+
+
+def fused_name(names: Iterable[str]) -> str:
+    """One name for layers of one model read together: ``MODEL:L1+L2`` (what :func:`fused_parts` splits)."""
+    names = list(names)
+    models = {name.rpartition(":")[0] for name in names}
+    if len(models) != 1:
+        raise ValueError(f"a fused feature reads layers of one model; got {', '.join(names)}")
+    return f"{models.pop()}:{'+'.join(name.rpartition(':')[2] for name in names)}"
+
+
+def _shared(name: str) -> property:
+    """A fused identity's ``name``: what its layers share, read from the first."""
+    return property(lambda self: getattr(self.parts[0], name), doc=f"The layers' {name} (the first layer's).")
+
+
+@dataclass(frozen=True)
+class FusedIdentity:
+    """Layers of one model read together by one decoder: each a stored :class:`FeatureIdentity` of its own, in the
+    order the decoder's rows hold them. It agrees with a store when every layer does; a run's header records it as
+    ``{"fused": [each layer's fingerprint], ...}``."""
+
+    parts: tuple[FeatureIdentity, ...]
+
+    @classmethod
+    def from_fingerprint(cls, fingerprint: Mapping) -> FusedIdentity:
+        return cls(tuple(FeatureIdentity.from_fingerprint(part) for part in fingerprint["fused"]))
+
+    @classmethod
+    def of_store(cls, store, name: str) -> FusedIdentity:
+        return cls(tuple(FeatureIdentity.of_store(store, part) for part in fused_parts(name)))
+
+    @property
+    def name(self) -> str:
+        return fused_name(part.name for part in self.parts)
+
+    @property
+    def portable_name(self) -> str:
+        return fused_name(part.portable_name for part in self.parts)
+
+    @property
+    def hash_name(self) -> str:
+        return fused_name(part.hash_name for part in self.parts)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(part.layer for part in self.parts)
+
+    @property
+    def layer(self) -> str:
+        """Its layers as the name joins them (``conv3+conv5``)."""
+        return "+".join(self.layers)
+
+    @property
+    def params(self) -> dict:
+        return {**self.parts[0].params, "layer": None, "layers": list(self.layers)}
+
+    @property
+    def attrs(self) -> dict:
+        """As one feature's attributes (:meth:`FeatureJob.from_attrs` computes the fused rows from them); every
+        layer's own attributes under ``fused``."""
+        first = self.parts[0].attrs
+        shared = {
+            k: first[k] for k in ("extractor_version", "input", "weights_sha256", "dtype", "weights") if k in first
+        }
+        return {**shared, "representation": self.name, "params": self.params, "fused": [p.attrs for p in self.parts]}
+
+    # what the layers share (one model, one store recipe): the first layer's
+    backbone = _shared("backbone")
+    weights_sha256 = _shared("weights_sha256")
+    dtype = _shared("dtype")
+    image_size = _shared("image_size")
+    crop = _shared("crop")
+    from_source = _shared("from_source")
+
+    def relocated(self, backbone: str) -> FusedIdentity:
+        return FusedIdentity(tuple(part.relocated(backbone) for part in self.parts))
+
+    def key(self) -> dict:
+        return {"fused": [part.key() for part in self.parts]}
+
+    def same(self, other: FeatureIdentity | FusedIdentity) -> bool:
+        return self.key() == other.key()
+
+    def fingerprint(self) -> dict:
+        """Each layer's fingerprint, the image recipe and a hash of the layers' location-free hashes."""
+        parts = [part.fingerprint() for part in self.parts]
+        digest = hashlib.sha256(json.dumps([p["sha256"] for p in parts]).encode()).hexdigest()
+        return {"fused": parts, "image_size": self.image_size, "crop": self.crop, "sha256": digest}
+
+    def mismatch(self, decoder: FeatureIdentity | FusedIdentity) -> list[str]:
+        """Where this (a store's layers) differs from what ``decoder`` was trained on, layer by layer."""
+        if not isinstance(decoder, FusedIdentity) or decoder.layers != self.layers:
+            return [f"the store's layers are {self.layer}, the decoder's {decoder.layer}"]
+        pairs = zip(self.parts, decoder.parts, strict=True)
+        return [f"{mine.layer}: {problem}" for mine, theirs in pairs for problem in mine.mismatch(theirs)]
+
+
+Identity = FeatureIdentity | FusedIdentity
+
+
+def from_fingerprint(fingerprint: Mapping) -> Identity:
+    """What a run's header (or a shipped decoder's) says its decoder takes: one feature, or several layers read
+    together."""
+    if "fused" in fingerprint:
+        return FusedIdentity.from_fingerprint(fingerprint)
+    return FeatureIdentity.from_fingerprint(fingerprint)
+
+
+def of_store(store, name: str) -> Identity:
+    """What ``store`` holds under ``name``: one feature, or a fused name's layers."""
+    return FusedIdentity.of_store(store, name) if fused_parts(name) else FeatureIdentity.of_store(store, name)
+
+
+def read_rows(store, name: str, start: int, stop: int):
+    """Rows ``start:stop`` of the feature ``name`` as stored; of a fused name, each layer's rows flattened one after
+    the other (what a fused decoder takes). Only the named layers' arrays are read."""
+    parts = fused_parts(name)
+    if parts is None:
+        return store.read_rows(_path(name), start, stop)
+    return fuse_rows([store.read_rows(_path(part), start, stop) for part in parts])
+
+
+def take_rows(store, name: str, rows):
+    """The feature ``name``'s ``rows`` (indices) as stored, a fused name's as :func:`read_rows` gives them."""
+    parts = fused_parts(name)
+    if parts is None:
+        return store.take(_path(name), rows)
+    return fuse_rows([store.take(_path(part), rows) for part in parts])
+
+
+def fuse_rows(rows: list):
+    """Several layers' rows (N, ...) as one fused row each (N, D1 + D2 + ...), each flattened, in order: what a
+    fused decoder takes. numpy arrays from a store, torch tensors from a model alike."""
+    flat = [r.reshape(len(r), -1) for r in rows]
+    if hasattr(flat[0], "numpy"):  # a tensor (this module loads no torch of its own)
+        import torch
+
+        return torch.cat(flat, dim=1)
+    import numpy as np
+
+    return np.concatenate(flat, axis=1)
+
+
+def check_agree(store_feature: Identity, decoder: Identity, where: str) -> None:
     """An :class:`IdentityError` in one line unless the store's feature is what the decoder was trained on."""
     problems = store_feature.mismatch(decoder)
     if problems:
@@ -174,13 +341,16 @@ def check_agree(store_feature: FeatureIdentity, decoder: FeatureIdentity, where:
 # -- a store's features ---------------------------------------------------------------------------------------------
 
 
-def stored_name(store, feature: str | FeatureIdentity) -> str:
+def stored_name(store, feature: str | Identity) -> str:
     """The name ``store`` holds ``feature`` under: for an identity (what a decoder was trained on), the held feature
     that is the same representation (a model's layer by its weights' hash: no model is loaded); for a name, the
     name itself, the same model folder named another way (``hf:./dino`` for ``hf:/home/u/dino``), or the same layer
-    of a model with the same weights' hash (that the name's model loads) wherever its folder was. A ``StoreError``
-    saying how to add it otherwise."""
+    of a model with the same weights' hash (that the name's model loads) wherever its folder was. Several layers
+    read together (a fused identity, ``MODEL:L1+L2``, ``MODEL:FIRST-LAST``): the fused name of the held layers. A
+    ``StoreError`` naming the first missing feature and saying how to add it otherwise."""
     held = store.feature_names()
+    if isinstance(feature, FusedIdentity):
+        return fused_name(stored_name(store, part) for part in feature.parts)
     if isinstance(feature, FeatureIdentity):
         found = _held_identity(store, held, feature)
         if found is not None:
@@ -194,6 +364,10 @@ def stored_name(store, feature: str | FeatureIdentity) -> str:
         model, layer = split_spec(feature)
     except ValueError:
         model, layer = feature, None
+    if layer and ("+" in layer or "-" in layer):  # perhaps several layers: a fused feature
+        parts = _layers_read(feature)
+        if len(parts) > 1:
+            return fused_name(stored_name(store, part) for part in parts)
     canonical = f"{model}:{layer}" if layer else model
     if canonical in held:
         return canonical
@@ -204,6 +378,17 @@ def stored_name(store, feature: str | FeatureIdentity) -> str:
             if store.array(_path(name)).attrs.get("weights_sha256") == sha:
                 return name
     return _missing(store, held, feature)
+
+
+def _layers_read(spec: str) -> list[str]:
+    """The single layers a spec names as one representation (itself when it names one, or names none we know)."""
+    from .features import get_representation
+
+    try:
+        rep = get_representation(spec)
+    except Exception:  # not a representation preimage computes: the caller says what the store holds
+        return [spec]
+    return [part.name for part in rep.parts] or [spec]
 
 
 def _held_identity(store, held: list[str], wanted: FeatureIdentity) -> str | None:
@@ -243,12 +428,12 @@ def _missing(store, held: list[str], feature: str) -> str:
     raise StoreError(f"{store.path} has no {feature} features (it holds: {', '.join(held) or 'none'}){hint}{add}")
 
 
-def check_store(store, decoder: FeatureIdentity, feature: str | None = None) -> str:
+def check_store(store, decoder: Identity, feature: str | None = None) -> str:
     """The name under which ``store`` holds what ``decoder`` was trained on (``feature``: the name it holds it
     under, when the caller knows it; no model is loaded to find it), refused in one line unless it was computed the
     same way; a float16 store serves a decoder trained on float32 features and the reverse."""
     name = feature if feature in store.feature_names() else stored_name(store, decoder)
-    check_agree(FeatureIdentity.of_store(store, name), decoder, str(store.path))
+    check_agree(of_store(store, name), decoder, str(store.path))
     return name
 
 
@@ -263,11 +448,11 @@ def model_hash(spec: str, weights: str | None = None) -> str | None:
 
 
 def find_model(
-    decoder: FeatureIdentity,
+    decoder: Identity,
     models: Iterable[str] = (),
     weights: str | None = None,
     hashes: dict[str, str | None] | None = None,
-) -> FeatureIdentity:
+) -> Identity:
     """What ``decoder`` takes, with its model where it is now: the first of ``models`` (folders the user named,
     ``--model``) holding the same weights (their hash, kept in ``hashes`` so each model is hashed once), else where
     it was trained. An :class:`IdentityError` in one line when a named folder holds other weights, or when no

@@ -7,6 +7,7 @@ named in ``registry._BUILTIN`` and imported on first use, a plug-in's through th
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,9 @@ def _own_keys(network: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, t
     return state
 
 
+_SEEDING = threading.Lock()
+
+
 def create_backbone(name: str, weights: str | Path | None = None, random_init: bool = False) -> Backbone:
     """Build a registered backbone with real weights, trying sources in order and reporting which one won.
 
@@ -113,8 +117,13 @@ def create_backbone(name: str, weights: str | Path | None = None, random_init: b
     """
     config = get_config(name)
     if random_init:
-        torch.manual_seed(0)
-    network = config.build()
+        # seed 0 in a generator of its own: threads building models at once (dask's in-process workers) draw the
+        # same weights, and the caller's random state is left as it was
+        with _SEEDING, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            network = config.build()
+    else:
+        network = config.build()
     if random_init:
         loaded = LoadedWeights("random initialisation", config.layers, state_dict_digest(network.state_dict()), ())
         return Backbone(config, network, loaded)

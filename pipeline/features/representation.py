@@ -10,13 +10,19 @@ Spec grammar (several specs are separated by commas)::
     PART = LAYER | FIRST-LAST     a layer name as the model spells it (``stages.2``, ``conv5_3``), or a range in
                                   forward order; a '-' splits a range only where the whole part is no layer name
 
+To extract, ``MODEL:LAYERS`` stands for each of its layers (:func:`expand_specs`); as one representation
+(:func:`get_representation`: what a decoder reads) several layers are one *fused* representation, the layers
+read together (``alexnet:conv3+conv4+conv5``, ``alexnet:conv1-conv5``): a store holding each layer holds it.
+
 A representation knows what it is (``kind``): ``grid`` (hand-crafted cells, stored (H, W, C)), ``map`` (a
-convolutional layer, stored (C, H, W)), ``tokens`` (a transformer's sequence) or ``vector`` (D,); the decoder
-family that inverts it follows from that (:attr:`Representation.decoder`).
+convolutional layer, stored (C, H, W)), ``tokens`` (a transformer's sequence), ``vector`` (D,) or ``fused``
+(maps of one model, each row flattened one after the other: :func:`fuse_rows`); the decoder family that inverts
+it follows from that (:attr:`Representation.decoder`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -64,7 +70,8 @@ class Representation:
     description: str
     shape_fn: Callable[[int, int], tuple[int, ...]] = field(repr=False, compare=False)
     backbone: str | None = None  # the model whose layer this is; None for a hand-crafted one
-    layer: str | None = None
+    layer: str | None = None  # its layer (None: hand-crafted or fused)
+    parts: tuple[Representation, ...] = ()  # a fused representation's layers, in the order its rows hold them
 
     def output_shape(self, height: int, width: int) -> tuple[int, ...]:
         """Shape of one image's features: (Hc, Wc, C) for spatial ones, (D,) for vectors."""
@@ -92,8 +99,14 @@ class Representation:
 
     @property
     def strategy(self) -> Computation:
-        """How it is computed: :class:`HandcraftedComputation` or :class:`LayerComputation` (a model's layer)."""
-        return _HANDCRAFTED if self.backbone is None else _LAYER
+        """How it is computed: :class:`HandcraftedComputation`, :class:`LayerComputation` (a model's layer) or
+        :class:`FusedComputation`."""
+        return _HANDCRAFTED if self.backbone is None else _FUSED if self.parts else _LAYER
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The model's layers it reads: its own, or a fused one's (none for a hand-crafted one)."""
+        return tuple(p.layer for p in self.parts) if self.parts else (self.layer,) if self.layer else ()
 
     @property
     def handcrafted(self) -> Handcrafted | None:
@@ -227,12 +240,36 @@ class LayerComputation(Computation):
         )
 
     def compute(self, rep: Representation, module: nn.Module, rgb: torch.Tensor, others: Sequence) -> dict:
-        wanted = [rep, *others]
-        outputs = module(rgb, [r.layer for r in wanted])
-        return {r.name: outputs[r.layer] for r in wanted}
+        wanted = (rep, *others)
+        from ..identity import fuse_rows
+
+        outputs = module(rgb, list(dict.fromkeys(layer for r in wanted for layer in r.layers)))
+        return {r.name: fuse_rows([outputs[x] for x in r.layers]) if r.parts else outputs[r.layer] for r in wanted}
 
 
-_HANDCRAFTED, _LAYER = HandcraftedComputation(), LayerComputation()
+class FusedComputation(LayerComputation):
+    """Several layers of one model read together: one pass, each layer's rows flattened one after the other."""
+
+    def load(self, rep: Representation, weights: str | None) -> nn.Module:
+        network = super().load(rep.parts[0], weights)
+        self.check(rep, network)
+        return network
+
+    def check(self, rep: Representation, module: nn.Module) -> None:
+        for part in rep.parts:
+            module.check_layers(part.layer)
+
+    def class_scores(self, rep: Representation) -> bool:
+        return False
+
+    def gradient_form(self, rep: Representation, weights: str | None, device: torch.device | None) -> GradientForm:
+        raise ValueError(
+            f"{rep.name} reads several layers at once, which only a decoder inverts: preimage train --feature "
+            f"{rep.name} ..., or optimise one layer (--feature {rep.parts[-1].name})"
+        )
+
+
+_HANDCRAFTED, _LAYER, _FUSED = HandcraftedComputation(), LayerComputation(), FusedComputation()
 
 
 @dataclass(frozen=True)
@@ -320,8 +357,8 @@ def get_representation(spec: str, **params) -> Representation:
     backbone, layers = split_spec(spec)
     config = get_config(backbone)
     named = parse_layers(config, layers, companions=False)
-    if len(named) != 1:
-        raise ValueError(f"{spec} names {len(named)} layers; a representation is one (expand_specs takes ranges)")
+    if len(named) > 1:
+        return _fused(backbone, named)
     (layer,) = named
     size = config.preprocess.input_size
     shape = _backbone_shapes(backbone, size, size)[layer]
@@ -344,6 +381,30 @@ def get_representation(spec: str, **params) -> Representation:
         shape_fn=lambda h, w: _layer_shape(backbone, layer, h, w),
         backbone=backbone,
         layer=layer,
+    )
+
+
+def _fused(backbone: str, layers: Sequence[str]) -> Representation:
+    """Several maps of one model read together (``kind`` fused); an error naming a layer that is no map."""
+    parts = tuple(get_representation(f"{backbone}:{layer}") for layer in layers)
+    for part in parts:
+        if part.kind != "map":
+            raise ValueError(
+                f"{part.name} is a {part.kind}, not a map: a fused representation reads maps (a CNN's stages, a "
+                "ViT's blocks as patch grids); leave it out or decode it alone"
+            )
+    first = parts[0]
+    return Representation(
+        f"{backbone}:{'+'.join(layers)}",
+        "fused",
+        input="rgb",
+        differentiable=True,
+        params={**first.params, "layer": None, "layers": list(layers)},
+        description=f"{len(parts)} layers read together: {first.description}",
+        shape_fn=lambda h, w: (sum(math.prod(p.output_shape(h, w)) for p in parts),),
+        backbone=backbone,
+        layer=None,
+        parts=parts,
     )
 
 

@@ -6,6 +6,12 @@ import click
 
 from .options import SIDE
 
+FUSED_HELP = (
+    "fused: maps of one model read together by one decoder, MODEL:L1+L2+... or MODEL:FIRST-LAST (extract stores "
+    "each layer; a store holding them all serves it), e.g.:"
+)
+FUSED_EXAMPLES = ("alexnet:conv3-conv5", "alexnet:conv1-conv5")
+
 
 @click.command()
 @click.option(
@@ -42,6 +48,11 @@ def features(size: int, model: str | None) -> None:
         shape = "x".join(map(str, rep.output_shape(side, side)))
         params = ", ".join(f"{k}={v}" for k, v in rep.params.items())
         click.echo(f"{name:28} {rep.input:5} {'yes' if rep.differentiable else 'no':4} {here:5} {shape:18} {params}")
+    click.echo(f"\n{FUSED_HELP}")
+    for example in FUSED_EXAMPLES:
+        rep = get_representation(example)
+        shapes = " + ".join("x".join(map(str, p.stored_shape(p.input_size))) for p in rep.parts)
+        click.echo(f"  {rep.name:36} {shapes}")
     click.echo("\nweights, tried in order (an explicit --weights FILE always comes first):")
     for backbone in list_backbones():
         config = get_config(backbone)
@@ -68,3 +79,4 @@ def _model_layers(model: str) -> None:
         except ValueError as err:  # an output preimage cannot store (a tuple, a raw token sequence)
             shape, kind = str(err).split(": ", 1)[-1][:60], "-"
         click.echo(f"{layer:48} {kind:7} {shape}")
+    click.echo(f"\n{FUSED_HELP}")

@@ -22,7 +22,7 @@ from ..analysis.interpolate import blend
 from ..analysis.perturb import binarize, drop_smallest, dropout, keep_channels, keep_window
 from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ..pipeline.decode import DEFAULT_MAX_PIXELS, read_image
-from ..pipeline.identity import FeatureIdentity, IdentityError, check_store, find_model
+from ..pipeline.identity import Identity, IdentityError, check_store, find_model
 from ..pipeline.images import center_square, sample_photos, to_float
 from ..train.inversion.invert import decoder_job
 from ..train.models import zoo
@@ -49,7 +49,7 @@ class Panel:
     image_size: int
     dtype: str
     model: torch.nn.Module
-    identity: FeatureIdentity  # what the features it takes are (a store's must agree for samples)
+    identity: Identity  # what the features it takes are (a store's must agree for samples)
 
     @property
     def channels_last(self) -> bool:
@@ -128,7 +128,7 @@ class Explorer:
         self.jobs: dict[str, Job] = {}
         self._optimising = threading.Semaphore(1)  # one optimisation at a time: it takes both cores
 
-    def _model_given(self, decoder: FeatureIdentity) -> bool:
+    def _model_given(self, decoder: Identity) -> bool:
         """Whether one of the --model folders holds the model ``decoder`` was trained on."""
         try:
             return bool(self.models) and find_model(decoder, self.models, hashes=self._hashes) is not decoder
@@ -291,7 +291,8 @@ class Explorer:
             return keep_channels(x, start, stop, last)
         if kind == "window":
             if x.ndim != 4:
-                raise ExploreError(f"{name}: a window needs spatial features, these are a vector")
+                what = "several layers read together" if self.panel(name).model.config.parts else "a vector"
+                raise ExploreError(f"{name}: a window needs one layer's spatial features, these are {what}")
             return keep_window(x, top, left=left, size=size, channels_last=last)
         return x
 
@@ -329,9 +330,9 @@ class Explorer:
             raise ExploreError(f"{name}: no samples from this store: {err}") from None
 
         if feature not in self._histograms:
-            import dask.array as da
+            from ..analysis.studies import feature_array
 
-            array = da.from_zarr(self.store.features(feature))
+            array = feature_array(self.store, feature)
             self._histograms[feature] = histograms(array[: min(vectors, array.shape[0])])
         x = sample_histograms(self._histograms[feature], 1, 2.0, int(seed))
         return self.picture(self.decode(name, x.reshape(1, *panel.model.config.input_shape)), None)

@@ -255,3 +255,25 @@ def test_the_explorers_model_folders_serve_only_the_decoders_of_their_weights(wo
     ok("train", "--store", world / "new.zarr", "--feature", spec, "--out", run, "--epochs", 1, *TINY)
     explorer = Explorer([run], models=[str(other)])
     assert explorer.panels["run-new"].feature == spec
+
+
+def test_a_fused_decoder_of_a_moved_model_finds_its_layers_by_hash(world, tmp_path):
+    """A decoder reading both blocks of the tiny DINOv2 at once: its model's folder moves, ``--model`` finds it for
+    ``invert``, and a store made from the new folder serves it; a store lacking one block is one line naming it."""
+    images = world / "images"
+    shutil.copytree(world / "new" / "tiny", tmp_path / "a" / "tiny")
+    fused = f"hf:{tmp_path / 'a' / 'tiny'}:encoder.layer.0+encoder.layer.1"
+    ok("extract", "--images", images, "--store", tmp_path / "a.zarr", "--feature", fused, "--workers", 1, "--size", 32)
+    ok("train", "--store", tmp_path / "a.zarr", "--feature", fused, "--out", tmp_path / "run", "--epochs", 1, *TINY)
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    photo = images / "00.png"
+    line = refused("invert", photo, "--decoder", tmp_path / "run", "--out", tmp_path / "x")
+    assert "no such folder" in line and "--model FOLDER" in line
+    ok("invert", photo, "--decoder", tmp_path / "run", "--model", tmp_path / "b" / "tiny", "--out", tmp_path / "inv")
+    assert (tmp_path / "inv" / "00.png").is_file()
+    moved = f"hf:{tmp_path / 'b' / 'tiny'}:encoder.layer.0-encoder.layer.1"
+    ok("extract", "--images", images, "--store", tmp_path / "b.zarr", "--feature", moved, "--workers", 1, "--size", 32)
+    assert "normalised error" in ok("analyze", "error", "--store", tmp_path / "b.zarr", "--decoder", tmp_path / "run")
+    line = refused("analyze", "error", "--store", world / "new.zarr", "--decoder", tmp_path / "run")
+    missing = "encoder.layer.0" if LAYER == "encoder.layer.1" else "encoder.layer.1"
+    assert re.search(rf"has no hf:.*:{re.escape(missing)} features", line), line

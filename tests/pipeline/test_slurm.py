@@ -61,7 +61,7 @@ def queued(env, name: str) -> list[str]:
     return listed.stdout.split()
 
 
-SPECS = "hog,lbp,alexnet:conv1"
+SPECS = "hog,lbp,alexnet:conv1+conv2"
 
 
 def extract_args(images: Path, store: Path, *extra: str) -> list[str]:
@@ -175,17 +175,17 @@ def test_a_worker_that_cannot_see_the_store_stops_the_run(slurm, monkeypatch, tm
         pass
 
 
-def train_script(env, store: Path, out: Path, port: int) -> Path:
+def train_script(env, store: Path, out: Path, port: int, feature: str = "hog", epochs: int = 30) -> Path:
     args = [
         "train",
         "--store",
         str(store),
         "--feature",
-        "hog",
+        feature,
         "--out",
         str(out),
         "--epochs",
-        "30",
+        str(epochs),
         "--batch-size",
         "8",
         "--width",
@@ -233,6 +233,17 @@ def test_training_under_sbatch_is_signalled_requeued_and_ends_as_an_uninterrupte
     assert len(starts) == 2 and "from step 0" in starts[0] and "from step 0" not in starts[1]
     ours, theirs = losses(signalled), losses(reference)
     assert max(ours) == max(theirs) and ours == {step: theirs[step] for step in ours}
+
+
+def test_a_fused_decoder_trains_under_sbatch_as_any_other(slurm, local_store, tmp_path):
+    run = tmp_path / "fused"
+    script = train_script(slurm, local_store, run, 29703, feature="alexnet:conv1+conv2", epochs=2)
+    job = slurm_run(slurm, "sbatch", "--parsable", str(script)).stdout.strip()
+    wait_for(slurm, job)
+    log = next(tmp_path.glob(f"preimage-train-{job}.out")).read_text()
+    assert "training alexnet:conv1+conv2" in log and (run / "checkpoint.safetensors").is_file(), log
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["decoder"]["kind"] == "fused" and len(saved["decoder"]["parts"]) == 2
 
 
 def test_the_sampling_study_runs_its_histograms_on_batch_jobs_alike(slurm, local_store, tmp_path):

@@ -148,7 +148,7 @@ def test_every_kind_builds_resize_decoders_with_the_same_parameters(kind, shape)
 
 
 def test_registry_and_errors():
-    assert set(list_decoders()) == {"grid", "map", "vector"}
+    assert set(list_decoders()) == {"grid", "map", "vector", "fused"}
     with pytest.raises(ValueError, match="no decoder for representations of kind 'pixels'"):
         create_decoder(DecoderConfig("pixels", (3, 8, 8)))
     decoder = create_decoder(DecoderConfig("hog", (16, 16, 31), 64, width=32))

@@ -37,8 +37,8 @@ def decoder_job(
         from ...pipeline.features import get_representation
 
         rep = get_representation(feature)
-        if rep.layer != trained.layer:
-            raise IdentityError(f"{feature}: the decoder inverts layer {trained.layer}, not {rep.layer}")
+        if rep.layers != trained.layers:
+            raise IdentityError(f"{feature}: the decoder inverts layer {trained.layer}, not {'+'.join(rep.layers)}")
         models = [rep.backbone, *models]
     here = find_model(trained, models, weights, hashes)
     return FeatureJob.from_attrs(dict(here.attrs), weights), here.image_size, here.dtype

@@ -13,6 +13,7 @@ phases equal and lets each learn its own (it can express both of the others exac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -111,14 +112,15 @@ def conv(in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1) 
     )
 
 
-KINDS = ("grid", "map", "vector")  # a representation's kind (``Representation.kind``) picks its decoder
+KINDS = ("grid", "map", "vector", "fused")  # a representation's kind (``Representation.kind``) picks its decoder
 LEGACY_KINDS = {"hog": "grid", "lbp": "grid", "sift": "grid", "conv": "map"}  # as checkpoints before 0.2 name them
 
 
 @dataclass(frozen=True)
 class DecoderConfig:
     """What builds a decoder: the representation's kind (``grid``: a hand-crafted (H, W, C) grid; ``map``: a
-    network's (C, H, W) map; ``vector``), one feature row's shape as stored, the target and width. A kind as older
+    network's (C, H, W) map; ``vector``; ``fused``: several maps of one model, flattened one after the other in a
+    row, ``parts`` their shapes), one feature row's shape as stored, the target and width. A kind as older
     checkpoints name it (``hog``, ``conv``) is read as today's."""
 
     kind: str
@@ -126,9 +128,13 @@ class DecoderConfig:
     target_size: int = 64
     width: int = 256  # channels at the bottleneck; halved at each up-convolution, never below 32
     upsample: str = "zero-fill"  # the up-convolutions': 'zero-fill' (the paper's), 'resize' or 'sub-pixel'
+    parts: tuple[tuple[int, ...], ...] = ()  # a fused decoder's layers, (C, H, W) each, in the row's order
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", LEGACY_KINDS.get(self.kind, self.kind))
+        object.__setattr__(self, "parts", tuple(tuple(int(v) for v in part) for part in self.parts))
+        if self.parts and (self.input_shape != (sum(math.prod(part) for part in self.parts),)):
+            raise ValueError(f"a fused row of shape {self.input_shape} is not its parts {self.parts} one after another")
 
     @property
     def channels_last(self) -> bool:
@@ -138,12 +144,17 @@ class DecoderConfig:
     def as_dict(self) -> dict:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
+        if self.parts:
+            d["parts"] = [list(part) for part in self.parts]
+        else:
+            del d["parts"]  # a one-layer decoder's header is as it always was
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> DecoderConfig:
         upsample = d.get("upsample", "zero-fill")  # decoders saved before the choice existed are zero-fill
-        return cls(d["kind"], tuple(d["input_shape"]), int(d["target_size"]), int(d["width"]), upsample)
+        parts = tuple(tuple(part) for part in d.get("parts", ()))
+        return cls(d["kind"], tuple(d["input_shape"]), int(d["target_size"]), int(d["width"]), upsample, parts)
 
 
 _DECODERS: dict[str, Callable[[DecoderConfig], nn.Module]] = {}
@@ -199,14 +210,22 @@ class Decoder(nn.Module):
         self.config = config
         self.body = body
         # features are multiplied by this first (the trainer sets 1 / their std), so that every representation
-        # reaches the first layer at a similar scale; saved with the weights
-        self.register_buffer("input_scale", torch.ones(()))
+        # reaches the first layer at a similar scale (a fused decoder: one scale per layer); saved with the weights
+        self.register_buffer("input_scale", torch.ones(len(config.parts)) if config.parts else torch.ones(()))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         expected = tuple(self.config.input_shape)
         if tuple(features.shape[1:]) != expected:
             raise ValueError(
                 f"decoder for {self.config.kind} {expected} got features of shape {tuple(features.shape[1:])}"
+            )
+        if self.config.parts:  # the row cut back into its layers, each at its own scale
+            pieces = torch.split(features, [math.prod(part) for part in self.config.parts], dim=1)
+            return self.body(
+                [
+                    (piece.reshape(len(piece), *part) * self.input_scale[i]).contiguous()
+                    for i, (piece, part) in enumerate(zip(pieces, self.config.parts, strict=True))
+                ]
             )
         features = features * self.input_scale
         if self.config.channels_last:
@@ -244,14 +263,20 @@ def spatial_grid_decoder(config: DecoderConfig) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def start_side(height: int, width: int, target: int) -> int:
+    """The side ``target / 2^k`` a map of ``height`` x ``width`` is resized up to: the smallest not below it."""
+    start = target
+    while start // 2 >= max(height, width):
+        start //= 2
+    return start
+
+
 @register_decoder("map")
 def conv_map_decoder(config: DecoderConfig) -> nn.Module:
     """CNN feature maps (C, H, W): resized bilinearly up to the next side ``target / 2^k`` (6 -> 8, 13 -> 16,
     27 -> 32 for a 64 target), three 3x3 convolutions, then up-convolutions to the target."""
     c, h, w = config.input_shape
-    start = config.target_size
-    while start // 2 >= max(h, w):
-        start //= 2
+    start = start_side(h, w, config.target_size)
     layers: list[nn.Module] = []
     if (h, w) != (start, start):
         layers.append(nn.Upsample(size=(start, start), mode="bilinear", align_corners=False))
@@ -280,3 +305,69 @@ def vector_decoder(config: DecoderConfig) -> nn.Module:
     layers.append(_Reshape(256, 4, 4))
     layers += _expanding(256, 4, config.target_size, config.upsample)
     return nn.Sequential(*layers)
+
+
+class FusedDecoder(nn.Module):
+    """Several maps of one model in, an image out. Each layer is resized bilinearly up to its side ``target / 2^k``
+    (:func:`start_side`) and enters where the decoder works at that side: the coarsest side starts the decoder
+    with the sum of its layers' 3x3 projections to ``width`` (the map decoder's first convolution, one per layer:
+    a ViT's blocks all enter here), followed by the map decoder's two further 3x3 convolutions; at each finer side
+    an up-convolution's output gets its layers' projections added before the activation, then one more 3x3
+    convolution mixes them (a CNN's earlier stages). With one layer it is the map decoder."""
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        sides = [start_side(h, w, config.target_size) for _, h, w in config.parts]
+        start = min(sides)
+        self.sides, self.resized = sides, [(h, w) != (s, s) for (_, h, w), s in zip(config.parts, sides, strict=True)]
+        channels, size, width = {}, start, config.width
+        while size <= config.target_size:  # the channels the decoder has at each side, as the map decoder's
+            channels[size] = width
+            width, size = max(32, width // 2), size * 2
+        self.projections = nn.ModuleList(
+            nn.Conv2d(c, channels[s], 3, padding=1) for (c, _, _), s in zip(config.parts, sides, strict=True)
+        )
+        self.start = start
+        self.head = nn.Sequential(
+            nn.LeakyReLU(SLOPE), conv(config.width, config.width), conv(config.width, config.width)
+        )
+        self.ups = nn.ModuleList()
+        self.mixes = nn.ModuleDict()
+        size = start
+        while size < config.target_size:
+            self.ups.append(UpConvolution(channels[size], channels[size * 2], config.upsample))
+            size *= 2
+            if size in sides:
+                self.mixes[str(size)] = conv(channels[size], channels[size])
+        self.out = nn.Conv2d(channels[config.target_size], 3, 5, padding=2)
+
+    def _entering(self, parts: list[torch.Tensor], side: int) -> torch.Tensor | None:
+        """The sum of the projections of the layers that enter at ``side`` (None: none does)."""
+        total = None
+        for part, s, resized, project in zip(parts, self.sides, self.resized, self.projections, strict=True):
+            if s == side:
+                x = F.interpolate(part, size=(s, s), mode="bilinear", align_corners=False) if resized else part
+                total = project(x) if total is None else total + project(x)
+        return total
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        x = self.head(self._entering(parts, self.start))
+        size = self.start
+        for up in self.ups:
+            x, size = up(x), size * 2
+            entering = self._entering(parts, size)
+            if entering is not None:
+                x = self.mixes[str(size)](F.leaky_relu(x + entering, SLOPE))
+            else:
+                x = F.leaky_relu(x, SLOPE)
+        return self.out(x)
+
+
+@register_decoder("fused")
+def fused_decoder(config: DecoderConfig) -> nn.Module:
+    """Several layers of one model read at once (:class:`FusedDecoder`)."""
+    if not config.parts:
+        raise ValueError("a fused decoder needs the shapes of its layers (parts)")
+    if any(len(part) != 3 for part in config.parts):
+        raise ValueError(f"a fused decoder reads maps (C, H, W); got layers of shapes {config.parts}")
+    return FusedDecoder(config)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ...pipeline.identity import FeatureIdentity
+from ...pipeline.identity import Identity, from_fingerprint
 from . import zoo
 from .checkpoint import CheckpointError, json_header, read_header
 from .runfolder import CHECKPOINT, DICTIONARY, RunFolder
@@ -52,9 +52,9 @@ class Located:
         return fingerprint
 
     @property
-    def identity(self) -> FeatureIdentity:
+    def identity(self) -> Identity:
         """What the features it takes are (:mod:`~preimage.pipeline.identity`): what a store must hold for it."""
-        return FeatureIdentity.from_fingerprint(self.fingerprint)
+        return from_fingerprint(self.fingerprint)
 
     @property
     def autoencoder(self) -> bool:

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...pipeline.identity import FeatureIdentity, portable_name, source_model
+from ...pipeline.identity import Identity, feature_order, from_fingerprint, portable_name, source_model
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"  # train/zoo/: the files ship as package data of preimage.train
 SUFFIX = ".safetensors"
@@ -35,7 +35,7 @@ class Shipped:
     loss: str
     path: Path
     card: dict
-    identity: FeatureIdentity  # what the features it takes are (its fingerprint)
+    identity: Identity  # what the features it takes are (its fingerprint)
 
     @property
     def name(self) -> str:
@@ -85,10 +85,10 @@ def list_shipped() -> list[Shipped]:
                 loss=config.get("loss", PIXEL),
                 path=path,
                 card=header.get("card", {}),
-                identity=FeatureIdentity.from_fingerprint(header["fingerprint"]),
+                identity=from_fingerprint(header["fingerprint"]),
             )
         )
-    return sorted(found, key=lambda s: (":" in s.feature, s.feature, s.loss != PIXEL, s.loss))
+    return sorted(found, key=lambda s: (":" in s.feature, *feature_order(s.feature), s.loss != PIXEL, s.loss))
 
 
 def shipped(name: str) -> Shipped:
@@ -120,23 +120,38 @@ def find_shipped(feature: str, loss: str = PIXEL, weights: str | None = None) ->
     """The shipped decoder of ``feature`` trained with ``loss``, and where its model is (``feature`` itself when it
     named a model from a source by a folder of its own, found by its weights' hash; None when it named the decoder
     as the zoo does). An error saying what ships otherwise."""
+    from ...pipeline.features import get_representation
+
     try:
         return shipped(shipped_name(feature, loss)).path, None
     except FileNotFoundError:
         if not source_model(feature):
-            raise
-    from ...pipeline.features import get_representation
+            named = _canonical(feature)  # a layer range, a model's other name: as the zoo names it
+            if named == feature:
+                raise
+            return shipped(shipped_name(named, loss)).path, None
     from ...pipeline.identity import hash_name, model_hash
 
     rep = get_representation(feature)
     sha = model_hash(rep.name, weights)
-    found = shipped_for(f"{hash_name(rep.backbone, sha)}:{rep.layer}", loss) if sha else None
+    found = shipped_for(f"{hash_name(rep.backbone, sha)}:{'+'.join(rep.layers)}", loss) if sha else None
     if found is None:
         raise FileNotFoundError(
             f"no decoder ships for {rep.name} (its weights' sha256 {str(sha)[:16]}; preimage zoo lists what ships); "
             "train one with preimage train and pass --decoder RUN"
         )
     return found.path, feature
+
+
+def _canonical(feature: str) -> str:
+    """The representation's own name for ``feature`` (``alexnet:conv3-conv5`` -> ``alexnet:conv3+conv4+conv5``);
+    ``feature`` itself when it names none."""
+    from ...pipeline.features import get_representation
+
+    try:
+        return get_representation(feature).name
+    except Exception:  # not a representation: the caller's error names what ships
+        return feature
 
 
 def resolve(decoder: str | os.PathLike) -> Path:

@@ -21,6 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ...cache.store import READ, FeatureStore, feature_path
 from ...pipeline.contract import FeatureJob
+from ...pipeline.identity import fused_parts, read_rows
 from ...runtime.device import rank_and_world
 from .augment import augment_images, augmentable, check_augment, recompute
 
@@ -110,13 +111,16 @@ class ShardStream(IterableDataset):
         self.target_size, self.batch_size, self.buffer_shards = target_size, batch_size, buffer_shards
         self.seed, self.epoch, self.held_out, self.drop_last = seed, 0, held_out, drop_last
         opened = FeatureStore.open(self.store_path)
-        if feature_path(feature) not in opened.group:
-            raise KeyError(f"{store} has no {feature}; it holds {', '.join(opened.feature_names()) or 'no features'}")
+        for name in (fused_parts(feature) or [feature]) if inputs == "features" else ():
+            if feature_path(name) not in opened.group:
+                held = ", ".join(opened.feature_names()) or "no features"
+                raise KeyError(f"{store} has no {name}; it holds {held}")
         self.partitions = opened.partitions()
         self.job, self.dtype = None, None  # the extractor that recomputes augmented rows' features, its dtype
         if augment != "none" and inputs == "features":
-            self.job = FeatureJob.from_attrs(dict(opened.features(feature).attrs))
-            self.dtype = opened.features(feature).dtype
+            first = (fused_parts(feature) or [feature])[0]  # a fused feature's layers: a model's, never augmentable
+            self.job = FeatureJob.from_attrs(dict(opened.features(first).attrs))
+            self.dtype = opened.features(first).dtype
             augmentable(self.job, int(opened.array("images").shape[1]))
         mask = split_rows(opened, split, held_out, train_fraction)
         self.rows = int(mask.sum())
@@ -158,7 +162,6 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         store = FeatureStore.open(self.store_path)
-        inputs = "images" if self.inputs == "images" else feature_path(self.feature)
         rng = np.random.default_rng([self.seed, self.epoch, *rank_and_world(), _worker_id()])
         buffer_x: list[np.ndarray] = []
         buffer_y: list[torch.Tensor] = []
@@ -170,17 +173,16 @@ class ShardStream(IterableDataset):
             if not keep.any():
                 return None
 
-            def rows(name: str) -> np.ndarray:  # no copy when every row is kept: SIFT's 64 rows are 35 MB
-                values = store.read_rows(name, start, stop)
+            def kept(values: np.ndarray) -> np.ndarray:  # no copy when every row is kept: SIFT's 64 rows are 35 MB
                 return values if keep.all() else values[keep]
 
-            stored = rows("images")
+            stored = kept(store.read_rows("images", start, stop))
             if self.augment != "none":  # a function of (seed, epoch, shard): a resumed run sees the same images
                 choices = np.random.default_rng([self.seed, self.epoch, index, 1])
                 stored = augment_images(stored, self.augment, choices)
                 x = stored if self.job is None else recompute(self.job, stored).astype(self.dtype, copy=False)
             else:
-                x = stored if inputs == "images" else rows(inputs)
+                x = stored if self.inputs == "images" else kept(read_rows(store, self.feature, start, stop))
             return x, downsample(stored, self.target_size)
 
         # the next buffer's shards are read while this one trains, several at once: a store at a URL answers each

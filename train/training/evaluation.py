@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...cache.store import FeatureStore, feature_path
-from ...pipeline.identity import FeatureIdentity
+from ...cache.store import FeatureStore
+from ...pipeline.identity import Identity, read_rows
 from ...pipeline.images import save_rgb, to_float, to_uint8
 from ..models.decoders import Decoder
 from ..scoring.metrics import scores, upsample_to
@@ -20,7 +20,7 @@ from .data import split_rows
 def evaluate(
     model: Decoder,
     store: FeatureStore,
-    feature: str | FeatureIdentity,
+    feature: str | Identity,
     held_out: float = 0.1,
     max_rows: int = 256,
     split: str = "heldout",
@@ -50,7 +50,7 @@ def evaluate(
             if takes_images:
                 inputs = target
             else:
-                inputs = torch.from_numpy(store.read_rows(feature_path(feature), start, stop)[picked]).float()
+                inputs = torch.from_numpy(read_rows(store, feature, start, stop)[picked]).float()
             recon.append(model(inputs.to(device)).cpu())
             targets.append(target)
     recon_t, target_t = torch.cat(recon), torch.cat(targets)

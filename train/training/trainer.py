@@ -25,7 +25,7 @@ import torch
 from ...cache.store import FeatureStore, feature_path
 from ...pipeline import identity
 from ...pipeline.features import get_representation
-from ...pipeline.identity import FeatureIdentity
+from ...pipeline.identity import Identity, fused_parts
 from ...runtime.device import init_distributed, pick_device
 from ...runtime.progress import Progress
 from ...runtime.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
@@ -90,6 +90,11 @@ def learning_rate(config: TrainConfig, step: int, total: int, scale: float) -> f
     return config.lr * scale * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def input_scale(store: FeatureStore, feature: str, mask: np.ndarray) -> list[float]:
+    """What a decoder multiplies its input by: :func:`feature_scale` of the feature, or of each layer of a fused one."""
+    return [feature_scale(store, part, mask) for part in fused_parts(feature) or [feature]]
+
+
 def feature_scale(store: FeatureStore, feature: str, mask: np.ndarray, rows: int = 512) -> float:
     """1 / std of the feature over up to ``rows`` training rows spread over the store (read 32 at a time)."""
     chosen = np.flatnonzero(mask)
@@ -107,13 +112,23 @@ def feature_scale(store: FeatureStore, feature: str, mask: np.ndarray, rows: int
 def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
     """The decoder for the run's feature, as stored (with its encoder in the autoencoder mode)."""
     decoder_kind = get_representation(config.feature).decoder
-    row_shape = tuple(store.array(feature_path(config.feature)).shape[1:])
+    parts = tuple(tuple(store.array(feature_path(part)).shape[1:]) for part in fused_parts(config.feature) or ())
+    row_shape = (
+        (sum(math.prod(part) for part in parts),) if parts else store.array(feature_path(config.feature)).shape[1:]
+    )
     torch.manual_seed(config.seed)
     decoder = create_decoder(
         DecoderConfig(
-            decoder_kind, row_shape, target_size=config.target_size, width=config.width, upsample=config.upsample
+            decoder_kind,
+            tuple(row_shape),
+            target_size=config.target_size,
+            width=config.width,
+            upsample=config.upsample,
+            parts=parts,
         )
     )
+    if config.autoencoder and parts:
+        raise ValueError(f"--autoencoder fine-tunes the encoder of one layer; {config.feature} reads several")
     return AutoEncoder(config.feature, decoder) if config.autoencoder else decoder
 
 
@@ -169,7 +184,7 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     rank, world = init_distributed(device)
     store = FeatureStore.open(config.store)
     config = replace(config, feature=identity.stored_name(store, config.feature))  # as the store names it
-    fingerprint = FeatureIdentity.of_store(store, config.feature).fingerprint()
+    fingerprint = identity.of_store(store, config.feature).fingerprint()
     stream = ShardStream(
         config.store,
         config.feature,
@@ -265,7 +280,7 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
         previous = saved.get("precision", saved["config"].get("precision"))
         run.config = replace(config, precision=run_precision(config.precision, run.device, previous))
         header = run.load(folder.checkpoint)
-        identity.check_agree(run.identity, FeatureIdentity.from_fingerprint(header["fingerprint"]), config.store)
+        identity.check_agree(run.identity, identity.from_fingerprint(header["fingerprint"]), config.store)
         return header["state"], saved, True
     if folder.run_file.exists():  # a folder some other run began: never written over
         diff = sorted(settings_differing(folder.read().get("config", {}), config))
@@ -285,7 +300,8 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
             "more images"
         )
     check_target_size(run.store.array("images").shape[1], config.target_size)  # before the run folder is made
-    run.model.input_scale.fill_(feature_scale(run.store, config.feature, train_mask))
+    scale = input_scale(run.store, config.feature, train_mask)
+    run.model.input_scale.copy_(torch.tensor(scale if len(scale) > 1 else scale[0]))
     if config.init:
         start_from(run.model, config.init, run.store, config.feature)
     saved = {
@@ -439,9 +455,9 @@ class _Run:
         return RunFolder(self.config.out)
 
     @property
-    def identity(self) -> FeatureIdentity:
+    def identity(self) -> Identity:
         """What the features it trains on are (the store's, recorded as the run's fingerprint)."""
-        return FeatureIdentity.from_fingerprint(self.fingerprint)
+        return identity.from_fingerprint(self.fingerprint)
 
     def loop(self, state: dict) -> dict:
         """Epochs from ``state`` on (updated in place); raises :class:`Diverged` for a rollback."""

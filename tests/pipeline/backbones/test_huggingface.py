@@ -156,8 +156,10 @@ def test_features_lists_each_layer_as_a_store_of_any_size_holds_it(folders):
     result = CliRunner().invoke(main, ["features", "--model", folders["dinov2"], "--size", "16"])
     assert result.exit_code == 0, result.output
     assert "feeds it 32x32, centre crop 28" in result.output
-    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[2:]}
+    table, grammar = result.output.split("\n\n")
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:]}
     assert rows["encoder.layer.1"] == ["map", "32x2x2"] and rows["encoder.layer.1#prefix"] == ["vector", "96"]
+    assert grammar.startswith("fused: maps of one model read together")
 
 
 def test_a_range_of_blocks_keeps_its_depth_and_the_class_tokens(folders):
@@ -256,7 +258,15 @@ def test_bad_models_and_layers_are_one_clear_line(folders, tmp_path):
         output_tensor("cache", [None, torch.zeros(1)])
 
 
-@pytest.mark.parametrize(("model", "layer"), [("vit", "layers.1"), ("resnet", "encoder.stages.1")])
+@pytest.mark.parametrize(
+    ("model", "layer"),
+    [
+        ("vit", "layers.1"),
+        ("resnet", "encoder.stages.1"),
+        ("vit", "layers.0+layers.1"),  # blocks read together: one grid, fused at the decoder's input
+        ("resnet", "encoder.stages.0-encoder.stages.1"),  # stages on two grids, each entering at its side
+    ],
+)
 def test_extract_train_analyze_and_invert_a_transformer_block_and_a_resnet_stage(
     folders, photos, model, layer, tmp_path
 ):
