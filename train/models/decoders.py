@@ -187,6 +187,8 @@ def create_decoder(config: DecoderConfig) -> Decoder:
     for module in body.modules():
         if isinstance(module, UpConvolution):
             module.reset_phases()
+        if isinstance(module, FusedDecoder):
+            module.share_fan_in()
     return Decoder(config, body)
 
 
@@ -340,6 +342,17 @@ class FusedDecoder(nn.Module):
             if size in sides:
                 self.mixes[str(size)] = conv(channels[size], channels[size])
         self.out = nn.Conv2d(channels[config.target_size], 3, 5, padding=2)
+
+    def share_fan_in(self) -> None:
+        """Scale the He-initialised projections that enter at one side by sqrt(C_i / sum C): together they start as
+        He's initialisation of the one convolution over their layers' channels side by side (each alone would
+        start the sum with the variance of all of them, sqrt(2) too large for two equal layers)."""
+        with torch.no_grad():
+            for side in set(self.sides):
+                entering = [p for p, s in zip(self.projections, self.sides, strict=True) if s == side]
+                total = sum(p.in_channels for p in entering)
+                for projection in entering:
+                    projection.weight.mul_(math.sqrt(projection.in_channels / total))
 
     def _entering(self, parts: list[torch.Tensor], side: int) -> torch.Tensor | None:
         """The sum of the projections of the layers that enter at ``side`` (None: none does)."""
