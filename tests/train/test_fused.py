@@ -56,6 +56,29 @@ def test_the_fused_decoder_of_one_layer_is_the_map_decoder():
     torch.testing.assert_close(fused(x.reshape(3, -1)), single(x), rtol=0, atol=1e-12)
 
 
+def test_a_layer_entering_at_a_finer_side_has_its_own_map_decoder_inside_the_fused_one():
+    """AlexNet's conv5 starts the decoder at 8, conv3 enters at 16: with conv5's projection and the up-convolution
+    from 8 at zero, the fused decoder is conv3's map decoder, weight for weight."""
+    conv5, conv3 = (16, 6, 6), (24, 13, 13)
+    single = create_decoder(DecoderConfig("map", conv3, target_size=64, width=32)).double()
+    parts = (conv5, conv3)
+    sizes = [int(np.prod(p)) for p in parts]
+    fused = create_decoder(DecoderConfig("fused", (sum(sizes),), 64, 32, parts=parts)).double()
+    body = fused.body
+    ours = [body.projections[1], *(c[0] for c in body.mixes["16"]), *(u.conv for u in body.ups[1:]), body.out]
+    theirs = [m for m in single.body.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [tuple(m.weight.shape) for m in ours] == [tuple(m.weight.shape) for m in theirs]
+    with torch.no_grad():
+        for mine, other in zip(ours, theirs, strict=True):
+            mine.load_state_dict(other.state_dict())
+        for silent in (body.projections[0].weight, body.ups[0].conv.weight, body.ups[0].conv.bias):
+            silent.zero_()
+    generator = torch.Generator().manual_seed(0)
+    x5, x3 = (torch.randn(2, *p, dtype=torch.float64, generator=generator) for p in parts)
+    joined = torch.cat([x5.reshape(2, -1), x3.reshape(2, -1)], dim=1)
+    torch.testing.assert_close(fused(joined), single(x3), rtol=0, atol=1e-12)
+
+
 def test_layers_on_other_grids_enter_where_the_decoder_works_at_their_side():
     torch.manual_seed(0)  # the same weights and inputs in every run: a gradient check must not meet a kink by chance
     parts = ((8, 27, 27), (16, 13, 13), (16, 6, 6))  # AlexNet's conv2 and conv3 sides, and conv5's

@@ -311,11 +311,13 @@ def vector_decoder(config: DecoderConfig) -> nn.Module:
 
 class FusedDecoder(nn.Module):
     """Several maps of one model in, an image out. Each layer is resized bilinearly up to its side ``target / 2^k``
-    (:func:`start_side`) and enters where the decoder works at that side: the coarsest side starts the decoder
-    with the sum of its layers' 3x3 projections to ``width`` (the map decoder's first convolution, one per layer:
-    a ViT's blocks all enter here), followed by the map decoder's two further 3x3 convolutions; at each finer side
-    an up-convolution's output gets its layers' projections added before the activation, then one more 3x3
-    convolution mixes them (a CNN's earlier stages). With one layer it is the map decoder."""
+    (:func:`start_side`) and enters where the decoder works at that side, with the sum of its side's layers' 3x3
+    projections to ``width`` (the map decoder's first convolution, one per layer), followed by the map decoder's
+    two further 3x3 convolutions at ``width``: at the coarsest side this starts the decoder (a ViT's blocks all
+    enter here), at a finer side the sum is added to the up-convolution arriving from the coarser ones (a CNN's
+    earlier stages). The decoder keeps ``width`` channels down to the finest side a layer enters at, then halves
+    them as the map decoder does. So each layer's own map decoder is inside it: with the others' projections and
+    the arriving up-convolution at zero it computes exactly that (with one layer, the map decoder itself)."""
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
@@ -323,9 +325,9 @@ class FusedDecoder(nn.Module):
         start = min(sides)
         self.sides, self.resized = sides, [(h, w) != (s, s) for (_, h, w), s in zip(config.parts, sides, strict=True)]
         channels, size, width = {}, start, config.width
-        while size <= config.target_size:  # the channels the decoder has at each side, as the map decoder's
+        while size <= config.target_size:  # width down to the finest entering side, then halved as the map decoder's
             channels[size] = width
-            width, size = max(32, width // 2), size * 2
+            width, size = (width if size * 2 <= max(sides) else max(32, width // 2)), size * 2
         self.projections = nn.ModuleList(
             nn.Conv2d(c, channels[s], 3, padding=1) for (c, _, _), s in zip(config.parts, sides, strict=True)
         )
@@ -340,7 +342,9 @@ class FusedDecoder(nn.Module):
             self.ups.append(UpConvolution(channels[size], channels[size * 2], config.upsample))
             size *= 2
             if size in sides:
-                self.mixes[str(size)] = conv(channels[size], channels[size])
+                self.mixes[str(size)] = nn.Sequential(
+                    conv(channels[size], channels[size]), conv(channels[size], channels[size])
+                )
         self.out = nn.Conv2d(channels[config.target_size], 3, 5, padding=2)
 
     def share_fan_in(self) -> None:
