@@ -210,3 +210,20 @@ def test_the_projections_entering_together_start_as_one_convolution_over_their_c
     he = 2 / (1 + 0.2**2)  # He's gain for a leaky ReLU of slope 0.2: the map decoder's first convolution
     assert variance == pytest.approx(he, rel=0.05)
     assert float(projections[2].weight.std()) == pytest.approx(float(projections[0].weight.std()), rel=0.05)
+
+
+def test_the_explorer_shows_a_fused_decoder_beside_the_others(store):
+    from preimage.explore.engine import ExploreError, Explorer
+
+    path, root = store
+    out = root / "fused-for-explorer"
+    train(small(path, out), show_progress=False)
+    explorer = Explorer([out], store=path)
+    assert "fused-for-explorer" in explorer.panels
+    photo = next(iter(explorer.store_photos(2).values()))
+    features = explorer.features(photo, "fused-for-explorer")
+    assert features.shape == (1, get_representation(FUSED).stored_shape(224)[0])
+    assert explorer.reconstruct(photo, "fused-for-explorer")["png"].startswith("data:image/png")
+    assert explorer.sample("fused-for-explorer", seed=0)["png"].startswith("data:image/png")  # from the store
+    with pytest.raises(ExploreError, match="several layers read together"):
+        explorer.reconstruct(photo, "fused-for-explorer", kind="window")
