@@ -227,3 +227,27 @@ def test_the_explorer_shows_a_fused_decoder_beside_the_others(store):
     assert explorer.sample("fused-for-explorer", seed=0)["png"].startswith("data:image/png")  # from the store
     with pytest.raises(ExploreError, match="several layers read together"):
         explorer.reconstruct(photo, "fused-for-explorer", kind="window")
+
+
+def test_a_fused_decoder_starts_as_its_best_layers_own_decoder(store, tmp_path):
+    """``--init`` with one of the layers' own decoders: the fused decoder's first reconstructions are that decoder's,
+    exactly; training goes on from there. A layer entering at a coarser side than another is refused in one line."""
+    from preimage.train.training.trainer import build, start_from
+
+    path, _ = store
+    single_run = tmp_path / "conv3"
+    train(small(path, single_run, feature="alexnet:conv3"), show_progress=False)
+    opened = FeatureStore.open(path)
+    fused = build(small(path, tmp_path / "unused"), opened)
+    start_from(fused, str(single_run), opened, FUSED)
+    single = load_decoder(single_run, opened)
+    with torch.no_grad():
+        ours = fused(torch.from_numpy(read_rows(opened, FUSED, 0, 8)).float())
+        theirs = single(torch.from_numpy(read_rows(opened, "alexnet:conv3", 0, 8)).float())
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    result = train(small(path, tmp_path / "fused", init=str(single_run)), show_progress=False)
+    assert result["normalised_error"] > 0
+    conv5_run = tmp_path / "conv5"
+    train(small(path, conv5_run, feature="alexnet:conv5"), show_progress=False)
+    with pytest.raises(ValueError, match="entering at its finest side"):
+        start_from(build(small(path, tmp_path / "unused"), opened), str(conv5_run), opened, FUSED)

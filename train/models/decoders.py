@@ -358,6 +358,34 @@ class FusedDecoder(nn.Module):
                 for projection in entering:
                     projection.weight.mul_(math.sqrt(projection.in_channels / total))
 
+    def start_as(self, index: int, single: nn.Module) -> None:
+        """Start as layer ``index``'s own map decoder (``single``, its body): its weights copied to where they sit
+        here, the other layers' projections and the up-convolution arriving at its side at zero. This decoder then
+        computes exactly what ``single`` does, and training can only add what the other layers bring. The layer
+        must enter at the finest side any layer enters at: a finer one would pass it through more convolutions."""
+        side = self.sides[index]
+        if side != max(self.sides):
+            raise ValueError(
+                f"a fused decoder starts as the decoder of a layer entering at its finest side ({max(self.sides)} "
+                f"px), not of one entering at {side} px"
+            )
+        arriving = round(math.log2(side // self.start))  # the up-convolutions before this side
+        trunk = [c[0] for c in self.head[1:]] if side == self.start else [c[0] for c in self.mixes[str(side)]]
+        ours = [self.projections[index], *trunk, *(up.conv for up in self.ups[arriving:]), self.out]
+        theirs = [m for m in single.modules() if isinstance(m, nn.Conv2d)]
+        if [tuple(m.weight.shape) for m in ours] != [tuple(m.weight.shape) for m in theirs]:
+            raise ValueError("the single layer's decoder has another architecture (its --width, --target-size)")
+        with torch.no_grad():
+            for mine, other in zip(ours, theirs, strict=True):
+                mine.load_state_dict(other.state_dict())
+            for i, projection in enumerate(self.projections):
+                if i != index:
+                    projection.weight.zero_()
+                    projection.bias.zero_()
+            if arriving:
+                self.ups[arriving - 1].conv.weight.zero_()
+                self.ups[arriving - 1].conv.bias.zero_()
+
     def _entering(self, parts: list[torch.Tensor], side: int) -> torch.Tensor | None:
         """The sum of the projections of the layers that enter at ``side`` (None: none does)."""
         total = None

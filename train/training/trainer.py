@@ -324,6 +324,9 @@ def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, fea
     if isinstance(model, AutoEncoder):
         raise ValueError("--init starts a decoder of stored features, not an autoencoder")
     start = load_decoder(init, store, feature)
+    if model.config.parts and not start.config.parts:  # one of the fused layers' own decoder
+        start_fused_from_single(model, start, init, store, feature)
+        return
     if replace(start.config, upsample=model.config.upsample) != model.config:
         raise ValueError(
             f"--init {init}: its decoder is {start.config.as_dict()}, this run's "
@@ -336,6 +339,29 @@ def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, fea
     for convert in UPSAMPLING_STARTS[kinds]:
         weights = convert(start, weights)
     model.load_state_dict(weights)
+
+
+def start_fused_from_single(model: Decoder, single: Decoder, init: str, store: FeatureStore, feature: str) -> None:
+    """A fused decoder started as one of its layers' own decoder (``FusedDecoder.start_as``), with that decoder's
+    input scale: at the first step it reconstructs exactly as the single layer's decoder does."""
+    from ..models.locate import locate
+
+    layer = identity.stored_name(store, locate(init).identity)
+    layers = fused_parts(feature)
+    if layer not in layers:
+        raise ValueError(f"--init {init}: its layer {layer} is not one of {feature}'s")
+    if (single.config.upsample, single.config.target_size) != (model.config.upsample, model.config.target_size):
+        raise ValueError(
+            f"--init {init}: a {single.config.upsample} decoder to {single.config.target_size} px; train the fused "
+            f"one with the same --upsample and --target-size"
+        )
+    index = layers.index(layer)
+    try:
+        model.body.start_as(index, single.body)
+    except ValueError as err:
+        raise ValueError(f"--init {init}: {err}") from None
+    with torch.no_grad():
+        model.input_scale[index] = single.input_scale
 
 
 def resize_from_zero_fill(decoder: Decoder, weights: dict) -> dict:
