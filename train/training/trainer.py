@@ -325,7 +325,7 @@ def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, fea
         raise ValueError("--init starts a decoder of stored features, not an autoencoder")
     start = load_decoder(init, store, feature)
     if model.config.parts and not start.config.parts:  # one of the fused layers' own decoder
-        start_fused_from_single(model, start, init, store, feature)
+        start_fused_from_single(model, start, init=init, store=store, feature=feature)
         return
     if replace(start.config, upsample=model.config.upsample) != model.config:
         raise ValueError(
@@ -341,7 +341,7 @@ def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, fea
     model.load_state_dict(weights)
 
 
-def start_fused_from_single(model: Decoder, single: Decoder, init: str, store: FeatureStore, feature: str) -> None:
+def start_fused_from_single(model: Decoder, single: Decoder, *, init: str, store: FeatureStore, feature: str) -> None:
     """A fused decoder started as one of its layers' own decoder (``FusedDecoder.start_as``), with that decoder's
     input scale: at the first step it reconstructs exactly as the single layer's decoder does."""
     from ..models.locate import locate
