@@ -11,7 +11,15 @@ import torch
 
 from ..cache.store import FeatureStore
 from ..pipeline.features import expand_specs
-from ..pipeline.identity import Identity, feature_order, fused_parts, portable_name, stored_name, take_rows
+from ..pipeline.identity import (
+    Identity,
+    feature_layers,
+    feature_order,
+    fused_parts,
+    portable_name,
+    stored_name,
+    take_rows,
+)
 from ..pipeline.images import to_float
 from ..train.models import zoo
 from ..train.models.decoders import Decoder
@@ -112,8 +120,8 @@ def trained_runs(
     if features is None:
         return runs
     names = expand_specs(features)
-    fused = [run for run in runs if set(fused_parts(run.feature) or ()) <= set(names) and fused_parts(run.feature)]
-    read = {part for run in fused for part in fused_parts(run.feature)}
+    fused = [run for run in runs if fused_parts(run.feature) and set(feature_layers(run.feature)) <= set(names)]
+    read = {layer for run in fused for layer in feature_layers(run.feature)}
     missing = [name for name in names if not any(run.feature == name for run in runs) and name not in read]
     if missing:
         kind = "autoencoder" if autoencoder else "decoder"
@@ -123,15 +131,12 @@ def trained_runs(
             + (" --autoencoder" if autoencoder else "")
         )
     alone = [run for name in names for run in runs if run.feature == name]
-    deepest = {run.path: names.index(layers_of(run.feature)[-1]) for run in alone + fused}
-    return sorted(
-        alone + fused, key=lambda r: (deepest[r.path], len(layers_of(r.feature)), r.loss != zoo.PIXEL, r.loss)
-    )
 
+    def order(run: TrainedRun) -> tuple:  # by the deepest layer read, in the order of ``features``; fused after it
+        layers = feature_layers(run.feature)
+        return names.index(layers[-1]), len(layers), run.loss != zoo.PIXEL, run.loss
 
-def layers_of(feature: str) -> list[str]:
-    """The layers a decoder reads: its feature's, or each of a fused one's."""
-    return fused_parts(feature) or [feature]
+    return sorted(alone + fused, key=order)
 
 
 def heldout_rows(store: FeatureStore, held_out: float, n: int) -> np.ndarray:

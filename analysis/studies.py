@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
-from ..pipeline.identity import fused_parts, stored_name
+from ..pipeline.identity import feature_layers, stored_name
 from ..pipeline.images import save_rgb
 from ..train.scoring.metrics import normalised_error, upsample_to
 from .ablate import Classifier, ablate_top_k
@@ -78,7 +78,7 @@ def interpolation_study(
 def feature_array(store: FeatureStore, name: str) -> da.Array:
     """The stored feature ``name`` as a dask array, read lazily; a fused name's layers flattened one after the other,
     as a fused decoder takes them."""
-    arrays = [da.from_zarr(store.features(part)) for part in fused_parts(name) or [name]]
+    arrays = [da.from_zarr(store.features(layer)) for layer in feature_layers(name)]
     if len(arrays) == 1:
         return arrays[0]
     rows = da.concatenate([a.reshape(a.shape[0], -1) for a in arrays], axis=1)

