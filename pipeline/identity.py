@@ -417,20 +417,20 @@ def _path(name: str) -> str:
 
 
 def _missing(store, held: list[str], feature: str) -> str:
-    """A ``StoreError``: what the store holds, the nearest names, and how to add ``feature`` when it is one."""
+    """A ``StoreError``: what the store holds, and how to add ``feature`` when it is a representation, else the
+    held names nearest to it (a misspelling: a valid name that is not held has nothing to be corrected to)."""
     from ..cache.store import StoreError
     from ..runtime.suggest import did_you_mean
 
-    close = did_you_mean(feature, held)
-    hint = f"; {close}" if close else ""
     try:
         from .features import get_representation
 
         get_representation(feature)
         add = f"; add them with preimage extract --store {store.path} --images ... --feature {feature}"
-    except Exception:  # not a representation preimage computes: no extract to suggest
-        add = ""
-    raise StoreError(f"{store.path} has no {feature} features (it holds: {', '.join(held) or 'none'}){hint}{add}")
+    except Exception:  # not a representation preimage computes: no extract to suggest, perhaps a misspelling
+        close = did_you_mean(feature, held)
+        add = f"; {close}" if close else ""
+    raise StoreError(f"{store.path} has no {feature} features (it holds: {', '.join(held) or 'none'}){add}")
 
 
 def check_store(store, decoder: Identity, feature: str | None = None) -> str:

@@ -119,10 +119,8 @@ def model_weights(store: FeatureStore, feature: str) -> dict | None:
 
 def objective_recipe(config: dict) -> dict:
     """What a run minimised and what it started from, for the card: the loss, its weights (DeePSiM's), and the
-    decoder it was fine-tuned from with that one's own minutes."""
+    decoder it started as (fine-tuned, or a single layer's inside a fused one) with that one's own minutes."""
     loss = config.get("loss", zoo.PIXEL)
-    if loss == zoo.PIXEL:
-        return {"loss": loss}
     entry: dict = {"loss": loss}
     if loss == "deepsim":
         from dataclasses import asdict
@@ -131,30 +129,37 @@ def objective_recipe(config: dict) -> dict:
 
         entry["loss_weights"] = asdict(DeepSimWeights(**config.get("loss_options", {})))
     if config.get("init"):
-        try:  # a shipped decoder (before this export replaces it): its minutes include those of its own start
-            start = zoo.shipped(config["init"])
-            recipe = start.card["recipe"]
-            minutes = recipe["minutes"] + recipe.get("init", {}).get("minutes", 0)
-            entry["init"] = {
-                "name": start.name,
-                "epochs": recipe["epochs"],
-                "loss": recipe.get("loss", zoo.PIXEL),
-                "upsample": recipe.get("upsample", "zero-fill"),
-                "minutes": round(minutes, 1),
-            }
-        except FileNotFoundError:  # a run folder (references/zoo.sh): named as its export is
-            located = locate(config["init"])
-            state, settings = checkpoint.read_header(located.path)["state"], located.settings() or {}
-            started = read_run(Path(config["init"]))
-            name = zoo.shipped_name(portable_name(started.feature), started.loss) if started else str(config["init"])
-            entry["init"] = {
-                "name": name,
-                "minutes": round(state.get("seconds", 0.0) / 60, 1),
-                "epochs": state["epoch"],
-                "loss": settings.get("loss", zoo.PIXEL),
-                "upsample": settings.get("upsample", "zero-fill"),
-            }
+        entry["init"] = start_recipe(config["init"])
     return entry
+
+
+def start_recipe(init: str) -> dict:
+    """The decoder a run started as (``train --init``): its name, feature, epochs, loss, up-convolutions and
+    minutes."""
+    try:  # a shipped decoder (before this export replaces it): its minutes include those of its own start
+        start = zoo.shipped(init)
+        recipe = start.card["recipe"]
+        return {
+            "name": start.name,
+            "feature": start.feature,
+            "epochs": recipe["epochs"],
+            "loss": recipe.get("loss", zoo.PIXEL),
+            "upsample": recipe.get("upsample", "zero-fill"),
+            "minutes": round(recipe["minutes"] + recipe.get("init", {}).get("minutes", 0), 1),
+        }
+    except FileNotFoundError:  # a run folder (references/zoo.sh): named as its export is
+        located = locate(init)
+        state, settings = checkpoint.read_header(located.path)["state"], located.settings() or {}
+        started = read_run(Path(init))
+        feature = portable_name(started.feature) if started else str(init)
+        return {
+            "name": zoo.shipped_name(feature, started.loss) if started else str(init),
+            "feature": feature,
+            "minutes": round(state.get("seconds", 0.0) / 60, 1),
+            "epochs": state["epoch"],
+            "loss": settings.get("loss", zoo.PIXEL),
+            "upsample": settings.get("upsample", "zero-fill"),
+        }
 
 
 def heldout_entry(scored: dict, fp32_error: float, baseline: float) -> dict:
@@ -170,8 +175,8 @@ def heldout_entry(scored: dict, fp32_error: float, baseline: float) -> dict:
     }
 
 
-def recipe_lines(recipe: dict, name: str) -> list[str]:
-    """The card's recipe as text."""
+def recipe_lines(recipe: dict, name: str, feature: str) -> list[str]:
+    """The card's recipe as text (``name``: the decoder's, ``feature``: what it inverts)."""
     lines = [
         f"- width {recipe['width']}, {recipe.get('upsample', 'zero-fill')} up-convolutions, {recipe['epochs']} epochs "
         f"({recipe['steps']:,} steps of {recipe['batch_size']}), "
@@ -181,18 +186,23 @@ def recipe_lines(recipe: dict, name: str) -> list[str]:
     ]
     loss = recipe.get("loss", zoo.PIXEL)
     if loss == zoo.PIXEL:
-        return ["- loss: pixel (mean squared error, the paper's expected pre-image)", *lines]
-    weights = recipe.get("loss_weights", {})
-    terms = ", ".join(f"{k} {v}" for k, v in weights.items())
-    head = [f"- loss: {loss} ({terms}; train/training/deepsim.py says where each number comes from)"]
+        head = ["- loss: pixel (mean squared error, the paper's expected pre-image)"]
+    else:
+        terms = ", ".join(f"{k} {v}" for k, v in recipe.get("loss_weights", {}).items())
+        head = [f"- loss: {loss} ({terms}; train/training/deepsim.py says where each number comes from)"]
     if "init" in recipe:
         start = recipe["init"]
         kind = "pixel" if start.get("loss", zoo.PIXEL) == zoo.PIXEL else f"{start['upsample']} {start['loss']}"
         shipped = "that shipped before as " if start["name"] == name else ""
-        head.append(
-            f"- fine-tuned from the {kind} decoder {shipped}`{start['name']}` ({start['epochs']} epochs, "
-            f"{start['minutes']} minutes): {recipe['minutes'] + start['minutes']:.1f} minutes in all"
-        )
+        done = f"({start['epochs']} epochs, {start['minutes']} minutes)"
+        total = f"{recipe['minutes'] + start['minutes']:.1f} minutes in all"
+        if fused_parts(feature) and not fused_parts(start.get("feature", feature)):
+            head.append(
+                f"- started as the {kind} decoder `{start['name']}` {done}, its weights where its layer enters the "
+                f"fused decoder, the other layers' projections and the arriving up-convolution at zero: {total}"
+            )
+        else:
+            head.append(f"- fine-tuned from the {kind} decoder {shipped}`{start['name']}` {done}: {total}")
     return [*head, *lines]
 
 
@@ -221,7 +231,7 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         f"- Images: {photos['image_recipe']}, as `preimage extract` stores them.",
         "",
         "## Recipe",
-        *recipe_lines(recipe, entry.get("name", entry["feature"])),
+        *recipe_lines(recipe, entry.get("name", entry["feature"]), entry["feature"]),
         "",
         "## Held-out photos",
         "| rows | normalised error | PSNR dB | SSIM | LPIPS | mean image | float32 weights |",

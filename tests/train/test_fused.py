@@ -181,6 +181,7 @@ def test_a_store_lacking_one_layer_is_one_error_line_naming_it(store, tmp_path, 
         assert result.exit_code == 1, result.output
         last = result.output.strip().splitlines()[-1]
         assert last.startswith("Error:") and "has no alexnet:conv5 features" in last, result.output
+        assert "did you mean" not in last and "--feature alexnet:conv5" in last  # how to add it, no misspelling
     assert not (tmp_path / "run").exists()
 
 
