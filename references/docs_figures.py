@@ -2,10 +2,13 @@
 
     python references/docs_figures.py --layers out/zoo --compare out/table2 --compare out/compare-cnn --docs docs
     python references/docs_figures.py --perceptual out/perceptual --docs docs
+    python references/docs_figures.py --fused out/fused/dinov2 --fused out/fused/alexnet --docs docs
 
 - ``zoo-grid.jpg``: the layers study's grid of the shipped decoders (``analyze layers``), as it is.
 - ``perceptual-grid.jpg``: the layers study of each pixel decoder beside its DeePSiM decoder (``analyze layers
   --decoder hog --decoder hog+deepsim ...``), as it is.
+- ``fused-dinov2.jpg``, ``fused-alexnet.jpg``: the layers study of the fused decoders beside the single layers
+  they read (``references/fused_results.sh``), as it is.
 - ``compare.jpg``: the held-out photos once, then every method's row of each compared representation in the
   order given (``analyze compare``: HOG with HOGgles first, then CONV1, CONV3 and CONV5).
 """
@@ -41,6 +44,9 @@ def main() -> None:
     parser.add_argument("--layers", type=Path, help="an analyze layers folder (layers-grid.png)")
     parser.add_argument("--compare", type=Path, action="append", help="analyze compare folders")
     parser.add_argument("--perceptual", type=Path, help="an analyze layers folder of pixel and DeePSiM decoders")
+    parser.add_argument(
+        "--fused", type=Path, action="append", help="analyze layers folders of fused decoders (fused-FOLDER.jpg)"
+    )
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--size", type=int, default=128, help="the store's image size: each row's height")
     args = parser.parse_args()
@@ -48,6 +54,8 @@ def main() -> None:
         write_jpeg(args.docs / "perceptual-grid.jpg", layers_grid(args.perceptual))
     if args.layers:
         write_jpeg(args.docs / "zoo-grid.jpg", layers_grid(args.layers))
+    for folder in args.fused or []:
+        write_jpeg(args.docs / f"fused-{folder.name}.jpg", layers_grid(folder))
     if args.compare:
         write_jpeg(args.docs / "compare.jpg", compare_rows(args.compare, args.size))
 

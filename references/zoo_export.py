@@ -152,8 +152,10 @@ def start_recipe(init: str) -> dict:
         state, settings = checkpoint.read_header(located.path)["state"], located.settings() or {}
         started = read_run(Path(init))
         feature = portable_name(started.feature) if started else str(init)
+        name = zoo.shipped_name(feature, started.loss) if started else str(init)
         return {
-            "name": zoo.shipped_name(feature, started.loss) if started else str(init),
+            "name": name,
+            "shipped": name in {entry.name for entry in zoo.list_shipped()},
             "feature": feature,
             "minutes": round(state.get("seconds", 0.0) / 60, 1),
             "epochs": state["epoch"],
@@ -194,12 +196,13 @@ def recipe_lines(recipe: dict, name: str, feature: str) -> list[str]:
         start = recipe["init"]
         kind = "pixel" if start.get("loss", zoo.PIXEL) == zoo.PIXEL else f"{start['upsample']} {start['loss']}"
         shipped = "that shipped before as " if start["name"] == name else ""
-        done = f"({start['epochs']} epochs, {start['minutes']} minutes)"
+        unshipped = "" if start.get("shipped", True) else "not shipped; "
+        done = f"({unshipped}{start['epochs']} epochs, {start['minutes']} minutes)"
         total = f"{recipe['minutes'] + start['minutes']:.1f} minutes in all"
         if fused_parts(feature) and not fused_parts(start.get("feature", feature)):
             head.append(
                 f"- started as the {kind} decoder `{start['name']}` {done}, its weights where its layer enters the "
-                f"fused decoder, the other layers' projections and the arriving up-convolution at zero: {total}"
+                f"fused decoder, all else that enters there at zero: {total}"
             )
         else:
             head.append(f"- fine-tuned from the {kind} decoder {shipped}`{start['name']}` {done}: {total}")
