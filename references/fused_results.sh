@@ -25,6 +25,15 @@ more "$STORE" alexnet:conv1-conv5 "$RUNS/alexnet-fused-1-5" "$RUNS/conv1"
 # from the 8 more epochs' (docs/models.md, docs/quality.md)
 more "$DINO_STORE" "hf:$DINO:encoder.layer.8" "$RUNS/dinov2-block8-more" "$RUNS/dinov2-block8"
 more "$STORE" alexnet:conv3 "$RUNS/conv3-more" "$RUNS/conv3"
+# and the perceptual ones: one more DeePSiM epoch alone (references/zoo.sh's deepsim settings)
+one_more_deepsim() {  # STORE FEATURE RUN
+  "$PREIMAGE" train --store "$1" --feature "$2" --out "$3-more" --init "$3" --loss deepsim \
+    --loss-option comparator=alexnet:conv1-conv5 --lr 0.0002 --batch-size 32 --width 128 --target-size 64 \
+    --upsample resize --epochs 1 --precision auto --resume auto
+  "$PREIMAGE" analyze error --store "$1" --decoder "$3-more" --n 1000
+}
+one_more_deepsim "$STORE" alexnet:conv3 "$RUNS/conv3-deepsim"
+one_more_deepsim "$DINO_STORE" "hf:$DINO:encoder.layer.11" "$RUNS/dinov2-block11-deepsim"
 "$PREIMAGE" analyze error --store "$DINO_STORE" --decoder "$RUNS/dinov2-block8-more" --n 1000
 "$PREIMAGE" analyze error --store "$STORE" --decoder "$RUNS/conv3-more" --n 1000
 
