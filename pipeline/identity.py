@@ -186,9 +186,11 @@ def feature_layers(name: str) -> list[str]:
 
 def feature_order(feature: str) -> tuple[list, int]:
     """A sort key for features: by the deepest layer read, numbers read as numbers (``layers.2`` before
-    ``layers.11``), and a fused feature after that layer's own."""
+    ``layers.11``), and a fused feature after that layer's own. A model in a folder sorts by the folder's name
+    (:func:`portable_name`), so a local run sorts beside the shipped decoders of the same model."""
     layers = feature_layers(feature)
-    natural = [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", layers[-1])]
+    deepest = portable_name(layers[-1])
+    natural = [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", deepest)]
     return natural, len(layers)
 
 

@@ -2,13 +2,14 @@
 
     python references/docs_figures.py --layers out/zoo --compare out/table2 --compare out/compare-cnn --docs docs
     python references/docs_figures.py --perceptual out/perceptual --docs docs
-    python references/docs_figures.py --fused out/fused/dinov2 --fused out/fused/alexnet --docs docs
+    python references/docs_figures.py --fused out/fused/dinov2 --fused out/fused/alexnet \
+        --fused out/fused/dinov2-all --fused out/fused/alexnet-all --docs docs
 
 - ``zoo-grid.jpg``: the layers study's grid of the shipped decoders (``analyze layers``), as it is.
 - ``perceptual-grid.jpg``: the layers study of each pixel decoder beside its DeePSiM decoder (``analyze layers
   --decoder hog --decoder hog+deepsim ...``), as it is.
-- ``fused-dinov2.jpg``, ``fused-alexnet.jpg``: the layers study of the fused decoders beside the single layers
-  they read (``references/fused_results.sh``), as it is.
+- ``fused-dinov2.jpg``, ``fused-alexnet.jpg``, ``fused-dinov2-all.jpg``, ``fused-alexnet-all.jpg``: the layers
+  studies of the fused decoders beside the single layers they read (``references/fused_results.sh``), as they are.
 - ``compare.jpg``: the held-out photos once, then every method's row of each compared representation in the
   order given (``analyze compare``: HOG with HOGgles first, then CONV1, CONV3 and CONV5).
 """

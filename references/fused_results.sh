@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fused decoders beside the single layers they read (docs/models.md, docs/quality.md; README "Several layers at
 # once"): run after references/zoo.sh, with its arguments. It trains the two fused decoders that do not ship (all
-# four DINOv2 blocks, all five AlexNet layers) with the shipped ones' recipe and two controls, then scores every
-# decoder on the same held-out rows of each store: a table (layers.md, layers.json) and a grid (layers-grid.png).
+# four DINOv2 blocks, all five AlexNet layers) with the shipped ones' recipe and a control for each fused decoder,
+# then scores every decoder on the same held-out rows of each store: a table (layers.md, layers.json) and a grid
+# (layers-grid.png) per study folder.
 #   bash references/fused_results.sh [PHOTOS_DIR] [STORE] [RUNS] [DINO_STORE] [OUT]
 set -euo pipefail
 STORE=${2:-photos.zarr}
@@ -22,6 +23,8 @@ fused "$STORE" alexnet:conv1-conv5 "$RUNS/alexnet-fused-1-5" "$RUNS/conv1"
 # from the 8 more epochs' (docs/models.md, docs/quality.md)
 fused "$DINO_STORE" "hf:$DINO:encoder.layer.8" "$RUNS/dinov2-block8-more" "$RUNS/dinov2-block8"
 fused "$STORE" alexnet:conv3 "$RUNS/conv3-more" "$RUNS/conv3"
+fused "$DINO_STORE" "hf:$DINO:encoder.layer.2" "$RUNS/dinov2-block2-more" "$RUNS/dinov2-block2"
+fused "$STORE" alexnet:conv1 "$RUNS/conv1-more" "$RUNS/conv1"
 # and the perceptual ones: one more DeePSiM epoch alone (references/zoo.sh's deepsim settings)
 one_more_deepsim() {  # STORE FEATURE RUN
   deepsim "$1" "$2" "$3-more" "$3" resize 1
@@ -29,8 +32,12 @@ one_more_deepsim() {  # STORE FEATURE RUN
 }
 one_more_deepsim "$STORE" alexnet:conv3 "$RUNS/conv3-deepsim"
 one_more_deepsim "$DINO_STORE" "hf:$DINO:encoder.layer.11" "$RUNS/dinov2-block11-deepsim"
-"$PREIMAGE" analyze error --store "$DINO_STORE" --decoder "$RUNS/dinov2-block8-more" --n 1000
-"$PREIMAGE" analyze error --store "$STORE" --decoder "$RUNS/conv3-more" --n 1000
+for run in dinov2-block8-more dinov2-block2-more; do
+  "$PREIMAGE" analyze error --store "$DINO_STORE" --decoder "$RUNS/$run" --n 1000
+done
+for run in conv3-more conv1-more; do
+  "$PREIMAGE" analyze error --store "$STORE" --decoder "$RUNS/$run" --n 1000
+done
 
 # single layers and fused decoders, pixel and perceptual, on one held-out set per store
 layers() {  # STORE OUT RUN...
@@ -38,7 +45,9 @@ layers() {  # STORE OUT RUN...
   shift 2
   "$PREIMAGE" analyze layers --store "$store" --n 1000 --out "$out" --overwrite "${@/#/--decoder=}"
 }
-layers "$DINO_STORE" "$OUT/dinov2" "$RUNS"/dinov2-block{2,8,11} "$RUNS"/dinov2-fused-{8-11,2-11} \
-  "$RUNS"/dinov2-block11-deepsim "$RUNS"/dinov2-fused-8-11-deepsim
-layers "$STORE" "$OUT/alexnet" "$RUNS"/conv{1,3,4,5} "$RUNS"/alexnet-fused-{3-5,1-5} "$RUNS"/conv3-deepsim \
-  "$RUNS"/alexnet-fused-3-5-deepsim
+layers "$DINO_STORE" "$OUT/dinov2" "$RUNS"/dinov2-block{8,2,11} "$RUNS"/dinov2-block11-deepsim \
+  "$RUNS"/dinov2-fused-8-11{,-deepsim}
+layers "$STORE" "$OUT/alexnet" "$RUNS"/conv3{,-deepsim} "$RUNS"/conv{4,5} "$RUNS"/alexnet-fused-3-5{,-deepsim}
+# every layer read at once, beside the layers themselves (fused-dinov2-all.jpg, fused-alexnet-all.jpg)
+layers "$DINO_STORE" "$OUT/dinov2-all" "$RUNS"/dinov2-block{2,11} "$RUNS"/dinov2-fused-{8-11,2-11}
+layers "$STORE" "$OUT/alexnet-all" "$RUNS"/conv{1,2,3,4,5} "$RUNS"/alexnet-fused-{3-5,1-5}

@@ -9,8 +9,8 @@ deepsim() {  # STORE FEATURE OUT INIT UPSAMPLE EPOCHS
     --target-size 64 --upsample "$5" --epochs "$6" --precision auto --resume auto
 }
 
-# A fused decoder started as one layer's own trained decoder (--init: the other layers' projections at zero), then
-# 8 epochs at a lower rate; the same from a single layer's decoder is the controls' "as long again alone".
+# A fused decoder started as one layer's own trained decoder (--init: the other layers enter through weights at
+# zero), then 8 epochs at a lower rate; the same from a single layer's decoder is the controls' "as long again alone".
 fused() {  # STORE FEATURE OUT INIT
   "$PREIMAGE" train --store "$1" --feature "$2" --out "$3" --init "$4" --width 128 --epochs 8 --lr 0.0003 \
     --augment none --precision auto --resume auto

