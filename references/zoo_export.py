@@ -83,6 +83,7 @@ def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, f
             "precision": saved["precision"],
             "devices": sorted({s["device"] + (f" ({s['machine']})" if "machine" in s else "") for s in sessions}),
             "minutes": round(state.get("seconds", 0.0) / 60, 1),
+            "lr_scale": state.get("lr_scale", 1.0),  # below 1: rolled back after a loss spike, at a lower rate
         },
         "heldout": heldout_entry(heldout, fp32["normalised_error"], baseline),
         "weights": {"dtype": dtype},
@@ -179,10 +180,12 @@ def heldout_entry(scored: dict, fp32_error: float, baseline: float) -> dict:
 
 def recipe_lines(recipe: dict, name: str, feature: str) -> list[str]:
     """The card's recipe as text (``name``: the decoder's, ``feature``: what it inverts)."""
+    scale = recipe.get("lr_scale", 1.0)
+    rollback = f" (after a loss spike, rolled back to go on at {scale:g} of it)" if scale < 1 else ""
     lines = [
         f"- width {recipe['width']}, {recipe.get('upsample', 'zero-fill')} up-convolutions, {recipe['epochs']} epochs "
         f"({recipe['steps']:,} steps of {recipe['batch_size']}), "
-        f"Adam at {recipe['lr']} decayed (cosine) from {recipe['decay_from']:.0%} of the steps, augmentation "
+        f"Adam at {recipe['lr']}{rollback} decayed (cosine) from {recipe['decay_from']:.0%} of the steps, augmentation "
         f"{recipe['augment']}, seed {recipe['seed']}",
         f"- {recipe['precision']} on {', '.join(recipe['devices'])}: {recipe['minutes']} minutes",
     ]
@@ -337,6 +340,7 @@ def rescore(path: Path, store: FeatureStore) -> None:
     entry["heldout"] = heldout_entry(got, held["normalised_error_float32"], held["mean_image_error"])
     entry.setdefault("name", zoo.shipped_name(config["feature"], config.get("loss", zoo.PIXEL)))
     entry["recipe"].setdefault("loss", config.get("loss", zoo.PIXEL))
+    entry["recipe"].setdefault("lr_scale", header["state"].get("lr_scale", 1.0))
     write_shipped(path, model, header=header, entry=entry, dtype=entry["weights"]["dtype"])
     print(
         f"{entry['name']}: held-out LPIPS {entry['heldout']['lpips']:.4f}, error {got['normalised_error']:.4f} "

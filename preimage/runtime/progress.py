@@ -27,13 +27,19 @@ class Progress:
         self.done += n
         self.before += n
 
+    def rewind(self, n: int) -> None:
+        """Back to ``n`` units done: a rollback redoes the work after its checkpoint. The rate still counts the
+        work undone, which took its time."""
+        self.before -= self.done - n
+        self.done = n
+
     def rate(self) -> float:
         elapsed = time.perf_counter() - self.start
         return (self.done - self.before) / elapsed if elapsed > 0 else 0.0
 
     def line(self) -> str:
         rate = self.rate()
-        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        left = max(0, self.total - self.done) / rate if rate > 0 else float("nan")
         width = 30
         filled = int(width * self.done / max(self.total, 1))
         eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "--:--:--"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,12 +111,15 @@ def test_kill_9_then_resume_matches(store, tmp_path):
     assert ours and all(ours[s] == theirs[s] for s in ours)
 
 
-def test_divergence_rolls_back_at_a_lower_rate(store, tmp_path):
-    train(config(store, tmp_path / "hot", lr=0.5, epochs=1), show_progress=False)
+def test_divergence_rolls_back_at_a_lower_rate(store, tmp_path, capsys):
+    train(config(store, tmp_path / "hot", lr=0.5, epochs=1), show_progress=True)
     events = [json.loads(line) for line in (tmp_path / "hot" / "metrics.jsonl").read_text().splitlines()]
     rollbacks = [e for e in events if e.get("event") == "rollback"]
     assert rollbacks and rollbacks[-1]["lr_scale"] < 1.0
     assert all(np.isfinite(e["loss"]) for e in events if "loss" in e)
+    counts = [tuple(map(int, m)) for m in re.findall(r"(\d+)/(\d+) samples", capsys.readouterr().err)]
+    assert counts and counts[-1][0] == counts[-1][1]  # the steps redone are counted once: it ends at the total
+    assert all(done <= total for done, total in counts)
 
 
 def test_a_decoder_refuses_features_computed_differently(store, tmp_path, tmp_path_factory, dask_client, photos):

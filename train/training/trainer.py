@@ -430,6 +430,8 @@ def _loop_with_rollbacks(run: _Run, state: dict, last_checkpoint: Path) -> dict:
             previous.pop("loss_window", None)
             state = {**previous, "lr_scale": state["lr_scale"] * 0.5}
             run.log({"event": "rollback", "reason": str(err), **state})
+            if run.progress:
+                run.progress.rewind(state["step"] * run.config.batch_size * run.world)
 
 
 def run_precision(asked: str, device: torch.device, previous: str | None = None) -> str:
