@@ -26,18 +26,17 @@ fused "$STORE" alexnet:conv3 "$RUNS/conv3-more" "$RUNS/conv3"
 fused "$DINO_STORE" "hf:$DINO:encoder.layer.2" "$RUNS/dinov2-block2-more" "$RUNS/dinov2-block2"
 fused "$STORE" alexnet:conv1 "$RUNS/conv1-more" "$RUNS/conv1"
 # and the perceptual ones: one more DeePSiM epoch alone (references/zoo.sh's deepsim settings)
-one_more_deepsim() {  # STORE FEATURE RUN
-  deepsim "$1" "$2" "$3-more" "$3" resize 1
-  "$PREIMAGE" analyze error --store "$1" --decoder "$3-more" --n 1000
+deepsim "$STORE" alexnet:conv3 "$RUNS/conv3-deepsim-more" "$RUNS/conv3-deepsim" resize 1
+deepsim "$DINO_STORE" "hf:$DINO:encoder.layer.11" "$RUNS/dinov2-block11-deepsim-more" "$RUNS/dinov2-block11-deepsim" \
+  resize 1
+# the controls scored alone: a layers study takes one run per feature and loss, and holds their starts
+score() {  # STORE RUN...
+  local store=$1 run
+  shift
+  for run in "$@"; do "$PREIMAGE" analyze error --store "$store" --decoder "$run" --n 1000; done
 }
-one_more_deepsim "$STORE" alexnet:conv3 "$RUNS/conv3-deepsim"
-one_more_deepsim "$DINO_STORE" "hf:$DINO:encoder.layer.11" "$RUNS/dinov2-block11-deepsim"
-for run in dinov2-block8-more dinov2-block2-more; do
-  "$PREIMAGE" analyze error --store "$DINO_STORE" --decoder "$RUNS/$run" --n 1000
-done
-for run in conv3-more conv1-more; do
-  "$PREIMAGE" analyze error --store "$STORE" --decoder "$RUNS/$run" --n 1000
-done
+score "$DINO_STORE" "$RUNS"/dinov2-block{8,2}-more "$RUNS/dinov2-block11-deepsim-more"
+score "$STORE" "$RUNS"/conv{3,1}-more "$RUNS/conv3-deepsim-more"
 
 # single layers and fused decoders, pixel and perceptual, on one held-out set per store
 layers() {  # STORE OUT RUN...
