@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
-from ..pipeline.identity import stored_name
 from ..pipeline.images import save_rgb
+from ..pipeline.lookup import stored_name
 from ..train.inversion.hoggles import PairedDictionary
 from ..train.inversion.invert import decoder_job
 from ..train.inversion.optimize import OptimizeConfig, differentiable_target, optimize

@@ -10,6 +10,7 @@ import torch
 
 from ..cache.store import FeatureStore
 from ..pipeline.images import save_rgb
+from ..pipeline.names import shown_name
 from ..train.scoring.metrics import normalised_error, scores, upsample_to
 from .figures import line_plot, tile_row
 from .report import write_json, write_markdown
@@ -58,14 +59,6 @@ COLUMNS = (
     ("ssim", "SSIM", "{:.3f}"),
     ("lpips", "LPIPS", "{:.3f}"),
 )
-
-
-def shown_name(label: str) -> str:
-    """A representation's name as a figure shows it: a Hugging Face model by its folder's or id's last part."""
-    if label.startswith("hf:") and label.count(":") >= 2:
-        model, _, layer = label[3:].rpartition(":")
-        return f"{model.rstrip('/').rsplit('/', 1)[-1]}:{layer}"
-    return label
 
 
 def write_layers(out: Path, table: list[dict], pictures: dict[str, torch.Tensor], columns: int = 8) -> list[Path]:

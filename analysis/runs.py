@@ -11,16 +11,11 @@ import torch
 
 from ..cache.store import FeatureStore
 from ..pipeline.features import expand_specs
-from ..pipeline.identity import (
-    Identity,
-    feature_layers,
-    feature_order,
-    fused_parts,
-    portable_name,
-    stored_name,
-    take_rows,
-)
+from ..pipeline.identity import Identity
 from ..pipeline.images import to_float
+from ..pipeline.lookup import stored_name
+from ..pipeline.names import decoder_name, feature_layers, feature_order, fused_parts, portable_name
+from ..pipeline.rows import take_rows
 from ..train.models import zoo
 from ..train.models.decoders import Decoder
 from ..train.models.loading import load_decoder
@@ -44,7 +39,7 @@ class TrainedRun:
 
     @property
     def label(self) -> str:
-        name = zoo.shipped_name(self.feature, self.loss)
+        name = decoder_name(self.feature, self.loss)
         return f"{name} (autoencoder)" if self.autoencoder else name
 
     def decoder(self, store: FeatureStore) -> Decoder:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import dask.array as da
 import numpy as np
@@ -100,7 +101,6 @@ def sample_histograms(h: Histograms, n: int, alpha: float = 2.0, seed: int = 0) 
 def sample_gaussian(h: Histograms, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` vectors (n, D) from one Gaussian for every dimension, rectified at zero, its mean shifted so the
     fraction of zeros equals the real vectors' sparsity (not rectified when the real vectors take negative values)."""
-    from statistics import NormalDist
 
     rng = np.random.default_rng(seed)
     d = h.counts.shape[0]

@@ -10,8 +10,10 @@ import numpy as np
 import torch
 
 from ..cache.store import FeatureStore
-from ..pipeline.identity import feature_layers, stored_name
 from ..pipeline.images import save_rgb
+from ..pipeline.lookup import stored_name
+from ..pipeline.names import feature_layers
+from ..train.inversion.optimize import OptimizeConfig, feature_mask
 from ..train.scoring.metrics import normalised_error, upsample_to
 from .ablate import Classifier, ablate_top_k
 from .figures import captioned_row, line_plot, tile_row
@@ -173,7 +175,6 @@ def mask_study(
     """Reconstructions from a spatial window or a channel range of a convolutional layer, the other features
     set to zero and the decoder trained on whole features (no retraining); error beside the unmasked one.
     Files are NAME.json, NAME.md and NAME.png, so a window study and a channel study share a folder."""
-    from ..train.inversion.optimize import OptimizeConfig, feature_mask
 
     config = OptimizeConfig(window=window, channels=channels)
     table, picture_rows = [], []

@@ -27,6 +27,7 @@ import torch
 from timing import milliseconds_per_image
 
 from preimage.pipeline.backbones import get_config
+from preimage.pipeline.names import folder_model
 from preimage.runtime.memory import keep_freed_memory
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
@@ -63,7 +64,7 @@ def save_models(root: Path) -> dict[str, str]:
         model = getattr(transformers, model_class)(getattr(transformers, config_class)())
         model.save_pretrained(root / name)
         (root / name / "preprocessor_config.json").write_text(json.dumps(processor))
-        specs[name] = f"hf:{root / name}"
+        specs[name] = folder_model(root / name)
     return specs
 
 

@@ -25,7 +25,8 @@ from timing import milliseconds_per_image, synchronize
 
 from preimage.cache.store import FeatureStore
 from preimage.pipeline.features import expand_specs
-from preimage.pipeline.identity import portable_name, stored_name
+from preimage.pipeline.lookup import stored_name
+from preimage.pipeline.names import portable_name
 from preimage.runtime.device import pick_device
 from preimage.runtime.memory import keep_freed_memory
 from preimage.train.training.data import ShardStream

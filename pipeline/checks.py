@@ -10,6 +10,8 @@ import math
 import numpy as np
 import torch
 
+from .images import rgb_to_gray
+
 
 class ImageInputError(ValueError):
     """An image batch an extractor cannot process, with the reason and what to do instead."""
@@ -68,7 +70,6 @@ def check_gray_batch(images: torch.Tensor | np.ndarray, name: str, min_height: i
 
 def _colour_to_gray(x: torch.Tensor, name: str) -> torch.Tensor:
     """A colour batch, channels first or last, as gray (N, H, W); a clear error for anything else in 4-D."""
-    from .images import rgb_to_gray
 
     channels_first, channels_last = x.shape[1], x.shape[-1]
     if 4 in (channels_first, channels_last) and 3 not in (channels_first, channels_last):

@@ -4,6 +4,7 @@ scheduler; batch-job clusters are in :mod:`.batch_cluster`. Started and stopped 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
@@ -34,7 +35,6 @@ def local_cluster(
     listens on loopback unless ``dashboard_address`` says otherwise (``:8787`` is every interface); the
     scheduler always does.
     """
-    import logging
 
     import dask
     from distributed import Client, LocalCluster

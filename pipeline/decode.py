@@ -14,6 +14,7 @@ applies to that reduced size. Decoding takes at most about 16 bytes per pixel, 1
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import warnings
@@ -88,7 +89,6 @@ def read_images(
 
 
 def _os_reason(err: OSError) -> str:
-    import errno
 
     if err.errno == errno.ELOOP:
         return "symbolic link loop"

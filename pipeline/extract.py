@@ -22,8 +22,9 @@ import numpy as np
 from ..cache.backend import backend_for, is_url
 from ..cache.repair import repair_store
 from ..cache.store import READ, UNREADABLE, FeatureStore, StoreError, StoreHeader, feature_path
-from ..runtime.progress import StepTimer
+from ..runtime.progress import Progress, StepTimer
 from ..runtime.signals import Interrupted, on_signals
+from .cluster import local_cluster
 from .contract import DRAFT_MIN_SIDE, FeatureJob, compute_features, plan_jobs, recipe, stored_row_shape
 from .decode import DEFAULT_MAX_PIXELS, ImageReadError
 from .images import center_square
@@ -361,8 +362,6 @@ def _extract_locked(
         tasks = pending_tasks(store, source, jobs=jobs, dtype=dtype, max_pixels=max_pixels)
         if tasks:
             try:
-                from .cluster import local_cluster
-
                 with (client_factory or local_cluster)() as client:
                     compute_seconds = _run(client, tasks, steps, show_progress)
             except BaseException as err:
@@ -397,8 +396,6 @@ def _run(client, tasks: list[PartitionTask], steps: dict[str, float], show_progr
     """Submit every task, follow them with a progress line, stop at the first failure; returns the seconds from
     the first submission to the last task done."""
     from distributed import as_completed
-
-    from ..runtime.progress import Progress
 
     begin = time.perf_counter()
     progress = Progress(sum(len(t.source) for t in tasks)) if show_progress else None

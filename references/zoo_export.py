@@ -22,8 +22,18 @@ import torch
 
 from preimage.analysis.runs import heldout_rows, mean_image, read_images, read_run
 from preimage.cache.store import FeatureStore, feature_path
-from preimage.pipeline.identity import feature_layers, fused_parts, portable_name, source_model
 from preimage.pipeline.images import sample_photos, to_float
+from preimage.pipeline.names import (
+    decoder_name,
+    feature_layers,
+    file_stem,
+    fused_name,
+    fused_parts,
+    layer_of,
+    portable_name,
+    source_model,
+    source_ref,
+)
 from preimage.train.inversion.invert import reconstruct_arrays
 from preimage.train.models import checkpoint, zoo
 from preimage.train.models.loading import load_decoder
@@ -107,12 +117,12 @@ def model_weights(store: FeatureStore, feature: str) -> dict | None:
     params = attrs.get("params") or {}
     if not source_model(params.get("backbone")):
         return None
-    folder = Path(params["backbone"].split(":", 1)[1])
+    folder = Path(source_ref(params["backbone"]))
     described = json.loads((folder / "source.json").read_text()) if (folder / "source.json").is_file() else {}
     preprocess = params.get("preprocess") or {}
     return {
         "sha256": attrs["weights_sha256"],
-        "layer": "+".join(name.rpartition(":")[2] for name in layers),
+        "layer": layer_of(fused_name(layers)),
         "input": f"{params['input_size']} px, centre crop {preprocess.get('crop') or params['input_size']} px",
         **{k: described[k] for k in ("source", "note", "wheel", "wheel_sha256", "onnx_sha256") if k in described},
     }
@@ -153,7 +163,7 @@ def start_recipe(init: str) -> dict:
         state, settings = checkpoint.read_header(located.path)["state"], located.settings() or {}
         started = read_run(Path(init))
         feature = portable_name(started.feature) if started else str(init)
-        name = zoo.shipped_name(feature, started.loss) if started else str(init)
+        name = decoder_name(feature, started.loss) if started else str(init)
         return {
             "name": name,
             "shipped": name in {entry.name for entry in zoo.list_shipped()},
@@ -288,11 +298,11 @@ def export(run: Path, store: FeatureStore, out: Path) -> Path:
     if trained is None or trained.autoencoder:
         raise SystemExit(f"{run}: not a finished decoder run")
     feature, loss = trained.feature, trained.loss
-    name = zoo.shipped_name(portable_name(feature), loss)
+    name = decoder_name(portable_name(feature), loss)
     model = load_decoder(run, store, feature)
     header = checkpoint.read_header(RunFolder(run).checkpoint)
     fp32 = evaluate(model, store, feature=feature, held_out=trained.held_out, max_rows=MAX_ROWS)
-    target = out / f"{zoo.file_stem(feature, loss)}{zoo.SUFFIX}"
+    target = out / f"{file_stem(feature, loss)}{zoo.SUFFIX}"
     tmp = target.with_name(target.name + ".check")
     dtype, heldout = shipped_weights(
         model, header, store=store, feature=feature, held_out=trained.held_out, fp32=fp32, tmp=tmp
@@ -338,7 +348,7 @@ def rescore(path: Path, store: FeatureStore) -> None:
             "its card: not the store it was scored on"
         )
     entry["heldout"] = heldout_entry(got, held["normalised_error_float32"], held["mean_image_error"])
-    entry.setdefault("name", zoo.shipped_name(config["feature"], config.get("loss", zoo.PIXEL)))
+    entry.setdefault("name", decoder_name(config["feature"], config.get("loss", zoo.PIXEL)))
     entry["recipe"].setdefault("loss", config.get("loss", zoo.PIXEL))
     entry["recipe"].setdefault("lr_scale", header["state"].get("lr_scale", 1.0))
     write_shipped(path, model, header=header, entry=entry, dtype=entry["weights"]["dtype"])

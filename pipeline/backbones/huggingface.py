@@ -17,17 +17,18 @@ import json
 import os
 import pickle
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
 from ...runtime.extras import import_extra
 from ...runtime.suggest import did_you_mean
+from ..names import folder_model, source_ref
 from .hooks import HookedModel, call_order
 from .registry import BackboneConfig, Preprocess, WeightSource
 from .weights import WeightsUnavailable
-
-PREFIX = "hf:"
 
 
 def _transformers():
@@ -53,8 +54,6 @@ def _looks_like_a_folder(ref: str) -> bool:
 def _hub_reachable() -> bool:
     """Whether the hub's host answers at all (a few seconds at most), so an offline machine hears so at once rather
     than after huggingface_hub's retries."""
-    import socket
-    from urllib.parse import urlparse
 
     from huggingface_hub import constants
 
@@ -68,7 +67,7 @@ def _hub_reachable() -> bool:
 
 def _unreachable(ref: str) -> WeightsUnavailable:
     return WeightsUnavailable(
-        f"hf:{ref}: the Hugging Face hub cannot be reached from here and its files are not in "
+        f"{folder_model(ref)}: the Hugging Face hub cannot be reached from here and its files are not in "
         "the "
         "hub cache; online, check the network; offline, give a folder that save_pretrained wrote "
         "(hf:./FOLDER), or set HF_HUB_OFFLINE=1 to use the hub cache alone"
@@ -82,7 +81,7 @@ def _hub_file(ref: str, filename: str) -> Path | None:
         return path if path.is_file() else None
     if _looks_like_a_folder(ref):
         raise WeightsUnavailable(
-            f"hf:{ref}: no such folder; give a folder that save_pretrained wrote, or a hub id "
+            f"{folder_model(ref)}: no such folder; give a folder that save_pretrained wrote, or a hub id "
             "such as hf:facebook/dinov2-small"
         )
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
@@ -91,7 +90,9 @@ def _hub_file(ref: str, filename: str) -> Path | None:
     try:
         cached = try_to_load_from_cache(ref, filename)
     except HFValidationError:
-        raise WeightsUnavailable(f"hf:{ref}: neither a folder nor a hub id (such as facebook/dinov2-small)") from None
+        raise WeightsUnavailable(
+            f"{folder_model(ref)}: neither a folder nor a hub id (such as facebook/dinov2-small)"
+        ) from None
     if isinstance(cached, str):
         return Path(cached)
     if offline():
@@ -140,7 +141,7 @@ def _patch_size(model_config) -> int | None:
 def hf_backbone_config(name: str) -> BackboneConfig:
     """The :class:`BackboneConfig` of ``hf:ID_OR_FOLDER``: the architecture from its ``config.json``, the
     preprocessing from its ``preprocessor_config.json``, the weights from the same place."""
-    ref = name.removeprefix(PREFIX)
+    ref = source_ref(name)
     transformers = _transformers()
     settings = _read_json(ref, "config.json")
     if settings is None:

@@ -7,14 +7,17 @@ named layers in forward order, its preprocessing, and the weight sources tried i
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ...runtime.suggest import did_you_mean
+from ..names import folder_model, layer_parts, source_of, source_ref
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,6 @@ _SOURCED: set[str] = set()
 @functools.cache
 def _plugins() -> dict[str, object]:
     """Backbones that installed packages declare: name -> entry point (whose module registers it on import)."""
-    from importlib.metadata import entry_points
 
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINTS)}
 
@@ -135,9 +137,9 @@ def list_backbones() -> list[str]:
 def canonical_model(name: str) -> str:
     """A model in a local Hugging Face folder named by the folder's absolute path (``hf:./tiny-dino`` ->
     ``hf:/home/u/tiny-dino``), so that one folder is one name from any working folder; other names as they are."""
-    prefix, _, ref = name.partition(":")
-    if prefix == "hf" and ref and Path(ref).expanduser().is_dir():
-        return f"hf:{Path(ref).expanduser().resolve()}"
+    ref = source_ref(name)
+    if source_of(name) == "hf" and ref and Path(ref).expanduser().is_dir():
+        return folder_model(Path(ref).expanduser().resolve())
     return name
 
 
@@ -145,14 +147,12 @@ def get_config(name: str) -> BackboneConfig:
     """The config of a backbone (its module imported on first use), or a clear error listing the known names."""
     name = canonical_model(name)
     if name not in _REGISTRY:
-        import importlib
-
         if name in _BUILTIN:
             importlib.import_module(f"{__package__}.{_BUILTIN[name]}")
         elif name in _plugins():
             _plugins()[name].load()
-        elif name.split(":", 1)[0] in _SOURCES:
-            module, function = _SOURCES[name.split(":", 1)[0]]
+        elif source_of(name) in _SOURCES:
+            module, function = _SOURCES[source_of(name)]
             register_backbone(getattr(importlib.import_module(f"{__package__}.{module}"), function)(name))
             _SOURCED.add(name)
     try:
@@ -181,7 +181,7 @@ def parse_layers(config: BackboneConfig, spec: str | Sequence[str], companions: 
     the layers as deep as its ends (``encoder.layer.0-encoder.layer.11``: the blocks, not their sublayers). A layer
     brings its companions (``LAYER#prefix``: a transformer layer's class tokens), so nothing is dropped unasked."""
     layers = config.layers
-    parts = spec.split("+") if isinstance(spec, str) else list(spec)
+    parts = layer_parts(spec) if isinstance(spec, str) else list(spec)
     chosen: list[str] = []
     for part in parts:
         if part in layers:

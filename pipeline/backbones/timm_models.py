@@ -20,12 +20,11 @@ import torch
 
 from ...runtime.extras import import_extra
 from ...runtime.suggest import did_you_mean
+from ..names import source_ref
 from .hooks import HookedModel, call_order
 from .huggingface import offline
 from .registry import BackboneConfig, Preprocess, WeightSource
 from .weights import WeightsUnavailable, hub_file_present
-
-PREFIX = "timm:"
 
 
 def _timm():
@@ -75,7 +74,7 @@ def _check_name(timm, ref: str) -> None:
 def timm_backbone_config(name: str) -> BackboneConfig:
     """The :class:`BackboneConfig` of ``timm:MODEL``: the architecture and preprocessing from timm's registry, the
     weights from timm's download, the hub cache or a file."""
-    ref = name.removeprefix(PREFIX)
+    ref = source_ref(name)
     timm = _timm()
     _check_name(timm, ref)
 

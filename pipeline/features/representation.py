@@ -27,9 +27,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
+import numpy as np
 import torch
 from torch import nn
 
+from ...runtime.suggest import did_you_mean
+from ..backbones import RANDOM_WEIGHTS, create_backbone, get_config, list_backbones, parse_layers
+from ..backbones.hooks import build_for_shapes
+from ..backbones.registry import builtin, canonical_model
+from ..images import rgb_to_gray
+from ..names import feature_name, split_feature
 from .hog import HOG, HogParams, hog_torch
 from .lbp import LBP, LbpParams
 from .sift import SiftParams, SparseSIFT
@@ -198,7 +205,6 @@ class HandcraftedComputation(Computation):
         return GradientForm(phi, 1, pixel_mean=(entry.pixel_mean,), size=None, layers=(rep.name,), layer=rep.name)
 
     def compute(self, rep: Representation, module: nn.Module, rgb: torch.Tensor, others: Sequence) -> dict:
-        from ..images import rgb_to_gray
 
         return {rep.name: module(rgb_to_gray(rgb))}
 
@@ -210,7 +216,6 @@ class LayerComputation(Computation):
         return (rep.backbone,)
 
     def load(self, rep: Representation, weights: str | None) -> nn.Module:
-        from ..backbones import RANDOM_WEIGHTS, create_backbone
 
         random = weights == RANDOM_WEIGHTS
         network = create_backbone(rep.backbone, None if random else weights, random_init=random)
@@ -224,7 +229,6 @@ class LayerComputation(Computation):
         return module.weights.sha256
 
     def class_scores(self, rep: Representation) -> bool:
-        from ..backbones import get_config
 
         return get_config(rep.backbone).class_score_layer == rep.layer
 
@@ -241,8 +245,6 @@ class LayerComputation(Computation):
 
     def compute(self, rep: Representation, module: nn.Module, rgb: torch.Tensor, others: Sequence) -> dict:
         wanted = (rep, *others)
-        from ..identity import fuse_rows
-
         outputs = module(rgb, list(dict.fromkeys(layer for r in wanted for layer in r.layers)))
         return {r.name: fuse_rows([outputs[x] for x in r.layers]) if r.parts else outputs[r.layer] for r in wanted}
 
@@ -290,18 +292,14 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     """(model, layers) of ``MODEL:LAYERS``; (name, None) for a hand-crafted one."""
     if spec in HANDCRAFTED:
         return spec, None
-    model, sep, layers = spec.rpartition(":")
-    if not sep or not model or not layers:
-        from ...runtime.suggest import did_you_mean
-        from ..backbones import list_backbones
-
+    model, layers = split_feature(spec)
+    if layers is None:
         close = did_you_mean(spec, [*HANDCRAFTED, *(f"{b}:LAYER" for b in list_backbones())])
         hint = f"{close} " if close else ""
         raise ValueError(
             f"unknown representation {spec!r}; {hint}use hog, lbp, sift or MODEL:LAYER (e.g. "
             "alexnet:conv3; preimage features lists them)"
         )
-    from ..backbones.registry import canonical_model
 
     return canonical_model(model), layers
 
@@ -325,8 +323,6 @@ def _handcrafted(name: str, **params) -> Representation:
 def _backbone_shapes(backbone: str, height: int, width: int) -> dict[str, tuple[int, ...]]:
     """Every layer's output shape for one image, from one pass of the network with zero weights (nothing is
     initialised; the pass itself on the CPU, 5x quicker to start than one on the meta device)."""
-    from ..backbones import get_config
-    from ..backbones.hooks import build_for_shapes
 
     config = get_config(backbone)
     network = build_for_shapes(config.build)
@@ -351,8 +347,6 @@ def get_representation(spec: str, **params) -> Representation:
     """The representation named by ``spec`` ('hog', 'lbp', 'sift', 'alexnet:conv3', ...)."""
     if spec in HANDCRAFTED:
         return _handcrafted(spec, **params)
-    from ..backbones import get_config, parse_layers
-    from ..backbones.registry import builtin
 
     backbone, layers = split_spec(spec)
     config = get_config(backbone)
@@ -365,14 +359,14 @@ def get_representation(spec: str, **params) -> Representation:
     kind = _kind(shape)
     if kind not in ("map", "vector"):
         raise ValueError(
-            f"{backbone}:{layer} gives outputs of shape {shape} ({kind}), which preimage cannot "
+            f"{feature_name(backbone, layer)} gives outputs of shape {shape} ({kind}), which preimage cannot "
             "store: a map (C, H, W), a vector (D,), or a patch model's tokens (a grid)"
         )
     params = {"backbone": backbone, "layer": layer, "input_size": size}
     if not builtin(backbone):  # a model from a source or a plug-in: its preprocessing is part of the features
         params["preprocess"] = config.preprocess.as_dict()
     return Representation(
-        f"{backbone}:{layer}",
+        feature_name(backbone, layer),
         kind,
         input="rgb",
         differentiable=True,
@@ -386,7 +380,7 @@ def get_representation(spec: str, **params) -> Representation:
 
 def _fused(backbone: str, layers: Sequence[str]) -> Representation:
     """Several maps of one model read together (``kind`` fused); an error naming a layer that is no map."""
-    parts = tuple(get_representation(f"{backbone}:{layer}") for layer in layers)
+    parts = tuple(get_representation(feature_name(backbone, layer)) for layer in layers)
     for part in parts:
         if part.kind != "map":
             raise ValueError(
@@ -395,7 +389,7 @@ def _fused(backbone: str, layers: Sequence[str]) -> Representation:
             )
     first = parts[0]
     return Representation(
-        f"{backbone}:{'+'.join(layers)}",
+        feature_name(backbone, layers),
         "fused",
         input="rgb",
         differentiable=True,
@@ -408,9 +402,17 @@ def _fused(backbone: str, layers: Sequence[str]) -> Representation:
     )
 
 
+def fuse_rows(rows: list):
+    """Several layers' rows (N, ...) as one fused row each (N, D1 + D2 + ...), each flattened, in order: what a
+    fused decoder takes. torch tensors from a model, numpy arrays from a store alike."""
+    flat = [r.reshape(len(r), -1) for r in rows]
+    if isinstance(flat[0], torch.Tensor):
+        return torch.cat(flat, dim=1)
+    return np.concatenate(flat, axis=1)
+
+
 def expand_specs(specs: str) -> list[str]:
     """Split 'hog,lbp,alexnet:conv1-conv5' into single representations, expanding layer ranges."""
-    from ..backbones import get_config, parse_layers
 
     out: list[str] = []
     for spec in filter(None, (s.strip() for s in specs.split(","))):
@@ -419,15 +421,14 @@ def expand_specs(specs: str) -> list[str]:
             out.append(spec)
             continue
         config = get_config(model)
-        out += [f"{model}:{layer}" for layer in parse_layers(config, layers)]
+        out += [feature_name(model, layer) for layer in parse_layers(config, layers)]
     return out
 
 
 def list_representations() -> list[str]:
     """Every representation name: the hand-crafted ones and each layer of each built-in or plugged-in backbone."""
-    from ..backbones import get_config, list_backbones
 
     names = list(HANDCRAFTED)
     for backbone in list_backbones():
-        names += [f"{backbone}:{layer}" for layer in get_config(backbone).layers]
+        names += [feature_name(backbone, layer) for layer in get_config(backbone).layers]
     return names

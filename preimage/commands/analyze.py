@@ -36,13 +36,11 @@ class DecoderArgument(click.ParamType):
     name = "decoder"
 
     def convert(self, value, param, ctx) -> Path:
-        from ..train.models import zoo
+        from ..train.models.locate import decoder_path
 
-        if value == zoo.ALL and not Path(value).exists():
-            return zoo.ZOO_DIR
         try:
-            return zoo.resolve(value)
-        except FileNotFoundError as err:
+            return decoder_path(value)
+        except (FileNotFoundError, ValueError) as err:
             self.fail(str(err), param, ctx)
 
 
@@ -208,7 +206,7 @@ def _held(runs: list, store) -> tuple[list, list[str]]:
     """``runs`` split into those whose feature ``store`` holds (by identity: identity.stored_name) and the
     labels of the others."""
     from ..cache.store import StoreError
-    from ..pipeline.identity import stored_name
+    from ..pipeline.lookup import stored_name
 
     held, absent = [], []
     for run in runs:

@@ -101,28 +101,23 @@ def invert(
                 "--method decoder needs --feature F (the decoder that ships for F: preimage zoo) "
                 "or --decoder RUN (your own run)"
             )
-        from ..pipeline.identity import source_model
-
-        if decoder is not None and feature is not None and not source_model(feature):
+        if decoder is not None and feature is not None:
             raise click.UsageError(
-                "give --feature (a shipped decoder) or --decoder (a run), not both (both only for "
-                "a model from a source, hf:FOLDER:LAYER: where the run's model is now)"
+                "give --feature (a shipped decoder) or --decoder (a run), not both; where a run's model from a "
+                "source is now: --model FOLDER"
             )
         from ..train.inversion.invert import invert_arrays
-        from ..train.models.zoo import PIXEL, find_shipped, resolve
+        from ..train.models.locate import feature_decoder, locate
+        from ..train.models.zoo import PIXEL
 
         if decoder is not None and loss != PIXEL:
             raise click.UsageError(
                 "--loss chooses among the decoders that ship for --feature; a run folder "
                 "(--decoder) was trained with its own"
             )
-        where = feature  # with --decoder: where the run's model is now
-        if decoder is not None:
-            decoder = resolve(decoder)
-        else:
-            decoder, where = find_shipped(feature, loss, weights)
-        click.echo(f"decoder: {decoder}")
-        pairs = invert_arrays(arrays, decoder, weights, where, models=models)
+        located = locate(decoder) if decoder is not None else feature_decoder(feature, loss, weights)
+        click.echo(f"decoder: {located.path}")
+        pairs = invert_arrays(arrays, located, weights, models=models)
         rows = [[original, recon] for original, recon in pairs]
     else:
         if feature is None:

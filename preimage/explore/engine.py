@@ -20,11 +20,19 @@ import torch
 
 from ..analysis.interpolate import blend
 from ..analysis.perturb import binarize, drop_smallest, dropout, keep_channels, keep_window
+from ..analysis.runs import heldout_rows
+from ..analysis.sample import histograms, sample_histograms
+from ..analysis.studies import feature_array
+from ..cache.store import FeatureStore, StoreError
+from ..pipeline.backbones.weights import WeightsUnavailable
 from ..pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
-from ..pipeline.decode import DEFAULT_MAX_PIXELS, read_image
-from ..pipeline.identity import Identity, IdentityError, check_store, find_model
+from ..pipeline.decode import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from ..pipeline.identity import Identity, IdentityError
 from ..pipeline.images import center_square, sample_photos, to_float
+from ..pipeline.lookup import check_store, find_model
 from ..train.inversion.invert import decoder_job
+from ..train.inversion.optimize import OptimizeConfig, differentiable_target, with_defaults
+from ..train.inversion.optimize import optimize as run
 from ..train.models import zoo
 from ..train.models.loading import load_decoder
 from ..train.models.locate import locate
@@ -115,8 +123,6 @@ class Explorer:
             raise ExploreError("no decoder to show: none ships with this installation and none was given")
         self.store = None
         if store is not None:
-            from ..cache.store import FeatureStore
-
             self.store = FeatureStore.open(store)
         self.sample_photos = sample_photos()  # scikit-image's, decoded once: offered on every page load
         self.photos: OrderedDict[str, np.ndarray] = OrderedDict()  # id -> uint8 RGB image as decoded
@@ -170,7 +176,6 @@ class Explorer:
 
     def add_file(self, path: str | os.PathLike, name: str) -> str:
         """Decode an uploaded file (bounded: ``max_pixels``, checked from its header first) and register it."""
-        from ..pipeline.decode import ImageReadError
 
         try:
             image = read_image(path, DRAFT_MIN_SIDE, self.max_pixels)
@@ -186,7 +191,6 @@ class Explorer:
         """Every model's first pass (on scikit-image's first photo), so that the user's first photo is as fast as the
         next. A panel whose model has no weights here (offline, none cached) is dropped rather than failing the
         page: returns the dropped panels with the reason."""
-        from ..pipeline.backbones.weights import WeightsUnavailable
 
         first = next(iter(self.builtin().values()))
         try:
@@ -213,7 +217,6 @@ class Explorer:
         """The first ``n`` held-out rows of the store, registered: id string -> id."""
         if self.store is None:
             return {}
-        from ..analysis.runs import heldout_rows
 
         rows = heldout_rows(self.store, 0.1, n)
         ids = self.store.group["ids"][:]
@@ -318,8 +321,6 @@ class Explorer:
         if self.store is None:
             raise ExploreError("random samples come from a store's histograms: start the explorer with --store S")
         panel = self.panel(name)
-        from ..analysis.sample import histograms, sample_histograms
-        from ..cache.store import StoreError
 
         try:
             feature = check_store(self.store, panel.identity)
@@ -330,8 +331,6 @@ class Explorer:
             raise ExploreError(f"{name}: no samples from this store: {err}") from None
 
         if feature not in self._histograms:
-            from ..analysis.studies import feature_array
-
             array = feature_array(self.store, feature)
             self._histograms[feature] = histograms(array[: min(vectors, array.shape[0])])
         x = sample_histograms(self._histograms[feature], 1, 2.0, int(seed))
@@ -363,8 +362,6 @@ class Explorer:
     def optimize(self, ident: str, feature: str, steps: int = 200) -> str:
         """Start Mahendran & Vedaldi's inversion of photo ``ident``'s ``feature`` in a thread; returns the job's id.
         One runs at a time (it takes every core): a second is refused while it runs."""
-        from ..train.inversion.optimize import OptimizeConfig, differentiable_target, with_defaults
-        from ..train.inversion.optimize import optimize as run
 
         image = self.photo(ident)
         if not 1 <= steps <= 2000:

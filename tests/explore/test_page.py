@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from preimage.pipeline.identity import source_model
+from preimage.pipeline.names import source_model
 from preimage.train.models import zoo
 
 from .server import CLI, get, post, start_server, stop_server

@@ -16,14 +16,9 @@ from safetensors.torch import save_file
 
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
-from preimage.pipeline.identity import (
-    FeatureIdentity,
-    IdentityError,
-    check_agree,
-    feature_order,
-    portable_name,
-    stored_name,
-)
+from preimage.pipeline.identity import FeatureIdentity, IdentityError, check_agree
+from preimage.pipeline.lookup import stored_name
+from preimage.pipeline.names import feature_order, portable_name
 from preimage.train.models import zoo
 
 from ..helpers import write_crops

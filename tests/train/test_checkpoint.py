@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from preimage.cache.store import FeatureStore
-from preimage.pipeline.identity import FeatureIdentity, check_store
+from preimage.pipeline.identity import FeatureIdentity
+from preimage.pipeline.lookup import check_store
 from preimage.train.models import checkpoint
 from preimage.train.models.decoders import DecoderConfig, create_decoder
 from preimage.train.models.loading import load_decoder

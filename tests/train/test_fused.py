@@ -14,8 +14,11 @@ from preimage.cli import main
 from preimage.pipeline.backbones import RANDOM_WEIGHTS
 from preimage.pipeline.contract import DRAFT_MIN_SIDE
 from preimage.pipeline.decode import read_images
-from preimage.pipeline.features import expand_specs, get_representation
-from preimage.pipeline.identity import FusedIdentity, fuse_rows, fused_parts, of_store, read_rows, stored_name
+from preimage.pipeline.features import expand_specs, fuse_rows, get_representation
+from preimage.pipeline.identity import FusedIdentity, of_store
+from preimage.pipeline.lookup import stored_name
+from preimage.pipeline.names import fused_parts
+from preimage.pipeline.rows import read_rows
 from preimage.pipeline.sources import folder_source
 from preimage.train.inversion.invert import reconstruct_arrays
 from preimage.train.models.decoders import DecoderConfig, FusedDecoder, create_decoder

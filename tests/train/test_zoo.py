@@ -18,6 +18,7 @@ from preimage.pipeline.sources import folder_source
 from preimage.train.inversion import zoo_check
 from preimage.train.models import zoo
 from preimage.train.models.loading import load_decoder
+from preimage.train.models.locate import locate
 
 from ..conftest import SHARED_PHOTOS
 from ..helpers import run_extract, write_crops
@@ -144,7 +145,7 @@ def test_load_decoder_by_name_gives_float32_weights_and_a_clear_error_for_other_
     photo = torch.rand(1, 3, 96, 96)
     sharp, plain = preimage.invert(photo, "alexnet:conv5+deepsim"), preimage.invert(photo, "alexnet:conv5")
     assert sharp.shape == plain.shape == (1, 3, 128, 128) and not torch.equal(sharp, plain)
-    assert zoo.resolve(NAMES[0]) == SHIPPED[0].path
+    assert locate(NAMES[0]).path == SHIPPED[0].path
     with pytest.raises(FileNotFoundError, match=r"ships with preimage \(did you mean alexnet:conv"):
         load_decoder("alexnet:conv9")
 

@@ -26,8 +26,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ...cache.store import FeatureStore, feature_path
+from ...pipeline.identity import FeatureIdentity
+from ...pipeline.images import rgb_to_gray, to_float
+from ...pipeline.lookup import check_store
 from ..models.locate import Located, locate
 from ..models.runfolder import RunFolder
+from ..training.data import split_rows
 
 EPS = 1e-8
 
@@ -262,10 +267,6 @@ def train_hoggles(
 ) -> Path:
     """Learn a paired dictionary from the training rows of a store's images and HOG (the rows the decoders train
     on); saved as ``out/hoggles.safetensors`` with the HOG's fingerprint, like a decoder. Resumes a killed run."""
-    from ...cache.store import FeatureStore, feature_path
-    from ...pipeline.identity import FeatureIdentity
-    from ...pipeline.images import rgb_to_gray, to_float
-    from ..training.data import split_rows
 
     store = FeatureStore.open(store_path)
     fingerprint = FeatureIdentity.of_store(store, "hog").fingerprint()
@@ -322,7 +323,6 @@ def read_dictionary(located: Located) -> PairedDictionary:
 def load_hoggles(path: str | os.PathLike | Located, store=None) -> PairedDictionary:
     """The paired dictionary of a run folder (or its file); with ``store``, refused unless that store's HOG was
     computed exactly as the dictionary's was."""
-    from ...pipeline.identity import check_store
 
     located = locate(path)
     if located.method != "hoggles":

@@ -11,8 +11,11 @@ import torch
 
 from ...pipeline.contract import DRAFT_MIN_SIDE, FeatureJob, compute_features
 from ...pipeline.decode import read_images
-from ...pipeline.identity import IdentityError, find_model
+from ...pipeline.features import get_representation
+from ...pipeline.identity import IdentityError
 from ...pipeline.images import center_square, to_float
+from ...pipeline.lookup import find_model
+from ...pipeline.names import layer_of
 from ..models.locate import Located, locate
 from ..scoring.metrics import upsample_to
 from .inverters import load_inverter
@@ -32,13 +35,14 @@ def decoder_job(
     the stored image size, and the stored dtype. A model from a source is found where the user says it is
     (``models``: folders, ``--model``; ``feature``: ``hf:FOLDER:LAYER``, the same layer), by its weights' hash
     (``identity.find_model``; ``hashes``: those already computed, shared by several decoders)."""
-    trained = locate(run).identity
+    located = locate(run)
+    trained = located.identity
+    if located.model is not None:  # the name it was found by said where its model is
+        models = [located.model, *models]
     if feature is not None and trained.from_source:
-        from ...pipeline.features import get_representation
-
         rep = get_representation(feature)
         if rep.layers != trained.layers:
-            raise IdentityError(f"{feature}: the decoder inverts layer {trained.layer}, not {'+'.join(rep.layers)}")
+            raise IdentityError(f"{feature}: the decoder inverts layer {trained.layer}, not {layer_of(rep.name)}")
         models = [rep.backbone, *models]
     here = find_model(trained, models, weights, hashes)
     return FeatureJob.from_attrs(dict(here.attrs), weights), here.image_size, here.dtype
@@ -46,7 +50,7 @@ def decoder_job(
 
 def invert_images(
     paths: list[str | os.PathLike],
-    run: str | os.PathLike,
+    run: str | os.PathLike | Located,
     weights: str | None = None,
     feature: str | None = None,
     *,
@@ -58,7 +62,7 @@ def invert_images(
 
 def invert_arrays(
     images: list[np.ndarray],
-    run: str | os.PathLike,
+    run: str | os.PathLike | Located,
     weights: str | None = None,
     feature: str | None = None,
     *,
@@ -74,7 +78,7 @@ def invert_arrays(
 
 def reconstruct_arrays(
     images: list[np.ndarray],
-    run: str | os.PathLike,
+    run: str | os.PathLike | Located,
     weights: str | None = None,
     feature: str | None = None,
     *,
@@ -89,7 +93,7 @@ def reconstruct_arrays(
 @torch.no_grad()
 def reconstruct_each(
     images: list[np.ndarray],
-    runs: list[str | os.PathLike],
+    runs: list[str | os.PathLike | Located],
     weights: str | None = None,
     features: list[str | None] | None = None,
     *,
@@ -100,7 +104,7 @@ def reconstruct_each(
     layer, every layer of a network); ``features[i]`` says where run i's model is here, as ``models`` does for all
     (:func:`decoder_job`)."""
     features = features or [None] * len(runs)
-    located = [locate(run) for run in runs]  # one header read for the job and the model
+    located = [locate(run, weights) for run in runs]  # one header read for the job and the model
     hashes: dict[str, str | None] = {}  # each model's weights hashed once, however many decoders invert it
     pairs = zip(located, features, strict=True)
     jobs = [decoder_job(where, weights, feature, hashes, models=models) for where, feature in pairs]

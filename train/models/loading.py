@@ -8,17 +8,18 @@ import os
 import torch
 
 from ...cache.store import FeatureStore
-from ...pipeline import identity
+from ...pipeline import lookup
 from . import checkpoint
+from .autoencoder import AutoEncoder
 from .decoders import Decoder, DecoderConfig, create_decoder
 from .locate import Located, locate
 
 
 def check_store(located: Located, store: FeatureStore | None, feature: str | None = None) -> None:
     """With a ``store``: refused in one line unless its ``feature`` (default: what the decoder was trained on, found
-    by identity) was computed as the training features were (``identity.check_store``)."""
+    by identity) was computed as the training features were (``lookup.check_store``)."""
     if store is not None:
-        identity.check_store(store, located.identity, feature)
+        lookup.check_store(store, located.identity, feature)
 
 
 def load_decoder(
@@ -50,8 +51,6 @@ def decoder_of(located: Located, store: FeatureStore | None, feature: str | None
     checkpoint.check_shapes(path, skeleton, "model.decoder." if located.autoencoder else "model.")
     model = create_decoder(config)
     if located.autoencoder:
-        from .autoencoder import AutoEncoder
-
         model = AutoEncoder(header["autoencoder"], model, pretrained=False)  # the weights come from the checkpoint
     checkpoint.load(path, model)
     check_store(located, store, feature)

@@ -1,5 +1,8 @@
-"""Where a trained inverter lives, resolved in one place: a run folder (``train --out``), a checkpoint or
-dictionary file, or a shipped decoder named by its representation (``hog``, ``alexnet:conv5``)."""
+"""Where a trained inverter lives: the one resolver of a decoder argument. A run folder (``train --out``), a
+checkpoint or dictionary file, or a shipped decoder by its name (``hog``, ``alexnet:conv5+deepsim``, a layer range
+``alexnet:conv3-conv5``, or a layer of a model from a source in a folder of its own, ``hf:FOLDER:LAYER``, found by
+the hash of its weights). Commands, the Python API, studies and the explorer ask it and resolve nothing
+themselves."""
 
 from __future__ import annotations
 
@@ -8,7 +11,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from ...pipeline.features import get_representation
 from ...pipeline.identity import Identity, from_fingerprint
+from ...pipeline.lookup import model_hash
+from ...pipeline.names import PIXEL, decoder_name, hash_feature, source_model, split_decoder_name
 from . import zoo
 from .checkpoint import CheckpointError, json_header, read_header
 from .runfolder import CHECKPOINT, DICTIONARY, RunFolder
@@ -16,12 +22,14 @@ from .runfolder import CHECKPOINT, DICTIONARY, RunFolder
 
 @dataclass(frozen=True)
 class Located:
-    """A trained inverter's file, its method (``decoder`` or ``hoggles``) and the run folder holding it (None for a
-    file given alone or a shipped decoder)."""
+    """A trained inverter's file, its method (``decoder`` or ``hoggles``), the run folder holding it (None for a
+    file given alone or a shipped decoder), and where its model from a source is here when the name it was found by
+    said so (``hf:FOLDER:LAYER``: ``FOLDER``'s model; None otherwise)."""
 
     path: Path
     method: str
     folder: Path | None = None
+    model: str | None = None
 
     @cached_property
     def header(self) -> dict:
@@ -72,19 +80,65 @@ class Located:
         return config
 
 
-def locate(decoder: str | os.PathLike | Located) -> Located:
+def locate(decoder: str | os.PathLike | Located, weights: str | None = None) -> Located:
     """The inverter ``decoder`` names: an existing path as it is (a run folder, a checkpoint or dictionary file),
-    else the shipped decoder of that representation; an error naming both possibilities otherwise. A
-    :class:`Located` is returned as it is (its header, once read, is not read again)."""
+    else a shipped decoder's name (:func:`shipped_decoder`); an error naming both possibilities otherwise. A
+    :class:`Located` is returned as it is (its header, once read, is not read again). ``weights``: the file a
+    model from a source loads, to match it by hash."""
     if isinstance(decoder, Located):
         return decoder
-    path = zoo.resolve(decoder)
+    path = Path(decoder)
+    if not path.exists():
+        try:
+            return shipped_decoder(str(decoder), weights)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{decoder}: no such run folder or checkpoint, and {err}") from None
     if path.is_dir():
         run = RunFolder(path)
         if run.is_hoggles:
             return Located(run.dictionary, "hoggles", path)
         return Located(run.checkpoint, "decoder", path)
     return Located(path, "hoggles" if path.name == DICTIONARY or _is_dictionary(path) else "decoder")
+
+
+def shipped_decoder(name: str, weights: str | None = None) -> Located:
+    """The shipped decoder ``name`` names: as the zoo names it (``zoo.shipped``: a representation, ``+LOSS``, a
+    layer range, a file stem), or a layer of a model from a source in a folder of its own (``hf:FOLDER:LAYER``,
+    ``+LOSS``): the decoder shipped for the same weights (their hash; the model is loaded to hash it) and layers,
+    with ``FOLDER`` as where its model is. An error saying what ships otherwise."""
+    try:
+        return Located(zoo.shipped(name).path, "decoder")
+    except FileNotFoundError:
+        feature, loss = split_decoder_name(name)
+        if not source_model(feature):
+            raise
+
+    rep = get_representation(feature)
+    sha = model_hash(rep.name, weights)
+    found = zoo.shipped_for(hash_feature(rep.backbone, sha, rep.layers), loss) if sha else None
+    if found is None:
+        kind = "" if loss == PIXEL else f" {loss}"
+        raise FileNotFoundError(
+            f"no{kind} decoder ships for {rep.name} (its weights' sha256 {str(sha)[:16]}; preimage zoo lists what "
+            "ships); train one with preimage train and pass --decoder RUN"
+        )
+    return Located(found.path, "decoder", model=rep.backbone)
+
+
+def decoder_path(decoder: str | os.PathLike) -> Path:
+    """A decoder argument as a path: an existing path as it is (a run folder, a folder of runs, a file), ``zoo``
+    for every shipped decoder (``zoo.ZOO_DIR``), else the file a shipped decoder's name names (:func:`locate`)."""
+    path = Path(decoder)
+    if path.exists():
+        return path
+    if str(decoder) == zoo.ALL:
+        return zoo.ZOO_DIR
+    return locate(decoder).path
+
+
+def feature_decoder(feature: str, loss: str = PIXEL, weights: str | None = None) -> Located:
+    """The shipped decoder of a representation trained with ``loss`` (``invert --feature F --loss L``)."""
+    return shipped_decoder(decoder_name(feature, loss), weights)
 
 
 def _is_dictionary(path: Path) -> bool:

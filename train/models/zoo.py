@@ -17,12 +17,21 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...pipeline.identity import Identity, feature_order, from_fingerprint, portable_name, source_model
+from ...pipeline.identity import Identity, from_fingerprint
+from ...pipeline.names import (
+    PIXEL,
+    decoder_name,
+    feature_order,
+    may_be_several,
+    portable_name,
+    source_model,
+    split_decoder_name,
+)
+from ...runtime.suggest import did_you_mean
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"  # train/zoo/: the files ship as package data of preimage.train
 SUFFIX = ".safetensors"
 ALL = "zoo"  # what --decoder takes for every shipped decoder
-PIXEL = "pixel"  # the loss of the default decoder of a representation
 MAX_HEADER = 1 << 20  # a shipped file's JSON header is a few kB; anything far larger is not one of ours
 
 
@@ -40,7 +49,7 @@ class Shipped:
     @property
     def name(self) -> str:
         """What names it: the representation for a pixel decoder, ``FEATURE+LOSS`` for another."""
-        return shipped_name(self.feature, self.loss)
+        return decoder_name(self.feature, self.loss)
 
     @property
     def features(self) -> dict:
@@ -50,17 +59,6 @@ class Shipped:
     @property
     def card_text(self) -> Path:
         return self.path.with_suffix(".md")
-
-
-def shipped_name(feature: str, loss: str = PIXEL) -> str:
-    return feature if loss == PIXEL else f"{feature}+{loss}"
-
-
-def file_stem(feature: str, loss: str = PIXEL) -> str:
-    """The file name of a shipped decoder, without suffix (``alexnet:conv5`` -> ``alexnet-conv5``; with the loss
-    ``deepsim``, ``alexnet-conv5-deepsim``)."""
-    stem = portable_name(feature).replace(":", "-")
-    return stem if loss == PIXEL else f"{stem}-{loss}"
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -92,12 +90,14 @@ def list_shipped() -> list[Shipped]:
 
 
 def shipped(name: str) -> Shipped:
-    """The shipped decoder ``name`` names (``hog``, ``alexnet:conv5+deepsim``, or a file stem); an error listing
-    what ships for any other name."""
-    for entry in list_shipped():
-        if entry.name == name or entry.path.stem == name:
+    """The shipped decoder ``name`` names (``hog``, ``alexnet:conv5+deepsim``, a layer range such as
+    ``alexnet:conv3-conv5``, or a file stem); an error listing what ships for any other name."""
+    entries = list_shipped()
+    feature, loss = split_decoder_name(name)
+    wanted = {name, decoder_name(_canonical(feature), loss)}  # a range or a model's other name, as the zoo names it
+    for entry in entries:
+        if entry.name in wanted or entry.path.stem == name:
             return entry
-    from ...runtime.suggest import did_you_mean
 
     names = [s.name for s in list_shipped()]
     close = did_you_mean(name, names)
@@ -116,50 +116,14 @@ def shipped_for(hash_name: str, loss: str = PIXEL) -> Shipped | None:
     return None
 
 
-def find_shipped(feature: str, loss: str = PIXEL, weights: str | None = None) -> tuple[Path, str | None]:
-    """The shipped decoder of ``feature`` trained with ``loss``, and where its model is (``feature`` itself when it
-    named a model from a source by a folder of its own, found by its weights' hash; None when it named the decoder
-    as the zoo does). An error saying what ships otherwise."""
-    try:
-        return shipped(shipped_name(feature, loss)).path, None
-    except FileNotFoundError:
-        if not source_model(feature):
-            named = _canonical(feature)  # a layer range, a model's other name: as the zoo names it
-            if named == feature:
-                raise
-            return shipped(shipped_name(named, loss)).path, None
-    from ...pipeline.features import get_representation
-    from ...pipeline.identity import hash_name, model_hash
-
-    rep = get_representation(feature)
-    sha = model_hash(rep.name, weights)
-    found = shipped_for(f"{hash_name(rep.backbone, sha)}:{'+'.join(rep.layers)}", loss) if sha else None
-    if found is None:
-        raise FileNotFoundError(
-            f"no decoder ships for {rep.name} (its weights' sha256 {str(sha)[:16]}; preimage zoo lists what ships); "
-            "train one with preimage train and pass --decoder RUN"
-        )
-    return found.path, feature
-
-
 def _canonical(feature: str) -> str:
     """The representation's own name for ``feature`` (``alexnet:conv3-conv5`` -> ``alexnet:conv3+conv4+conv5``);
-    ``feature`` itself when it names none."""
-    from ...pipeline.features import get_representation
+    ``feature`` itself when it names none or could read several layers only by loading a model from a source."""
+    if not may_be_several(feature) or source_model(feature):
+        return feature
+    from ...pipeline.features import get_representation  # torch: only for a name that may be a layer range
 
     try:
         return get_representation(feature).name
     except Exception:  # not a representation: the caller's error names what ships
         return feature
-
-
-def resolve(decoder: str | os.PathLike) -> Path:
-    """The checkpoint a decoder argument names: an existing path as it is (a run folder or a checkpoint file),
-    else the shipped decoder of that representation (``hog``, ``alexnet:conv5``)."""
-    path = Path(decoder)
-    if path.exists():
-        return path
-    try:
-        return shipped(str(decoder)).path
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{decoder}: no such run folder or checkpoint, and {err}") from None

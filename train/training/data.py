@@ -21,7 +21,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ...cache.store import READ, FeatureStore, feature_path
 from ...pipeline.contract import FeatureJob
-from ...pipeline.identity import feature_layers, read_rows
+from ...pipeline.names import feature_layers
+from ...pipeline.rows import read_rows
 from ...runtime.device import rank_and_world
 from .augment import augment_images, augmentable, check_augment, recompute
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from ...pipeline.features import expand_specs, get_representation
 from ...runtime.device import rank_and_world
 from .objective import Diverged, Objective, register_objective
 from .precision import autocast
@@ -98,7 +99,6 @@ class DeepSim(Objective):
 
     def __init__(self, feature_shape: tuple[int, ...], weights: DeepSimWeights | None = None, **options) -> None:
         super().__init__()
-        from ...pipeline.features import expand_specs, get_representation
 
         self.weights = weights or deepsim_weights(**options)
         layers = [get_representation(spec) for spec in expand_specs(self.weights.comparator)]

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from ...cache.store import FeatureStore
-from ...pipeline.identity import Identity, read_rows
+from ...pipeline.identity import Identity
 from ...pipeline.images import save_rgb, to_float, to_uint8
+from ...pipeline.lookup import stored_name
+from ...pipeline.rows import read_rows
 from ..models.decoders import Decoder
 from ..scoring.metrics import scores, upsample_to
 from .data import split_rows
@@ -33,8 +35,6 @@ def evaluate(
     was_training = model.training
     model.eval()
     if model.takes != "images":
-        from ...pipeline.identity import stored_name
-
         feature = stored_name(store, feature)  # the name the store holds it under (a model's folder elsewhere)
     rows = np.flatnonzero(split_rows(store, split, held_out, train_fraction))[:max_rows]
     if len(rows) < 2:

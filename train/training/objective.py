@@ -4,6 +4,7 @@ which the trainer checkpoints beside the decoder's under their names (:func:`~.c
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import torch
@@ -58,8 +59,6 @@ def create_objective(name: str, **kwargs) -> Objective:
     """The objective registered as ``name``, given what the run knows (``feature_shape``: one stored row's shape)
     and its options (``train --loss-option KEY=VALUE``); an error naming the known ones otherwise."""
     if name not in _OBJECTIVES and name in _BUILTIN:
-        import importlib
-
         importlib.import_module(f"{__package__}.{_BUILTIN[name]}")
     if name not in _OBJECTIVES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(list_objectives())}")

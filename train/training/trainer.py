@@ -23,15 +23,18 @@ import numpy as np
 import torch
 
 from ...cache.store import FeatureStore, feature_path
-from ...pipeline import identity
+from ...pipeline import identity, lookup
 from ...pipeline.features import get_representation
-from ...pipeline.identity import Identity, feature_layers, fused_parts
+from ...pipeline.identity import Identity
+from ...pipeline.names import feature_layers, fused_parts
 from ...runtime.device import init_distributed, pick_device
 from ...runtime.progress import Progress
 from ...runtime.signals import STOP_SIGNALS, Interrupted, StopRequest, on_signals
 from ..models import checkpoint
 from ..models.autoencoder import AutoEncoder
 from ..models.decoders import Decoder, DecoderConfig, UpConvolution, create_decoder, sub_pixel_from_resize
+from ..models.loading import load_decoder
+from ..models.locate import locate
 from ..models.runfolder import RunFolder
 from ..scoring.metrics import Smoothed
 from .data import ShardStream, check_target_size, split_rows
@@ -184,7 +187,7 @@ def train(config: TrainConfig, resume: bool | str = False, show_progress: bool =
     check_settings(config)
     rank, world = init_distributed(device)
     store = FeatureStore.open(config.store)
-    config = replace(config, feature=identity.stored_name(store, config.feature))  # as the store names it
+    config = replace(config, feature=lookup.stored_name(store, config.feature))  # as the store names it
     fingerprint = identity.of_store(store, config.feature).fingerprint()
     stream = ShardStream(
         config.store,
@@ -321,15 +324,13 @@ def _open_run(run: _Run, resume: bool | str) -> tuple[dict, dict, bool]:
 def start_from(model: Decoder | AutoEncoder, init: str, store: FeatureStore, feature: str) -> None:
     """Copy the weights of the trained decoder ``init`` names into ``model`` (a fine-tuning run's start): refused
     unless it decodes this store's ``feature`` as computed here, with the same architecture."""
-    from ..models.loading import load_decoder
-    from ..models.locate import locate
 
     if isinstance(model, AutoEncoder):
         raise ValueError("--init starts a decoder of stored features, not an autoencoder")
     located = locate(init)
     start = load_decoder(located, store, feature)
     if model.config.parts and not start.config.parts:  # one of the fused layers' own decoder
-        layer = identity.stored_name(store, located.identity)
+        layer = lookup.stored_name(store, located.identity)
         start_fused_from_single(model, start, init=init, layer=layer, feature=feature)
         return
     if replace(start.config, upsample=model.config.upsample) != model.config:

@@ -367,8 +367,8 @@ def test_a_model_is_its_weights_wherever_its_folder_is(folders, photos, tmp_path
         images / "00.png",
         "--decoder",
         tmp_path / "run",
-        "--feature",
-        f"hf:b/dino-copy:{layer}",
+        "--model",
+        "b/dino-copy",
         "--out",
         tmp_path / "inverted",
     )
@@ -389,14 +389,17 @@ def test_a_model_is_its_weights_wherever_its_folder_is(folders, photos, tmp_path
             str(images / "00.png"),
             "--decoder",
             str(tmp_path / "run"),
-            "--feature",
-            f"hf:{other}:{layer}",
+            "--model",
+            str(other),
             "--out",
             str(tmp_path / "x"),
         ],
     )
     assert result.exit_code == 1 and "are not those the decoder was trained on" in result.output, result.output
     assert not (tmp_path / "x").exists()
+    both = ["invert", images / "00.png", "--decoder", tmp_path / "run", "--feature", f"hf:{second}:{layer}"]
+    refused = CliRunner().invoke(main, [str(a) for a in both])  # one meaning per option: where a model is, --model
+    assert refused.exit_code == 1 and "--model FOLDER" in refused.output
 
 
 def test_pickle_weights_are_one_line_that_says_how_to_convert_them(folders, photos, tmp_path):
