@@ -19,7 +19,7 @@ from preimage.cli import main
 from preimage.pipeline.identity import FeatureIdentity, IdentityError, check_agree
 from preimage.pipeline.lookup import stored_name
 from preimage.pipeline.names import feature_order, portable_name
-from preimage.train.models import zoo
+from preimage.train.models import tensorfile, zoo
 
 from ..helpers import write_crops
 
@@ -78,7 +78,7 @@ def test_the_stored_dtype_is_not_identity_but_everything_else_is():
 def test_every_shipped_fingerprint_reproduces_its_recorded_hash():
     """The same numbers: the hash each shipped decoder recorded is the identity's hash of its fingerprint."""
     for entry in zoo.list_shipped():
-        header = json.loads(zoo.read_metadata(entry.path)["header"])
+        header = json.loads(tensorfile.metadata(entry.path)[tensorfile.HEADER])
         assert entry.identity.fingerprint() == header["fingerprint"], entry.name
 
 

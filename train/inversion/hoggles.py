@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from ...cache.store import FeatureStore, feature_path
 from ...pipeline.identity import FeatureIdentity
 from ...pipeline.images import rgb_to_gray, to_float
 from ...pipeline.lookup import check_store
+from ..models import tensorfile
 from ..models.locate import Located, locate
 from ..models.runfolder import RunFolder
 from ..training.data import split_rows
@@ -234,28 +233,22 @@ STATE_EVERY = 50  # learning steps between saved states
 
 
 def _save_state(path, config: HogglesConfig, atoms, a_stat, b_stat, step: int, seconds: float) -> None:
-    partial = Path(path).with_name(Path(path).name + ".partial")
     tensors = {"atoms": atoms, "a": a_stat, "b": b_stat, "step": torch.tensor(step), "seconds": torch.tensor(seconds)}
-    tensors = {key: value.contiguous() for key, value in tensors.items()}
-    save_file(tensors, str(partial), metadata={"config": json.dumps(asdict(config), sort_keys=True)})
-    partial.replace(path)
+    tensorfile.write(path, tensors, metadata={"config": json.dumps(asdict(config), sort_keys=True)})
 
 
 def _load_state(path, config: HogglesConfig) -> dict | None:
     """The saved learning state, None when there is none; an error when it was learned with other settings."""
     if path is None or not Path(path).exists():
         return None
-    with safe_open(str(path), framework="pt") as f:
-        saved = json.loads((f.metadata() or {}).get("config", "{}"))
-        if saved != asdict(config):
-            differing = sorted(k for k in asdict(config) if saved.get(k) != asdict(config)[k])
-            raise ValueError(
-                f"{path} was learned with other settings ({', '.join(differing)}); use the same ones, or another --out"
-            )
-        return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
-
-
-LEARNING_STATE = "learning.safetensors"  # the state a killed learning resumes from
+    tensors, metadata = tensorfile.read(path)
+    saved = json.loads(metadata.get("config", "{}"))
+    if saved != asdict(config):
+        differing = sorted(k for k in asdict(config) if saved.get(k) != asdict(config)[k])
+        raise ValueError(
+            f"{path} was learned with other settings ({', '.join(differing)}); use the same ones, or another --out"
+        )
+    return tensors
 
 
 def train_hoggles(
@@ -269,7 +262,7 @@ def train_hoggles(
     on); saved as ``out/hoggles.safetensors`` with the HOG's fingerprint, like a decoder. Resumes a killed run."""
 
     store = FeatureStore.open(store_path)
-    fingerprint = FeatureIdentity.of_store(store, "hog").fingerprint()
+    hog = FeatureIdentity.of_store(store, "hog")
     rows = np.flatnonzero(split_rows(store, "train", held_out))
     if len(rows) == 0:
         raise ValueError(f"{store_path} has no training rows to learn a dictionary from")
@@ -277,28 +270,22 @@ def train_hoggles(
         [rgb_to_gray(to_float(store.take("images", part))) for part in np.array_split(rows, max(1, len(rows) // 256))]
     )
     grids = torch.from_numpy(store.take(feature_path("hog"), rows))
-    cell = int(fingerprint["feature"]["params"]["cell_size"])
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    cell = int(hog.params["cell_size"])
+    folder = RunFolder(out)
+    folder.path.mkdir(parents=True, exist_ok=True)
     model = learn_dictionary(
-        gray, grids, config=config, cell_size=cell, state_file=out / LEARNING_STATE, progress=progress
+        gray, grids, config=config, cell_size=cell, state_file=folder.learning_state, progress=progress
     )
     header = {
         "hoggles": asdict(config),
-        "fingerprint": fingerprint,
+        "fingerprint": hog.fingerprint(),
         "cell_size": cell,
         "channels": model.channels,
         "held_out": held_out,
         "train_rows": len(rows),
         "seconds": model.seconds,
     }
-    target = RunFolder(out).dictionary
-    save_file(
-        {"gray": model.gray.contiguous(), "hog": model.hog.contiguous()},
-        str(target),
-        metadata={"header": json.dumps(header, sort_keys=True)},
-    )
-    return target
+    return tensorfile.write(folder.dictionary, {"gray": model.gray, "hog": model.hog}, header=header)
 
 
 def read_dictionary(located: Located) -> PairedDictionary:
@@ -308,15 +295,13 @@ def read_dictionary(located: Located) -> PairedDictionary:
     model = PairedDictionary(
         HogglesConfig.from_dict(header["hoggles"]), int(header["cell_size"]), int(header["channels"])
     )
-    with safe_open(str(located.path), framework="pt") as f:
-        for name in ("gray", "hog"):
-            tensor = f.get_tensor(name)
-            if tensor.shape != getattr(model, name).shape:
-                raise ValueError(
-                    f"{located.path}: its {name} atoms have shape {tuple(tensor.shape)}, its header "
-                    f"says {tuple(getattr(model, name).shape)}"
-                )
-            getattr(model, name).copy_(tensor)
+    tensors, _ = tensorfile.read(located.path)
+    for name in ("gray", "hog"):
+        tensor = tensors.get(name)
+        if tensor is None or tensor.shape != getattr(model, name).shape:
+            shape, expected = "none" if tensor is None else tuple(tensor.shape), tuple(getattr(model, name).shape)
+            raise ValueError(f"{located.path}: its {name} atoms have shape {shape}, its header says {expected}")
+        getattr(model, name).copy_(tensor)
     return model.eval()
 
 

@@ -2,7 +2,8 @@
 
 The header carries what a checkpoint needs to be used safely: the decoder config, the representation and the
 fingerprint of the store it was trained on, the training position (epoch, step) and the learning-rate scale.
-Files are written beside their final name and renamed into place, so a kill never leaves half a checkpoint.
+Files are written and read by :mod:`.tensorfile` (beside their final name, then renamed into place, so a kill never
+leaves half a checkpoint).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+
+from . import tensorfile
 
 MAX_WIDTH = 4096  # decoder widths, target sizes and feature dimensions a header may declare: far above any real
 MAX_TARGET = 2048  # run, far below what would exhaust memory before the weights are even compared
@@ -70,8 +71,7 @@ def save(
     metadata ``NAME_groups`` (a decoder run: ``model`` and ``optimizer``; a GAN adds its discriminator and its
     optimiser). ``weights_dtype`` (float16 for a shipped decoder) stores the models' weights in that type
     (:func:`load` casts back)."""
-    path = Path(path)
-    tensors, metadata = {}, {"header": json.dumps(header, sort_keys=True)}
+    tensors, metadata = {}, {}
     for name, model in _named(models, "model").items():
         tensors.update({f"{name}.{k}": _stored(v.detach(), weights_dtype) for k, v in model.state_dict().items()})
     optimizers = _named(optimizers, "optimizer")
@@ -84,9 +84,7 @@ def save(
         metadata[f"{name}_groups"] = json.dumps(state["param_groups"])
     if not optimizers:
         metadata["optimizer_groups"] = json.dumps(None)
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=metadata)
-    partial.replace(path)
+    tensorfile.write(path, tensors, header=header, metadata=metadata)
 
 
 def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -96,18 +94,11 @@ def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     return tensor.contiguous()
 
 
-def json_header(path: str | os.PathLike) -> object:
-    """The JSON under a safetensors file's ``header`` metadata key, read without loading any tensor (a
-    ``KeyError`` where there is none; safetensors' own error for a file it cannot parse)."""
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {})["header"])
-
-
 def read_header(path: str | os.PathLike) -> dict:
     """The JSON header of a checkpoint, read without loading any tensor; a :class:`CheckpointError` naming the
     file for anything that is not one of ours (a pickle, a truncated file, a foreign safetensors file)."""
     try:
-        header = json_header(path)
+        header = tensorfile.json_header(path)
     except KeyError:
         raise _not_a_checkpoint(path, "no preimage header") from None
     except Exception as err:  # safetensors raises its own error type for a file it cannot parse
@@ -120,8 +111,7 @@ def read_header(path: str | os.PathLike) -> dict:
 def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """The shape of every tensor in a checkpoint, from its header alone (nothing is loaded)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+        return tensorfile.shapes(path)
     except Exception as err:
         raise _not_a_checkpoint(path, _first_line(err)) from None
 
@@ -166,15 +156,14 @@ def load(path: str | os.PathLike, models: Models, optimizers: Optimizers = None)
     models, optimizers = _named(models, "model"), _named(optimizers, "optimizer")
     model_state: dict[str, dict] = {name: {} for name in models}
     optim_state: dict[str, dict] = {name: {} for name in optimizers}
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-        for key in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
-            owner, _, rest = key.partition(".")
-            if owner in model_state:
-                model_state[owner][rest] = f.get_tensor(key)
-            elif owner in optim_state:
-                index, name = rest.split(".", 1)
-                optim_state[owner].setdefault(int(index), {})[name] = f.get_tensor(key)
+    tensors, meta = tensorfile.read(path)
+    for key, tensor in tensors.items():
+        owner, _, rest = key.partition(".")
+        if owner in model_state:
+            model_state[owner][rest] = tensor
+        elif owner in optim_state:
+            index, name = rest.split(".", 1)
+            optim_state[owner].setdefault(int(index), {})[name] = tensor
     for name, model in models.items():
         try:
             model.load_state_dict(model_state[name])

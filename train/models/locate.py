@@ -16,8 +16,9 @@ from ...pipeline.identity import Identity, from_fingerprint
 from ...pipeline.lookup import model_hash
 from ...pipeline.names import PIXEL, decoder_name, hash_feature, source_model, split_decoder_name
 from . import zoo
-from .checkpoint import CheckpointError, json_header, read_header
+from .checkpoint import CheckpointError, read_header
 from .runfolder import CHECKPOINT, DICTIONARY, RunFolder
+from .tensorfile import json_header
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from .checkpoint import CheckpointError, read_json
 
 CHECKPOINT = "checkpoint.safetensors"  # a decoder run's weights (and optimiser state)
 DICTIONARY = "hoggles.safetensors"  # a HOGgles run's paired dictionary
+LEARNING_STATE = "learning.safetensors"  # the state a killed HOGgles learning resumes from
 RUN_FILE = "run.json"  # a decoder run's settings
 METRICS = "metrics.jsonl"
 PREVIEW = "preview-e{epoch:03d}.png"  # epoch from 1
@@ -36,6 +37,10 @@ class RunFolder:
     @property
     def dictionary(self) -> Path:
         return self.path / DICTIONARY
+
+    @property
+    def learning_state(self) -> Path:
+        return self.path / LEARNING_STATE
 
     @property
     def run_file(self) -> Path:

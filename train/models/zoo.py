@@ -12,8 +12,6 @@ its pixel decoder, the one the paper's metric is about; ``FEATURE+LOSS`` names a
 from __future__ import annotations
 
 import json
-import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +26,11 @@ from ...pipeline.names import (
     split_decoder_name,
 )
 from ...runtime.suggest import did_you_mean
+from . import tensorfile
 
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"  # train/zoo/: the files ship as package data of preimage.train
 SUFFIX = ".safetensors"
 ALL = "zoo"  # what --decoder takes for every shipped decoder
-MAX_HEADER = 1 << 20  # a shipped file's JSON header is a few kB; anything far larger is not one of ours
 
 
 @dataclass(frozen=True)
@@ -61,21 +59,11 @@ class Shipped:
         return self.path.with_suffix(".md")
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The string metadata of a safetensors file, read from its header alone (no torch, no tensor)."""
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        if length > MAX_HEADER:
-            raise ValueError(f"{path}: a header of {length} bytes is not a shipped decoder's")
-        header = json.loads(f.read(length))
-    return header.get("__metadata__") or {}
-
-
 def list_shipped() -> list[Shipped]:
     """Every decoder that ships, in the order of the representations (hand-crafted, then CNN layers by depth)."""
     found = []
     for path in sorted(ZOO_DIR.glob(f"*{SUFFIX}")):
-        header = json.loads(read_metadata(path)["header"])
+        header = json.loads(tensorfile.metadata(path)[tensorfile.HEADER])
         config = header["config"]
         found.append(
             Shipped(
