@@ -23,7 +23,7 @@ from .commands.invert import invert
 from .commands.sbatch import sbatch
 from .commands.store import export, info, verify
 from .commands.tour import tour
-from .commands.train import train
+from .commands.train import hoggles, train
 from .commands.zoo import zoo
 from .runtime.memory import keep_freed_memory
 from .runtime.signals import Interrupted
@@ -142,7 +142,22 @@ def _set_storage_options(pairs: tuple[str, ...]) -> None:
     os.environ[STORAGE_OPTIONS] = json.dumps({**options, **parse_pairs(pairs, "--storage-option")})
 
 
-for _command in (features, extract, info, verify, export, train, invert, zoo, analyze, explore, sbatch, demo, tour):
+for _command in (
+    features,
+    extract,
+    info,
+    verify,
+    export,
+    train,
+    hoggles,
+    invert,
+    zoo,
+    analyze,
+    explore,
+    sbatch,
+    demo,
+    tour,
+):
     main.add_command(_command)
 
 

@@ -15,7 +15,7 @@ import math
 import signal
 import time
 import warnings
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from ..models.loading import load_decoder
 from ..models.locate import locate
 from ..models.runfolder import RunFolder
 from ..scoring.metrics import Smoothed
+from .config import TrainConfig
 from .data import ShardStream, check_target_size, split_rows
 from .evaluation import evaluate
 from .objective import Diverged, Objective, create_objective
@@ -44,44 +45,6 @@ from .precision import PrecisionWarning, check_precision, hardware, machine, res
 
 MAX_ROLLBACKS = 8
 LOSS_WINDOW = 50  # steps the running median (progress, spike detection) spans; resumed with the checkpoint
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved in ``run.json``)."""
-
-    store: str
-    feature: str
-    out: str
-    target_size: int = 64
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    decay_from: float = 0.7  # fraction of the steps after which the rate decays (cosine) to 1% of it
-    width: int = 256
-    seed: int = 0
-    held_out: float = 0.1
-    train_fraction: float = 1.0  # train on this fraction of the training part (nested subsets): learning curves
-    workers: int = 0
-    buffer_shards: int = 4
-    checkpoint_every: int = 100  # steps
-    log_every: int = 10  # steps
-    eval_rows: int = 256
-    max_steps: int | None = None  # stop early (a budget); the schedule still spans all epochs
-    autoencoder: bool = False  # fine-tune the encoder too (CNN layers): trains on the stored images
-    device: str = "auto"  # 'auto': the first GPU when torch has one, else the CPU; or 'cpu', 'cuda', 'cuda:1'
-    augment: str = "none"  # 'flip' or 'crop' (crops and flips): new images, features recomputed (augment.py)
-    precision: str = "auto"  # 'bf16' (bfloat16 autocast; weights and Adam in float32), 'fp32', or 'auto': bf16
-    # where the hardware computes it natively (train/training/precision.py)
-    loss: str = "pixel"  # what a step minimises: a registered objective (train/training/objective.py)
-    loss_options: dict = field(default_factory=dict)  # the objective's settings (deepsim: its terms' weights)
-    upsample: str = "zero-fill"  # the decoder's up-convolutions: 'zero-fill' (the paper's), 'resize' or 'sub-pixel'
-    init: str | None = None  # start the decoder from this trained one (a run folder, checkpoint or shipped name)
-
-    def fixed(self) -> dict:
-        """The settings a resumed run must share with the original (its length and device may change)."""
-        variable = ("epochs", "max_steps", "out", "device", "precision")  # precision: see :func:`run_precision`
-        return {k: v for k, v in asdict(self).items() if k not in variable}
 
 
 def learning_rate(config: TrainConfig, step: int, total: int, scale: float) -> float:
