@@ -41,13 +41,13 @@ def pytest_configure(config: pytest.Config) -> None:
 # whichever process is free in this order (--no-loadscope-reorder), so neither is left with a long file at the end.
 SLOWEST_FILES = (
     "tests/pipeline/test_slurm.py",
-    "tests/train/test_zoo.py",
+    "tests/train/models/test_zoo.py",
     "tests/commands/test_extract.py",
     "tests/cache/test_object_store.py",
-    "tests/train/test_trainer.py",
+    "tests/train/training/test_trainer.py",
     "tests/pipeline/backbones/test_pretrained.py",
     "tests/pipeline/backbones/test_timm_venv.py",
-    "tests/train/test_deepsim.py",
+    "tests/train/training/test_deepsim.py",
     "tests/explore/test_page.py",
     "tests/pipeline/backbones/test_huggingface.py",
     "tests/pipeline/test_storage_faults.py",
@@ -179,7 +179,7 @@ def run(tmp_path_factory, dask_client, photos):
     """A small store of HOG (96 crops at 32x32) and a decoder trained on it: (store, run folder, image folder)."""
     from preimage.train.training.trainer import TrainConfig, train
 
-    from .train.test_trainer import make_store
+    from .helpers import make_store
 
     root = tmp_path_factory.mktemp("run")
     store = make_store(root, dask_client, photos, 32)

@@ -138,3 +138,21 @@ def extract_train_analyze_invert(folder, spec: str, tmp_path, *extract: str) -> 
         outputs.append(result.output)
     assert (tmp_path / "invert" / "00.png").is_file()
     return outputs
+
+
+def make_store(root, client, photos, size):
+    """A HOG store of 96 crops of scikit-image's photos at ``size`` px, 8 rows a shard (the trainer's tests)."""
+    import cv2
+
+    from preimage.pipeline.sources import folder_source
+
+    folder = root / "images"
+    folder.mkdir(exist_ok=True)
+    sources = list(photos.values())
+    for i in range(96):
+        photo = sources[i % len(sources)]
+        crop = photo[3 * i : 3 * i + 120, 2 * i : 2 * i + 120]
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    path = root / f"s{size}.zarr"
+    run_extract(path, folder_source(folder), "hog", client, image_size=size, shard_rows=8)
+    return path

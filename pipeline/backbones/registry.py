@@ -202,7 +202,12 @@ def parse_layers(config: BackboneConfig, spec: str | Sequence[str], companions: 
         if lo > hi:
             raise ValueError(f"layer range {part!r} runs backwards; {config.name} layers go {layers}")
         depth = ranges[0][0].count(".")
-        chosen.extend(layer for layer in layers[lo : hi + 1] if layer.count(".") == depth)
+        ends = set(ranges[0])  # without companions, a range's companions stay out unless it names one as an end
+        chosen.extend(
+            layer
+            for layer in layers[lo : hi + 1]
+            if layer.count(".") == depth and (companions or "#" not in layer or layer in ends)
+        )
     return tuple(dict.fromkeys(chosen))
 
 

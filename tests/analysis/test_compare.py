@@ -17,7 +17,7 @@ from preimage.cli import main
 from preimage.train.scoring.metrics import feature_error, mean_pairwise_squared_distance, normalised_error
 from preimage.train.training.trainer import TrainConfig, train
 
-from ..train.test_trainer import make_store
+from ..helpers import make_store
 
 
 @pytest.fixture(scope="module")

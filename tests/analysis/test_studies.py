@@ -23,8 +23,7 @@ from preimage.pipeline.sources import folder_source
 from preimage.train.models.loading import load_decoder
 from preimage.train.training.trainer import TrainConfig, train
 
-from ..helpers import run_extract
-from ..train.test_trainer import make_store
+from ..helpers import make_store, run_extract
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:

@@ -26,8 +26,7 @@ from preimage.train.models.loading import load_decoder
 from preimage.train.training.data import ShardStream
 from preimage.train.training.trainer import TrainConfig, train
 
-from ..helpers import run_extract
-from .test_trainer import make_store
+from ...helpers import make_store, run_extract
 
 FUSED = "alexnet:conv3+conv4+conv5"
 

@@ -12,8 +12,6 @@ from preimage.train.training.deepsim import PAPER_FEATURES, PAPER_PIXELS, DeepSi
 from preimage.train.training.objective import Diverged, create_objective, register_objective
 from preimage.train.training.trainer import TrainConfig, train
 
-from .test_trainer import store  # noqa: F401  (a fixture)
-
 CLOCK = {"samples_per_s", "seconds"}
 
 
@@ -65,7 +63,7 @@ def test_the_loss_is_the_papers_weighted_sum_and_the_discriminator_learns():
     assert moved != logged["discriminator_rests"]  # it stepped unless it rested
 
 
-def test_a_stopped_deepsim_run_resumes_to_the_same_losses(store, tmp_path):  # noqa: F811
+def test_a_stopped_deepsim_run_resumes_to_the_same_losses(store, tmp_path):
     train(settings(store, tmp_path / "whole"), show_progress=False)
     train(settings(store, tmp_path / "split", max_steps=5), show_progress=False)
     train(settings(store, tmp_path / "split"), resume=True, show_progress=False)
@@ -88,7 +86,7 @@ class BlowsUpOnce(DeepSim):
         return super().after_step()
 
 
-def test_a_diverging_discriminator_is_caught_and_the_run_recovers(store, tmp_path):  # noqa: F811
+def test_a_diverging_discriminator_is_caught_and_the_run_recovers(store, tmp_path):
     BlowsUpOnce.calls = 0
     result = train(settings(store, tmp_path / "run", loss="test-deepsim-blows-up", epochs=1), show_progress=False)
     events = records(tmp_path / "run")
@@ -114,7 +112,7 @@ def test_options_replace_the_papers_weights_and_a_comparator_may_span_layers():
         create_objective("pixel", feature_shape=(2, 2, 31), feature=0.1)
 
 
-def test_train_takes_the_losss_options_and_a_decoder_to_start_from(store, tmp_path):  # noqa: F811
+def test_train_takes_the_losss_options_and_a_decoder_to_start_from(store, tmp_path):
     from click.testing import CliRunner
 
     from preimage.cli import main
@@ -165,7 +163,7 @@ def test_train_takes_the_losss_options_and_a_decoder_to_start_from(store, tmp_pa
     assert bad.exit_code == 1 and "'feature' is not KEY=VALUE" in bad.output
 
 
-def test_two_ranks_train_one_discriminator_together(store, tmp_path):  # noqa: F811
+def test_two_ranks_train_one_discriminator_together(store, tmp_path):
     """torchrun: the decoder is averaged by DDP, the discriminator's gradients and its rest decision over the ranks
     (a rank that rested while the other stepped would wait in the other's all-reduce for ever)."""
     import subprocess

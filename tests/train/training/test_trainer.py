@@ -11,38 +11,18 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
 from preimage.cache.store import FeatureStore
-from preimage.pipeline.sources import folder_source
 from preimage.train.models.loading import load_decoder
 from preimage.train.scoring.metrics import normalised_error, psnr
 from preimage.train.training.trainer import TrainConfig, train
 
-from ..helpers import run_extract
+from ...helpers import make_store
 
 CLI = [sys.executable, "-m", "preimage"]
-
-
-def make_store(root, client, photos, size):
-    folder = root / "images"
-    folder.mkdir(exist_ok=True)
-    sources = list(photos.values())
-    for i in range(96):
-        photo = sources[i % len(sources)]
-        crop = photo[3 * i : 3 * i + 120, 2 * i : 2 * i + 120]
-        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-    path = root / f"s{size}.zarr"
-    run_extract(path, folder_source(folder), "hog", client, image_size=size, shard_rows=8)
-    return path
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, dask_client, photos):
-    return make_store(tmp_path_factory.mktemp("train"), dask_client, photos, 32)
 
 
 def config(store, out, **kwargs) -> TrainConfig:
@@ -55,7 +35,7 @@ def config(store, out, **kwargs) -> TrainConfig:
         checkpoint_every=3,
         eval_rows=16,
         precision="fp32",
-    )  # the same arithmetic on every CPU (auto: tests/train/test_precision.py)
+    )  # the same arithmetic on every CPU (auto: tests/train/training/test_precision.py)
     return TrainConfig(str(store), "hog", str(out), **{**base, **kwargs})
 
 

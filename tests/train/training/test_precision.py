@@ -15,7 +15,7 @@ from preimage.cli import main
 from preimage.train.training import precision, trainer
 from preimage.train.training.precision import Hardware, PrecisionWarning, cpu_bf16, hardware, resolve_precision
 
-from .test_trainer import make_store
+from ...helpers import make_store
 
 
 @pytest.fixture(scope="module")

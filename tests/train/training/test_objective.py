@@ -19,8 +19,6 @@ from preimage.train.training.objective import (
 )
 from preimage.train.training.trainer import TrainConfig, train
 
-from .test_trainer import store  # noqa: F401  (a fixture)
-
 
 @register_objective("test-weighted")
 class WeightedPixels(Objective):
@@ -69,7 +67,7 @@ def settings(path, out, **kwargs) -> TrainConfig:
     return TrainConfig(str(path), "hog", str(out), **{**base, **kwargs})
 
 
-def test_an_objective_model_and_optimiser_are_checkpointed_and_resumed(store, tmp_path):  # noqa: F811
+def test_an_objective_model_and_optimiser_are_checkpointed_and_resumed(store, tmp_path):
     assert {"pixel", "test-weighted"} <= set(list_objectives())
     train(settings(store, tmp_path / "whole"), show_progress=False)
     train(settings(store, tmp_path / "split", max_steps=4), show_progress=False)

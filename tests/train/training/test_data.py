@@ -14,7 +14,7 @@ from preimage.cache.store import FeatureStore
 from preimage.pipeline.sources import folder_source
 from preimage.train.training.data import ShardStream, downsample, split_of, split_rows
 
-from ..helpers import run_extract
+from ...helpers import run_extract
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from preimage.cache.store import FeatureStore
 from preimage.cli import main
 from preimage.pipeline.features import hog
-from preimage.pipeline.sources import folder_source
 from preimage.runtime.progress import Progress
 from preimage.train.inversion.hoggles import (
     HogglesConfig,
@@ -22,32 +21,9 @@ from preimage.train.inversion.hoggles import (
     normalise_rows,
     sample_pairs,
     sparse_code,
-    train_hoggles,
 )
 
-from ..helpers import run_extract, write_crops
-
-SMALL = HogglesConfig(atoms=48, steps=40, batch=64, lasso_steps=60, seed=3)
-
-
-@pytest.fixture(scope="module")
-def stores(tmp_path_factory, dask_client, photos):
-    """HOG stores of 80 crops of scikit-image's photos at 64 px, and at 48 px (HOG computed otherwise)."""
-    root = tmp_path_factory.mktemp("hoggles")
-    folder = write_crops(root / "images", photos, 80, 160)
-    paths = {}
-    for size in (64, 48):
-        paths[size] = root / f"s{size}.zarr"
-        run_extract(paths[size], folder_source(folder), "hog", dask_client, image_size=size, shard_rows=16)
-    return paths, folder
-
-
-@pytest.fixture(scope="module")
-def learned(stores, tmp_path_factory):
-    paths, _ = stores
-    out = tmp_path_factory.mktemp("hoggles-run")
-    train_hoggles(paths[64], out, SMALL)
-    return out
+from .conftest import SMALL
 
 
 def test_sparse_codes_satisfy_the_nonnegative_lasso_optimality_conditions():

@@ -20,8 +20,8 @@ from preimage.train.models import zoo
 from preimage.train.models.loading import load_decoder
 from preimage.train.models.locate import locate
 
-from ..conftest import SHARED_PHOTOS
-from ..helpers import run_extract, write_crops
+from ...conftest import SHARED_PHOTOS
+from ...helpers import run_extract, write_crops
 
 SHIPPED = zoo.list_shipped()
 NAMES = [entry.name for entry in SHIPPED]

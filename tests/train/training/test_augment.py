@@ -16,7 +16,7 @@ from preimage.train.training.augment import augment_images, augmentable, recompu
 from preimage.train.training.data import ShardStream
 from preimage.train.training.trainer import TrainConfig, train
 
-from ..helpers import run_extract, write_crops
+from ...helpers import run_extract, write_crops
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from preimage.train.models.autoencoder import AutoEncoder
 from preimage.train.models.loading import load_decoder
 from preimage.train.training.trainer import TrainConfig, train
 
-from ..helpers import run_extract
-from .test_trainer import make_store
+from ...helpers import make_store, run_extract
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,8 @@ from preimage.train.models.loading import load_decoder
 from preimage.train.models.locate import locate
 from preimage.train.models.runfolder import CHECKPOINT, DICTIONARY
 
-from .test_hoggles import learned, stores  # noqa: F401  (fixtures)
 
-
-def test_each_method_is_an_inverter_from_features_to_images(learned, stores):  # noqa: F811
+def test_each_method_is_an_inverter_from_features_to_images(learned, stores):
     paths, _ = stores
     store = FeatureStore.open(paths[64])
     grids = torch.from_numpy(store.take(feature_path("hog"), [0, 1])).float()
@@ -38,7 +36,7 @@ def test_each_method_is_an_inverter_from_features_to_images(learned, stores):  #
     assert (hog(images[:, 0]) - grids).norm() < 0.8 * (hog(start[:, 0]) - grids).norm()
 
 
-def test_one_resolver_for_run_folders_files_and_shipped_names(learned, tmp_path):  # noqa: F811
+def test_one_resolver_for_run_folders_files_and_shipped_names(learned, tmp_path):
     shipped = locate("hog")
     assert (shipped.method, shipped.folder, shipped.path) == ("decoder", None, zoo.shipped("hog").path)
     assert shipped.settings()["feature"] == "hog" and not shipped.autoencoder
