@@ -13,6 +13,7 @@ from ..runtime.progress import StepTimer
 from .backbones import RANDOM_WEIGHTS
 from .decode import DECODE_RECIPE
 from .features import Representation, expand_specs, get_representation
+from .identity import JOB_FIELDS
 from .images import to_float
 
 EXTRACTOR_VERSION = 1  # bump when an extractor's output changes, so old stores are refused, not mixed
@@ -62,13 +63,14 @@ class FeatureJob:
     def attrs(self) -> dict:
         """What the store records with the array, and what must match to add to it (a model's random weights
         are said so, beside their hash)."""
-        attrs = {
+        values = {
             "representation": self.name,
             "extractor_version": EXTRACTOR_VERSION,
             "input": {"color": self.input, "size": self.input_size, "range": "[0, 1]"},
             "params": self.params,
             "weights_sha256": self.weights_sha256,
         }
+        attrs = {field: values[field] for field in JOB_FIELDS}  # what identity compares: one list of fields
         if self.backbone is not None and self.weights == RANDOM_WEIGHTS:
             attrs["weights"] = "random initialisation (seed 0)"
         return attrs

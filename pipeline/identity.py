@@ -23,7 +23,8 @@ from .names import (
     source_model,
 )
 
-RECORDED = ("representation", "extractor_version", "input", "params", "weights_sha256", "dtype", "row_shape")
+JOB_FIELDS = ("representation", "extractor_version", "input", "params", "weights_sha256")  # FeatureJob.attrs's
+RECORDED = (*JOB_FIELDS, "dtype", "row_shape")  # and how the store holds it
 STORAGE = ("dtype",)  # how a feature is stored, not what it is: float16 and float32 features agree
 
 

@@ -21,6 +21,7 @@ from .pipeline.images import center_square, to_float
 from .train.inversion.invert import invert_arrays
 from .train.inversion.optimize import Inversion, OptimizeConfig, differentiable_target, with_defaults
 from .train.inversion.optimize import optimize as _optimize
+from .train.models.locate import locate
 
 Images = str | os.PathLike | Sequence[str | os.PathLike] | torch.Tensor | np.ndarray
 
@@ -45,14 +46,21 @@ def _uint8_images(images: Images, name: str) -> list[np.ndarray]:
 
 
 def invert(
-    images: Images, decoder: str | os.PathLike, weights: str | None = None, *, models: Sequence[str] = ()
+    images: Images,
+    decoder: str | os.PathLike,
+    weights: str | None = None,
+    *,
+    models: Sequence[str] = (),
+    zoos: Sequence[str | os.PathLike] = (),
 ) -> torch.Tensor:
     """Reconstructions (N, 3, S, S) in [0, 1] of ``images`` by the decoder of a run folder, or the one that ships
     for a representation (``decoder="alexnet:conv5"``; ``preimage zoo`` lists them): each image is
     centre-cropped and resized as the decoder's store did (S is its ``--size``), its feature computed exactly
     as there, and decoded. ``weights``: a backbone weights file, for CNN layers; ``models``: folders where the
-    decoder's model from a source is now (found by its weights' hash)."""
-    pairs = invert_arrays(_uint8_images(images, "invert"), decoder, weights, models=models)
+    decoder's model from a source is now (found by its weights' hash); ``zoos``: folders of built decoders, looked up
+    by name before those that ship (as the environment variable PREIMAGE_ZOO's are)."""
+    located = locate(decoder, weights, zoos)
+    pairs = invert_arrays(_uint8_images(images, "invert"), located, weights, models=models)
     return to_float(np.stack([recon for _, recon in pairs]))
 
 

@@ -26,6 +26,7 @@ from .options import (
     optimize_options,
     parse_channels,
     real,
+    zoo_option,
 )
 
 
@@ -67,6 +68,7 @@ def analyze() -> None:
 )
 @click.option("--n", "rows", type=count(), default=1000, show_default=True, help="At most this many rows of the split.")
 @hidden_alias("--rows", "rows", type=count())
+@zoo_option
 def error(store: Path, decoder: Path, split: str, rows: int) -> None:
     """The paper's normalised reconstruction error, PSNR, SSIM and LPIPS of a decoder on a split of a store (the same
     scoring as ``analyze layers``)."""
@@ -110,7 +112,7 @@ def error(store: Path, decoder: Path, split: str, rows: int) -> None:
 def decoder_option(command):
     """``--decoder`` for the studies: run folders or folders of runs, repeatable (``--decoders``: hidden alias)."""
     spec = dict(type=DECODER, multiple=True)
-    command = hidden_alias("--decoders", "decoders", **spec)(command)
+    command = zoo_option(hidden_alias("--decoders", "decoders", **spec)(command))
     return click.option(
         "--decoder",
         "decoders",

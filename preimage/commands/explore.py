@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..pipeline.decode import DEFAULT_MAX_PIXELS
-from .options import STORE, count
+from .options import STORE, count, zoo_option
 
 
 @click.command()
@@ -53,6 +53,7 @@ from .options import STORE, count
     show_default=True,
     help="Refuse an uploaded photo larger than this when decoded (about 16 bytes a pixel to decode).",
 )
+@zoo_option
 def explore(store, decoders, models, host, port, max_upload_mb, max_pixels) -> None:
     """Serve a page (offline, every asset from the package) where a dropped or chosen photo is reconstructed by
     every shipped decoder (and --decoder runs), its features perturbed, blended with another photo's or drawn from

@@ -17,6 +17,7 @@ from .options import (
     model_option,
     optimize_config,
     optimize_options,
+    zoo_option,
 )
 
 
@@ -65,6 +66,7 @@ from .options import (
     "as extract].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
+@zoo_option
 @optimize_options
 def invert(
     images, method, decoder, feature, loss, size, out, weights, models, max_pixels, overwrite, **options

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 from pathlib import Path
 
@@ -208,6 +209,33 @@ MODEL_HELP = (
 def model_option(command):
     """``--model FOLDER`` (repeatable), as ``models``: where the models of the decoders used are now."""
     return click.option("--model", "models", multiple=True, help=MODEL_HELP)(command)
+
+
+ZOO_ENV = "PREIMAGE_ZOO"  # as train/models/zoo.py reads it (the commands import the library only when they run)
+
+
+def _use_zoos(ctx: click.Context, param: click.Parameter, folders: tuple[str, ...]) -> None:
+    """``--zoo`` folders looked up first, as PREIMAGE_ZOO's are, for this command only (restored when it ends)."""
+    if not folders:
+        return
+    before = os.environ.get(ZOO_ENV)
+    os.environ[ZOO_ENV] = os.pathsep.join([*folders, *filter(None, (before or "").split(os.pathsep))])
+    ctx.call_on_close(lambda: os.environ.pop(ZOO_ENV) if before is None else os.environ.update({ZOO_ENV: before}))
+
+
+def zoo_option(command):
+    """``--zoo DIR`` (repeatable): a folder of built decoders (``preimage zoo`` lists them; PREIMAGE_ZOO names
+    several), looked up before those that ship."""
+    return click.option(
+        "--zoo",
+        multiple=True,
+        type=click.Path(exists=True, file_okay=False),
+        expose_value=False,
+        is_eager=True,
+        callback=_use_zoos,
+        help="A folder of built decoders, looked up before those that ship (repeatable; the environment variable "
+        "PREIMAGE_ZOO names several, separated as PATH is).",
+    )(command)
 
 
 def optimize_options(command):

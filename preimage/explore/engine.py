@@ -111,9 +111,10 @@ class Explorer:
         self.max_pixels = max_pixels
         self.panels: dict[str, Panel] = {}
         self.models, self._hashes = tuple(models), {}  # where models from a source are; each hashed once
-        for entry in zoo.list_shipped():  # a shipped decoder of a model from a source shows where its model is given
+        for entry in zoo.list_zoo():  # a decoder of a model from a source shows where its model is given
             if not entry.identity.from_source or self._model_given(entry.identity):
-                self._add_panel(entry.name, entry.path)
+                built = "" if entry.builtin else f" (zoo {entry.path.parent.name})"  # never mistaken for a shipped one
+                self._add_panel(entry.name + built, entry.path)
         for path in decoders:
             located = locate(path)
             if located.method != "decoder" or located.autoencoder:

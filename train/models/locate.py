@@ -7,6 +7,7 @@ themselves."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -81,17 +82,20 @@ class Located:
         return config
 
 
-def locate(decoder: str | os.PathLike | Located, weights: str | None = None) -> Located:
+def locate(
+    decoder: str | os.PathLike | Located, weights: str | None = None, zoos: Iterable[str | os.PathLike] = ()
+) -> Located:
     """The inverter ``decoder`` names: an existing path as it is (a run folder, a checkpoint or dictionary file),
     else a shipped decoder's name (:func:`shipped_decoder`); an error naming both possibilities otherwise. A
     :class:`Located` is returned as it is (its header, once read, is not read again). ``weights``: the file a
-    model from a source loads, to match it by hash."""
+    model from a source loads, to match it by hash; ``zoos``: folders of built decoders, looked up before what
+    ships (``zoo.zoo_folders``)."""
     if isinstance(decoder, Located):
         return decoder
     path = Path(decoder)
     if not path.exists():
         try:
-            return shipped_decoder(str(decoder), weights)
+            return shipped_decoder(str(decoder), weights, zoos)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{decoder}: no such run folder or checkpoint, and {err}") from None
     if path.is_dir():
@@ -102,13 +106,13 @@ def locate(decoder: str | os.PathLike | Located, weights: str | None = None) -> 
     return Located(path, "hoggles" if path.name == DICTIONARY or _is_dictionary(path) else "decoder")
 
 
-def shipped_decoder(name: str, weights: str | None = None) -> Located:
+def shipped_decoder(name: str, weights: str | None = None, zoos: Iterable[str | os.PathLike] = ()) -> Located:
     """The shipped decoder ``name`` names: as the zoo names it (``zoo.shipped``: a representation, ``+LOSS``, a
     layer range, a file stem), or a layer of a model from a source in a folder of its own (``hf:FOLDER:LAYER``,
     ``+LOSS``): the decoder shipped for the same weights (their hash; the model is loaded to hash it) and layers,
     with ``FOLDER`` as where its model is. An error saying what ships otherwise."""
     try:
-        return Located(zoo.shipped(name).path, "decoder")
+        return Located(zoo.shipped(name, zoos).path, "decoder")
     except FileNotFoundError:
         feature, loss = split_decoder_name(name)
         if not source_model(feature):
@@ -116,7 +120,7 @@ def shipped_decoder(name: str, weights: str | None = None) -> Located:
 
     rep = get_representation(feature)
     sha = model_hash(rep.name, weights)
-    found = zoo.shipped_for(hash_feature(rep.backbone, sha, rep.layers), loss) if sha else None
+    found = zoo.shipped_for(hash_feature(rep.backbone, sha, rep.layers), loss, zoos) if sha else None
     if found is None:
         kind = "" if loss == PIXEL else f" {loss}"
         raise FileNotFoundError(
@@ -126,7 +130,7 @@ def shipped_decoder(name: str, weights: str | None = None) -> Located:
     return Located(found.path, "decoder", model=rep.backbone)
 
 
-def decoder_path(decoder: str | os.PathLike) -> Path:
+def decoder_path(decoder: str | os.PathLike, zoos: Iterable[str | os.PathLike] = ()) -> Path:
     """A decoder argument as a path: an existing path as it is (a run folder, a folder of runs, a file), ``zoo``
     for every shipped decoder (``zoo.ZOO_DIR``), else the file a shipped decoder's name names (:func:`locate`)."""
     path = Path(decoder)
@@ -134,12 +138,14 @@ def decoder_path(decoder: str | os.PathLike) -> Path:
         return path
     if str(decoder) == zoo.ALL:
         return zoo.ZOO_DIR
-    return locate(decoder).path
+    return locate(decoder, zoos=zoos).path
 
 
-def feature_decoder(feature: str, loss: str = PIXEL, weights: str | None = None) -> Located:
-    """The shipped decoder of a representation trained with ``loss`` (``invert --feature F --loss L``)."""
-    return shipped_decoder(decoder_name(feature, loss), weights)
+def feature_decoder(
+    feature: str, loss: str = PIXEL, weights: str | None = None, zoos: Iterable[str | os.PathLike] = ()
+) -> Located:
+    """The zoo's decoder of a representation trained with ``loss`` (``invert --feature F --loss L``)."""
+    return shipped_decoder(decoder_name(feature, loss), weights, zoos)
 
 
 def _is_dictionary(path: Path) -> bool:

@@ -12,6 +12,8 @@ its pixel decoder, the one the paper's metric is about; ``FEATURE+LOSS`` names a
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from . import tensorfile
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"  # train/zoo/: the files ship as package data of preimage.train
 SUFFIX = ".safetensors"
 ALL = "zoo"  # what --decoder takes for every shipped decoder
+ZOO_ENV = "PREIMAGE_ZOO"  # folders of a user's built decoders, separated as PATH is: looked up before what ships
 
 
 @dataclass(frozen=True)
@@ -55,39 +58,79 @@ class Shipped:
         return dict(self.identity.attrs)
 
     @property
+    def builtin(self) -> bool:
+        """Whether it ships with preimage (else it is in a zoo folder of the user's)."""
+        return self.path.parent == ZOO_DIR
+
+    @property
     def card_text(self) -> Path:
         return self.path.with_suffix(".md")
 
 
-def list_shipped() -> list[Shipped]:
-    """Every decoder that ships, in the order of the representations (hand-crafted, then CNN layers by depth)."""
-    found = []
-    for path in sorted(ZOO_DIR.glob(f"*{SUFFIX}")):
+def zoo_folders(zoos: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """The folders a decoder's name is looked up in, in order: ``zoos`` (``--zoo``), those :data:`ZOO_ENV` names
+    (several, separated as PATH is), then the decoders that ship with preimage. An error naming a folder that is
+    not one."""
+    named = [*zoos, *filter(None, os.environ.get(ZOO_ENV, "").split(os.pathsep))]
+    folders = []
+    for folder in map(Path, named):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such zoo folder (--zoo or {ZOO_ENV})")
+        folders.append(folder.resolve())
+    return list(dict.fromkeys([*folders, ZOO_DIR]))
+
+
+def _read_entry(path: Path) -> Shipped:
+    """One decoder file of a zoo folder; a ``ValueError`` naming a file that is not one."""
+    try:
         header = json.loads(tensorfile.metadata(path)[tensorfile.HEADER])
         config = header["config"]
-        found.append(
-            Shipped(
-                feature=portable_name(config["feature"]),
-                loss=config.get("loss", PIXEL),
-                path=path,
-                card=header.get("card", {}),
-                identity=from_fingerprint(header["fingerprint"]),
-            )
+        return Shipped(
+            feature=portable_name(config["feature"]),
+            loss=config.get("loss", PIXEL),
+            path=path,
+            card=header.get("card", {}),
+            identity=from_fingerprint(header["fingerprint"]),
         )
-    return sorted(found, key=lambda s: (":" in s.feature, *feature_order(s.feature), s.loss != PIXEL, s.loss))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{path}: not a decoder of a zoo ({type(err).__name__}: {err}); a zoo folder holds the files "
+            "references/zoo_export.py --out writes"
+        ) from None
 
 
-def shipped(name: str) -> Shipped:
-    """The shipped decoder ``name`` names (``hog``, ``alexnet:conv5+deepsim``, a layer range such as
-    ``alexnet:conv3-conv5``, or a file stem); an error listing what ships for any other name."""
-    entries = list_shipped()
+def _in_order(entries: list[Shipped]) -> list[Shipped]:
+    """In the order of the representations (hand-crafted, then CNN layers by depth), pixel decoders first."""
+    return sorted(entries, key=lambda s: (":" in s.feature, *feature_order(s.feature), s.loss != PIXEL, s.loss))
+
+
+def list_shipped() -> list[Shipped]:
+    """Every decoder that ships with preimage, in the order of the representations."""
+    return _in_order([_read_entry(path) for path in sorted(ZOO_DIR.glob(f"*{SUFFIX}"))])
+
+
+def list_zoo(zoos: Iterable[str | os.PathLike] = ()) -> list[Shipped]:
+    """Every decoder of the zoo folders (:func:`zoo_folders`): a user's folders' first, each in the order of the
+    representations, then those that ship."""
+    return [
+        entry
+        for folder in zoo_folders(zoos)
+        for entry in _in_order([_read_entry(path) for path in sorted(folder.glob(f"*{SUFFIX}"))])
+    ]
+
+
+def shipped(name: str, zoos: Iterable[str | os.PathLike] = ()) -> Shipped:
+    """The decoder ``name`` names (``hog``, ``alexnet:conv5+deepsim``, a layer range such as
+    ``alexnet:conv3-conv5``, or a file stem) in the zoo folders (:func:`zoo_folders`: a user's first, then what
+    ships); an error listing them for any other name."""
+    entries = list_zoo(zoos)
     feature, loss = split_decoder_name(name)
     wanted = {name, decoder_name(_canonical(feature), loss)}  # a range or a model's other name, as the zoo names it
     for entry in entries:
         if entry.name in wanted or entry.path.stem == name:
             return entry
 
-    names = [s.name for s in list_shipped()]
+    names = list(dict.fromkeys(s.name for s in entries))
     close = did_you_mean(name, names)
     listed = f"{close} preimage zoo lists them all" if close else f"shipped: {', '.join(names)}"
     raise FileNotFoundError(
@@ -95,10 +138,10 @@ def shipped(name: str) -> Shipped:
     )
 
 
-def shipped_for(hash_name: str, loss: str = PIXEL) -> Shipped | None:
-    """The shipped decoder of a model from a source by what it is (``FeatureIdentity.hash_name``: its weights' hash
-    and layer), wherever the user's copy of the model lives; None when none ships."""
-    for entry in list_shipped():
+def shipped_for(hash_name: str, loss: str = PIXEL, zoos: Iterable[str | os.PathLike] = ()) -> Shipped | None:
+    """The decoder of a model from a source by what it is (``FeatureIdentity.hash_name``: its weights' hash and
+    layer) in the zoo folders, wherever the user's copy of the model lives; None when there is none."""
+    for entry in list_zoo(zoos):
         if entry.loss == loss and entry.identity.hash_name == hash_name:
             return entry
     return None

@@ -19,7 +19,7 @@ from preimage.train.models.decoders import DecoderConfig, create_decoder
 from preimage.train.models.loading import load_decoder
 from preimage.train.models.locate import locate
 
-BEFORE = Path(__file__).resolve().parents[1] / "data" / "before-shaping"
+BEFORE = Path(__file__).resolve().parents[2] / "data" / "before-shaping"
 
 
 def test_a_checkpoint_saved_before_the_shaping_loads_and_matches_its_store():

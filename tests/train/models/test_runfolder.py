@@ -15,7 +15,7 @@ from preimage.cli import main
 from preimage.train.models.checkpoint import CheckpointError
 from preimage.train.models.runfolder import RunFolder
 
-BEFORE = Path(__file__).resolve().parents[1] / "data" / "before-shaping"
+BEFORE = Path(__file__).resolve().parents[2] / "data" / "before-shaping"
 
 
 def test_the_layout_of_a_run_folder():

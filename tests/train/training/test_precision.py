@@ -119,7 +119,7 @@ def test_the_train_command_says_and_records_what_auto_chose(store, tmp_path, fak
 
 def test_no_kernel_is_built_for_one_cpu_only():
     """The C kernels must run on every x86-64 and ARM CPU the wheel lands on: no -march/-mcpu/-m<isa> flag."""
-    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    project = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
     modules = project["tool"]["setuptools"]["ext-modules"]
     flags = [flag for module in modules for flag in module.get("extra-compile-args", [])]
     assert modules and not [f for f in flags if f.startswith(("-march", "-mcpu", "-mtune=native", "-mavx", "-msse"))]
