@@ -268,7 +268,7 @@ class FeatureStore:
             group, "images", n=n, row_shape=(image_size, image_size, 3), dtype=np.uint8, rows=rows, checksum=checksum
         )
         images.attrs.update({"layout": "N, H, W, RGB", "size": image_size})
-        _create_progress(group, "images", _count(n, rows), checksum)
+        _create_progress(group, progress_path("images"), _count(n, rows), checksum)
         group.attrs.put({"preimage": {**header.attrs(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
         return cls(path, group, backend)
 
@@ -320,7 +320,7 @@ class FeatureStore:
             checksum=self.checksums,
         )
         array.attrs.update(asked)
-        _create_progress(self.group, name, len(self.partitions()), self.checksums)
+        _create_progress(self.group, progress_path(name), len(self.partitions()), self.checksums)
         return array
 
     @_names_damaged_metadata
@@ -330,6 +330,11 @@ class FeatureStore:
         if path not in self.group:
             return np.zeros(len(self.partitions()), bool)
         return self.group[path][:] == 1
+
+    def restore_progress(self, marker: str) -> None:
+        """The completion markers at ``marker`` (a ``progress/`` path), lost, made again with no partition complete:
+        what they stood for is computed again."""
+        _create_progress(self.group, marker, len(self.partitions()), self.checksums)
 
     def mark_done(self, what: str, partition: int, done: bool = True) -> None:
         """Mark partition ``partition`` of ``images`` (or a representation) complete, or (``done=False``) to be
@@ -464,6 +469,11 @@ class FeatureStore:
         ``progress(n)`` hears of each shard or chunk checked."""
         damage: list[Damage] = []
         partitions = self.partitions()
+        for what in ("images", *self.feature_names()):  # a lost record of completion is damage too: repair rebuilds it
+            marker = progress_path(what)
+            if marker not in self.group:
+                problem = f"missing: which partitions of {what} are complete is not recorded"
+                damage.append(Damage(marker, self.backend.locate(marker), (0, self.rows), problem))
         try:
             images_done = self.done("images")
         except Exception:  # a damaged marker: its own chunk is reported below; every status chunk must then exist
@@ -525,10 +535,11 @@ def _count(n: int, step: int) -> int:
     return max(1, -(-n // step))
 
 
-def _create_progress(group: zarr.Group, what: str, partitions: int, checksum: bool) -> zarr.Array:
-    """The completion markers of ``images`` or a representation: one chunk per partition."""
+def _create_progress(group: zarr.Group, marker: str, partitions: int, checksum: bool) -> zarr.Array:
+    """The completion markers (at ``marker``, :func:`progress_path`) of ``images`` or a representation: one chunk per
+    partition."""
     codecs = compressors(checksum)
-    return group.create_array(progress_path(what), shape=(partitions,), chunks=(1,), dtype="uint8", compressors=codecs)
+    return group.create_array(marker, shape=(partitions,), chunks=(1,), dtype="uint8", compressors=codecs)
 
 
 def _create_rows(

@@ -51,8 +51,14 @@ def save_rgb(path: Path, picture: np.ndarray) -> Path:
     import cv2
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(picture), cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+    bgr = cv2.cvtColor(np.ascontiguousarray(picture), cv2.COLOR_RGB2BGR)
+    try:  # encoded here and written by Python: cv2.imwrite crashes on a file name that is not UTF-8
+        encoded, data = cv2.imencode(path.suffix.lower() or ".png", bgr)
+    except cv2.error:
+        encoded = False
+    if not encoded:
+        raise OSError(f"could not write {path}: no picture format for {path.suffix or 'no suffix'} (use .png or .jpg)")
+    path.write_bytes(data.tobytes())
     return path
 
 

@@ -76,6 +76,12 @@ def invert(
     import numpy as np
 
     targets = [out / name for name in output_names(images)]
+    inputs = {Path(path).resolve() for path in images}
+    clobbered = [str(t) for t in targets if t.resolve() in inputs]
+    if clobbered:  # never written over, with or without --overwrite
+        raise click.ClickException(
+            f"{', '.join(clobbered[:3])} would be written over, and it is an input; choose another --out"
+        )
     existing = [str(t) for t in targets if t.exists()]
     if existing and not overwrite:
         raise click.ClickException(

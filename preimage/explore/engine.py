@@ -119,7 +119,8 @@ class Explorer:
             located = locate(path)
             if located.method != "decoder" or located.autoencoder:
                 raise ExploreError(f"{path}: the explorer shows decoders of stored features, not this")
-            self._add_panel(Path(path).name, located)
+            name = f"{Path(path).name} (run)"  # never mistaken for a shipped decoder of the same name
+            self._add_panel(name if name not in self.panels else f"{path} (run)", located)
         if not self.panels:
             raise ExploreError("no decoder to show: none ships with this installation and none was given")
         self.store = None

@@ -1,0 +1,93 @@
+"""What a new user hit on the third trial (issue 62): each case failed on 9ac2c2b."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import preimage
+from preimage.cli import main
+from preimage.pipeline.checks import ImageInputError
+
+from ..helpers import write_crops
+
+
+def test_a_file_name_that_is_not_utf8_is_inverted_and_written(photos, tmp_path):
+    """Item 1: it crashed cv2.imwrite (a segfault, exit 139, an empty --out). In a child process: a crash must not
+    take pytest down with it."""
+    folder = tmp_path / "in"
+    write_crops(folder, photos, count=1, side=96)
+    name = os.fsdecode(b"\xff\xfe.png")
+    (folder / "00.png").rename(folder / name)
+    out = tmp_path / "out"
+    args = ["invert", str(folder / name), "--feature", "hog", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "preimage", *args], capture_output=True, encoding="utf-8", errors="replace"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = out / name
+    picture = cv2.imdecode(np.fromfile(written, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape == (128, 256, 3)  # original | reconstruction
+
+
+@pytest.mark.parametrize("function", ["invert", "optimize"])
+def test_one_colour_image_without_a_batch_axis_is_one_clear_error(function):
+    """Item 3: a (512, 512, 3) array was read as 512 gray images of 512 x 3 pixels."""
+    call = {"invert": lambda x: preimage.invert(x, decoder="hog"), "optimize": lambda x: preimage.optimize(x, "hog")}
+    for image in (np.random.rand(64, 64, 3).astype(np.float32), torch.randint(0, 255, (64, 64, 3), dtype=torch.uint8)):
+        with pytest.raises(ImageInputError, match=r"one colour image \(H, W, 3\); pass a batch: images\[None\]"):
+            call[function](image)
+    with pytest.raises(ImageInputError, match="pass images"):
+        call[function](np.random.rand(64, 64).astype(np.float32))
+    assert preimage.invert(np.random.rand(1, 64, 64, 3).astype(np.float32), decoder="hog").shape == (1, 3, 128, 128)
+
+
+def test_a_store_that_lost_its_progress_folder_is_damaged_and_repaired(photos, tmp_path):
+    """Item 4: verify said "no damage" and extract --repair ended on a bare KeyError (progress/images)."""
+    images = write_crops(tmp_path / "images", photos, count=12, side=64)
+    store = tmp_path / "s.zarr"
+    extract = ["extract", "--images", str(images), "--store", str(store), "--feature", "hog", "--size", "32"]
+    assert CliRunner().invoke(main, [*extract, "--workers", "1"]).exit_code == 0
+    before = preimage.FeatureStore.open(store).read_rows("features/hog", 0, 12)
+    shutil.rmtree(store / "progress")
+    verified = CliRunner().invoke(main, ["verify", str(store)])
+    assert verified.exit_code == 1 and "progress/images" in verified.output and "progress/hog" in verified.output
+    repaired = CliRunner().invoke(main, [*extract, "--workers", "1", "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert "no damage" in CliRunner().invoke(main, ["verify", str(store)]).output
+    reopened = preimage.FeatureStore.open(store)
+    assert reopened.done("images").all() and reopened.done("hog").all()
+    np.testing.assert_array_equal(reopened.read_rows("features/hog", 0, 12), before)
+
+
+def test_invert_never_writes_over_one_of_its_inputs(photos, tmp_path):
+    """Item 5: --overwrite turned the input photo into its own 256x128 strip."""
+    folder = write_crops(tmp_path / "ow", photos, count=1, side=96)
+    photo = folder / "00.png"
+    original = photo.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        result = CliRunner().invoke(main, ["invert", str(photo), "--feature", "hog", "--out", str(folder), *extra])
+        assert result.exit_code == 1 and "it is an input; choose another --out" in result.output, result.output
+        assert photo.read_bytes() == original
+
+
+def test_a_run_named_as_a_shipped_decoder_gets_its_own_panel(run, tmp_path):
+    """Item 2: explore --decoder runs/hog answered in the shipped hog panel with the run's decoder."""
+    pytest.importorskip("starlette", reason="the explore extra")
+    from preimage.explore.engine import Explorer
+
+    _, folder, _ = run
+    hog = shutil.copytree(folder, tmp_path / "runs" / "hog")
+    explorer = Explorer(decoders=[hog])
+    mine, shipped = explorer.panels["hog (run)"], explorer.panels["hog"]
+    assert (mine.model.config.target_size, shipped.model.config.target_size) == (16, 64)
+    twice = Explorer(decoders=[hog, shutil.copytree(folder, tmp_path / "other" / "hog")])
+    assert {"hog", "hog (run)", f"{tmp_path / 'other' / 'hog'} (run)"} <= set(twice.panels)
