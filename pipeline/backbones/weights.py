@@ -12,6 +12,7 @@ import importlib.util
 import io
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,17 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as err:  # SafetensorError, OSError: a damaged or foreign file
             raise WeightsUnavailable(f"{path} is not a readable safetensors file ({str(err)[:120]})") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a torch file, or a pickle of more than tensors: nothing of it has run
-        raise WeightsUnavailable(
-            f"{path} is not a weights file preimage reads: neither safetensors nor a torch file of tensors alone "
-            "(preimage loads only what cannot run code)"
-        ) from None
+    with warnings.catch_warnings(record=True) as heard:  # torch's words on a file it then refuses: not shown
+        warnings.simplefilter("always")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # not a torch file, or a pickle of more than tensors: nothing of it has run
+            raise WeightsUnavailable(
+                f"{path} is not a weights file preimage reads: neither safetensors nor a torch file of tensors alone "
+                "(preimage loads only what cannot run code)"
+            ) from None
+    for warning in heard:  # a file it read: what torch said of it, as it said it
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -75,6 +75,11 @@ def invert(
     with the same name from different folders keep their folders under --out."""
     import numpy as np
 
+    if method != "optimize":  # the optimisation's settings, given to another method, would be ignored
+        ctx = click.get_current_context()
+        given = [f"--{name.replace('_', '-')}" for name in options if _given(ctx, name)]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: settings of --method optimize, not of --method {method}")
     targets = [out / name for name in output_names(images)]
     inputs = {Path(path).resolve() for path in images}
     clobbered = [str(t) for t in targets if t.resolve() in inputs]
@@ -158,6 +163,11 @@ def invert(
             f"{len(skipped)} of {len(skipped) + len(images)} files skipped, the others "
             f"written: {'; '.join(skipped.values())}"
         )
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was given on the command line (or by the environment), not left at its default."""
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
 def _readable(paths: tuple[Path, ...], max_pixels: int | None) -> tuple[list, dict[Path, str]]:

@@ -7,7 +7,7 @@ import dataclasses
 
 import click
 
-from ..train.training.config import TrainConfig
+from ..train.training.config import MAX_EPOCHS, TrainConfig
 from .options import FRACTION, OUT_FOLDER, SEED, SIDE, STORE, count, parse_pairs, real
 
 # The options of train, one per field of TrainConfig (their defaults are the config's own, but --width's: 128, the
@@ -17,7 +17,7 @@ TRAIN_OPTIONS: dict[str, dict] = {
     "feature": dict(required=True, help="A representation in the store, e.g. hog or alexnet:conv3."),
     "out": dict(type=OUT_FOLDER, required=True, help="The run folder."),
     "target_size": dict(type=SIDE, help="Side of the reconstructed images."),
-    "epochs": dict(type=count(1, 1_000_000)),
+    "epochs": dict(type=count(1, MAX_EPOCHS)),
     "batch_size": dict(type=count(1, 1 << 16)),
     "lr": dict(type=real(0, 10), help="Adam's rate (0.9, 0.999), decayed at the end."),
     "decay_from": dict(type=FRACTION, help="Fraction of the steps after which the rate decays (cosine) to 1% of --lr."),

@@ -91,3 +91,38 @@ def test_a_run_named_as_a_shipped_decoder_gets_its_own_panel(run, tmp_path):
     assert (mine.model.config.target_size, shipped.model.config.target_size) == (16, 64)
     twice = Explorer(decoders=[hog, shutil.copytree(folder, tmp_path / "other" / "hog")])
     assert {"hog", "hog (run)", f"{tmp_path / 'other' / 'hog'} (run)"} <= set(twice.panels)
+
+
+def test_settings_of_the_optimisation_given_to_another_method_are_refused(photos, tmp_path):
+    """Item 11: invert --feature hog --steps 5 --restarts 3 (no --method optimize) ignored both in silence."""
+    photo = write_crops(tmp_path / "in", photos, count=1, side=96) / "00.png"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["invert", str(photo), "--feature", "hog", "--steps", "5", "--restarts", "3", "--out", str(out)]
+    )
+    assert result.exit_code != 0 and "--steps, --restarts: settings of --method optimize" in result.output
+    assert not out.exists()
+    assert CliRunner().invoke(main, ["invert", str(photo), "--feature", "hog", "--out", str(out)]).exit_code == 0
+
+
+def test_a_step_budget_beyond_every_epoch_count_asks_for_fewer_steps(run, tmp_path):
+    """Item 12: --max-steps 1000000000 suggested --epochs 500000000, outside --epochs' own range, "2 a epoch"."""
+    store, _, _ = run
+    args = ["train", "--store", str(store), "--feature", "hog", "--out", str(tmp_path / "r"), "--epochs", "1"]
+    args += ["--width", "16", "--target-size", "16", "--batch-size", "8", "--max-steps", "1000000000"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "per epoch); ask for fewer --max-steps" in result.output, result.output
+    assert "--epochs 1" not in result.output.split("ask for")[1]
+
+
+def test_a_pickle_given_as_weights_is_refused_in_one_line_without_torchs_warning(photos, tmp_path):
+    """Item 13: torch's "Detected pickle protocol 4" warning printed before preimage's refusal."""
+    import pickle
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(pickle.dumps({"features.0.weight": [1, 2]}, protocol=4))
+    photo = write_crops(tmp_path / "in", photos, count=1, side=96) / "00.png"
+    args = ["invert", str(photo), "--feature", "alexnet:conv1", "--weights", str(weights), "--out", str(tmp_path / "o")]
+    result = subprocess.run([sys.executable, "-m", "preimage", *args], capture_output=True, text=True)  # as a user
+    assert result.returncode == 1 and "loads only what cannot run code" in result.stderr, result.stderr
+    assert "pickle protocol" not in result.stderr and "warning" not in result.stderr.lower(), result.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+MAX_EPOCHS = 1_000_000  # the most epochs a run may ask for (train --epochs)
+
 
 @dataclass
 class TrainConfig:

@@ -37,7 +37,7 @@ from ..models.loading import load_decoder
 from ..models.locate import locate
 from ..models.runfolder import RunFolder
 from ..scoring.metrics import Smoothed
-from .config import TrainConfig
+from .config import MAX_EPOCHS, TrainConfig
 from .data import ShardStream, check_target_size, split_rows
 from .evaluation import evaluate
 from .objective import Diverged, Objective, create_objective
@@ -122,10 +122,12 @@ def schedule_steps(config: TrainConfig, stream: ShardStream) -> tuple[list[int],
     steps_per_epoch = [_steps(stream, e, config.workers) for e in range(config.epochs)]
     total = sum(steps_per_epoch)
     if config.max_steps is not None and config.max_steps > total:
-        needed = math.ceil(config.max_steps / max(1, total / max(config.epochs, 1)))
+        per_epoch = max(1, total // max(config.epochs, 1))
+        needed = math.ceil(config.max_steps / per_epoch)
+        ask = f"--epochs {needed} or fewer --max-steps" if needed <= MAX_EPOCHS else "fewer --max-steps"
         raise ValueError(
             f"--max-steps {config.max_steps} is more than the {total} steps that {config.epochs} epochs give "
-            f"({total // max(config.epochs, 1)} a epoch); ask for --epochs {needed} or fewer --max-steps"
+            f"({per_epoch} per epoch); ask for {ask}"
         )
     return steps_per_epoch, total, min(total, config.max_steps or total)
 
