@@ -6,6 +6,7 @@ time (torch, dask and the backbones load when a command runs), so ``--help`` and
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -56,12 +57,33 @@ def expected_failure(err: BaseException) -> str | None:
             "what was complete is kept: run the same command again to resume"
         )
     expected = StoreLocked | ClusterError | ImageReadError | WeightsUnavailable | MissingExtra
+    if isinstance(err, OSError) and err.errno is not None and err.strerror:
+        return os_error(err)
     if isinstance(err, expected | ValueError | KeyError | OSError):
         text = str(err).strip("'\"") if isinstance(err, KeyError) else str(err)
         if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
             text = f"{err.filename}: {text}"
         return text or name
     return None
+
+
+LONG_NAME = 80  # a file name longer than this is shortened in a message (a 300-character name once filled a screen)
+HINTS = {  # what to do about the system's errors a user meets most
+    errno.EADDRINUSE: "another program listens there; choose another --port (0: a free one)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENAMETOOLONG: "the file system takes names of at most 255 bytes; choose a shorter name",
+}
+
+
+def os_error(err: OSError) -> str:
+    """A system error as people read it: the file (shortened when long), what went wrong in words, and what to do;
+    not Python's ``[Errno 98]``."""
+    where = str(err.filename) if err.filename else ""
+    if len(where) > LONG_NAME:
+        where = f"{where[: LONG_NAME // 2]}...{where[-LONG_NAME // 4 :]} ({len(where)} characters)"
+    hint = HINTS.get(err.errno)
+    text = f"{where}: {err.strerror}" if where else err.strerror
+    return f"{text}; {hint}" if hint else text
 
 
 class PreimageGroup(click.Group):

@@ -126,3 +126,34 @@ def test_a_pickle_given_as_weights_is_refused_in_one_line_without_torchs_warning
     result = subprocess.run([sys.executable, "-m", "preimage", *args], capture_output=True, text=True)  # as a user
     assert result.returncode == 1 and "loads only what cannot run code" in result.stderr, result.stderr
     assert "pickle protocol" not in result.stderr and "warning" not in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.parametrize("case", ["port", "not a directory", "long name"])
+def test_system_errors_read_as_words_not_errno_numbers(case, photos, tmp_path):
+    """Item 10: "[Errno 98] Address already in use", "[Errno 20] Not a directory", "[Errno 36] File name too long:
+    '000...'" with a 300-character name written out whole."""
+    import socket
+
+    photo = write_crops(tmp_path / "in", photos, count=1, side=96) / "00.png"
+    if case == "port":
+        pytest.importorskip("starlette", reason="the explore extra")
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        args, words = ["explore", "--port", str(taken.getsockname()[1])], "Address already in use; another program"
+    elif case == "not a directory":
+        afile = tmp_path / "afile.zarr"
+        afile.write_text("x")
+        args = ["extract", "--images", str(photo.parent), "--store", str(afile / "sub.zarr"), "--feature", "hog"]
+        words = "Not a directory"
+    else:
+        long = tmp_path / ("0" * 300)
+        args, words = ["invert", str(photo), "--feature", f"hf:{long}:encoder.layer.1"], "File name too long"
+    try:
+        result = CliRunner().invoke(main, args)
+    finally:
+        if case == "port":
+            taken.close()
+    assert result.exit_code == 1 and words in result.output, result.output
+    assert "[Errno" not in result.output and "0" * 100 not in result.output, result.output
+    assert len(result.output.strip().splitlines()) <= 2, result.output

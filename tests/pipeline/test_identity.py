@@ -245,7 +245,7 @@ def test_the_explorer_finds_a_runs_moved_model_with_model(world):
     with pytest.raises(ExploreError, match="--model FOLDER"):
         Explorer([world / "run"])
     explorer = Explorer([world / "run"], models=[str(world / "new" / "tiny")])
-    assert explorer.panels["run"].feature == f"hf:{world / 'new' / 'tiny'}:{LAYER}"
+    assert explorer.panels["run (run)"].feature == f"hf:{world / 'new' / 'tiny'}:{LAYER}"
 
 
 def test_the_explorers_model_folders_serve_only_the_decoders_of_their_weights(world, tmp_path):
@@ -263,7 +263,7 @@ def test_the_explorers_model_folders_serve_only_the_decoders_of_their_weights(wo
     spec = f"hf:{world / 'new' / 'tiny'}:{LAYER}"
     ok("train", "--store", world / "new.zarr", "--feature", spec, "--out", run, "--epochs", 1, *TINY)
     explorer = Explorer([run], models=[str(other)])
-    assert explorer.panels["run-new"].feature == spec
+    assert explorer.panels["run-new (run)"].feature == spec
 
 
 def test_a_fused_decoder_of_a_moved_model_finds_its_layers_by_hash(world, tmp_path):

@@ -250,14 +250,15 @@ def test_the_explorer_shows_a_fused_decoder_beside_the_others(store):
     out = root / "fused-for-explorer"
     train(small(path, out), show_progress=False)
     explorer = Explorer([out], store=path)
-    assert "fused-for-explorer" in explorer.panels
+    panel = "fused-for-explorer (run)"  # a run's panel
+    assert panel in explorer.panels
     photo = next(iter(explorer.store_photos(2).values()))
-    features = explorer.features(photo, "fused-for-explorer")
+    features = explorer.features(photo, panel)
     assert features.shape == (1, get_representation(FUSED).stored_shape(224)[0])
-    assert explorer.reconstruct(photo, "fused-for-explorer")["png"].startswith("data:image/png")
-    assert explorer.sample("fused-for-explorer", seed=0)["png"].startswith("data:image/png")  # from the store
+    assert explorer.reconstruct(photo, panel)["png"].startswith("data:image/png")
+    assert explorer.sample(panel, seed=0)["png"].startswith("data:image/png")  # from the store
     with pytest.raises(ExploreError, match="several layers read together"):
-        explorer.reconstruct(photo, "fused-for-explorer", kind="window")
+        explorer.reconstruct(photo, panel, kind="window")
 
 
 def test_a_fused_decoder_starts_as_its_best_layers_own_decoder(store, tmp_path):
