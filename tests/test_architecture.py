@@ -169,6 +169,9 @@ LAZY_DEPENDENCIES = {
     "starlette": "the explorer (the explore extra)",
     "uvicorn": "the explorer (the explore extra)",
     "vlsift": "the SIFT keypoint detector, only when SIFT is computed",
+    "onnx": "preimage make-model (the convert extra)",
+    "onnxruntime": "preimage make-model (the convert extra)",
+    "transformers": "Hugging Face models (the models extra)",
 }
 # The command line imports the library only when a command runs, so that preimage --help starts at once.
 LAZY_FRONT = ("preimage.cli", "preimage.commands")

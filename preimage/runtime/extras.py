@@ -14,6 +14,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "timm": ("timm",),
     "cluster": ("dask_jobqueue",),
     "s3": ("s3fs",),
+    "convert": ("onnx", "onnxruntime"),  # preimage make-model
 }
 
 

