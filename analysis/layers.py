@@ -52,6 +52,7 @@ def layer_errors(store: FeatureStore, runs: list[TrainedRun], n: int) -> tuple[l
 
 
 COLUMNS = (
+    ("images", "held-out images", "{:d}"),  # every score says its N
     ("normalised_error", "normalised error (D&B)", "{:.3f}"),
     ("mean_image_error", "mean image", "{:.3f}"),
     ("paper", "paper (ImageNet)", "{:.2f}"),

@@ -306,7 +306,11 @@ def layers(store, decoders, features, out, n, autoencoder) -> None:
         runs += chosen_runs(decoders, None, autoencoder=True, store=opened)
     table, pictures = layer_errors(opened, runs, n)
     files = write_layers(out, table, pictures)
-    summary = f"Each decoder on up to {n} held-out images of `{store}`; baseline: the training split's mean image."
+    counts = sorted({row["images"] for row in table})
+    scored = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    summary = (
+        f"Each decoder on {scored} held-out images of `{store}` (--n {n}); baseline: the training split's mean image."
+    )
     index = update_index(out, "layers", summary, files)
     click.echo(markdown_table(table, COLUMNS))
     click.echo(f"wrote {', '.join(str(f) for f in files)} and {index}")

@@ -220,3 +220,19 @@ def test_ablate_needs_a_class_score_decoder(tiny, tmp_path):
         main, ["analyze", "ablate", "--store", str(store), "--decoder", str(runs), "--feature", "hog"]
     )
     assert result.exit_code != 0 and "no decoder of class scores" in result.output
+
+
+def test_analyze_layers_says_how_many_photos_it_scored(tiny, tmp_path):
+    """Issue 62, item 9: it scored 3 photos of a 40-photo store and its index said "up to 1000"."""
+    store, runs = tiny
+    args = ["analyze", "layers", "--store", str(store), "--decoder", str(runs), "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "layers.json").read_text())
+    counts = {row["images"] for row in table}
+    assert len(counts) == 1 and 0 < min(counts) < 1000
+    (scored,) = counts
+    header = next(line for line in result.output.splitlines() if "normalised error" in line)
+    assert header.split("|")[2].strip() == "held-out images"  # the printed table's first column after the name
+    assert f"on {scored} held-out images" in (tmp_path / "index.md").read_text()
+    assert "up to" not in (tmp_path / "index.md").read_text()
