@@ -157,3 +157,22 @@ def test_system_errors_read_as_words_not_errno_numbers(case, photos, tmp_path):
     assert result.exit_code == 1 and words in result.output, result.output
     assert "[Errno" not in result.output and "0" * 100 not in result.output, result.output
     assert len(result.output.strip().splitlines()) <= 2, result.output
+
+
+def test_a_list_reads_relative_paths_from_its_own_folder_and_one_of_missing_files_fails(photos, tmp_path, monkeypatch):
+    """Item 8: relative paths in a .txt list resolve against the list's folder (now said in the README), and a list
+    whose every line is missing is an error that leaves no store."""
+    folder = write_crops(tmp_path / "lists" / "images", photos, count=3, side=64)
+    listed = tmp_path / "lists" / "photos.txt"
+    listed.write_text("# three crops\nimages/00.png\nimages/01.png\n\nimages/02.png\n")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the paths are the list's folder's
+    store = tmp_path / "s.zarr"
+    args = ["extract", "--images", str(listed), "--store", str(store), "--feature", "hog", "--size", "32"]
+    assert CliRunner().invoke(main, [*args, "--workers", "1"]).exit_code == 0
+    assert preimage.FeatureStore.open(store).rows == 3 and folder.is_dir()
+    missing = tmp_path / "lists" / "missing.txt"
+    missing.write_text("images/nope1.png\nimages/nope2.png\n")
+    none = tmp_path / "none.zarr"
+    args = ["extract", "--images", str(missing), "--store", str(none), "--feature", "hog", "--size", "32"]
+    result = CliRunner().invoke(main, [*args, "--workers", "1"])
+    assert result.exit_code == 1 and "no readable image" in result.output and not none.exists()
