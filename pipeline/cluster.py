@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 
 from ..runtime.device import available_cores
@@ -47,6 +48,7 @@ def local_cluster(
     worker_logs = "ERROR" if verbose else "CRITICAL"  # the workers' own logs (pipeline/worker_start.py)
     environ = dict(os.environ)
     with (
+        _quiet_port_warning(),
         dask.config.set(worker_config()),
         LocalCluster(
             n_workers=workers,
@@ -67,6 +69,15 @@ def local_cluster(
         if announce:
             announce(client)
         yield client
+
+
+@contextlib.contextmanager
+def _quiet_port_warning() -> Iterator[None]:
+    """Without dask's three-line "Port 8787 is already in use ... Hosting the HTTP server on port N instead": the
+    dashboard line preimage prints names the port taken."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
+        yield
 
 
 def _restore_environ(saved: dict[str, str]) -> None:

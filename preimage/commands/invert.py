@@ -130,6 +130,8 @@ def invert(
             )
         located = locate(decoder) if decoder is not None else feature_decoder(feature, loss, weights)
         click.echo(f"decoder: {located.path}")
+        count = f"{len(arrays)} image{'s' if len(arrays) > 1 else ''}"  # a model loads for seconds before anything
+        click.echo(f"computing {located.identity.portable_name} of {count} and decoding it...", err=True)
         pairs = invert_arrays(arrays, located, weights, models=models)
         rows = [[original, recon] for original, recon in pairs]
     else:

@@ -176,3 +176,28 @@ def test_a_list_reads_relative_paths_from_its_own_folder_and_one_of_missing_file
     args = ["extract", "--images", str(missing), "--store", str(none), "--feature", "hog", "--size", "32"]
     result = CliRunner().invoke(main, [*args, "--workers", "1"])
     assert result.exit_code == 1 and "no readable image" in result.output and not none.exists()
+
+
+def test_a_taken_dashboard_port_is_not_three_lines_of_dask(photos, tmp_path):
+    """Item 14: extract printed dask's "Port 8787 is already in use / Perhaps you already have a cluster running? /
+    Hosting the HTTP server on port N instead" when a dashboard ran; the dashboard line names the port taken."""
+    import socket
+
+    images = write_crops(tmp_path / "images", photos, count=4, side=64)
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 8787))
+        taken.listen(1)
+    except OSError:  # taken already: the case itself
+        pass
+    args = ["extract", "--images", str(images), "--store", str(tmp_path / "s.zarr"), "--feature", "hog"]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "preimage", *args, "--size", "32", "--workers", "1"], capture_output=True, text=True
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert "already in use" not in said and "Hosting the HTTP server" not in said, said
+    assert "dashboard http://127.0.0.1:" in said and "dashboard http://127.0.0.1:8787/" not in said
