@@ -75,6 +75,8 @@ def invert(
     with the same name from different folders keep their folders under --out."""
     import numpy as np
 
+    if not _given(click.get_current_context(), "out"):  # each decoder or method its own folder: no two collide
+        out = out / _label(method, decoder, feature, loss)
     if method != "optimize":  # the optimisation's settings, given to another method, would be ignored
         ctx = click.get_current_context()
         given = [f"--{name.replace('_', '-')}" for name in options if _given(ctx, name)]
@@ -165,6 +167,21 @@ def invert(
             f"{len(skipped)} of {len(skipped) + len(images)} files skipped, the others "
             f"written: {'; '.join(skipped.values())}"
         )
+
+
+def _label(method: str, decoder: str | None, feature: str | None, loss: str) -> str:
+    """The default output folder's name for what reconstructs: a shipped decoder's file name (``alexnet-conv5``,
+    ``hog-deepsim``), ``run-NAME`` for a run folder, ``optimize-FEATURE``, ``hoggles-NAME``."""
+    from ..pipeline.names import file_stem, split_decoder_name
+
+    if method == "optimize":
+        return f"optimize-{file_stem(feature or 'none')}"
+    if decoder is None:
+        return file_stem(feature or "none", loss)
+    path = Path(decoder)
+    if not path.exists():  # a shipped decoder's name given as --decoder
+        return file_stem(*split_decoder_name(str(decoder)))
+    return f"{method if method == 'hoggles' else 'run'}-{path.stem if path.is_file() else path.name}"
 
 
 def _given(ctx: click.Context, name: str) -> bool:

@@ -201,3 +201,22 @@ def test_a_taken_dashboard_port_is_not_three_lines_of_dask(photos, tmp_path):
     said = result.stdout + result.stderr
     assert "already in use" not in said and "Hosting the HTTP server" not in said, said
     assert "dashboard http://127.0.0.1:" in said and "dashboard http://127.0.0.1:8787/" not in said
+
+
+def test_the_quick_starts_second_invert_writes_beside_the_first(run, tmp_path, monkeypatch):
+    """Item 6: invert --decoder runs/hog after invert --feature hog stopped at "out/invert/my.png exist(s) already":
+    by default each decoder (and each method) writes in a folder named after it."""
+    _, folder, images = run
+    hog = shutil.copytree(folder, tmp_path / "runs" / "hog")
+    monkeypatch.chdir(tmp_path)
+    photo = str(images / "01.png")
+    for args, written in (
+        (["--feature", "hog"], "hog"),
+        (["--decoder", str(hog)], "run-hog"),
+        (["--feature", "hog", "--loss", "deepsim"], "hog-deepsim"),
+        (["--decoder", "alexnet:conv5+deepsim"], "alexnet-conv5-deepsim"),
+        (["--method", "optimize", "--feature", "hog", "--steps", "2"], "optimize-hog"),
+    ):
+        result = CliRunner().invoke(main, ["invert", photo, *args])
+        assert result.exit_code == 0, (args, result.output)
+        assert (tmp_path / "out" / "invert" / written / "01.png").is_file(), args

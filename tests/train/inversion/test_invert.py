@@ -116,7 +116,7 @@ def test_invert_writes_under_out_invert_by_default(run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["invert", str(images / "01.png"), "--decoder", str(run_dir)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "out" / "invert" / "01.png").is_file()
+    assert (tmp_path / "out" / "invert" / f"run-{run_dir.name}" / "01.png").is_file()  # a folder per decoder
 
 
 def test_the_python_api_inverts_as_the_command_does(run, tmp_path):
