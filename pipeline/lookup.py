@@ -149,8 +149,8 @@ def find_model(
     ref = source_ref(decoder.backbone)
     if source_of(decoder.backbone) == "hf" and ref.startswith("/") and not Path(ref).exists():  # stores: absolute
         raise IdentityError(
-            f"{portable_name(decoder.name)}: the decoder takes that model's weights (sha256 "
-            f"{str(decoder.weights_sha256)[:16]}), and their folder is not here (it was {ref}): "
+            f"{portable_name(decoder.name)}: no such folder as the one the decoder was trained with ({ref}); it "
+            f"takes that model's weights sha256 {str(decoder.weights_sha256)[:16]}: "
             + make_hint(decoder.weights_sha256)
         )
     return decoder
