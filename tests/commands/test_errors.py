@@ -3,6 +3,7 @@ traceback (`-v` shows it), and nothing created on disk by an argument error."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import re
@@ -230,10 +231,14 @@ def test_a_run_writes_a_bounded_number_of_previews():
 
     for epochs in (1, 5, 12, 13, 200):
         written = [e for e in range(epochs) if previewed(e, epochs)]
-        assert len(written) <= MAX_PREVIEWS and written[-1] == epochs - 1
-        assert len(written) == min(epochs, len(written)) and (
-            epochs < MAX_PREVIEWS or len(written) >= MAX_PREVIEWS // 2
-        )
+        assert len(written) <= MAX_PREVIEWS and written[-1] == epochs - 1  # bounded, the last epoch always
+        if epochs <= MAX_PREVIEWS:
+            assert written == list(range(epochs))  # few epochs: every one
+        else:
+            gaps = [b - a for a, b in itertools.pairwise(written)]
+            assert len(written) >= MAX_PREVIEWS // 2 and max(gaps) <= -(-epochs // MAX_PREVIEWS)  # evenly spread
+    assert [e for e in range(13) if previewed(e, 13)] == [1, 3, 5, 7, 9, 11, 12]  # by hand: every 2nd, and the last
+    assert [e for e in range(200) if previewed(e, 200)] == [*range(16, 187, 17), 199]  # every 17th, and the last
 
 
 BEFORE_SHAPING_STORE = Path(__file__).resolve().parents[1] / "data" / "before-shaping" / "store.zarr"

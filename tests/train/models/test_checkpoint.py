@@ -74,3 +74,25 @@ def test_a_checkpoint_whose_tensors_differ_from_its_header_is_refused_before_loa
         wider = create_decoder(config)
     with pytest.raises(checkpoint.CheckpointError, match="do not match the decoder its header describes"):
         checkpoint.check_shapes(tmp_path / "run" / "checkpoint.safetensors", wider)
+
+
+def test_a_save_killed_while_writing_leaves_the_previous_file_readable(tmp_path, monkeypatch):
+    """Files are written beside their name and renamed (train/models/tensorfile.py): a save that dies half-way
+    leaves the previous checkpoint whole (issue 61: written in place, no test noticed)."""
+    import safetensors.torch
+
+    from preimage.train.models import tensorfile
+
+    path = tmp_path / "checkpoint.safetensors"
+    tensorfile.write(path, {"w": torch.ones(4)}, header={"step": 1})
+
+    def dies_half_way(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b'\x08\x00\x00\x00\x00\x00\x00\x00{"w":')  # the first bytes of a file, then the kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        tensorfile.write(path, {"w": torch.zeros(4)}, header={"step": 2})
+    tensors, _ = tensorfile.read(path)
+    assert torch.equal(tensors["w"], torch.ones(4)) and tensorfile.json_header(path) == {"step": 1}
