@@ -33,6 +33,18 @@ def all_finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(x).all())
 
 
+def unbatched(x: torch.Tensor, name: str) -> ImageInputError:
+    """The error for one image given where a batch is wanted: colour (H, W, 3 or 4) or gray (H, W)."""
+    if x.ndim == 3:
+        return ImageInputError(
+            f"{name}: got shape {tuple(x.shape)}, which looks like one colour image (H, W, {x.shape[-1]}); pass a "
+            f"batch: images[None] (N, H, W, 3), or (N, 3, H, W), or gray (N, H, W)"
+        )
+    return ImageInputError(
+        f"{name}: expected a batch (N, H, W), got one image of shape {tuple(x.shape)}; pass images[None]"
+    )
+
+
 def check_gray_batch(images: torch.Tensor | np.ndarray, name: str, min_height: int, min_width: int) -> torch.Tensor:
     """Check a float batch for a gray representation and return it as gray (N, H, W) in [0, 1]: gray batches as
     they are, colour batches (N, 3, H, W) or (N, H, W, 3) through MATLAB's ``rgb2gray`` weights, as the store
@@ -41,14 +53,9 @@ def check_gray_batch(images: torch.Tensor | np.ndarray, name: str, min_height: i
     if x.ndim == 4:
         x = _colour_to_gray(x, name)
     elif x.ndim == 3 and x.shape[-1] in (3, 4) and x.shape[0] >= min_height and x.shape[1] >= min_width:
-        raise ImageInputError(
-            f"{name}: got shape {tuple(x.shape)}, which looks like one colour image (H, W, {x.shape[-1]}); pass a "
-            f"batch: images[None] (N, H, W, 3), or (N, 3, H, W), or gray (N, H, W)"
-        )
+        raise unbatched(x, name)
     if x.ndim == 2:
-        raise ImageInputError(
-            f"{name}: expected a batch (N, H, W), got one image of shape {tuple(x.shape)}; pass images[None]"
-        )
+        raise unbatched(x, name)
     if x.ndim != 3:
         raise ImageInputError(
             f"{name}: expected a batch of gray (N, H, W) or colour (N, 3, H, W) / (N, H, W, 3) images, got shape "

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .pipeline.checks import ImageInputError, as_tensor
+from .pipeline.checks import ImageInputError, as_tensor, unbatched
 from .pipeline.contract import DRAFT_MIN_SIDE
 from .pipeline.decode import read_images
 from .pipeline.features.extractor import as_rgb_batch
@@ -34,15 +34,8 @@ def _uint8_images(images: Images, name: str) -> list[np.ndarray]:
     if isinstance(images, Sequence) and all(isinstance(p, str | os.PathLike) for p in images):
         return read_images([Path(p) for p in images], DRAFT_MIN_SIDE)
     x = as_tensor(images, name)
-    if x.ndim == 3 and x.shape[-1] in (3, 4):  # (H, W, 3): never a gray batch of images three pixels wide
-        raise ImageInputError(
-            f"{name}: got shape {tuple(x.shape)}, which looks like one colour image (H, W, {x.shape[-1]}); pass a "
-            "batch: images[None] (N, H, W, 3), or (N, 3, H, W), or gray (N, H, W)"
-        )
-    if x.ndim == 2:
-        raise ImageInputError(
-            f"{name}: expected a batch (N, H, W), got one image of shape {tuple(x.shape)}; pass images[None]"
-        )
+    if x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (3, 4)):  # (H, W, 3): never gray images three pixels wide
+        raise unbatched(x, name)
     if x.ndim == 3:  # gray, replicated as the store replicates gray photos
         x = x.unsqueeze(-1).expand(-1, -1, -1, 3)
     if x.dtype == torch.uint8:

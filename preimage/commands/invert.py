@@ -75,10 +75,10 @@ def invert(
     with the same name from different folders keep their folders under --out."""
     import numpy as np
 
-    if not _given(click.get_current_context(), "out"):  # each decoder or method its own folder: no two collide
+    ctx = click.get_current_context()
+    if not _given(ctx, "out"):  # each decoder or method its own folder: no two collide
         out = out / _label(method, decoder, feature, loss)
     if method != "optimize":  # the optimisation's settings, given to another method, would be ignored
-        ctx = click.get_current_context()
         given = [f"--{name.replace('_', '-')}" for name in options if _given(ctx, name)]
         if given:
             raise click.UsageError(f"{', '.join(given)}: settings of --method optimize, not of --method {method}")

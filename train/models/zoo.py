@@ -99,24 +99,22 @@ def _read_entry(path: Path) -> Shipped:
         ) from None
 
 
-def _in_order(entries: list[Shipped]) -> list[Shipped]:
-    """In the order of the representations (hand-crafted, then CNN layers by depth), pixel decoders first."""
+def _folder_entries(folder: Path) -> list[Shipped]:
+    """The decoders of one zoo folder, in the order of the representations (hand-crafted, then layers by depth),
+    pixel decoders first."""
+    entries = [_read_entry(path) for path in sorted(folder.glob(f"*{SUFFIX}"))]
     return sorted(entries, key=lambda s: (":" in s.feature, *feature_order(s.feature), s.loss != PIXEL, s.loss))
 
 
 def list_shipped() -> list[Shipped]:
     """Every decoder that ships with preimage, in the order of the representations."""
-    return _in_order([_read_entry(path) for path in sorted(ZOO_DIR.glob(f"*{SUFFIX}"))])
+    return _folder_entries(ZOO_DIR)
 
 
 def list_zoo(zoos: Iterable[str | os.PathLike] = ()) -> list[Shipped]:
     """Every decoder of the zoo folders (:func:`zoo_folders`): a user's folders' first, each in the order of the
     representations, then those that ship."""
-    return [
-        entry
-        for folder in zoo_folders(zoos)
-        for entry in _in_order([_read_entry(path) for path in sorted(folder.glob(f"*{SUFFIX}"))])
-    ]
+    return [entry for folder in zoo_folders(zoos) for entry in _folder_entries(folder)]
 
 
 def shipped(name: str, zoos: Iterable[str | os.PathLike] = ()) -> Shipped:
@@ -124,11 +122,13 @@ def shipped(name: str, zoos: Iterable[str | os.PathLike] = ()) -> Shipped:
     ``alexnet:conv3-conv5``, or a file stem) in the zoo folders (:func:`zoo_folders`: a user's first, then what
     ships); an error listing them for any other name."""
     entries = list_zoo(zoos)
-    feature, loss = split_decoder_name(name)
-    wanted = {name, decoder_name(_canonical(feature), loss)}  # a range or a model's other name, as the zoo names it
-    for entry in entries:
-        if entry.name in wanted or entry.path.stem == name:
-            return entry
+    found = next((entry for entry in entries if name in (entry.name, entry.path.stem)), None)
+    if found is None:  # a range or a model's other name, as the zoo names it (only now: it may load torch)
+        feature, loss = split_decoder_name(name)
+        canonical = decoder_name(_canonical(feature), loss)
+        found = next((entry for entry in entries if entry.name == canonical), None)
+    if found is not None:
+        return found
 
     names = list(dict.fromkeys(s.name for s in entries))
     close = did_you_mean(name, names)
