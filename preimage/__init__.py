@@ -8,6 +8,7 @@
     preimage.invert("photo.jpg", decoder="hog")     # images -> reconstructions
     preimage.optimize(images, "alexnet:conv3", steps=200)  # Mahendran & Vedaldi's inversion
     preimage.lpips(recon, images)                   # LPIPS (AlexNet, v0.1) of each pair
+    preimage.build_zoo(["vgg16:conv5_3"], "photos/", "zoo/", budget="45m")  # preimage build: its cards
 
 Names load on first use, so ``import preimage`` (and the ``preimage`` command's start) costs no torch import.
 Channel layouts: docs/python.md.
@@ -46,6 +47,7 @@ _EXPORTS = {
     "LPIPS": ("preimage.train.scoring.lpips", "LPIPS"),
     "optimize": ("preimage.api", "optimize"),
     "ImageInputError": ("preimage.pipeline.checks", "ImageInputError"),
+    "build_zoo": ("preimage.build.builder", "build"),  # not "build": the subpackage preimage.build
 }
 
 __all__ = sorted(_EXPORTS)

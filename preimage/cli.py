@@ -16,6 +16,7 @@ import warnings
 import click
 
 from .commands.analyze import analyze
+from .commands.build import build
 from .commands.demo import demo
 from .commands.explore import explore
 from .commands.extract import extract
@@ -173,6 +174,7 @@ for _command in (
     export,
     train,
     hoggles,
+    build,
     invert,
     zoo,
     make_model,

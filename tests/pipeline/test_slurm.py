@@ -266,3 +266,41 @@ def test_the_sampling_study_runs_its_histograms_on_batch_jobs_alike(slurm, local
     assert (tmp_path / "here" / "sample.json").read_text() == (tmp_path / "jobs" / "sample.json").read_text()
     assert list((tmp_path / "jobs" / "jobs").glob("*.out")), "the workers' logs belong beside the study"
     assert not list(Path.cwd().glob("slurm-*.out"))
+
+
+def test_a_build_as_a_chain_of_batch_jobs_equals_a_local_build(slurm, tmp_path):
+    from preimage.pipeline.images import sample_photos
+    from preimage.train.models import checkpoint
+
+    from ..build.test_build import TINY
+    from ..helpers import write_crops
+
+    photos = write_crops(tmp_path / "photos", sample_photos(), 96, 72, step=(2, 1))
+    recipe = tmp_path / "tiny.json"
+    recipe.write_text(json.dumps(TINY))
+    args = ["build", "hog", "--images", str(photos), "--size", "64", "--recipe", str(recipe)]
+    one_thread = {**slurm, "OMP_NUM_THREADS": "1"}  # as each job of one core computes
+    local = slurm_run(one_thread, *CLI, *args, "--out", str(tmp_path / "local"), cwd=tmp_path)
+    assert local.returncode == 0, local.stderr[-2000:]
+    chained = slurm_run(
+        slurm, *CLI, *args, "--out", str(tmp_path / "chain"), "--cluster", "slurm", "--interface", "lo", cwd=tmp_path
+    )
+    assert chained.returncode == 0, chained.stderr[-2000:]
+    assert "[1/7] extract hog on slurm batch workers" in chained.stdout
+    jobs = chained.stdout.split("each after the one before (")[1].split(")")[0].split(", ")
+    assert len(jobs) == 5  # pixel, export, DeePSiM, export, then the check and publishing
+    waiting = slurm_run(slurm, "squeue", "-h", "-o", "%i %r").stdout
+    assert f"{jobs[-1]} Dependency" in waiting  # the last waits for the one before it
+    for job in jobs:
+        wait_for(slurm, job, 600)
+    scripts = sorted((tmp_path / "chain.build" / "slurm").glob("*.sh"))
+    assert all("#SBATCH --requeue" in s.read_text() and "scontrol requeue" in s.read_text() for s in scripts)
+
+    def cards(folder):
+        return {p.name: checkpoint.read_header(p)["card"]["heldout"] for p in sorted(folder.glob("*.safetensors"))}
+
+    ours, theirs = cards(tmp_path / "chain"), cards(tmp_path / "local")
+    assert len(ours) == 2 and {k: v["normalised_error"] for k, v in ours.items()} == {
+        k: v["normalised_error"] for k, v in theirs.items()
+    }
+    assert ours == theirs

@@ -65,7 +65,7 @@ def score_images(entries: list[Shipped], images: list, model: str | os.PathLike 
     ``model``: the folder of the source model that some of them invert (:func:`model_here`)."""
 
     features = [model_here(entry, model) for entry in entries]
-    each = reconstruct_each(images, [entry.name for entry in entries], features=features)
+    each = reconstruct_each(images, [entry.path for entry in entries], features=features)
     # reconstruct_each crops the images once per size: per size, the crops as a tensor and what scoring shares
     targets: dict[int, tuple] = {}
     out = []

@@ -80,7 +80,7 @@ def zoo_folders(zoos: Iterable[str | os.PathLike] = ()) -> list[Path]:
     return list(dict.fromkeys([*folders, ZOO_DIR]))
 
 
-def _read_entry(path: Path) -> Shipped:
+def read_entry(path: Path) -> Shipped:
     """One decoder file of a zoo folder; a ``ValueError`` naming a file that is not one."""
     try:
         header = json.loads(tensorfile.metadata(path)[tensorfile.HEADER])
@@ -95,14 +95,14 @@ def _read_entry(path: Path) -> Shipped:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(
             f"{path}: not a decoder of a zoo ({type(err).__name__}: {err}); a zoo folder holds the files "
-            "references/zoo_export.py --out writes"
+            "preimage build (or references/zoo_export.py --out) writes"
         ) from None
 
 
 def _folder_entries(folder: Path) -> list[Shipped]:
     """The decoders of one zoo folder, in the order of the representations (hand-crafted, then layers by depth),
     pixel decoders first."""
-    entries = [_read_entry(path) for path in sorted(folder.glob(f"*{SUFFIX}"))]
+    entries = [read_entry(path) for path in sorted(folder.glob(f"*{SUFFIX}"))]
     return sorted(entries, key=lambda s: (":" in s.feature, *feature_order(s.feature), s.loss != PIXEL, s.loss))
 
 

@@ -114,22 +114,55 @@ def psnr(recon: torch.Tensor, images: torch.Tensor) -> float:
 
 def ssim(recon: torch.Tensor, images: torch.Tensor) -> float:
     """Mean SSIM (scikit-image, Gaussian window, colour) of images in [0, 1], reconstructions up-sampled first."""
+    return float(np.mean(ssim_values(recon, images)))
+
+
+def ssim_values(recon: torch.Tensor, images: torch.Tensor) -> np.ndarray:
+    """Each image's SSIM (:func:`ssim`)."""
     from skimage.metrics import structural_similarity
 
     recon = upsample_to(recon, images.shape[-1]).clamp(0, 1)
-    values = [
-        structural_similarity(
-            a.permute(1, 2, 0).double().numpy(),
-            b.permute(1, 2, 0).double().numpy(),
-            channel_axis=2,
-            data_range=1.0,
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-        )
-        for a, b in zip(recon, images, strict=True)
-    ]
-    return float(np.mean(values))
+    return np.array(
+        [
+            structural_similarity(
+                a.permute(1, 2, 0).double().numpy(),
+                b.permute(1, 2, 0).double().numpy(),
+                channel_axis=2,
+                data_range=1.0,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+            )
+            for a, b in zip(recon, images, strict=True)
+        ]
+    )
+
+
+def image_scores(recon: torch.Tensor, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each image's scores, whose means are :func:`scores`' (SSIM here over every image): its distance over the
+    paper's normaliser, PSNR, SSIM and LPIPS (when its weights are here). What a model card's spread is made of."""
+    recon = upsample_to(recon.clamp(0, 1), images.shape[-1]).clamp(0, 1)
+    diff = (recon.double() - images.double()).reshape(len(images), -1)
+    result = {
+        "normalised_error": (diff.norm(dim=1) / mean_pairwise_distance(images)).numpy(),
+        "psnr": (10 * torch.log10(1.0 / diff.square().mean(1).clamp(min=1e-12))).numpy(),
+        "ssim": ssim_values(recon, images),
+    }
+    if lpips_missing() is None:
+        result["lpips"] = lpips(recon.float(), images.float()).double().reshape(-1).numpy()
+    return result
+
+
+def spread(values: np.ndarray) -> dict[str, float]:
+    """Mean, standard deviation and the 5th, 50th and 95th percentiles of per-image scores."""
+    p5, p50, p95 = np.percentile(values, [5, 50, 95])
+    return {
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values)),
+        "p5": float(p5),
+        "p50": float(p50),
+        "p95": float(p95),
+    }
 
 
 class Smoothed:
