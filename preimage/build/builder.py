@@ -28,7 +28,6 @@ from ..pipeline.features import get_representation
 from ..pipeline.names import (
     PIXEL,
     decoder_name,
-    feature_layers,
     file_stem,
     fused_parts,
     portable_name,
@@ -421,14 +420,18 @@ class Build:
         )
 
     def minutes_of(self, stage: Stage, stages: list[Stage]) -> dict[str, float]:
-        """The minutes of the stages that made ``stage``'s decoder: the extraction and its chain of runs."""
+        """The minutes of the stages that made ``stage``'s decoder: the extraction's wall time and its chain of runs'
+        training time (as their checkpoints count it, across every session, a killed one's included)."""
         runs = {s.run: s for s in stages if s.kind == "train"}
         chain, run = [], stage.run
         while run in runs:
-            chain.append(runs[run].label)
+            chain.append(runs[run])
             run = runs[run].init
-        labels = [s.label for s in stages if s.kind == "extract"] + chain[::-1]
-        return {label: self.record["minutes"].get(label, 0.0) for label in labels}
+        minutes = {s.label: self.record["minutes"].get(s.label, 0.0) for s in stages if s.kind == "extract"}
+        for s in reversed(chain):
+            state = checkpoint.read_header(self.folders.run(s.run) / "checkpoint.safetensors")["state"]
+            minutes[s.label] = round(state.get("seconds", 0.0) / 60, 2)
+        return minutes
 
     # -- what it prints --------------------------------------------------------------------------------------------
 
