@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from preimage.pipeline.checks import ImageInputError
-from preimage.pipeline.features import HOG, HogParams, hog
+from preimage.pipeline.features import HOG, HogParams, hog, native
 from preimage.pipeline.features.hog import _exact_orientation_bins, hog_torch, orientation_bins, render_glyphs
 from preimage.pipeline.features.vlfeat import vl_hog
 
@@ -115,3 +115,17 @@ def test_a_tensor_that_needs_a_gradient_raises_no_warning(recwarn):
     x = torch.rand(1, 32, 32, requires_grad=True)
     hog(x).sum().backward()
     assert x.grad is not None and not [w for w in recwarn.list if issubclass(w.category, UserWarning)]
+
+
+def test_the_torch_path_equals_the_compiled_kernel_on_real_photos(gray_photos):
+    """Without VLFeat too: the compiled kernel (what CPU batches run) is the torch ops' peer here, so a sign or a
+    bin flipped in either is caught wherever the tests run."""
+    assert native.library() is not None, "pip install -e . should have compiled pipeline/features/*_kernel.c"
+    checked = 0
+    for image in gray_photos:
+        if min(image.shape) < 16:
+            continue
+        x = torch.from_numpy(image)[None]
+        torch.testing.assert_close(hog_torch(x), hog(x), rtol=0, atol=2e-5)
+        checked += 1
+    assert checked >= 20

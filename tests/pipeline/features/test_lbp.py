@@ -86,3 +86,15 @@ def test_cells_are_unit_norm_histograms(gray_photos):
 def test_bad_input_is_a_clear_error(bad, message):
     with pytest.raises(ImageInputError, match=message):
         lbp(bad)
+
+
+def test_the_torch_path_equals_the_compiled_kernel_on_real_photos(gray_photos):
+    """Without VLFeat too: the compiled kernel and the torch ops check each other wherever the tests run."""
+    checked = 0
+    for image in gray_photos:
+        if min(image.shape) < 16:
+            continue
+        x = torch.from_numpy(image)[None]
+        torch.testing.assert_close(lbp_torch(x), lbp(x), rtol=0, atol=1e-5)
+        checked += 1
+    assert checked >= 20

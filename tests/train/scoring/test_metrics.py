@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from preimage.train.scoring.metrics import checkerboard, error_parts, luminance, means_needed, normalised_error
+from preimage.train.scoring.metrics import (
+    checkerboard,
+    error_parts,
+    image_scores,
+    luminance,
+    mean_pairwise_distance,
+    means_needed,
+    normalised_error,
+    spread,
+)
 
 
 def test_error_parts_restore_what_they_name():
@@ -83,3 +93,20 @@ def test_scores_sharing_what_the_images_alone_give_equal_scores_computed_afresh(
         recon = (small + 0.1 * torch.randn(small.shape, generator=generator)).clamp(0, 1)
         assert scores(recon, images, shared) == scores(recon, images)
     assert set(shared) == {"normaliser", "lpips_features"}
+
+
+def test_the_normalised_error_on_a_hand_computed_case():
+    # three one-pixel images 0, 1, 3 and reconstructions 1, 1, 1: distances 1, 0, 2 (mean 1); distances between the
+    # images 1, 3, 2 (mean over the pairs 2, each ordered pair once, i != j): the error is 1 / 2
+    images = torch.tensor([0.0, 1.0, 3.0]).reshape(3, 1, 1, 1)
+    recon = torch.ones(3, 1, 1, 1)
+    assert mean_pairwise_distance(images) == pytest.approx(2.0)  # over n(n-1) pairs; n^2 would give 4/3
+    assert normalised_error(recon, images) == pytest.approx(0.5)
+    assert normalised_error(recon, images, normaliser=4.0) == pytest.approx(0.25)
+    each = image_scores(recon.expand(-1, 3, 64, 64) / 3, images.expand(-1, 3, 64, 64) / 3)  # in [0, 1]
+    # per image: distance over the normaliser (whose mean is the error), and PSNR of the MSE
+    np.testing.assert_allclose(each["normalised_error"], [0.5, 0.0, 1.0])
+    np.testing.assert_allclose(each["psnr"][[0, 2]], [10 * np.log10(9), 10 * np.log10(9 / 4)])
+    assert spread(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(
+        {"mean": 2.5, "std": 1.118034, "p5": 1.15, "p50": 2.5, "p95": 3.85}
+    )

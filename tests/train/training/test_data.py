@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import cv2
@@ -123,3 +126,27 @@ def test_order_depends_on_seed_and_epoch_only(store):
 def test_a_missing_feature_is_a_clear_error(store):
     with pytest.raises(KeyError, match="has no hog; it holds lbp"):
         ShardStream(store, "hog")
+
+
+# The held-out split of the shared photos' first 40 accordion files, pinned: a change of the split (a salted hash,
+# another digest) moves these, and every shipped card's held-out number with them.
+ACCORDION = [f"caltech101/accordion/image_{i:04d}.jpg" for i in range(1, 41)]
+ACCORDION_HELD_OUT = [f"caltech101/accordion/image_{i:04d}.jpg" for i in (6, 7, 20, 25, 35, 37)]
+
+
+def test_the_split_is_pinned_to_known_ids():
+    assert [i for i in ACCORDION if split_of(i) == "heldout"] == ACCORDION_HELD_OUT
+    assert [i for i in ACCORDION if split_of(i, 0.1, 0.5) == "unused"][:4] == [
+        f"caltech101/accordion/image_{i:04d}.jpg" for i in (1, 2, 3, 5)
+    ]
+
+
+def test_the_split_is_the_same_in_other_processes_whatever_their_hash_seed():
+    code = (
+        "from preimage.train.training.data import split_of; "
+        f"print([i for i in {ACCORDION!r} if split_of(i) == 'heldout'])"
+    )
+    for seed in ("0", "12345"):  # Python's own hash() differs between these: the split must not
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert out.stdout.strip() == repr(ACCORDION_HELD_OUT)
