@@ -76,7 +76,8 @@ def spread_lines(entry: dict) -> list[str]:
         return []
     lines = [
         "",
-        f"Over the {entry['heldout']['rows']} held-out photos, each photo scored alone:",
+        f"Over the {entry['heldout']['rows']} held-out photos, each photo scored alone (SSIM over all of them; the "
+        "table's, as every command reports it, over the first 64):",
         "",
         "| score | mean | std | 5th pct | median | 95th pct |",
         "|---|---:|---:|---:|---:|---:|",

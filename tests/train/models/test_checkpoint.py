@@ -50,9 +50,13 @@ def test_save_then_load_gives_the_same_weights_and_optimiser_state(tmp_path):
     assert header["state"] == {"step": 1}
     for a, b in zip(model.state_dict().values(), copy.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert torch.equal(
-        optimizer.state_dict()["state"][0]["exp_avg"], copy_optimizer.state_dict()["state"][0]["exp_avg"]
-    )
+    saved, loaded = optimizer.state_dict(), copy_optimizer.state_dict()  # the whole of Adam's state, every tensor
+    assert json.loads(json.dumps(saved["param_groups"])) == loaded["param_groups"]  # (betas: JSON's list)
+    assert saved["state"].keys() == loaded["state"].keys()
+    for index, state in saved["state"].items():
+        assert state.keys() == loaded["state"][index].keys() == {"step", "exp_avg", "exp_avg_sq"}
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(loaded["state"][index][key])), (index, key)
 
 
 def test_a_file_that_is_not_a_checkpoint_is_one_clear_error(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from preimage.cache.store import FeatureStore
+from preimage.train.models import checkpoint
 from preimage.train.models.loading import load_decoder
 from preimage.train.scoring.metrics import normalised_error, psnr
 from preimage.train.training.trainer import TrainConfig, train
@@ -79,13 +80,18 @@ def test_kill_9_then_resume_matches(store, tmp_path):
     # both in fresh processes: results depend on torch's thread count, which other tests may have changed here
     assert subprocess.run([*CLI, *args, str(reference)], capture_output=True).returncode == 0
     process = subprocess.Popen([*CLI, *args, str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (killed / "checkpoint.safetensors").exists():
-        time.sleep(0.01)
+    deadline, step = time.time() + 60, 0
+    while time.time() < deadline and step < 3:  # a checkpoint past step 0: the resume starts mid-run
+        try:
+            step = checkpoint.read_header(killed / "checkpoint.safetensors")["state"]["step"]
+        except Exception:  # not written yet
+            time.sleep(0.005)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     result = subprocess.run([*CLI, *args, str(killed), "--resume"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    sessions = json.loads((killed / "run.json").read_text())["sessions"]
+    assert len(sessions) == 2 and 3 <= sessions[1]["from_step"] < sessions[1]["schedule_steps"]
     # the CLI logs every 10 steps; compare the steps both logged
     ours, theirs = losses(killed), losses(reference)
     assert ours and all(ours[s] == theirs[s] for s in ours)
