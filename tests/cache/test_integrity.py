@@ -165,3 +165,30 @@ def test_extract_itself_catches_a_deleted_shard_and_points_to_repair(copy, clean
     repaired = CliRunner().invoke(main, [*args, "--repair"])
     assert repaired.exit_code == 0, repaired.output
     assert checksums(copy) == clean[1]
+
+
+def chunk_bytes(file: Path, chunks_per_shard: int) -> list[tuple[int, int]]:
+    """(offset, length) of each chunk of a shard file, from its index (the last 16 bytes per chunk, then a crc)."""
+    data = file.read_bytes()
+    index = np.frombuffer(data[-16 * chunks_per_shard - 4 : -4], np.dtype("<u8")).reshape(-1, 2)
+    return [(int(o), int(n)) for o, n in index]
+
+
+@pytest.mark.parametrize("array", ["features/hog", "images"])
+def test_verify_finds_a_flipped_byte_in_every_chunk_of_every_shard(copy, array):
+    """Each chunk position of each shard in turn (the first, the last, and the short last shard's): a verify that
+    skipped any chunk would call one of these stores clean."""
+    per_shard = 8 // store_module.CHUNK_ROWS
+    files = sorted(p for p in (copy / array / "c").rglob("*") if p.is_file())
+    assert len(files) == 5 and per_shard == 2  # 40 rows in shards of 8, chunks of 4
+    for shard, file in enumerate(files):
+        original = file.read_bytes()
+        for chunk, (offset, length) in enumerate(chunk_bytes(file, per_shard)):
+            data = bytearray(original)
+            data[offset + length // 2] ^= 0xFF
+            file.write_bytes(bytes(data))
+            damage = FeatureStore.open(copy).verify()
+            assert [(d.array, d.rows) for d in damage] == [(array, (8 * shard, 8 * shard + 8))], (shard, chunk)
+            assert f"chunk {chunk}" in damage[0].problem
+        file.write_bytes(original)
+    assert FeatureStore.open(copy).verify() == []
