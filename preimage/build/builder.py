@@ -199,8 +199,8 @@ class Build:
             if pending is None:
                 break
             stage, status = pending
-            if stage.kind == "train" and self.budget is not None and "scale" not in self.record:
-                self.choose_epochs()  # before the first training: its epochs are the budget's
+            if stage.kind == "train" and "scale" not in self.record:
+                self.choose_epochs()  # before the first training: the estimate, and a budget's epochs
                 continue
             index = stages.index(stage) + 1
             self.echo(f"[{index}/{len(stages)}] {stage.label}" + (f" ({status.detail})" if status.detail else ""))
@@ -341,7 +341,7 @@ class Build:
             begin = time.perf_counter()
             self.extract(partial(batch_cluster, spec, (self.folders.store.parent, self.images)))
             self.add_minutes(stages[0].label, time.perf_counter() - begin)
-        if self.budget is not None:
+        if "scale" not in self.record:
             self.choose_epochs()
         stages = self.stages()
         pending = [s for s in stages if not self.status(s, stages).done]
@@ -375,9 +375,8 @@ class Build:
     # -- budget ----------------------------------------------------------------------------------------------------
 
     def choose_epochs(self) -> None:
-        """The epochs' factor the budget allows, from a probe of each kind of training stage (once per budget)."""
-        if "scale" in self.record:
-            return
+        """Before the first training: each kind of training stage probed (once; the rates are kept in the record),
+        the time left estimated, and with a budget the factor on the epochs it allows (once per budget)."""
         first = {s: fused_parts(s)[0] for s in self.specs if fused_parts(s)}  # any layer: the rates are the same
         estimate = plan(self.specs, self.losses, first, 1.0, self.recipes)
         todo = {s.run for s in estimate if s.kind == "train" and not self.status(s, estimate).done}
@@ -391,16 +390,25 @@ class Build:
                 self.record["rates"] = rates
                 self.add_minutes("probe", time.perf_counter() - begin)  # saves the record
         by_key = {tuple(json.loads(k)): v for k, v in rates.items()}
+        rows = timing.train_rows(self.folders.store)
 
         def at_scale(scale: float) -> list[Stage]:
             stages = plan(self.specs, self.losses, first, scale, self.recipes)
             return [s for s in stages if s.kind == "train" and s.run in todo]
 
-        left = self.budget - sum(self.record["minutes"].values()) * 60
         decoders = sum(1 for s in estimate if s.kind == "export")
         fixed = timing.fixed_seconds(decoders, len(heldout_photos(self.images)))
+        if self.budget is None:
+            self.record["scale"] = 1.0
+            self.save_record()
+            seconds = [(s, timing.stage_seconds(s, by_key, rows)) for s in at_scale(1.0)]
+            each = ", ".join(f"{s.label} {timing.shown(t)}" for s, t in seconds)
+            total = timing.shown(sum(t for _, t in seconds) + fixed)
+            self.echo(f"  estimate here: {total} ({each}; exports and checks {timing.shown(fixed)})")
+            return
+        left = self.budget - sum(self.record["minutes"].values()) * 60
         try:
-            scale = timing.choose_scale(at_scale, by_key, timing.train_rows(self.folders.store), left, fixed)
+            scale = timing.choose_scale(at_scale, by_key, rows, left, fixed)
         except timing.TooSmall as err:
             raise BuildError(
                 f"--budget {timing.shown(self.budget)} is too small to train each decoder here: give at least --budget "
@@ -446,10 +454,10 @@ class Build:
             self.echo(f"  {i:2d}. {stage.label}{epochs}: {state}" + (f" ({status.detail})" if status.detail else ""))
         if any(fused_parts(s) for s in self.specs) and not self.best():
             self.echo("  then each fused decoder, started from its best layer's (known once their decoders are scored)")
-        if self.budget is not None:
-            self.echo(
-                f"  budget {timing.shown(self.budget)}: epochs chosen after extraction, from a probe of each step"
-            )
+        self.echo(
+            "  the time each training stage takes here is measured after extraction (a probe of each kind of step)"
+            + (f"; the epochs that fit --budget {timing.shown(self.budget)} chosen from it" if self.budget else "")
+        )
 
     def show_table(self, stages: list[Stage], cards: list[dict], done_before: set[str]) -> None:
         self.echo("decoder | held-out error | mean image | gap | PSNR | SSIM | LPIPS")

@@ -77,9 +77,10 @@ def held(card: dict) -> tuple:
 
 @pytest.fixture(scope="module")
 def built(photos, recipe) -> tuple[Path, str]:
-    """(the zoo folder, what the build printed): one uninterrupted build."""
+    """(the zoo folder, what the build printed): one uninterrupted build, scored on a second folder too."""
     out = photos.parent / "zoo"
-    return out, run(command(photos, recipe, out)).stdout
+    other = write_crops(photos.parent / "mine", sample_photos(), 12, 80, step=(5, 7))  # "the user's own domain"
+    return out, run(command(photos, recipe, out, "--check-images", str(other))).stdout
 
 
 def test_a_build_prints_its_plan_a_line_per_stage_and_a_table(built):
@@ -90,6 +91,7 @@ def test_a_build_prints_its_plan_a_line_per_stage_and_a_table(built):
     for i, label in enumerate(["pixel hog", "export hog", "deepsim resize hog", "export hog+deepsim"], 2):
         assert f"[{i}/7] {label}" in rest
     assert "every card holds on the 10 held-out photo files" in rest
+    assert "probing pixel hog (15 steps)" in rest and "  estimate here: " in rest.split("[2/7]")[0]
     table = rest.split("decoder | held-out error")[1]
     built_cards = cards(out)
     assert f"hog | {built_cards['hog']['heldout']['normalised_error']:.4f} |" in table
@@ -113,7 +115,9 @@ def test_the_cards_are_hugging_face_model_cards_with_the_spread_the_gap_and_the_
         for words in ("each photo scored alone", "the train/held-out gap", "## Build", card["build"]["run_sha256"]):
             assert words in text
         assert card["build"]["minutes"]["pixel hog"] > 0 and card["build"]["photos_sha256"] in text
-        assert "the shipped recipe" not in text or card["build"]["recipe"].startswith("the shipped recipe")
+        assert card["build"]["recipe"].startswith("the shipped recipe") and "no budget" in text
+        other = card["other_photos"][0]  # --check-images: scored on the second folder, on the card
+        assert other["rows"] == 12 and other["folder"].endswith("mine") and f"On 12 photos of {other['folder']}" in text
     folder = ModelCard.load(out / "README.md")
     assert len(folder.data.eval_results) == 2 * len(SCORES)  # each decoder's four scores
 
