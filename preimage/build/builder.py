@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from ..cache.store import FeatureStore
 from ..pipeline.backbones.weights import sha256_file
@@ -28,10 +27,8 @@ from ..pipeline.features import get_representation
 from ..pipeline.names import (
     PIXEL,
     decoder_name,
-    file_stem,
     fused_parts,
     portable_name,
-    split_decoder_name,
 )
 from ..pipeline.sources import folder_source
 from ..train.inversion.zoo_check import differences, heldout_photos, score_images
@@ -40,7 +37,7 @@ from ..train.training.config import TrainConfig
 from ..train.training.precision import machine
 from ..train.training.trainer import train
 from . import budget as timing
-from .card import model_index
+from .card import zoo_readme
 from .chain import JOB_NAME, submit
 from .export import export
 from .recipe import LOSSES, Recipe, Stage, layers_of, plan, run_name
@@ -474,53 +471,10 @@ class Build:
         )
 
     def readme(self, stages: list[Stage]) -> str:
-        """The zoo folder's own card: every decoder's held-out scores (a model-index entry each) and how to use them."""
+        """The zoo folder's own card (:func:`.card.zoo_readme`)."""
         cards = [checkpoint.read_header(f)["card"] for f in self.exports(stages)]
-        meta = {
-            "library_name": "preimage",
-            "license": self.license,
-            "tags": ["preimage", "feature-inversion", "image-reconstruction"],
-            "model-index": model_index(
-                f"preimage decoders of {', '.join(self.specs)}",
-                [
-                    (
-                        f"inversion of {c['feature']} by {c['name']}",
-                        c["heldout"],
-                        f"held-out photos of {c['training_photos']['source']}",
-                    )
-                    for c in cards
-                ],
-            ),
-        }
-        rows = [
-            f"| [{c['name']}]({Path(zoo_file(c)).with_suffix('.md').name}) | {c['heldout']['normalised_error']:.4f} | "
-            f"{c['heldout']['mean_image_error']:.4f} | {c['gap']:+.1%} | {c['heldout']['psnr']:.2f} | "
-            f"{c['heldout'].get('lpips', float('nan')):.4f} |"
-            for c in cards
-        ]
-        return "\n".join(
-            [
-                "---",
-                yaml.safe_dump(meta, sort_keys=False, width=1000).rstrip(),
-                "---",
-                f"# preimage decoders: {', '.join(self.specs)}",
-                "",
-                f"Up-convolutional decoders (Dosovitskiy & Brox 2016) built by `preimage build` from {self.images}; "
-                f"each file's card (`NAME.md`) gives its recipe, its scores' spread and how it was made.",
-                "",
-                "| decoder | held-out error | mean image | train/held-out gap | PSNR dB | LPIPS |",
-                "|---|---:|---:|---:|---:|---:|",
-                *rows,
-                "",
-                "```bash",
-                f"preimage zoo --zoo {self.folders.out}            # or PREIMAGE_ZOO={self.folders.out}",
-                f"preimage invert photo.jpg --zoo {self.folders.out} --feature {self.specs[0]}",
-                "```",
-                "",
-                f"Built with: `{self.command}`",
-                "",
-            ]
-        )
+        files = [f.with_suffix(".md").name for f in self.exports(stages)]
+        return zoo_readme(cards, files, self.specs, str(self.images), str(self.folders.out), self.license, self.command)
 
 
 def length_text(stage: Stage) -> str:
@@ -528,11 +482,6 @@ def length_text(stage: Stage) -> str:
     if stage.fraction < 1:
         return f"1 epoch of {stage.fraction:.0%} of the photos"
     return f"{stage.epochs} epoch{'s' * (stage.epochs != 1)}"
-
-
-def zoo_file(card: dict) -> str:
-    feature, loss = split_decoder_name(card["name"])
-    return file_stem(feature, loss) + zoo.SUFFIX
 
 
 def _pixel_run(layer: str) -> str:

@@ -234,3 +234,47 @@ def model_lines(model: dict | None) -> list[str]:
         lines.append(f"- {model['note'][0].upper()}{model['note'][1:]}.")
     lines.append(f"- Layer{'s' if '+' in model['layer'] else ''} `{model['layer']}`, fed {model['input']}.")
     return [*lines, ""]
+
+
+def zoo_readme(
+    cards: list[dict], files: list[str], specs: list[str], images: str, out: str, license: str, command: str
+) -> str:
+    """A built zoo folder's own card (``README.md``): every decoder's held-out scores, a ``model-index`` entry each,
+    and how to use them; ``files``: each card's text file."""
+    meta = {
+        "library_name": "preimage",
+        "license": license,
+        "tags": ["preimage", "feature-inversion", "image-reconstruction"],
+        "model-index": model_index(
+            f"preimage decoders of {', '.join(specs)}",
+            [(f"inversion of {c['feature']} by {c['name']}", c["heldout"], held_out_name(c)) for c in cards],
+        ),
+    }
+    rows = [
+        f"| [{c['name']}]({name}) | {c['heldout']['normalised_error']:.4f} | {c['heldout']['mean_image_error']:.4f} | "
+        f"{c['gap']:+.1%} | {c['heldout']['psnr']:.2f} | {c['heldout'].get('lpips', float('nan')):.4f} |"
+        for c, name in zip(cards, files, strict=True)
+    ]
+    return "\n".join(
+        [
+            "---",
+            yaml.safe_dump(meta, sort_keys=False, width=1000).rstrip(),
+            "---",
+            f"# preimage decoders: {', '.join(specs)}",
+            "",
+            f"Up-convolutional decoders (Dosovitskiy & Brox 2016) built by `preimage build` from {images}; each "
+            "file's card (`NAME.md`) gives its recipe, its scores' spread and how it was made.",
+            "",
+            "| decoder | held-out error | mean image | train/held-out gap | PSNR dB | LPIPS |",
+            "|---|---:|---:|---:|---:|---:|",
+            *rows,
+            "",
+            "```bash",
+            f"preimage zoo --zoo {out}            # or PREIMAGE_ZOO={out}",
+            f"preimage invert photo.jpg --zoo {out} --feature {specs[0]}",
+            "```",
+            "",
+            f"Built with: `{command}`",
+            "",
+        ]
+    )
