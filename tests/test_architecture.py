@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import preimage
-
 ROOT = Path(__file__).resolve().parents[1]
 # where each package's source lies: pyproject maps the top-level folders into preimage.*
 PACKAGES = {
@@ -69,17 +67,6 @@ def test_loading_a_shipped_decoder_imports_neither_dask_click_nor_cv2():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
-
-
-def test_importing_preimage_imports_no_torch():
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys, preimage; print('torch' in sys.modules)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.strip() == "False"
-    assert preimage.__version__
 
 
 def _strongly_connected(graph) -> list[list[str]]:

@@ -124,7 +124,9 @@ def test_the_python_names_are_there():
         "load_decoder",
         "invert",
         "optimize",
+        "build_zoo",
     } <= set(dir(preimage))
+    assert preimage.__version__ and preimage.build_zoo.__module__ == "preimage.build.builder"
     import torch
 
     x = torch.rand(2, 3, 32, 32)
