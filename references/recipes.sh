@@ -1,5 +1,6 @@
-# The fine-tuning recipes that references/zoo.sh and references/fused_results.sh share (sourced, not run):
-# one place for each, so that the controls train exactly as what ships. Needs $PREIMAGE.
+# The fine-tuning recipes of references/fused_results.sh's controls (sourced, not run): the settings of preimage
+# build's recipe (preimage/build/recipe.py; tests/build/test_recipe.py holds them equal), so that the controls train
+# exactly as what ships. Needs $PREIMAGE.
 
 # DeePSiM (train/training/deepsim.py): fine-tuned from a trained decoder with the paper's three terms and weights,
 # the comparator spanning AlexNet's CONV1-CONV5 (docs/quality.md says why), batch 32 at Adam 0.0002, to 64 px.

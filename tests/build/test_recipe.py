@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from preimage.build import budget
-from preimage.build.recipe import DEFAULT, FUSED, RECIPES, Recipe, plan, read_recipes, recipe_for
+from preimage.build.recipe import (
+    DEEPSIM_SETTINGS,
+    DEFAULT,
+    FUSED,
+    FUSED_SETTINGS,
+    RECIPES,
+    Recipe,
+    plan,
+    read_recipes,
+    recipe_for,
+)
 
 
 def kinds(stages) -> list[tuple[str, str]]:
@@ -96,3 +108,17 @@ def test_a_recipe_file_replaces_the_shipped_recipe_of_what_it_names():
     ]
     with pytest.raises(ValueError, match="recipe of hog: fields are"):
         read_recipes('{"hog": {"epoch": 6}}')
+
+
+def test_the_shell_recipes_of_the_controls_are_the_builds():
+    """references/recipes.sh (what references/fused_results.sh's controls train with) holds the same settings as
+    the build's recipe, so that the controls train exactly as what ships."""
+    shell = (Path(__file__).resolve().parents[2] / "references" / "recipes.sh").read_text()
+    deepsim = (
+        f"--loss {DEEPSIM_SETTINGS['loss']} --loss-option comparator={DEEPSIM_SETTINGS['loss_options']['comparator']} "
+        f"--lr {DEEPSIM_SETTINGS['lr']} --batch-size {DEEPSIM_SETTINGS['batch_size']} --width "
+        f"{DEEPSIM_SETTINGS['width']}"
+    )
+    assert deepsim in " ".join(shell.split()) and f"--target-size {DEEPSIM_SETTINGS['target_size']}" in shell
+    fused = f"--width {FUSED_SETTINGS['width']} --epochs {FUSED.epochs} --lr {FUSED_SETTINGS['lr']}"
+    assert fused in shell
