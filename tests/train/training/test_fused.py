@@ -24,6 +24,7 @@ from preimage.train.inversion.invert import reconstruct_arrays
 from preimage.train.models.decoders import DecoderConfig, FusedDecoder, create_decoder
 from preimage.train.models.loading import load_decoder
 from preimage.train.training.data import ShardStream
+from preimage.train.training.evaluation import evaluate
 from preimage.train.training.trainer import TrainConfig, train
 
 from ...helpers import make_store, run_extract
@@ -179,9 +180,13 @@ def test_train_resume_score_and_invert_a_fused_decoder(store, photos):
     assert saved["config"]["feature"] == FUSED and saved["decoder"]["kind"] == "fused"
     assert [p[0] for p in saved["decoder"]["parts"]] == [384, 256, 256]
     again = train(small(path, out, epochs=2), resume=True, show_progress=False)
-    assert again["normalised_error"] > 0
+    sessions = json.loads((out / "run.json").read_text())["sessions"]
+    assert len(sessions) == 2 and 0 < sessions[1]["from_step"] < sessions[1]["schedule_steps"]  # went on, not over
     opened = FeatureStore.open(path)
     decoder = load_decoder(out, opened)
+    # what the resumed run reported is what its saved decoder scores on the held-out rows
+    rescored = evaluate(decoder, opened, feature=FUSED, max_rows=small(path, out).eval_rows)
+    assert again["normalised_error"] == pytest.approx(rescored["normalised_error"], abs=1e-6)
     assert decoder.input_scale.shape == (3,) and (decoder.input_scale != 1).all()  # each layer at its own scale
     trained = of_store(opened, FUSED)
     assert isinstance(trained, FusedIdentity) and trained.layers == ("conv3", "conv4", "conv5")
