@@ -219,7 +219,7 @@ class Build:
             self.check(stages)
         else:
             publish(self.folders, self.exports(stages), self.readme(stages))
-            self.echo(f"published {len(self.exports(stages))} decoders with their cards in {self.folders.out}")
+            self.echo(f"published {decoders(len(self.exports(stages)))} with their cards in {self.folders.out}")
 
     def extract(self, client_factory=None) -> None:
         summary = extract(
@@ -466,7 +466,7 @@ class Build:
             )
         ran = [s.label for s in stages if s.label not in done_before]
         self.echo(
-            f"{len(cards)} decoders in {self.folders.out} ({len(ran)} stages run now, {len(stages) - len(ran)} done "
+            f"{decoders(len(cards))} in {self.folders.out} ({len(ran)} stages run now, {len(stages) - len(ran)} done "
             f"before); list them: preimage zoo --zoo {self.folders.out}"
         )
 
@@ -475,6 +475,10 @@ class Build:
         cards = [checkpoint.read_header(f)["card"] for f in self.exports(stages)]
         files = [f.with_suffix(".md").name for f in self.exports(stages)]
         return zoo_readme(cards, files, self.specs, str(self.images), str(self.folders.out), self.license, self.command)
+
+
+def decoders(n: int) -> str:
+    return f"{n} decoder{'s' * (n != 1)}"
 
 
 def length_text(stage: Stage) -> str:
