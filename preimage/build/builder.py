@@ -298,6 +298,9 @@ class Build:
         files = self.exports(stages)
         paths = heldout_photos(self.images)
         images = [im for im in read_images([str(p) for p in paths], DRAFT_MIN_SIDE) if isinstance(im, np.ndarray)]
+        self.echo(
+            f"  scoring {len(images)} held-out photo files with {decoders(len(files))}, as preimage invert reads them"
+        )
         record, wrong = {}, []
         for f in files:
             entry = zoo.read_entry(f)
