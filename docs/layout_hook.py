@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"": "preimage", "pipeline": "pipeline", "train": "train", "analysis": "analysis", "cache": "cache"}
 
 
-def on_config(config):
+def lay_out() -> None:
     layout = ROOT / ".docs-layout"
     shutil.rmtree(layout, ignore_errors=True)
     for sub, folder in SOURCES.items():
@@ -20,4 +20,8 @@ def on_config(config):
                 copy = layout / "preimage" / sub / path.relative_to(ROOT / folder)
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, copy)
-    return config
+
+
+# on import, as mkdocs reads its configuration: before mkdocstrings resolves its paths (a path that is not there
+# then is left out, and the checkout's own preimage/, without train/, is found instead)
+lay_out()
