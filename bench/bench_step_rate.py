@@ -112,7 +112,7 @@ def main() -> None:
             for loss in losses:
                 for kind in KINDS:
                     limit = matrix_rate(device, dtype)
-                    flops, seconds = step_rate(kind, loss, precision, args.steps, device)
+                    flops, seconds = step_rate(kind, loss, precision, steps=args.steps, device=device)
                     batch = 32 if loss == "deepsim" else 64
                     rate = flops / seconds
                     print(

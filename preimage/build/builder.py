@@ -127,9 +127,8 @@ class Build:
     # -- the plan --------------------------------------------------------------------------------------------------
 
     def stages(self, best: dict[str, str] | None = None) -> list[Stage]:
-        return plan(
-            self.specs, self.losses, self.best() if best is None else best, self.record.get("scale", 1.0), self.recipes
-        )
+        best = self.best() if best is None else best
+        return plan(self.specs, self.losses, best=best, scale=self.record.get("scale", 1.0), recipes=self.recipes)
 
     def best(self) -> dict[str, str]:
         """Each fused spec's best layer: the lowest held-out error of its layers' exported pixel decoders (once all
@@ -345,7 +344,7 @@ class Build:
             self.choose_epochs()
         stages = self.stages()
         pending = [s for s in stages if not self.status(s, stages).done]
-        ids = submit(self.job_args(), stages, pending, self.cluster, self.folders.work / "slurm")
+        ids = submit(self.job_args(), stages, pending, jobs=self.cluster, folder=self.folders.work / "slurm")
         self.echo(
             f"submitted {len(ids)} batch jobs, each after the one before ({', '.join(ids)}); the last publishes the "
             f"zoo in {self.folders.out}. Follow them: squeue -n {JOB_NAME}; logs in {self.folders.work / 'slurm'}"
@@ -378,7 +377,7 @@ class Build:
         """Before the first training: each kind of training stage probed (once; the rates are kept in the record),
         the time left estimated, and with a budget the factor on the epochs it allows (once per budget)."""
         first = {s: fused_parts(s)[0] for s in self.specs if fused_parts(s)}  # any layer: the rates are the same
-        estimate = plan(self.specs, self.losses, first, 1.0, self.recipes)
+        estimate = plan(self.specs, self.losses, best=first, scale=1.0, recipes=self.recipes)
         todo = {s.run for s in estimate if s.kind == "train" and not self.status(s, estimate).done}
         rates = dict(self.record.get("rates", {}))
         for stage in estimate:
@@ -393,7 +392,7 @@ class Build:
         rows = timing.train_rows(self.folders.store)
 
         def at_scale(scale: float) -> list[Stage]:
-            stages = plan(self.specs, self.losses, first, scale, self.recipes)
+            stages = plan(self.specs, self.losses, best=first, scale=scale, recipes=self.recipes)
             return [s for s in stages if s.kind == "train" and s.run in todo]
 
         decoders = sum(1 for s in estimate if s.kind == "export")
@@ -408,7 +407,7 @@ class Build:
             return
         left = self.budget - sum(self.record["minutes"].values()) * 60
         try:
-            scale = timing.choose_scale(at_scale, by_key, rows, left, fixed)
+            scale = timing.choose_scale(at_scale, by_key, rows, seconds=left, fixed=fixed)
         except timing.TooSmall as err:
             raise BuildError(
                 f"--budget {timing.shown(self.budget)} is too small to train each decoder here: give at least --budget "
@@ -477,7 +476,15 @@ class Build:
         """The zoo folder's own card (:func:`.card.zoo_readme`)."""
         cards = [checkpoint.read_header(f)["card"] for f in self.exports(stages)]
         files = [f.with_suffix(".md").name for f in self.exports(stages)]
-        return zoo_readme(cards, files, self.specs, str(self.images), str(self.folders.out), self.license, self.command)
+        return zoo_readme(
+            cards,
+            files,
+            self.specs,
+            images=str(self.images),
+            out=str(self.folders.out),
+            license=self.license,
+            command=self.command,
+        )
 
 
 def decoders(n: int) -> str:

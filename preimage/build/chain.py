@@ -65,7 +65,7 @@ def submit(args: list[str], stages: list[Stage], pending: list[Stage], jobs: Bat
     steps = [*(s.label for s in pending if s.kind in ("train", "export")), None]
     for index, until in enumerate(steps, 1):
         script = folder / f"{index:02d}-{(until or 'rest').replace(' ', '-').replace(':', '-').replace('/', '-')}.sh"
-        script.write_text(stage_script(args, until, jobs, folder, index))
+        script.write_text(stage_script(args, until, jobs, workdir=folder, index=index))
         command = ["sbatch", "--parsable", *([f"--dependency=afterok:{ids[-1]}"] if ids else []), str(script)]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:

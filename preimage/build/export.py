@@ -226,9 +226,9 @@ def export(
     targets = read_images(store, heldout_rows(store, trained.held_out, MAX_ROWS))
     baseline = normalised_error(mean_image(store, trained.held_out)[None].expand_as(targets), targets)
     entry = card(run, store, name=name, dtype=dtype, heldout=heldout, fp32=fp32, baseline=baseline, about=about)
-    each = split_scores(shipped, store, feature, trained.held_out, "heldout")
+    each = split_scores(shipped, store, feature, held_out=trained.held_out, split="heldout")
     entry["heldout"]["spread"] = {k: {s: round(v, 4) for s, v in spread(values).items()} for k, values in each.items()}
-    train = split_scores(shipped, store, feature, trained.held_out, "train")["normalised_error"]
+    train = split_scores(shipped, store, feature, held_out=trained.held_out, split="train")["normalised_error"]
     entry["train"] = {"rows": len(train), "normalised_error": round(float(train.mean()), 4)}
     entry["gap"] = round(heldout["normalised_error"] / float(train.mean()) - 1, 4)
     header = {**header, "config": RunFolder(run).read()["config"]}

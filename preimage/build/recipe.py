@@ -186,8 +186,7 @@ def perceptual_stages(feature: str, start: str, chain: tuple[tuple[str, int], ..
     for i, (upsample, n) in enumerate(chain):
         run = run_name(feature, DEEPSIM, None if i == len(chain) - 1 else upsample)
         settings = {**DEEPSIM_SETTINGS, **epochs(n), "upsample": upsample}
-        stages.append(
-            Stage("train", f"{DEEPSIM} {upsample} {portable_name(feature)}", feature, DEEPSIM, run, start, settings)
-        )
+        label = f"{DEEPSIM} {upsample} {portable_name(feature)}"
+        stages.append(Stage("train", label, feature, loss=DEEPSIM, run=run, init=start, settings=settings))
         start = run
     return [*stages, Stage("export", f"export {portable_name(feature)}+{DEEPSIM}", feature, DEEPSIM, run=start)]

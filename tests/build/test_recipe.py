@@ -78,12 +78,12 @@ def test_a_budget_takes_the_largest_scale_that_fits():
 
     rates = {budget.probe_key(s): 100.0 for s in at_scale(1.0)}  # samples per second
     # 90 + 2 + 14 epochs of 1000 rows at 100/s: 1060 s; 530 s planned of 1000 s (0.9, less 370 fixed): 45 + 1 + 7
-    scale = budget.choose_scale(at_scale, rates, 1000, 1000, fixed=370)
+    scale = budget.choose_scale(at_scale, rates, 1000, seconds=1000, fixed=370)
     assert [s.epochs for s in at_scale(scale)] == [45, 1, 7]
     assert sum(budget.stage_seconds(s, rates, 1000) for s in at_scale(scale)) <= 530
-    assert budget.choose_scale(at_scale, rates, 1000, 10**6, fixed=0) == 1.0  # never more than the recipe
+    assert budget.choose_scale(at_scale, rates, 1000, seconds=10**6, fixed=0) == 1.0  # never more than the recipe
     with pytest.raises(budget.TooSmall) as small:  # 3 x 0.1 epoch: 3 s, and 10 s fixed, over 0.9
-        budget.choose_scale(at_scale, rates, 1000, 10, fixed=10)
+        budget.choose_scale(at_scale, rates, 1000, seconds=10, fixed=10)
     assert small.value.least == pytest.approx(13 / 0.9) and budget.least_budget(100, small.value.least) == "2m"
 
 
