@@ -54,6 +54,18 @@ def write_crops(folder, photos: dict, count: int, side: int, step: tuple[int, in
     return folder
 
 
+def kernel_equals_torch(kernel, torch_path, gray_photos, atol: float) -> None:
+    """The compiled kernel (what CPU batches run) and the torch ops give the same features on at least 20 real photos
+    of every size the suite has (16 px and more), one by one."""
+    import torch
+
+    sized = [image for image in gray_photos if min(image.shape) >= 16]
+    assert len(sized) >= 20
+    for image in sized:
+        x = torch.from_numpy(image)[None]
+        torch.testing.assert_close(torch_path(x), kernel(x), rtol=0, atol=atol)
+
+
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 

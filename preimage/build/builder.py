@@ -4,12 +4,13 @@ budget sets the epochs from the rates :mod:`.budget` measures here."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -119,9 +120,13 @@ class Build:
         tmp.write_text(json.dumps(self.record, indent=1, sort_keys=True))
         os.replace(tmp, self.record_path)
 
-    def add_minutes(self, label: str, seconds: float) -> None:
+    @contextlib.contextmanager
+    def timed(self, label: str) -> Iterator[None]:
+        """Add the wall time of the block to ``label``'s minutes in the record (once the block ends)."""
+        begin = time.perf_counter()
+        yield
         minutes = self.record["minutes"]
-        minutes[label] = round(minutes.get(label, 0.0) + seconds / 60, 2)
+        minutes[label] = round(minutes.get(label, 0.0) + (time.perf_counter() - begin) / 60, 2)
         self.save_record()
 
     # -- the plan --------------------------------------------------------------------------------------------------
@@ -140,8 +145,7 @@ class Build:
                 continue
             errors = {}
             for layer in layers:
-                stage = Stage("export", "", layer, run=layer)
-                status = exported(self.folders.export(stage), self.folders.run(_pixel_run(layer)))
+                status = exported(self.folders.export(layer), self.folders.run(run_name(layer)))
                 if not status.done:
                     break
                 errors[layer] = status.extra["card"]["heldout"]["normalised_error"]
@@ -150,7 +154,7 @@ class Build:
         return chosen
 
     def exports(self, stages: list[Stage]) -> list[Path]:
-        return [self.folders.export(s) for s in stages if s.kind == "export"]
+        return [self.folders.export(s.feature, s.loss) for s in stages if s.kind == "export"]
 
     def status(self, stage: Stage, stages: list[Stage]) -> Status:
         """How far ``stage`` got (by its outputs)."""
@@ -159,7 +163,7 @@ class Build:
         if stage.kind == "train":
             return trained(self.folders.run(stage.run), stage)
         if stage.kind == "export":
-            return exported(self.folders.export(stage), self.folders.run(stage.run))
+            return exported(self.folders.export(stage.feature, stage.loss), self.folders.run(stage.run))
         if stage.kind == "check":
             return checked(self.folders, self.exports(stages))
         return published(self.folders, self.exports(stages))
@@ -200,9 +204,8 @@ class Build:
                 continue
             index = stages.index(stage) + 1
             self.echo(f"[{index}/{len(stages)}] {stage.label}" + (f" ({status.detail})" if status.detail else ""))
-            begin = time.perf_counter()
-            self.run_stage(stage, stages)
-            self.add_minutes(stage.label, time.perf_counter() - begin)
+            with self.timed(stage.label):
+                self.run_stage(stage, stages)
         cards = [checkpoint.read_header(self.folders.out / f.name)["card"] for f in self.exports(stages)]
         self.show_table(stages, cards, done_before)
         return cards
@@ -300,14 +303,18 @@ class Build:
         self.echo(
             f"  scoring {len(images)} held-out photo files with {decoders(len(files))}, as preimage invert reads them"
         )
-        record, wrong = {}, []
+        by_model: dict[str | None, list[Path]] = {}  # each model's features computed once for all its decoders
         for f in files:
-            entry = zoo.read_entry(f)
-            got = score_images([entry], images, model_folder(_feature_of(f)))[0]
-            diff = differences(got, entry.card["heldout"])
-            if diff:
-                wrong.append(f"{entry.name}: {'; '.join(diff)}")
-            record[f.name] = {"sha256": sha256_file(f), "rows": len(images), **{k: round(v, 4) for k, v in got.items()}}
+            by_model.setdefault(model_folder(_feature_of(f)), []).append(f)
+        record, wrong = {}, []
+        for model, group in by_model.items():
+            entries = [zoo.read_entry(f) for f in group]
+            for f, entry, got in zip(group, entries, score_images(entries, images, model), strict=True):
+                diff = differences(got, entry.card["heldout"])
+                if diff:
+                    wrong.append(f"{entry.name}: {'; '.join(diff)}")
+                scores = {k: round(v, 4) for k, v in got.items()}
+                record[f.name] = {"sha256": sha256_file(f), "rows": len(images), **scores}
         if wrong:
             raise BuildError(
                 "the held-out photo files do not reproduce these cards (nothing published): " + " | ".join(wrong)
@@ -337,9 +344,8 @@ class Build:
         if not self.status(stages[0], stages).done:
             self.echo(f"[1/{len(stages)}] {stages[0].label} on {self.cluster.kind} batch workers")
             spec = replace(self.cluster, log_directory=str(self.folders.work / "extract.jobs"))
-            begin = time.perf_counter()
-            self.extract(partial(batch_cluster, spec, (self.folders.store.parent, self.images)))
-            self.add_minutes(stages[0].label, time.perf_counter() - begin)
+            with self.timed(stages[0].label):
+                self.extract(partial(batch_cluster, spec, (self.folders.store.parent, self.images)))
         if "scale" not in self.record:
             self.choose_epochs()
         stages = self.stages()
@@ -384,10 +390,9 @@ class Build:
             key = json.dumps(timing.probe_key(stage))
             if stage.kind == "train" and stage.run in todo and key not in rates:
                 self.echo(f"  probing {stage.label} ({timing.PROBE_STEPS} steps)")
-                begin = time.perf_counter()
-                rates[key] = timing.probe(stage, self.folders.store, self.folders.work / "probe")
-                self.record["rates"] = rates
-                self.add_minutes("probe", time.perf_counter() - begin)  # saves the record
+                with self.timed("probe"):  # saves the record, the rate with it
+                    rates[key] = timing.probe(stage, self.folders.store, self.folders.work / "probe")
+                    self.record["rates"] = rates
         by_key = {tuple(json.loads(k)): v for k, v in rates.items()}
         rows = timing.train_rows(self.folders.store)
 
@@ -496,10 +501,6 @@ def length_text(stage: Stage) -> str:
     if stage.fraction < 1:
         return f"1 epoch of {stage.fraction:.0%} of the photos"
     return f"{stage.epochs} epoch{'s' * (stage.epochs != 1)}"
-
-
-def _pixel_run(layer: str) -> str:
-    return run_name(layer)
 
 
 def _feature_of(path: Path) -> str:

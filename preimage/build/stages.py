@@ -13,7 +13,7 @@ from pathlib import Path
 from ..cache.store import FeatureStore
 from ..pipeline.backbones.weights import sha256_file
 from ..pipeline.lookup import stored_name
-from ..pipeline.names import feature_layers, file_stem, model_of, source_model, source_ref
+from ..pipeline.names import PIXEL, feature_layers, file_stem, model_of, source_model, source_ref
 from ..train.models import checkpoint, zoo
 from ..train.models.runfolder import RunFolder
 from .recipe import Stage
@@ -44,8 +44,9 @@ class Folders:
     def run(self, name: str) -> Path:
         return self.runs / name
 
-    def export(self, stage: Stage) -> Path:
-        return self.exports / f"{file_stem(stage.feature, stage.loss)}{zoo.SUFFIX}"
+    def export(self, feature: str, loss: str = PIXEL) -> Path:
+        """The exported file of the decoder of ``feature`` trained with ``loss``."""
+        return self.exports / f"{file_stem(feature, loss)}{zoo.SUFFIX}"
 
 
 @dataclass

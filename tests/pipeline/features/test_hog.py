@@ -11,6 +11,8 @@ from preimage.pipeline.features import HOG, HogParams, hog, native
 from preimage.pipeline.features.hog import _exact_orientation_bins, hog_torch, orientation_bins, render_glyphs
 from preimage.pipeline.features.vlfeat import vl_hog
 
+from ...helpers import kernel_equals_torch
+
 # the compiled kernel (CPU, no gradient) and the torch ops (autograd, other devices) must both be VLFeat
 IMPLEMENTATIONS = pytest.mark.parametrize("hog", [hog, hog_torch], ids=["kernel", "torch"])
 
@@ -121,11 +123,4 @@ def test_the_torch_path_equals_the_compiled_kernel_on_real_photos(gray_photos):
     """Without VLFeat too: the compiled kernel (what CPU batches run) is the torch ops' peer here, so a sign or a
     bin flipped in either is caught wherever the tests run."""
     assert native.library() is not None, "pip install -e . should have compiled pipeline/features/*_kernel.c"
-    checked = 0
-    for image in gray_photos:
-        if min(image.shape) < 16:
-            continue
-        x = torch.from_numpy(image)[None]
-        torch.testing.assert_close(hog_torch(x), hog(x), rtol=0, atol=2e-5)
-        checked += 1
-    assert checked >= 20
+    kernel_equals_torch(hog, hog_torch, gray_photos, atol=2e-5)

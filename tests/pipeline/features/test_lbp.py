@@ -11,6 +11,8 @@ from preimage.pipeline.features import LBP, LbpParams, lbp, native
 from preimage.pipeline.features.lbp import lbp_torch, uniform_mapping
 from preimage.pipeline.features.vlfeat import vl_lbp
 
+from ...helpers import kernel_equals_torch
+
 # the compiled kernel (what CPU batches run) and the torch ops (other devices) must both be VLFeat
 IMPLEMENTATIONS = pytest.mark.parametrize("lbp", [lbp, lbp_torch], ids=["kernel", "torch"])
 
@@ -90,11 +92,4 @@ def test_bad_input_is_a_clear_error(bad, message):
 
 def test_the_torch_path_equals_the_compiled_kernel_on_real_photos(gray_photos):
     """Without VLFeat too: the compiled kernel and the torch ops check each other wherever the tests run."""
-    checked = 0
-    for image in gray_photos:
-        if min(image.shape) < 16:
-            continue
-        x = torch.from_numpy(image)[None]
-        torch.testing.assert_close(lbp_torch(x), lbp(x), rtol=0, atol=1e-5)
-        checked += 1
-    assert checked >= 20
+    kernel_equals_torch(lbp, lbp_torch, gray_photos, atol=1e-5)
